@@ -1,0 +1,81 @@
+"""Every setting in one place.
+
+Defaults match the local stack (``make up``); each setting can be overridden by the environment
+variable of the same name (the names are shared with docker-compose.yml and stack/env.sh), and the
+CLIs accept flags on top of that.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+
+def _env(name: str, default: str, environ: Mapping[str, str]) -> str:
+    value = environ.get(name)
+    return default if value is None or value == "" else value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration shared by the producer, the job, the server and the tools."""
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    source_topic: str = "handwritten_digit"
+    sink_topic: str = "digit_predict"
+    kafka_group_id: str = "online_ml"
+    redis_host: str = "127.0.0.1"
+    redis_port: int = 6379
+    redis_password: str = "redis_password"
+    redis_db: int = 0
+    model_key: str = "online_ml_model"
+    backup_interval_seconds: float = 10.0
+    model_versions_kept: int = 10
+    server_host: str = "127.0.0.1"
+    server_port: int = 8066
+    flink_rest_url: str = "http://localhost:8081"
+    producer_rate: float = 10.0
+
+    # env var name for each field, e.g. kafka_bootstrap_servers -> KAFKA_BOOTSTRAP_SERVERS
+    @staticmethod
+    def env_name(field_name: str) -> str:
+        return field_name.upper()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
+        """Defaults, then environment variables, then explicit overrides (CLI flags).
+
+        A value that cannot be converted raises ``ValueError`` naming the variable.
+        """
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in dataclasses.fields(cls):
+            raw = _env(cls.env_name(f.name), "", environ)
+            if raw == "":
+                continue
+            kind = type(f.default)
+            try:
+                values[f.name] = kind(raw)
+            except ValueError:
+                raise ValueError(
+                    f"environment variable {cls.env_name(f.name)}={raw!r} is not a valid "
+                    f"{kind.__name__}"
+                ) from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def redis_client(self, **kwargs):
+        """A redis-py client for these settings (imported lazily: the producer does not need it)."""
+        import redis
+
+        options = dict(
+            host=self.redis_host,
+            port=self.redis_port,
+            password=self.redis_password or None,
+            db=self.redis_db,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+        )
+        options.update(kwargs)
+        return redis.Redis(**options)

@@ -1,0 +1,29 @@
+# Shared settings for the local stack. Sourced by the other stack scripts (and usable by hand:
+# `source stack/env.sh`). Every value can be overridden from the environment; the names are the
+# same as in online_ml/config.py and docker-compose.yml.
+ROOT="${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+STATE="${ONLINE_ML_STATE:-$ROOT/.state}"
+VENV="${VENV:-$ROOT/.venv}"
+PY="$VENV/bin/python"
+
+export REDIS_HOST="${REDIS_HOST:-127.0.0.1}"
+export REDIS_PORT="${REDIS_PORT:-6379}"
+export REDIS_PASSWORD="${REDIS_PASSWORD:-redis_password}"
+export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:9092}"
+KAFKA_PORT="${KAFKA_BOOTSTRAP_SERVERS##*:}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+export SOURCE_TOPIC="${SOURCE_TOPIC:-handwritten_digit}"
+export SINK_TOPIC="${SINK_TOPIC:-digit_predict}"
+FLINK_REST_PORT="${FLINK_REST_PORT:-8081}"
+export FLINK_REST_URL="${FLINK_REST_URL:-http://localhost:$FLINK_REST_PORT}"
+export SERVER_PORT="${SERVER_PORT:-8066}"
+
+# Versions that must match: the apache-flink wheel and the Kafka SQL connector built for it.
+# stack/check_versions.sh compares these with requirements.txt and stack/pom.xml.
+FLINK_VERSION=2.2.1
+FLINK_KAFKA_CONNECTOR_VERSION=5.0.0-2.2
+KAFKA_VERSION=4.1.1
+
+JARS="$STATE/jars"
+LOGS="$STATE/logs"
+RUN="$STATE/run"

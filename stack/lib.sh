@@ -1,0 +1,58 @@
+# Helpers for the stack scripts: progress lines, pid files, waiting with a deadline.
+# shellcheck source=env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+
+say()  { printf '\033[1m==>\033[0m %s\n' "$*"; }
+ok()   { printf '    \033[32mok\033[0m %s\n' "$*"; }
+fail() { printf '\033[31mERROR\033[0m %s\n' "$*" >&2; }
+
+# pid_alive NAME: true when RUN/NAME.pid names a live process.
+pid_alive() {
+  local f="$RUN/$1.pid"
+  [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null
+}
+
+# port_open PORT: true when something accepts TCP connections on 127.0.0.1:PORT.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# wait_until SECONDS DESCRIPTION CMD...: poll CMD every 0.5 s until it succeeds or time runs out.
+wait_until() {
+  local deadline=$((SECONDS + $1)) what="$2"; shift 2
+  while ! "$@" >/dev/null 2>&1; do
+    if [ "$SECONDS" -ge "$deadline" ]; then return 1; fi
+    sleep 0.5
+  done
+}
+
+# stop_pid NAME [SECONDS]: TERM the process of RUN/NAME.pid (and its process group), KILL after
+# the grace period, remove the pid file. Only processes we started have pid files.
+stop_pid() {
+  local name="$1" grace="${2:-20}" f="$RUN/$1.pid" pid
+  [ -f "$f" ] || return 0
+  pid=$(cat "$f")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + grace))
+    while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.3; done
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  rm -f "$f"
+}
+
+# start_bg NAME LOGFILE CMD...: run CMD detached in its own session, record its pid.
+start_bg() {
+  local name="$1" logfile="$2"; shift 2
+  mkdir -p "$RUN" "$(dirname "$logfile")"
+  setsid "$@" >>"$logfile" 2>&1 < /dev/null &
+  echo $! > "$RUN/$name.pid"
+}
+
+# die_with_log SERVICE REASON LOGFILE: name the service, the reason and the log, show its tail.
+die_with_log() {
+  fail "$1 did not start: $2"
+  fail "log file: $3"
+  if [ -f "$3" ]; then tail -n 20 "$3" | sed 's/^/    | /' >&2; fi
+  return 1
+}

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Start the local services: `stack/up.sh [redis] [kafka] [flink]` (default: all three).
+# Idempotent: a running service is left alone. Each start waits until the service answers.
+# A failed start names the service, the reason and its log, and stops what it half-started.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+mkdir -p "$LOGS" "$RUN"
+services=("$@"); [ ${#services[@]} -gt 0 ] || services=(redis kafka flink)
+[ -x "$PY" ] || { fail "no venv at $VENV: run 'make install' first"; exit 1; }
+
+port_busy_by_other() {  # port in use, but not by the process we started
+  port_open "$2" && ! pid_alive "$1"
+}
+
+# --- Redis ------------------------------------------------------------------------------------
+redis_ping() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --no-auth-warning -a "$REDIS_PASSWORD" ping | grep -q PONG; }
+up_redis() {
+  if pid_alive redis && redis_ping; then ok "Redis already running on 127.0.0.1:$REDIS_PORT"; return; fi
+  if port_busy_by_other redis "$REDIS_PORT"; then
+    fail "Redis: port $REDIS_PORT is in use by a process this stack did not start (stop it or set REDIS_PORT)"; return 1
+  fi
+  say "Starting Redis on 127.0.0.1:$REDIS_PORT (password required, append-only file in $STATE/redis)"
+  mkdir -p "$STATE/redis"
+  local log="$LOGS/redis.log" conf="$STATE/redis/redis.conf"
+  # the password goes in a 0600 config file, not on the command line where `ps` shows it
+  ( umask 077; cat > "$conf" <<CONF
+bind 127.0.0.1
+protected-mode yes
+port $REDIS_PORT
+requirepass $REDIS_PASSWORD
+dir $STATE/redis
+appendonly yes
+appendfsync everysec
+save ""
+daemonize no
+CONF
+  )
+  start_bg redis "$log" redis-server "$conf"
+  if ! wait_until 20 "redis ping" redis_ping; then
+    stop_pid redis; die_with_log Redis "no PONG on 127.0.0.1:$REDIS_PORT within 20 s" "$log"; return 1
+  fi
+  ok "Redis is up (127.0.0.1:$REDIS_PORT)"
+}
+
+# --- Kafka (KRaft, one broker + controller) ----------------------------------------------------
+kafka_ready() { "$PY" "$ROOT/stack/kafka_topics.py" --check; }
+up_kafka() {
+  if pid_alive kafka && kafka_ready; then ok "Kafka already running on $KAFKA_BOOTSTRAP_SERVERS"; return; fi
+  if port_busy_by_other kafka "$KAFKA_PORT"; then
+    fail "Kafka: port $KAFKA_PORT is in use by a process this stack did not start (stop it or set KAFKA_BOOTSTRAP_SERVERS)"; return 1
+  fi
+  [ -d "$JARS/kafka" ] || { fail "Kafka: jars missing in $JARS/kafka: run 'make install'"; return 1; }
+  say "Starting Kafka $KAFKA_VERSION (KRaft) on $KAFKA_BOOTSTRAP_SERVERS"
+  local dir="$STATE/kafka" log="$LOGS/kafka.log"
+  mkdir -p "$dir/data" "$LOGS/kafka"
+  sed -e "s#@DATA@#$dir/data#" -e "s#@PORT@#$KAFKA_PORT#g" -e "s#@CPORT@#$KAFKA_CONTROLLER_PORT#g" \
+    "$ROOT/stack/kafka/server.properties" > "$dir/server.properties"
+  sed -e "s#@LOGDIR@#$LOGS/kafka#g" "$ROOT/stack/kafka/log4j2.yaml" > "$dir/log4j2.yaml"
+  local java=(java -Xms256m -Xmx768m -cp "$JARS/kafka/*" "-Dlog4j2.configurationFile=$dir/log4j2.yaml")
+  if [ ! -f "$dir/data/meta.properties" ]; then
+    local cluster_id
+    cluster_id=$("${java[@]}" kafka.tools.StorageTool random-uuid 2>>"$log")
+    if ! "${java[@]}" kafka.tools.StorageTool format --standalone -t "$cluster_id" \
+         -c "$dir/server.properties" >>"$log" 2>&1; then
+      die_with_log Kafka "formatting the KRaft storage failed" "$log"; return 1
+    fi
+  fi
+  start_bg kafka "$log" "${java[@]}" kafka.Kafka "$dir/server.properties"
+  if ! wait_until 60 "kafka metadata" kafka_ready; then
+    stop_pid kafka; die_with_log Kafka "no metadata answer on $KAFKA_BOOTSTRAP_SERVERS within 60 s" "$log"; return 1
+  fi
+  if ! "$PY" "$ROOT/stack/kafka_topics.py" --create >>"$log" 2>&1; then
+    die_with_log Kafka "could not create the topics" "$log"; return 1
+  fi
+  ok "Kafka is up ($KAFKA_BOOTSTRAP_SERVERS), topics: $("$PY" "$ROOT/stack/kafka_topics.py" --list)"
+}
+
+# --- Flink standalone cluster from the apache-flink wheel ----------------------------------------
+flink_ready() {
+  "$PY" - "$FLINK_REST_URL" <<'PYCODE'
+import json, sys, urllib.request
+with urllib.request.urlopen(sys.argv[1] + "/overview", timeout=2) as r:
+    o = json.load(r)
+sys.exit(0 if o.get("taskmanagers", 0) >= 1 and o.get("slots-total", 0) >= 1 else 1)
+PYCODE
+}
+up_flink() {
+  local conf="$STATE/flink/conf" flink_home
+  flink_home=$("$PY" -c 'import os, pyflink; print(os.path.dirname(os.path.abspath(pyflink.__file__)))')
+  if pid_alive flink-jobmanager && pid_alive flink-taskmanager && flink_ready; then
+    ok "Flink already running ($FLINK_REST_URL)"; return
+  fi
+  if port_busy_by_other flink-jobmanager "$FLINK_REST_PORT"; then
+    fail "Flink: port $FLINK_REST_PORT is in use by a process this stack did not start"; return 1
+  fi
+  say "Starting Flink $FLINK_VERSION standalone cluster (JobManager + TaskManager) on $FLINK_REST_URL"
+  mkdir -p "$conf" "$STATE/flink/checkpoints" "$LOGS/flink"
+  cp "$flink_home"/conf/log4j*.properties "$flink_home"/conf/logback*.xml "$conf/"
+  echo "localhost:$FLINK_REST_PORT" > "$conf/masters"; echo localhost > "$conf/workers"
+  sed -e "s#@PYTHON@#$PY#g" -e "s#@STATE@#$STATE#g" -e "s#@REST_PORT@#$FLINK_REST_PORT#g" \
+    -e "s#@ROOT@#$ROOT#g" "$ROOT/stack/flink/config.yaml" > "$conf/config.yaml"
+  local -a fenv=(env FLINK_CONF_DIR="$conf" FLINK_LOG_DIR="$LOGS/flink" PATH="$VENV/bin:$PATH")
+  # jobmanager.sh / taskmanager.sh start-foreground keep the JVM as our child: pid files stay exact
+  start_bg flink-jobmanager "$LOGS/flink/jobmanager.out" "${fenv[@]}" "$flink_home/bin/jobmanager.sh" start-foreground
+  start_bg flink-taskmanager "$LOGS/flink/taskmanager.out" "${fenv[@]}" "$flink_home/bin/taskmanager.sh" start-foreground
+  if ! wait_until 90 "flink overview" flink_ready; then
+    stop_pid flink-taskmanager; stop_pid flink-jobmanager
+    die_with_log Flink "REST API $FLINK_REST_URL did not report a TaskManager within 90 s" "$LOGS/flink/jobmanager.out"
+    return 1
+  fi
+  ok "Flink is up: WebUI $FLINK_REST_URL"
+}
+
+for s in "${services[@]}"; do
+  case "$s" in
+    redis) up_redis ;;
+    kafka) up_kafka ;;
+    flink) up_flink ;;
+    *) fail "unknown service '$s' (redis, kafka, flink)"; exit 2 ;;
+  esac
+done

@@ -1,0 +1,135 @@
+"""Shared fixtures. Services are real: started through the same stack scripts `make up` uses.
+
+A service that was already running (e.g. after `make up`) is used and left running; one the test
+session started is stopped at the end. Tests use Redis db 1 (flushed per test) and their own Kafka
+topics and model keys, so they never touch the demo's data in db 0.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from online_ml.config import Settings  # noqa: E402
+
+TEST_REDIS_DB = 1
+PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
+RUN = Path(os.environ.get("ONLINE_ML_STATE", ROOT / ".state")) / "run"
+
+
+def _pid_alive(name: str) -> bool:
+    f = RUN / f"{name}.pid"
+    try:
+        os.kill(int(f.read_text()), 0)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+_PIDS = {"redis": ["redis"], "kafka": ["kafka"], "flink": ["flink-jobmanager", "flink-taskmanager"]}
+
+
+class Stack:
+    """Starts services on demand, remembers which ones this session started."""
+
+    def __init__(self):
+        self.started: list[str] = []
+
+    def up(self, service: str) -> None:
+        if not all(_pid_alive(n) for n in _PIDS[service]) and service not in self.started:
+            self.started.append(service)  # ours to stop; one already running is left alone
+        subprocess.run(["bash", str(ROOT / "stack" / "up.sh"), service], check=True, cwd=ROOT)
+
+    def down(self) -> None:
+        names = [n for s in reversed(self.started) for n in reversed(_PIDS[s])]
+        if names:
+            subprocess.run(["bash", str(ROOT / "stack" / "down.sh"), *names], check=False, cwd=ROOT)
+
+
+@pytest.fixture(scope="session")
+def stack():
+    s = Stack()
+    yield s
+    s.down()
+
+
+@pytest.fixture(scope="session")
+def redis_service(stack):
+    stack.up("redis")
+
+
+@pytest.fixture(scope="session")
+def kafka_service(stack):
+    stack.up("kafka")
+
+
+@pytest.fixture(scope="session")
+def flink_service(stack):
+    stack.up("flink")
+
+
+@pytest.fixture
+def settings(redis_service) -> Settings:
+    """Settings for tests: the local stack, Redis db 1, a model key of its own."""
+    return Settings.from_env(redis_db=TEST_REDIS_DB, model_key=f"test_model_{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def redis_client(settings):
+    client = settings.redis_client()
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def unique_topics(kafka_service):
+    """Fresh source and sink topics for one test."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    suffix = uuid.uuid4().hex[:8]
+    names = {"source": f"test_src_{suffix}", "sink": f"test_sink_{suffix}"}
+    admin = KafkaAdminClient(bootstrap_servers=Settings().kafka_bootstrap_servers)
+    admin.create_topics([NewTopic(n, 1, 1) for n in names.values()])
+    admin.close()
+    return names
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
+    """Poll ``predicate`` until it returns a truthy value; fail naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # the thing may not be up yet
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}"
+                         + (f" (last error: {last_exc})" if last_exc else ""))
+
+
+def http_json(url: str, method: str = "GET", data: bytes | None = None, timeout: float = 5):
+    req = urllib.request.Request(url, data=data, method=method)
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read() or b"null")
