@@ -1,0 +1,143 @@
+"""Prequential (predict-then-learn) accuracy of partial_fit learners on the digits stream.
+
+Every variant sees the same record orders (``iter_records`` with the same seeds, reshuffled each
+epoch, exactly what ``kafka_producer.py`` sends) through ``OnlineLearner.learn_one``, i.e. the
+code path of the Flink job. Accuracy is reported per epoch (the first epoch is the honest "never
+seen this image" number; later epochs replay images already learned once), mean +- std over seeds,
+plus the cost per record.
+
+    python bench/learners.py [--epochs 3] [--seeds 0 1 2] [--only sgd-tutorial mlp-32]
+
+Writes bench/results/learners.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import sklearn  # noqa: E402
+
+from online_ml.learner import OnlineLearner, make_model  # noqa: E402
+from online_ml.producer import iter_records, load_dataset  # noqa: E402
+
+# name -> (model name, params, batch size). batch 1 = learn_one, the job's path.
+VARIANTS: dict[str, tuple[str, dict, int]] = {
+    "sgd-tutorial": ("sgd", {}, 1),  # alpha=0.01, log_loss, l1
+    "sgd-tutorial-batch10": ("sgd", {}, 10),
+    "sgd-log-l1-a1e-3": ("sgd", {"alpha": 1e-3}, 1),
+    "sgd-log-l2-a1e-4": ("sgd", {"alpha": 1e-4, "penalty": "l2"}, 1),
+    "sgd-hinge-l2-a1e-4": ("sgd", {"alpha": 1e-4, "penalty": "l2", "loss": "hinge"}, 1),
+    "sgd-mhuber-l2-a1e-4": ("sgd", {"alpha": 1e-4, "penalty": "l2",
+                                    "loss": "modified_huber"}, 1),
+    "perceptron": ("perceptron", {}, 1),
+    "passive-aggressive": ("pa", {}, 1),
+    "multinomial-nb": ("nb", {}, 1),
+    "mlp-32": ("mlp", {}, 1),
+    "mlp-64-lr1e-2": ("mlp", {"hidden_layer_sizes": (64,), "learning_rate_init": 0.01}, 1),
+}
+RANDOM_STATE_MODELS = {"sgd", "perceptron", "pa", "mlp"}
+
+
+def run_variant(name: str, epochs: int, seed: int) -> dict:
+    model_name, params, batch = VARIANTS[name]
+    if model_name in RANDOM_STATE_MODELS:
+        params = {**params, "random_state": seed}
+    learner = OnlineLearner(make_model(model_name, **params))
+    n_per_epoch = len(load_dataset()[1])
+    correct = [0] * epochs
+    buf_x: list = []
+    buf_y: list = []
+    started = time.perf_counter()
+
+    def flush(epoch: int) -> None:
+        preds = learner.learn_many(buf_x, buf_y) if batch > 1 else [
+            learner.learn_one(buf_x[0], buf_y[0])]
+        correct[epoch] += sum(p == t for p, t in zip(preds, buf_y))
+        buf_x.clear()
+        buf_y.clear()
+
+    for i, (x, y) in enumerate(iter_records(seed=seed, epochs=epochs)):
+        epoch = i // n_per_epoch
+        buf_x.append(x)
+        buf_y.append(y)
+        if len(buf_x) == batch or (i + 1) % n_per_epoch == 0:
+            flush(epoch)
+    elapsed = time.perf_counter() - started
+    return {
+        "per_epoch": [c / n_per_epoch for c in correct],
+        "overall": learner.accuracy,
+        "us_per_record": elapsed / (epochs * n_per_epoch) * 1e6,
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--only", nargs="+", choices=list(VARIANTS), default=None)
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "learners.json")
+    args = p.parse_args(argv)
+    warnings.filterwarnings("ignore")  # MLP convergence warnings on single-row partial_fit
+
+    names = args.only or list(VARIANTS)
+    rows = []
+    for name in names:
+        runs = [run_variant(name, args.epochs, s) for s in args.seeds]
+        row = {
+            "variant": name,
+            "model": VARIANTS[name][0],
+            "params": {k: list(v) if isinstance(v, tuple) else v
+                       for k, v in VARIANTS[name][1].items()},
+            "batch": VARIANTS[name][2],
+            "epoch_mean": [statistics.mean(r["per_epoch"][e] for r in runs)
+                           for e in range(args.epochs)],
+            "epoch_std": [statistics.pstdev(r["per_epoch"][e] for r in runs)
+                          for e in range(args.epochs)],
+            "overall_mean": statistics.mean(r["overall"] for r in runs),
+            "us_per_record": statistics.median(r["us_per_record"] for r in runs),
+            "runs": runs,
+        }
+        rows.append(row)
+        print(f"  done {name}", file=sys.stderr, flush=True)
+
+    base = next((r for r in rows if r["variant"] == "sgd-tutorial"), rows[0])
+    header = (f"{'variant':<22}" + "".join(f"{'epoch ' + str(e + 1):>16}"
+                                           for e in range(args.epochs))
+              + f"{'overall':>9}{'us/rec':>8}{'x cost':>8}")
+    print(f"prequential accuracy (predict, then partial_fit), digits n={len(load_dataset()[1])}, "
+          f"seeds {args.seeds}, mean +- std")
+    print(header)
+    print("-" * len(header))
+    for r in sorted(rows, key=lambda r: -r["epoch_mean"][0]):
+        cells = "".join(f"{m:>10.4f}+-{s:.3f}" for m, s in zip(r["epoch_mean"], r["epoch_std"]))
+        print(f"{r['variant']:<22}{cells}{r['overall_mean']:>9.4f}{r['us_per_record']:>8.0f}"
+              f"{r['us_per_record'] / base['us_per_record']:>8.2f}")
+    best = max(rows, key=lambda r: r["epoch_mean"][0])
+    print(f"best first-epoch accuracy: {best['variant']} ({best['epoch_mean'][0]:.4f}); "
+          f"tutorial default: {base['epoch_mean'][0]:.4f}")
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
+        "benchmark": "learners",
+        "epochs": args.epochs,
+        "seeds": args.seeds,
+        "n_per_epoch": len(load_dataset()[1]),
+        "python": platform.python_version(),
+        "sklearn": sklearn.__version__,
+        "rows": rows,
+    }, indent=2))
+    print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# `make demo`: install what is missing, start the services, submit the training job, start the
+# producer and the prediction server in the background, and say where everything is.
+# Safe to run again: what already runs is left alone.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+started=$SECONDS
+bash "$ROOT/stack/install.sh"
+bash "$ROOT/stack/up.sh"
+source "$VENV/bin/activate"
+
+job_running() {
+  "$PY" - "$FLINK_REST_URL" <<'PYCODE'
+import json, sys, urllib.request
+with urllib.request.urlopen(sys.argv[1] + "/jobs/overview", timeout=3) as r:
+    jobs = json.load(r)["jobs"]
+sys.exit(0 if any(j["name"] == "Classifier Model Train" and j["state"] in ("RUNNING", "CREATED", "RESTARTING") for j in jobs) else 1)
+PYCODE
+}
+
+if job_running; then
+  ok "training job already running"
+else
+  say "Submitting the training job: flink run -m localhost:$FLINK_REST_PORT -d -py stream.py"
+  if ! (cd "$ROOT" && flink run -m "localhost:$FLINK_REST_PORT" -d -py stream.py) >"$LOGS/submit.log" 2>&1; then
+    fail "job submission failed; see $LOGS/submit.log"; tail -n 20 "$LOGS/submit.log" >&2; exit 1
+  fi
+  ok "$(grep -o "submitted.*" "$LOGS/submit.log" | tail -n 1)"
+fi
+
+if pid_alive producer; then
+  ok "producer already running"
+else
+  say "Starting the producer: python kafka_producer.py (10 records/s)"
+  start_bg producer "$LOGS/producer.log" "$PY" "$ROOT/kafka_producer.py"
+  sleep 1; pid_alive producer || { die_with_log producer "exited at start" "$LOGS/producer.log"; exit 1; }
+fi
+
+server_ready() { "$PY" -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$SERVER_PORT/healthz', timeout=2)"; }
+if pid_alive server && server_ready; then
+  ok "prediction server already running"
+else
+  say "Starting the prediction server: python model_server.py"
+  start_bg server "$LOGS/server.log" "$PY" "$ROOT/model_server.py"
+  wait_until 30 "server" server_ready || { stop_pid server; die_with_log "prediction server" "no answer on :$SERVER_PORT within 30 s" "$LOGS/server.log"; exit 1; }
+fi
+
+cat <<MSG
+
+  Everything is up ($((SECONDS - started)) s).
+    Drawing board      http://127.0.0.1:$SERVER_PORT   (a model appears ~10 s after the job starts)
+    Flink WebUI        $FLINK_REST_URL   (job 'Classifier Model Train' -> operator -> Metrics: online_ml.*)
+    Kafka              $KAFKA_BOOTSTRAP_SERVERS   topics $SOURCE_TOPIC -> $SINK_TOPIC
+    Redis              $REDIS_HOST:$REDIS_PORT   model under key online_ml_model
+    Logs               $LOGS/  (producer.log, server.log, kafka.log, redis.log, flink/)
+    Stop everything    make down
+MSG

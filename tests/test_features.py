@@ -1,0 +1,264 @@
+"""Drawings from the board become features that look like the digits training data."""
+from __future__ import annotations
+
+import base64
+import io
+import math
+import time
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+
+from online_ml.features import (MAX_INPUT_CHARS, FeatureError, InputTooLarge, image_to_features,
+                                ink_to_features)
+
+JSIGNATURE_HEAD = ('<?xml version="1.0" encoding="UTF-8" standalone="no"?>'
+                   '<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" '
+                   '"http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd">')
+
+
+# -- helpers: draw things the way a board would -------------------------------------------------
+def svg_url(svg: str, prefix: str = "data:image/svg+xml;base64,") -> str:
+    return prefix + base64.b64encode(svg.encode()).decode()
+
+
+def png_url(img: Image.Image) -> str:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def random_placement(rng: np.random.Generator) -> tuple[float, float, float, float, float, float]:
+    """A board of random size and aspect, and a digit box of random size and place on it."""
+    board_w = rng.uniform(200, 400)
+    board_h = board_w / rng.uniform(1.2, 3.0)
+    h = rng.uniform(0.2, 0.9) * board_h
+    w = min(h * rng.uniform(0.9, 1.1), 0.9 * board_w)  # a slightly squeezed or stretched digit
+    return board_w, board_h, rng.uniform(0, board_w - w), rng.uniform(0, board_h - h), w, h
+
+
+def digit_cells(img8: np.ndarray, ox: float, oy: float, w: float, h: float):
+    """Each block of a digits image as a square whose area is its ink count (of 16)."""
+    cw, ch = w / 8, h / 8
+    for r in range(8):
+        for c in range(8):
+            v = img8[r, c]
+            if v <= 0:
+                continue
+            f = math.sqrt(v / 16)
+            yield (ox + c * cw + cw * (1 - f) / 2, oy + r * ch + ch * (1 - f) / 2, cw * f, ch * f)
+
+
+def digit_svg(img8: np.ndarray, rng: np.random.Generator) -> str:
+    board_w, board_h, ox, oy, w, h = random_placement(rng)
+    rects = "".join(f'<rect x="{x:.2f}" y="{y:.2f}" width="{cw:.2f}" height="{ch:.2f}" '
+                    f'fill="#1a1a1a"/>' for x, y, cw, ch in digit_cells(img8, ox, oy, w, h))
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{board_w:.0f}" '
+            f'height="{board_h:.0f}">{rects}</svg>')
+
+
+def digit_png(img8: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    board_w, board_h, ox, oy, w, h = random_placement(rng)
+    img = Image.new("RGBA", (round(board_w), round(board_h)), (0, 0, 0, 0))  # canvas: transparent
+    draw = ImageDraw.Draw(img)
+    for x, y, cw, ch in digit_cells(img8, ox, oy, w, h):
+        draw.rectangle([x, y, x + max(cw - 1, 0), y + max(ch - 1, 0)], fill=(20, 20, 20, 255))
+    return img
+
+
+def stroke_svg(strokes, ox=0.0, oy=0.0, size=1.0, board=(300, 150), width=2,
+               color="#000000", head=JSIGNATURE_HEAD) -> str:
+    """Strokes (lists of points in a 100x100 box) as jSignature writes them."""
+    paths = []
+    for points in strokes:
+        pts = [(ox + x * size, oy + y * size) for x, y in points]
+        d = "M " + " L ".join(f"{x:.2f} {y:.2f}" for x, y in pts)
+        paths.append(f'<path fill="none" stroke="{color}" stroke-width="{width}" '
+                     f'stroke-linecap="round" stroke-linejoin="round" d="{d}"/>')
+    return (f'{head}<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{board[0]}" '
+            f'height="{board[1]}">' + "".join(paths) + "</svg>")
+
+
+def arc(cx, cy, rx, ry, a0, a1, n=24):
+    return [(cx + rx * math.cos(math.radians(a0 + (a1 - a0) * i / (n - 1))),
+             cy + ry * math.sin(math.radians(a0 + (a1 - a0) * i / (n - 1)))) for i in range(n)]
+
+
+SEVEN = [[(15, 8), (85, 8), (40, 95)]]
+ZERO = [arc(50, 50, 28, 45, 0, 360)]
+EIGHT = [arc(50, 27, 24, 22, 0, 360), arc(50, 72, 28, 23, 0, 360)]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits()
+
+
+@pytest.fixture(scope="module")
+def raw_model(digits):
+    """A model trained on the raw 64 features, as the streaming job's model is."""
+    return LogisticRegression(max_iter=3000).fit(digits.data, digits.target)
+
+
+# -- the round trip ------------------------------------------------------------------------------
+def test_round_trip_svg_keeps_the_models_answer(digits, raw_model):
+    """Digits drawn anywhere, at any size, on boards of any aspect, read back as the same digit."""
+    rng = np.random.default_rng(0)
+    idx = rng.choice(len(digits.data), 300, replace=False)
+    drawn = np.array([image_to_features(svg_url(digit_svg(digits.images[i], rng))) for i in idx])
+    same = np.mean(raw_model.predict(drawn) == raw_model.predict(digits.data[idx]))
+    print(f"SVG round trip: model answers the same for {same:.1%} of {len(idx)} digits")
+    assert same >= 0.90
+    assert drawn.min() >= 0 and drawn.max() <= 16
+
+
+def test_round_trip_png_keeps_the_models_answer(digits, raw_model):
+    rng = np.random.default_rng(1)
+    idx = rng.choice(len(digits.data), 100, replace=False)
+    drawn = np.array([image_to_features(png_url(digit_png(digits.images[i], rng))) for i in idx])
+    same = np.mean(raw_model.predict(drawn) == raw_model.predict(digits.data[idx]))
+    print(f"PNG round trip: model answers the same for {same:.1%} of {len(idx)} digits")
+    assert same >= 0.90
+
+
+def test_features_do_not_depend_on_position_size_or_board(raw_model):
+    variants = [
+        stroke_svg(SEVEN, ox=10, oy=10, size=1.2, board=(300, 150)),
+        stroke_svg(SEVEN, ox=200, oy=90, size=0.4, board=(300, 150)),
+        stroke_svg(SEVEN, ox=50, oy=20, size=3.0, board=(800, 400), width=6),
+        stroke_svg(SEVEN, ox=5, oy=300, size=2.0, board=(250, 600)),
+    ]
+    feats = np.array([image_to_features(svg_url(s)) for s in variants])
+    spread = np.abs(feats - feats[0]).max(axis=1)
+    assert spread.max() <= 3, f"features moved by up to {spread.max()} ink pixels per block"
+    assert list(raw_model.predict(feats)) == [7] * len(variants)
+
+
+def test_features_look_like_the_training_data():
+    """A drawn digit fills the 32x32 box on its long side and is centred, as optdigits are."""
+    x = image_to_features(svg_url(stroke_svg(ZERO, ox=30, oy=5, size=1.0))).reshape(8, 8)
+    rows, cols = np.flatnonzero(x.sum(axis=1)), np.flatnonzero(x.sum(axis=0))
+    assert rows[0] == 0 and rows[-1] == 7  # fills the height
+    assert abs((cols[0] + cols[-1]) / 2 - 3.5) <= 0.5  # centred
+    assert 150 <= x.sum() <= 500  # about the ink of a digits sample (mean ~310)
+
+
+def test_pen_colour_and_stroke_width_do_not_matter():
+    a = image_to_features(svg_url(stroke_svg(EIGHT, ox=20, oy=10, width=2)))
+    b = image_to_features(svg_url(stroke_svg(EIGHT, ox=20, oy=10, width=9, color="#3355ff")))
+    assert np.array_equal(a, b)
+
+
+def test_accepted_encodings_give_the_same_features():
+    svg = stroke_svg(SEVEN, ox=20, oy=10)
+    expected = image_to_features(svg_url(svg))
+    for prefix in ("", "image/svg+xml;base64,", "data:image/svg+xml;charset=utf-8;base64,"):
+        assert np.array_equal(image_to_features(svg_url(svg, prefix)), expected), prefix
+    # line-wrapped base64, and '+' turned into ' ' by a careless form encoder
+    b64 = base64.b64encode(svg.encode()).decode()
+    wrapped = "\n".join(b64[i:i + 76] for i in range(0, len(b64), 76)).replace("+", " ")
+    assert np.array_equal(image_to_features(wrapped), expected)
+    # percent-encoded SVG text instead of base64
+    from urllib.parse import quote
+    assert np.array_equal(image_to_features("data:image/svg+xml," + quote(svg)), expected)
+
+
+def test_board_svg_with_polylines_and_a_dot():
+    svg = ('<svg xmlns="http://www.w3.org/2000/svg" width="360" height="240" '
+           'viewBox="0 0 360 240"><polyline fill="none" stroke="#000" stroke-width="8" '
+           'points="150,40 200,40 170,200"/><path fill="none" stroke="#000" d="M 20 20 l 1 1"/>'
+           '</svg>')
+    x = image_to_features(svg_url(svg))
+    assert x.shape == (64,) and x.sum() > 0
+
+
+def test_png_light_strokes_on_dark_board_and_opaque_white_board(raw_model):
+    def board(bg, ink, mode):
+        img = Image.new(mode, (300, 150), bg)
+        ImageDraw.Draw(img).line([(110, 15), (190, 15), (140, 135)], fill=ink, width=12)
+        return img
+    for img in (board(0, 255, "L"), board((255, 255, 255), (0, 0, 0), "RGB"),
+                board((0, 0, 0, 0), (0, 0, 0, 255), "RGBA")):
+        assert raw_model.predict([image_to_features(png_url(img))])[0] == 7
+
+
+def test_feature_time_is_a_few_milliseconds():
+    """Not a benchmark (see bench/), a guard against rendering the board at full size again."""
+    url = svg_url(stroke_svg(EIGHT, ox=40, oy=20, size=1.5, board=(600, 300)))
+    image_to_features(url)
+    started = time.perf_counter()
+    for _ in range(20):
+        image_to_features(url)
+    per_call_ms = (time.perf_counter() - started) / 20 * 1000
+    print(f"features of a stroke drawing: {per_call_ms:.2f} ms per call")
+    assert per_call_ms < 50
+
+
+def test_ink_to_features_counts_blocks():
+    ink = np.zeros((64, 64))
+    ink[:, 24:40] = 1.0  # a bar, 16 px wide and 64 tall -> 8 px wide in the 32 box, centred
+    x = ink_to_features(ink).reshape(8, 8)
+    assert (x[:, 3] == 16).all() and (x[:, 4] == 16).all() and x.sum() == 16 * 16
+
+
+# -- bad input: FeatureError with a message that names the problem --------------------------------
+BILLION_LAUGHS = ('<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY a "aaaaaaaaaa">'
+                  '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;">]>'
+                  '<svg xmlns="http://www.w3.org/2000/svg"><desc>&c;</desc></svg>')
+EXTERNAL_ENTITY = ('<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+                   '<svg xmlns="http://www.w3.org/2000/svg"><desc>&x;</desc></svg>')
+SYSTEM_DOCTYPE = ('<!DOCTYPE svg SYSTEM "file:///etc/passwd">'
+                  '<svg xmlns="http://www.w3.org/2000/svg"><path d="M0 0 L9 9" stroke="#000"/></svg>')
+
+
+def blank_png() -> str:
+    return png_url(Image.new("RGBA", (300, 150), (0, 0, 0, 0)))
+
+
+def tall_png() -> str:
+    return png_url(Image.new("L", (1, 20_001), 255))
+
+
+@pytest.mark.parametrize("data, words", [
+    ("data:image/svg+xml;base64,@@@not base64@@@", "base64"),
+    ("data:image/svg+xml;base64,PHN2Z", "base64"),
+    ("", "empty input"),
+    (svg_url("hello, world"), "neither an SVG nor a PNG"),
+    ("data:image/gif;base64,R0lGODlhAQABAAAAACw=", "unsupported image type"),
+    (svg_url('<svg xmlns="http://www.w3.org/2000/svg" width="300" height="150"></svg>'),
+     "empty drawing"),
+    (svg_url('<svg xmlns="http://www.w3.org/2000/svg" width="300" height="150">'
+             '<rect width="300" height="150" fill="#ffffff"/></svg>'), "empty drawing"),
+    (blank_png(), "empty drawing"),
+    (svg_url(BILLION_LAUGHS), "ENTITY"),
+    (svg_url(EXTERNAL_ENTITY), "ENTITY"),
+    (svg_url(SYSTEM_DOCTYPE), "DOCTYPE"),
+    (svg_url('<svg xmlns="http://www.w3.org/2000/svg" width="1e9" height="150">'
+             '<path d="M0 0 L9 9" stroke="#000"/></svg>'), "absurd"),
+    (svg_url('<svg xmlns="http://www.w3.org/2000/svg"><path d="M0 0 L9 9e12" stroke="#000"/>'
+             '</svg>'), "absurd"),
+    (tall_png(), "absurd"),
+    (svg_url('<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink">'
+             '<image xlink:href="file:///etc/passwd" width="10" height="10"/></svg>'), "<image>"),
+    (svg_url('<svg xmlns="http://www.w3.org/2000/svg"><path d="M0 0 L9 9" stroke="#000"></svg>'),
+     "not well-formed"),
+    (svg_url('<html><body><svg/></body></html>'), "not an SVG"),
+    ("data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n garbage").decode(), "PNG"),    (svg_url('<svg xmlns="http://www.w3.org/2000/svg">'
+             + '<path d="M0 0 L5 5" stroke="#000"/>' * 1000 + '</svg>'), "too complex"),
+    (svg_url('<svg xmlns="http://www.w3.org/2000/svg"><path stroke="#000" d="M0 0 '
+             + "L 1 2 " * 5000 + '"/></svg>'), "too complex"),
+])
+def test_bad_input_is_refused_with_a_message(data, words):
+    with pytest.raises(FeatureError) as info:
+        image_to_features(data)
+    assert words.lower() in str(info.value).lower()
+
+
+def test_too_large_input_is_refused_before_decoding():
+    started = time.perf_counter()
+    with pytest.raises(InputTooLarge, match="too large"):
+        image_to_features("data:image/svg+xml;base64," + "A" * MAX_INPUT_CHARS)
+    assert time.perf_counter() - started < 0.5
