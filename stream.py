@@ -55,15 +55,18 @@ class OnlineLearning(ScalarFunction):
         for name, getter in self.trainer.gauges().items():
             group.gauge(name, getter)
 
+    def _count(self, labels, n_correct: int) -> None:
+        self.sample_count.inc(len(labels))
+        for y in labels:
+            self.metric_distribution_y.update(y)
+        self.total_10_sec.mark_event(len(labels))
+        if n_correct:
+            self.right_10_sec.mark_event(n_correct)
+
     def eval(self, value):
         out, actual, predicted = self.trainer.process(value)
-        if out is None:
-            return None
-        self.sample_count.inc()
-        self.metric_distribution_y.update(actual)
-        self.total_10_sec.mark_event()
-        if predicted == actual:
-            self.right_10_sec.mark_event()
+        if out is not None:
+            self._count([actual], int(predicted == actual))
         return out
 
     def close(self):
@@ -71,9 +74,31 @@ class OnlineLearning(ScalarFunction):
             self.trainer.close()
 
 
+class OnlineLearningBatch(OnlineLearning):
+    """Mini-batch mode: a vectorized (pandas) UDF called once per Arrow batch of records."""
+
+    def eval(self, values):
+        import pandas as pd
+
+        outputs, labels, n_correct = self.trainer.process_many(values.tolist())
+        self._count(labels, n_correct)
+        return pd.Series(outputs, dtype=object)
+
+
+def make_udf(settings: Settings):
+    if settings.udf_mode == "batch":
+        return udf(OnlineLearningBatch(settings), result_type=DataTypes.STRING(), func_type="pandas")
+    return udf(OnlineLearning(settings), result_type=DataTypes.STRING())
+
+
 def build_job(t_env: TableEnvironment, settings: Settings, group_id: str | None = None):
     """Declare source and sink, register the UDF, and return the insert statement's Table."""
-    t_env.get_config().set("pipeline.name", JOB_NAME)
+    config = t_env.get_config()
+    config.set("pipeline.name", JOB_NAME)
+    if settings.udf_mode == "batch":
+        # an Arrow batch must fit in one bundle
+        config.set("python.fn-execution.arrow.batch.size", str(settings.batch_size))
+        config.set("python.fn-execution.bundle.size", str(max(settings.batch_size, 1000)))
     t_env.add_python_file(os.path.join(HERE, "online_ml"))
     kafka = (f"'connector' = 'kafka', 'properties.bootstrap.servers' = "
              f"'{settings.kafka_bootstrap_servers}', 'format' = 'raw'")
@@ -92,8 +117,7 @@ def build_job(t_env: TableEnvironment, settings: Settings, group_id: str | None 
             {kafka},
             'topic' = '{settings.sink_topic}'
         )""")
-    t_env.create_temporary_system_function(
-        "online_learning", udf(OnlineLearning(settings), result_type=DataTypes.STRING()))
+    t_env.create_temporary_system_function("online_learning", make_udf(settings))
     return (t_env.from_path("source")
             .select(call("online_learning", col("value")).alias("value"))
             .where(col("value").is_not_null))
@@ -102,12 +126,16 @@ def build_job(t_env: TableEnvironment, settings: Settings, group_id: str | None 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--group-id", help="Kafka consumer group (default: KAFKA_GROUP_ID)")
+    parser.add_argument("--mode", choices=("row", "batch"),
+                        help="UDF mode (default: UDF_MODE or row)")
+    parser.add_argument("--batch-size", type=int, help="records per Arrow batch in batch mode")
     args, _ = parser.parse_known_args(argv)
-    settings = Settings.from_env()
+    settings = Settings.from_env(udf_mode=args.mode, batch_size=args.batch_size)
     t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
     result = build_job(t_env, settings, args.group_id).execute_insert("sink")
     job = result.get_job_client()
-    print(f"submitted '{JOB_NAME}'" + (f" as job {job.get_job_id()}" if job else ""))
+    print(f"submitted '{JOB_NAME}' ({settings.udf_mode} mode)"
+          + (f" as job {job.get_job_id()}" if job else ""))
     return 0
 
 

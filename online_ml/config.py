@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping
 
 
@@ -36,6 +36,12 @@ class Settings:
     server_port: int = 8066
     flink_rest_url: str = "http://localhost:8081"
     producer_rate: float = 10.0
+    # the job's UDF: "row" (one record per call, the tutorial's) or "batch" (pandas, per Arrow batch)
+    udf_mode: str = "row"
+    batch_size: int = 1000
+    # batch mode predicts a chunk of records, then learns it; the chunk grows with experience
+    # (samples_seen / 16, between 8 and this cap): see README "Mini-batch mode"
+    max_predict_chunk: int = 256
 
     # env var name for each field, e.g. kafka_bootstrap_servers -> KAFKA_BOOTSTRAP_SERVERS
     @staticmethod
@@ -63,7 +69,12 @@ class Settings:
                     f"{kind.__name__}"
                 ) from None
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        settings = cls(**values)
+        if settings.udf_mode not in ("row", "batch"):
+            raise ValueError(f"UDF_MODE must be 'row' or 'batch', got {settings.udf_mode!r}")
+        if settings.batch_size < 1 or settings.max_predict_chunk < 1:
+            raise ValueError("BATCH_SIZE and MAX_PREDICT_CHUNK must be >= 1")
+        return settings
 
     def redis_client(self, **kwargs):
         """A redis-py client for these settings (imported lazily: the producer does not need it)."""

@@ -244,8 +244,8 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
-    load_dataset()  # the sklearn import takes seconds; not inside the timed, paced loop
     try:
+        load_dataset()  # the sklearn import takes seconds; not inside the timed, paced loop
         producer = _connect(args.bootstrap_servers)
     except (KafkaError, ValueError, OSError) as exc:
         print(_unreachable(args.bootstrap_servers, exc), file=err)

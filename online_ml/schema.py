@@ -63,6 +63,7 @@ REASONS = (
     "bad_label",
     "bad_ts",
     "bad_source",
+    "bad_id",
 )
 
 
@@ -92,6 +93,7 @@ class Record:
     x: tuple[int, ...]
     actual_y: int
     source: str | None = None
+    id: str | None = None  # optional client id, e.g. of a feedback record, carried to the sink
 
 
 def now_ts() -> str:
@@ -169,6 +171,12 @@ def _check_source(source: Any) -> str | None:
     raise BadRecord("bad_source", f"source must be a string, got {_describe(source)}")
 
 
+def _check_id(value: Any) -> str | None:
+    if value is None or (type(value) is str and 0 < len(value) <= 100):
+        return value
+    raise BadRecord("bad_id", f"id must be a string of 1..100 characters, got {_describe(value)}")
+
+
 # -- public API --------------------------------------------------------------------------------
 def decode_record(raw: bytes | bytearray | str) -> Record:
     """Parse and validate one source record; raise BadRecord saying what is wrong.
@@ -176,7 +184,7 @@ def decode_record(raw: bytes | bytearray | str) -> Record:
     >>> r = decode_record(json.dumps({"ts": "2020-01-01 01:01:01", "x": [0] * 64, "actual_y": 3}))
     >>> r.actual_y, len(r.x), r.source
     (3, 64, None)
-    >>> decode_record('{"ts": "2020-01-01 01:01:01", "actual_y": 3}')  # doctest: +IGNORE_EXCEPTION_DETAIL
+    >>> decode_record('{"ts": "2020-01-01 01:01:01"}')  # doctest: +IGNORE_EXCEPTION_DETAIL
     Traceback (most recent call last):
     ...
     BadRecord: missing field 'x'
@@ -193,7 +201,7 @@ def decode_record(raw: bytes | bytearray | str) -> Record:
     except KeyError as exc:
         raise BadRecord("missing_field", f"missing field {exc.args[0]!r}") from None
     return Record(ts=_check_ts(ts), x=_check_x(x), actual_y=_check_label(y),
-                  source=_check_source(obj.get("source")))
+                  source=_check_source(obj.get("source")), id=_check_id(obj.get("id")))
 
 
 def encode_record(x: Iterable[Any], actual_y: Any, ts: str | None = None, **extra: Any) -> bytes:
@@ -213,6 +221,8 @@ def encode_record(x: Iterable[Any], actual_y: Any, ts: str | None = None, **extr
     }
     if "source" in extra:
         _check_source(extra["source"])
+    if "id" in extra:
+        _check_id(extra["id"])
     record.update(extra)
     return json.dumps(record, separators=(",", ":")).encode("utf-8")
 
@@ -236,5 +246,7 @@ def encode_prediction(record: Record, predict_y: int | None, **extra: Any) -> st
     }
     if record.source is not None:
         out["source"] = record.source
+    if record.id is not None:
+        out["id"] = record.id
     out.update(extra)
     return json.dumps(out, separators=(",", ":"))

@@ -103,8 +103,11 @@ def unique_topics(kafka_service):
     names = {"source": f"test_src_{suffix}", "sink": f"test_sink_{suffix}"}
     admin = KafkaAdminClient(bootstrap_servers=Settings().kafka_bootstrap_servers)
     admin.create_topics([NewTopic(n, 1, 1) for n in names.values()])
-    admin.close()
-    return names
+    yield names
+    try:
+        admin.delete_topics(list(names.values()))
+    finally:
+        admin.close()
 
 
 def free_port() -> int:

@@ -291,7 +291,7 @@ def test_flink_properties_match_the_local_cluster(services):
     for line in environment(services["jobmanager"])["FLINK_PROPERTIES"].splitlines():
         assert not line.strip() or re.fullmatch(r"[\w.-]+:\S.*", line.strip()), line
     assert props["jobmanager.rpc.address"] == "jobmanager"
-    assert props["taskmanager.numberOfTaskSlots"] == "4"
+    assert props["taskmanager.numberOfTaskSlots"] == str(local["taskmanager.numberOfTaskSlots"])
     assert props["execution.checkpointing.interval"] == "10s"
     assert props["restart-strategy.type"] == local["restart-strategy.type"]
     shared = set(props) & set(local) - deployment_specific

@@ -48,7 +48,9 @@ def submit(env) -> str:
     return job_id
 
 
-def test_stream_to_prediction_end_to_end(job_env, settings, redis_client):
+@pytest.mark.parametrize("mode", ["row", "batch"])
+def test_stream_to_prediction_end_to_end(mode, job_env, settings, redis_client):
+    job_env = dict(job_env, UDF_MODE=mode)
     flink = FlinkRest(settings.flink_rest_url)
     produced = subprocess.run(
         [PY, "kafka_producer.py", "--rate", "0", "--count", str(N_RECORDS),

@@ -113,8 +113,9 @@ def test_bad_label(y):
     assert reason_of(raw(actual_y=y)) == "bad_label"
 
 
-@pytest.mark.parametrize("ts", [None, 20200101, "", "yesterday", "2020-01-01", "2020-13-01 01:01:01",
-                                "2020-01-01 25:00:00", "2020-01-01T01:01:01+02:00"])
+@pytest.mark.parametrize("ts", [None, 20200101, "", "yesterday", "2020-01-01",
+                                "2020-13-01 01:01:01", "2020-01-01 25:00:00",
+                                "2020-01-01T01:01:01+02:00"])
 def test_bad_ts(ts):
     assert reason_of(raw(ts=ts)) == "bad_ts"
 
