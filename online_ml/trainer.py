@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from typing import Callable
 
 from online_ml.config import Settings
@@ -19,6 +20,7 @@ from online_ml.schema import BadRecord, decode_record, encode_prediction
 log = logging.getLogger(__name__)
 
 MAX_BACKUP_BACKOFF_SECONDS = 60.0
+RECENT_FEEDBACK_IDS = 100
 
 
 class Trainer:
@@ -41,7 +43,11 @@ class Trainer:
             self.feedback_seen = max(0, int(self._loaded_meta.get("feedback_seen") or 0))
         except (TypeError, ValueError):
             self.feedback_seen = 0
-        self.last_feedback_id: str | None = self._loaded_meta.get("last_feedback_id")
+        recent = self._loaded_meta.get("recent_feedback_ids")
+        # ids of the last feedback records trained on: a page waits until its id is in a model
+        self.recent_feedback_ids: deque[str] = deque(
+            (i for i in recent if isinstance(i, str)) if isinstance(recent, list) else (),
+            maxlen=RECENT_FEEDBACK_IDS)
         self._dirty = False
         self._last_backup_at = self.clock()
         self._last_backup_ok_at = self._last_backup_at
@@ -113,13 +119,13 @@ class Trainer:
         if record.source == "feedback":
             self.feedback_seen += 1
             if record.id is not None:
-                self.last_feedback_id = record.id
+                self.recent_feedback_ids.append(record.id)
 
     def snapshot(self) -> dict:
         """The learner's snapshot plus what the job adds (feedback), stored as model metadata."""
         snap = self.learner.snapshot()
         snap["feedback_seen"] = self.feedback_seen
-        snap["last_feedback_id"] = self.last_feedback_id
+        snap["recent_feedback_ids"] = list(self.recent_feedback_ids)
         return snap
 
     def predict_chunk(self) -> int:
