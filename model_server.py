@@ -3,6 +3,10 @@
     python model_server.py            # then open http://127.0.0.1:8066
     python model_server.py --host 0.0.0.0 --port 8066
 
+The page predicts (POST /predict, the tutorial's form field imgStr), sends the user's label back
+to Kafka as a training record (POST /api/feedback) and charts the model learning; the JSON API is
+GET /api/model, /api/metrics/history, /healthz (Redis and Kafka) and /metrics (Prometheus).
+
 Settings (Redis address, model key, ...) come from environment variables, see online_ml/config.py.
 """
 from __future__ import annotations

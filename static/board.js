@@ -12,7 +12,20 @@
   var probabilities = document.getElementById("probabilities");
   var modelVersion = document.getElementById("model-version");
   var samplesSeen = document.getElementById("samples-seen");
+  var modelAge = document.getElementById("model-age");
+  var modelAccuracy = document.getElementById("model-accuracy");
+  var modelRolling = document.getElementById("model-rolling");
+  var rollingWindow = document.getElementById("rolling-window");
   var message = document.getElementById("message");
+  var feedbackBox = document.getElementById("feedback");
+  var confirmButton = document.getElementById("confirm");
+  var confirmDigit = document.getElementById("confirm-digit");
+  var feedbackStatus = document.getElementById("feedback-status");
+  var monitorStatus = document.getElementById("monitor-status");
+
+  var MODEL_POLL_MS = 5000;     // model info and monitoring charts
+  var FEEDBACK_POLL_MS = 2000;  // waiting for a model that trained on the user's example
+  var FEEDBACK_PATIENCE_MS = 10 * 60 * 1000;
 
   var PEN_WIDTH = 8;          // CSS px on the board (display only; the server normalises)
   var strokes = [];           // [[{x, y}, ...], ...] in CSS px
@@ -131,14 +144,50 @@
   }
 
   // -- talking to the server -------------------------------------------------------------------
+  function getJson(url, options) {
+    return fetch(url, options).then(function (response) {
+      return response.json().catch(function () {
+        return { success: false, error: "the server answered " + response.status };
+      });
+    });
+  }
+
   function showMessage(text, kind) {
     message.textContent = text || "";
     message.className = "message" + (kind ? " " + kind : "");
   }
 
-  function showModel(version, seen) {
-    modelVersion.textContent = version === null || version === undefined ? "–" : String(version);
-    samplesSeen.textContent = seen === null || seen === undefined ? "–" : String(seen);
+  function percent(value) {
+    return typeof value === "number" ? (value * 100).toFixed(1) + " %" : "–";
+  }
+
+  function formatAge(seconds) {
+    if (typeof seconds !== "number" || !isFinite(seconds)) return "–";
+    seconds = Math.max(0, Math.round(seconds));
+    if (seconds < 60) return seconds + " s";
+    if (seconds < 3600) return Math.floor(seconds / 60) + " min " + (seconds % 60) + " s";
+    if (seconds < 86400) return Math.floor(seconds / 3600) + " h " + Math.floor(seconds % 3600 / 60) + " min";
+    return Math.floor(seconds / 86400) + " d " + Math.floor(seconds % 86400 / 3600) + " h";
+  }
+
+  // The model shown: version, samples, accuracies and age (ticks locally between polls).
+  var shownAge = null;  // {seconds, at: performance.now()}
+  function showModel(info) {
+    info = info || {};
+    var dash = function (v) { return v === null || v === undefined ? "–" : String(v); };
+    modelVersion.textContent = dash(info.version);
+    samplesSeen.textContent = dash(info.samples_seen);
+    modelAccuracy.textContent = percent(info.accuracy);
+    modelRolling.textContent = percent(info.rolling_accuracy);
+    if (info.rolling_window) rollingWindow.textContent = String(info.rolling_window);
+    shownAge = typeof info.age_seconds === "number"
+      ? { seconds: info.age_seconds, at: performance.now() } : null;
+    tickAge();
+  }
+
+  function tickAge() {
+    modelAge.textContent = shownAge
+      ? formatAge(shownAge.seconds + (performance.now() - shownAge.at) / 1000) : "–";
   }
 
   function showProbabilities(list) {
@@ -164,7 +213,10 @@
   function clearAnswer() {
     result.textContent = "";
     showProbabilities([]);
+    hideFeedback();
   }
+
+  var lastDrawing = null;  // the data URL that was predicted: feedback labels exactly that
 
   function predict() {
     if (strokes.length === 0) {
@@ -173,14 +225,10 @@
     }
     predictButton.disabled = true;
     showMessage("Predicting…");
+    var drawing = toDataUrl();
     var body = new URLSearchParams();
-    body.set("imgStr", toDataUrl());
-    fetch("predict", { method: "POST", body: body })
-      .then(function (response) {
-        return response.json().catch(function () {
-          return { success: false, error: "the server answered " + response.status };
-        });
-      })
+    body.set("imgStr", drawing);
+    getJson("predict", { method: "POST", body: body })
       .then(function (answer) {
         if (!answer.success) {
           clearAnswer();
@@ -189,9 +237,15 @@
         }
         result.textContent = String(answer.predict_result);
         showProbabilities(answer.probabilities);
-        showModel(answer.model_version, answer.samples_seen);
+        showModel({
+          version: answer.model_version, samples_seen: answer.samples_seen,
+          accuracy: answer.accuracy, rolling_accuracy: answer.rolling_accuracy,
+          rolling_window: answer.rolling_window, age_seconds: answer.age_seconds
+        });
         showMessage(answer.stale ? "Redis is unreachable: answered with the last model loaded."
           : "", answer.stale ? "warn" : "");
+        lastDrawing = drawing;
+        offerFeedback(answer.predict_result);
       })
       .catch(function (error) {
         clearAnswer();
@@ -209,14 +263,246 @@
     showMessage("");
   }
 
-  function loadModelInfo() {
-    fetch("api/model")
-      .then(function (response) { return response.json(); })
-      .then(function (info) {
-        if (info && info.model) showModel(info.model.version, info.model.samples_seen);
-        else if (info && info.message) showMessage(info.message, "warn");
+  // -- feedback: the user's label goes to Kafka, the job trains on it ---------------------------
+  var feedbackButtons = Array.prototype.slice.call(feedbackBox.querySelectorAll("button"));
+  var feedbackToken = 0;  // a newer feedback supersedes the wait for an older one
+
+  function showFeedbackStatus(text, kind) {
+    feedbackStatus.textContent = text || "";
+    feedbackStatus.className = "message" + (kind ? " " + kind : "");
+  }
+
+  function setFeedbackEnabled(enabled) {
+    feedbackButtons.forEach(function (b) { b.disabled = !enabled; });
+  }
+
+  function offerFeedback(predicted) {
+    confirmButton.dataset.digit = String(predicted);
+    confirmDigit.textContent = String(predicted);
+    feedbackButtons.forEach(function (b) {
+      b.classList.toggle("predicted", b.classList.contains("pick") &&
+        b.dataset.digit === String(predicted));
+    });
+    setFeedbackEnabled(true);
+    feedbackBox.hidden = false;
+  }
+
+  function hideFeedback() {
+    feedbackBox.hidden = true;
+    lastDrawing = null;
+  }
+
+  function sendFeedback(label) {
+    if (!lastDrawing) return;
+    setFeedbackEnabled(false);
+    var token = ++feedbackToken;
+    showFeedbackStatus("Sending “" + label + "” to the training stream…");
+    getJson("api/feedback", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ imgStr: lastDrawing, label: label })
+    })
+      .then(function (answer) {
+        if (token !== feedbackToken) return;
+        if (!answer.success) {
+          setFeedbackEnabled(true);
+          showFeedbackStatus(answer.error || "feedback failed", "error");
+          return;
+        }
+        feedbackBox.dataset.feedbackId = answer.id;
+        showFeedbackStatus("Sent as a " + label + ". Waiting for the training job to learn it " +
+          "(a new model is backed up every few seconds)…");
+        waitForModel(answer.id, token, performance.now());
       })
-      .catch(function () { /* the first prediction will report the problem */ });
+      .catch(function (error) {
+        if (token !== feedbackToken) return;
+        setFeedbackEnabled(true);
+        showFeedbackStatus("The server cannot be reached: " + error, "error");
+      });
+  }
+
+  function waitForModel(id, token, started) {
+    if (token !== feedbackToken) return;
+    getJson("api/feedback/" + encodeURIComponent(id))
+      .then(function (status) {
+        if (token !== feedbackToken) return;
+        if (status.success && status.included) {
+          showFeedbackStatus("Model v" + status.model_version + " includes your example.", "good");
+          feedbackBox.dataset.includedIn = String(status.model_version);
+          loadModelInfo();
+          return;
+        }
+        var waited = performance.now() - started;
+        if (waited > FEEDBACK_PATIENCE_MS) {
+          showFeedbackStatus("Your example is in Kafka, but no model has included it yet: " +
+            "is the training job running?", "warn");
+          return;
+        }
+        if (waited > 60000) {
+          showFeedbackStatus("Still waiting for a model that includes your example " +
+            "(newest: v" + (status.newest_version || "–") + "). Is the training job running?",
+            "warn");
+        }
+        window.setTimeout(function () { waitForModel(id, token, started); }, FEEDBACK_POLL_MS);
+      })
+      .catch(function () {
+        window.setTimeout(function () { waitForModel(id, token, started); }, FEEDBACK_POLL_MS);
+      });
+  }
+
+  confirmButton.addEventListener("click", function () {
+    sendFeedback(parseInt(confirmButton.dataset.digit, 10));
+  });
+  feedbackButtons.forEach(function (b) {
+    if (b.classList.contains("pick")) {
+      b.addEventListener("click", function () { sendFeedback(parseInt(b.dataset.digit, 10)); });
+    }
+  });
+
+  // -- model info and the monitoring panel -------------------------------------------------------
+  function loadModelInfo() {
+    return getJson("api/model")
+      .then(function (info) {
+        if (info && info.model) {
+          var m = info.model;
+          showModel({
+            version: m.version, samples_seen: m.samples_seen, accuracy: m.accuracy,
+            rolling_accuracy: m.rolling_accuracy, rolling_window: m.rolling_window,
+            age_seconds: info.age_seconds
+          });
+        } else if (info && info.message && !result.textContent) {
+          showMessage(info.message, "warn");
+        }
+      })
+      .catch(function () { /* the next poll or prediction will report the problem */ });
+  }
+
+  var MAX_POINTS = 2000;
+  var series = { time: [], accuracy: [], rolling: [], throughput: [] };
+  var lastTime = null;
+  var charts = {};
+  var labelsBox = document.getElementById("chart-labels");
+
+  function chartWidth(el) {
+    return Math.max(240, Math.floor(el.getBoundingClientRect().width || 320));
+  }
+
+  function makeCharts() {
+    if (!window.uPlot) {
+      monitorStatus.textContent = "(chart library missing)";
+      return;
+    }
+    var accEl = document.getElementById("chart-accuracy");
+    var thrEl = document.getElementById("chart-throughput");
+    var pct = function (u, v) { return v === null || v === undefined ? "–" : v.toFixed(1) + " %"; };
+    charts.accuracy = new window.uPlot({
+      width: chartWidth(accEl), height: 180,
+      legend: { live: false },
+      scales: { y: { range: [0, 100] } },
+      series: [
+        {},
+        { label: "cumulative", stroke: "#1f6feb", width: 2, value: pct },
+        { label: "last N", stroke: "#d97706", width: 2, value: pct }
+      ],
+      axes: [{}, { values: function (u, vals) { return vals.map(function (v) { return v + "%"; }); } }]
+    }, [[], [], []], accEl);
+    charts.throughput = new window.uPlot({
+      width: chartWidth(thrEl), height: 180,
+      legend: { live: false },
+      scales: { y: { range: function (u, min, max) { return [0, Math.max(1, max * 1.15)]; } } },
+      series: [
+        {},
+        { label: "records/s", stroke: "#2da44e", width: 2, fill: "rgba(45,164,78,0.12)",
+          value: function (u, v) { return v === null || v === undefined ? "–" : v.toFixed(1); } }
+      ]
+    }, [[], []], thrEl);
+    window.addEventListener("resize", function () {
+      charts.accuracy.setSize({ width: chartWidth(accEl), height: 180 });
+      charts.throughput.setSize({ width: chartWidth(thrEl), height: 180 });
+    });
+  }
+
+  function drawLabels(distribution) {
+    var counts = [], max = 0, total = 0;
+    for (var d = 0; d < 10; d++) {
+      var n = Number((distribution || {})[String(d)] || 0);
+      counts.push(n);
+      max = Math.max(max, n);
+      total += n;
+    }
+    labelsBox.textContent = "";
+    counts.forEach(function (n, digit) {
+      var col = document.createElement("div");
+      col.className = "col";
+      col.title = digit + ": " + n + " records";
+      var bar = document.createElement("div");
+      bar.className = "bar";
+      bar.style.height = (max ? Math.max(1, Math.round(n / max * 120)) : 1) + "px";
+      var count = document.createElement("div");
+      count.className = "n";
+      count.textContent = total ? (n / total * 100).toFixed(0) + "%" : "";
+      var label = document.createElement("div");
+      label.className = "d";
+      label.textContent = String(digit);
+      col.appendChild(count);
+      col.appendChild(bar);
+      col.appendChild(label);
+      labelsBox.appendChild(col);
+    });
+  }
+
+  function pct100(v) { return typeof v === "number" ? v * 100 : null; }
+
+  function loadHistory() {
+    var url = "api/metrics/history" + (lastTime !== null ? "?since=" + lastTime : "");
+    return getJson(url)
+      .then(function (body) {
+        if (!body.success) {
+          monitorStatus.textContent = "(" + (body.error || "history unavailable") + ")";
+          return;
+        }
+        (body.history || []).forEach(function (p) {
+          if (typeof p.time !== "number" || (lastTime !== null && p.time <= lastTime)) return;
+          series.time.push(p.time);
+          series.accuracy.push(pct100(p.accuracy));
+          series.rolling.push(pct100(p.rolling_accuracy));
+          series.throughput.push(typeof p.throughput === "number" ? p.throughput : null);
+          lastTime = p.time;
+        });
+        ["time", "accuracy", "rolling", "throughput"].forEach(function (k) {
+          if (series[k].length > MAX_POINTS) series[k].splice(0, series[k].length - MAX_POINTS);
+        });
+        if (charts.accuracy) {
+          charts.accuracy.setData([series.time, series.accuracy, series.rolling]);
+          charts.throughput.setData([series.time, series.throughput]);
+          if (body.rolling_window) {
+            charts.accuracy.series[2].label = "last " + body.rolling_window;
+            var labels = charts.accuracy.root.querySelectorAll(".u-legend .u-label");
+            Array.prototype.forEach.call(labels, function (el) {
+              if (/^last /.test(el.textContent)) el.textContent = "last " + body.rolling_window;
+            });
+          }
+        }
+        if (body.label_distribution && Object.keys(body.label_distribution).length) {
+          drawLabels(body.label_distribution);
+        }
+        var n = series.time.length;
+        if (n === 0) {
+          monitorStatus.textContent = "(" + (body.message || "no history yet") + ")";
+        } else {
+          var ago = typeof body.now === "number" ? body.now - series.time[n - 1] : null;
+          monitorStatus.textContent = "(" + n + " snapshots" +
+            (ago !== null ? ", newest " + formatAge(ago) + " ago" : "") + ")";
+        }
+        monitorStatus.dataset.points = String(n);
+      })
+      .catch(function () { monitorStatus.textContent = "(server unreachable)"; });
+  }
+
+  function poll() {
+    Promise.all([loadModelInfo(), loadHistory()]).then(function () {
+      window.setTimeout(poll, MODEL_POLL_MS);
+    });
   }
 
   predictButton.addEventListener("click", predict);
@@ -229,8 +515,14 @@
   window.addEventListener("resize", resize);
 
   resize();
-  loadModelInfo();
+  drawLabels({});
+  makeCharts();
+  poll();
+  window.setInterval(tickAge, 1000);
 
   // for tests and the console
-  window.digitBoard = { toSvg: toSvg, toDataUrl: toDataUrl, clear: clearBoard, predict: predict };
+  window.digitBoard = {
+    toSvg: toSvg, toDataUrl: toDataUrl, clear: clearBoard, predict: predict,
+    sendFeedback: sendFeedback, series: series
+  };
 }());

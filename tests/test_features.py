@@ -111,7 +111,7 @@ def test_round_trip_svg_keeps_the_models_answer(digits, raw_model):
     drawn = np.array([image_to_features(svg_url(digit_svg(digits.images[i], rng))) for i in idx])
     same = np.mean(raw_model.predict(drawn) == raw_model.predict(digits.data[idx]))
     print(f"SVG round trip: model answers the same for {same:.1%} of {len(idx)} digits")
-    assert same >= 0.90
+    assert same >= 0.95  # the bar; measured 95.0% (seeded, deterministic)
     assert drawn.min() >= 0 and drawn.max() <= 16
 
 

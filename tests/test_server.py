@@ -7,11 +7,14 @@ it, because the shared one must stay up.
 from __future__ import annotations
 
 import base64
+import dataclasses
+import json
 import math
 import shutil
 import socket
 import subprocess
 import time
+import uuid
 
 import numpy as np
 import pytest
@@ -21,7 +24,8 @@ from sklearn.linear_model import SGDClassifier
 
 from online_ml.features import MAX_INPUT_CHARS
 from online_ml.model_store import ModelStore
-from online_ml.server import DEFAULT_MAX_CONTENT_LENGTH, NO_MODEL_MESSAGE, create_app
+from online_ml.server import (DEFAULT_MAX_CONTENT_LENGTH, NO_MODEL_MESSAGE, create_app,
+                              history_points)
 
 pytestmark = pytest.mark.integration  # a real Redis (tests/conftest.py starts it)
 
@@ -228,13 +232,15 @@ def test_no_model_yet_is_503_with_what_to_do(client, digits):
     assert meta["success"] is True and meta["model"] is None
 
 
-def test_api_model_and_healthz(client, store, model):
+def test_api_model_and_healthz(client, store, model, kafka_service):
     store.save(model, {"samples_seen": 42, "accuracy": 0.9})
     meta = client.get("/api/model").get_json()
     assert meta["model"]["version"] == 1 and meta["model"]["samples_seen"] == 42
+    assert 0 <= meta["age_seconds"] < 60
     health = client.get("/healthz")
-    assert health.status_code == 200
-    assert health.get_json()["redis"] == "ok" and health.get_json()["model_version"] == 1
+    assert health.status_code == 200, health.get_json()
+    body = health.get_json()
+    assert body["redis"] == "ok" and body["kafka"] == "ok" and body["model_version"] == 1
 
 
 def test_an_unloadable_stored_model_is_not_served(client, store, redis_client, model, digits):
@@ -341,3 +347,242 @@ def test_redis_down_and_no_model_is_503(settings, digits):
     health = client.get("/healthz")
     assert health.status_code == 503 and health.get_json()["redis"] == "unreachable"
     assert_json_error(client.get("/api/model"), 503, "unreachable")
+
+
+# -- monitoring: history, Prometheus --------------------------------------------------------------
+def snapshot(samples: int, correct: int, labels: dict | None = None) -> dict:
+    return {"samples_seen": samples, "accuracy": correct / max(1, samples),
+            "rolling_accuracy": 0.5, "rolling_window": 500,
+            "label_distribution": labels or {"0": samples}, "recent_feedback_ids": ["x"] * 100}
+
+
+def test_history_points_derive_throughput():
+    rows = [{"time": 100.0, "samples_seen": 0}, {"time": 110.0, "samples_seen": 100},
+            {"time": 130.0, "samples_seen": 300}, {"time": 140.0, "samples_seen": 50},
+            {"time": 140.0, "samples_seen": 60}, {"time": 150.0}]
+    assert [p["throughput"] for p in history_points(rows)] == [None, 10.0, 10.0, None, None,
+                                                               None]
+
+
+def test_history_is_empty_without_a_model(client):
+    body = client.get("/api/metrics/history").get_json()
+    assert body["success"] is True and body["history"] == []
+    assert body["message"] == NO_MODEL_MESSAGE
+
+
+def test_history_serves_the_store_snapshots(client, store, model):
+    for n in (100, 200, 300):
+        store.save(model, snapshot(n, n // 2), snapshot=snapshot(n, n // 2, {"3": n}))
+    body = client.get("/api/metrics/history").get_json()
+    points = body["history"]
+    assert [p["samples_seen"] for p in points] == [100, 200, 300]
+    assert [p["version"] for p in points] == [1, 2, 3]
+    assert points[0]["throughput"] is None and points[1]["throughput"] > 0
+    assert set(points[0]) == {"time", "version", "samples_seen", "accuracy", "rolling_accuracy",
+                              "feedback_seen", "throughput"}  # small: no ids, no params
+    assert body["label_distribution"] == {"3": 300} and body["rolling_window"] == 500
+    assert body["now"] >= points[-1]["time"]
+
+    # polling: only what is newer than the newest point the page has
+    newer = client.get(f"/api/metrics/history?since={points[-1]['time']}").get_json()
+    assert newer["history"] == []
+    store.save(model, snapshot(400, 300), snapshot=snapshot(400, 300))
+    newer = client.get(f"/api/metrics/history?since={points[-1]['time']}").get_json()
+    assert [p["samples_seen"] for p in newer["history"]] == [400]
+    assert newer["history"][0]["throughput"] is not None  # against the point before it
+    last2 = client.get("/api/metrics/history?limit=2").get_json()["history"]
+    assert [p["samples_seen"] for p in last2] == [300, 400]
+
+
+@pytest.mark.parametrize("query, words", [
+    ("limit=abc", ["limit", "not a valid int"]),
+    ("limit=0", ["limit", "between"]),
+    ("limit=999999", ["limit", "between"]),
+    ("since=yesterday", ["since"]),
+])
+def test_history_bad_arguments_are_400(client, query, words):
+    assert_json_error(client.get(f"/api/metrics/history?{query}"), 400, *words)
+
+
+def test_prometheus_metrics(client, store, model, digits):
+    url = digit_data_url(digits.images[0])
+    assert "online_ml_model_version 0.0" in client.get("/metrics").get_data(as_text=True)
+    store.save(model, {"samples_seen": 77})
+    for _ in range(3):
+        assert client.post("/predict", data={"imgStr": url}).status_code == 200
+    client.post("/predict", data={"imgStr": "data:image/svg+xml;base64,%%%%"})
+    client.get("/no-such-page")
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/plain")
+    text = response.get_data(as_text=True)
+    for line in ('online_ml_http_requests_total{endpoint="/predict",method="POST",status="200"} 3.0',
+                 'online_ml_http_requests_total{endpoint="/predict",method="POST",status="400"} 1.0',
+                 'online_ml_http_errors_total{endpoint="/predict",status="400"} 1.0',
+                 'online_ml_http_errors_total{endpoint="<unmatched>",status="404"} 1.0',
+                 'online_ml_http_request_duration_seconds_count{endpoint="/predict"} 4.0',
+                 "online_ml_model_version 1.0",
+                 "online_ml_model_samples_seen 77.0",
+                 "online_ml_model_stale 0.0"):
+        assert line in text, line
+    assert "# TYPE online_ml_http_request_duration_seconds histogram" in text
+    predicted = sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
+                    if l.startswith("online_ml_predictions_total{"))
+    assert predicted == 3
+
+
+def test_apps_do_not_share_counters(redis_client, settings):
+    """Each app has its own registry (tests and several apps in one process)."""
+    first = create_app({"TESTING": True, "SETTINGS": settings, "REDIS_CLIENT": redis_client,
+                        "WARM_UP": False}).test_client()
+    second = create_app({"TESTING": True, "SETTINGS": settings, "REDIS_CLIENT": redis_client,
+                         "WARM_UP": False}).test_client()
+    first.get("/api/model")
+    assert 'endpoint="/api/model"' not in second.get("/metrics").get_data(as_text=True)
+
+
+def test_healthz_reports_kafka_unreachable(redis_client, settings):
+    nowhere = dataclasses.replace(settings, kafka_bootstrap_servers=f"127.0.0.1:{free_port()}")
+    app = create_app({"TESTING": True, "SETTINGS": nowhere, "REDIS_CLIENT": redis_client,
+                      "KAFKA_TIMEOUT": 1, "WARM_UP": False})
+    started = time.monotonic()
+    health = app.test_client().get("/healthz")
+    assert time.monotonic() - started < 5
+    assert health.status_code == 503
+    body = health.get_json()
+    assert body["redis"] == "ok" and body["kafka"] == "unreachable"
+    assert "kafka" in body["error"].lower() and body["success"] is False
+
+
+# -- feedback -------------------------------------------------------------------------------------
+@pytest.fixture
+def kafka_app(redis_client, settings, unique_topics):
+    job_settings = dataclasses.replace(settings, source_topic=unique_topics["source"])
+    app = create_app({"TESTING": True, "SETTINGS": job_settings, "REDIS_CLIENT": redis_client,
+                      "VERSION_CHECK_INTERVAL": 0, "HEALTH_CACHE_SECONDS": 0})
+    yield app
+    app.extensions["feedback_sender"].close()
+
+
+def read_topic(topic: str, count: int, timeout: float = 15.0) -> list[dict]:
+    from kafka import KafkaConsumer
+
+    from online_ml.config import Settings
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=Settings().kafka_bootstrap_servers,
+                             auto_offset_reset="earliest", enable_auto_commit=False,
+                             group_id=None)
+    records: list[dict] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(records) < count and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=300).values():
+                records.extend(json.loads(m.value) for m in batch)
+    finally:
+        consumer.close()
+    assert len(records) >= count, f"only {len(records)} of {count} records in {topic}"
+    return records
+
+
+def test_feedback_goes_to_the_source_topic(kafka_app, unique_topics, digits):
+    from online_ml.schema import decode_record
+
+    client = kafka_app.test_client()
+    by_image = client.post("/api/feedback", json={"imgStr": digit_data_url(digits.images[5]),
+                                                  "label": 5})
+    assert by_image.status_code == 200, by_image.get_json()
+    first = by_image.get_json()
+    assert first["success"] is True and first["label"] == 5
+    assert first["topic"] == unique_topics["source"]
+    x = [int(v) for v in digits.data[9]]
+    second = client.post("/api/feedback", json={"x": x, "label": 9}).get_json()
+    assert second["success"] is True and second["id"] != first["id"]
+
+    records = read_topic(unique_topics["source"], 2)
+    by_id = {r["id"]: r for r in records}
+    image_record, x_record = by_id[first["id"]], by_id[second["id"]]
+    assert image_record["source"] == "feedback" and image_record["actual_y"] == 5
+    assert len(image_record["x"]) == 64 and sum(image_record["x"]) > 0
+    assert x_record["x"] == x and x_record["actual_y"] == 9
+    for r in records:
+        decoded = decode_record(json.dumps(r))  # the job accepts it
+        assert decoded.source == "feedback" and uuid.UUID(decoded.id)
+    assert client.get("/healthz").get_json()["kafka"] == "ok"
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'online_ml_feedback_total{result="sent"} 2.0' in metrics
+
+
+@pytest.mark.parametrize("body, status, words", [
+    ("not json", 400, ["JSON object"]),
+    ({"imgStr": "data:image/svg+xml;base64,AAAA"}, 400, ["label"]),
+    ({"x": [0] * 64, "label": 10}, 400, ["label", "0..9"]),
+    ({"x": [0] * 64, "label": True}, 400, ["label"]),
+    ({"x": [0] * 64, "label": "3"}, 400, ["label"]),
+    ({"label": 3}, 400, ["exactly one of imgStr", "x"]),
+    ({"x": [0] * 64, "imgStr": "data:,", "label": 3}, 400, ["exactly one"]),
+    ({"x": [0] * 63, "label": 3}, 400, ["64 values"]),
+    ({"x": [17] * 64, "label": 3}, 400, ["x[0]", "0..16"]),
+    ({"x": "0" * 64, "label": 3}, 400, ["x must be an array"]),
+    ({"imgStr": 5, "label": 3}, 400, ["imgStr must be a string"]),
+    ({"imgStr": "data:image/svg+xml;base64,%%%%", "label": 3}, 400, ["base64"]),
+    ({"imgStr": svg_data_url('<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>'),
+      "label": 3}, 400, ["empty drawing"]),
+    ({"imgStr": "data:image/svg+xml;base64," + "A" * (MAX_INPUT_CHARS + 4), "label": 3}, 413,
+     ["too large"]),
+])
+def test_bad_feedback_is_refused_and_nothing_is_sent(kafka_app, body, status, words):
+    client = kafka_app.test_client()
+    if isinstance(body, str):
+        response = client.post("/api/feedback", data=body, content_type="text/plain")
+    else:
+        response = client.post("/api/feedback", json=body)
+    assert_json_error(response, status, *words)
+    assert kafka_app.extensions["feedback_sender"]._producer is None  # never even connected
+
+
+def test_feedback_with_kafka_down_is_503(redis_client, settings):
+    nowhere = dataclasses.replace(settings, kafka_bootstrap_servers=f"127.0.0.1:{free_port()}")
+    app = create_app({"TESTING": True, "SETTINGS": nowhere, "REDIS_CLIENT": redis_client,
+                      "KAFKA_TIMEOUT": 1, "WARM_UP": False})
+    client = app.test_client()
+    started = time.monotonic()
+    response = client.post("/api/feedback", json={"x": [0] * 64, "label": 1})
+    assert time.monotonic() - started < 6
+    assert_json_error(response, 503, "kafka", "unreachable", "try again")
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'online_ml_feedback_total{result="kafka_unavailable"} 1.0' in metrics
+
+
+def test_feedback_status_follows_the_model_metadata(client, store, model):
+    record_id = str(uuid.uuid4())
+    pending = client.get(f"/api/feedback/{record_id}").get_json()
+    assert pending == {"success": True, "id": record_id, "included": False,
+                       "model_version": None, "newest_version": None, "feedback_seen": None}
+    store.save(model, {"samples_seen": 10, "feedback_seen": 0, "recent_feedback_ids": []})
+    assert client.get(f"/api/feedback/{record_id}").get_json()["included"] is False
+    store.save(model, {"samples_seen": 11, "feedback_seen": 1,
+                       "recent_feedback_ids": ["other", record_id]})
+    done = client.get(f"/api/feedback/{record_id}").get_json()
+    assert done["included"] is True and done["model_version"] == 2 and done["feedback_seen"] == 1
+    assert_json_error(client.get("/api/feedback/" + "x" * 101), 400, "feedback id")
+    assert_json_error(client.get("/api/feedback/a%20b"), 400, "feedback id")
+
+
+def test_new_routes_answer_json_errors(client):
+    assert_json_error(client.get("/api/feedback"), 405)
+    assert_json_error(client.post("/api/model"), 405)
+    assert_json_error(client.post("/api/metrics/history"), 405)
+    assert_json_error(client.delete("/metrics"), 405)
+    assert_json_error(client.get("/api/nothing"), 404, "not found")
+
+
+def test_index_has_the_monitor_and_feedback(client):
+    page = client.get("/").get_data(as_text=True)
+    for needle in ('id="feedback"', 'id="pick-0"', 'id="pick-9"', 'id="confirm"',
+                   'id="chart-accuracy"', 'id="chart-throughput"', 'id="chart-labels"',
+                   'id="model-age"', "vendor/uPlot.iife.min.js", "vendor/uPlot.min.css"):
+        assert needle in page, needle
+    for asset in ("/static/vendor/uPlot.iife.min.js", "/static/vendor/uPlot.min.css",
+                  "/static/vendor/uPlot.LICENSE"):
+        with client.get(asset) as response:
+            assert response.status_code == 200, asset

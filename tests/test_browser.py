@@ -1,0 +1,219 @@
+"""The drawing board in a real browser (headless Chromium) against a real server, Redis and Kafka.
+
+``model_server.py`` runs as a subprocess, as a user starts it; a model trained on the digits data
+(with a few history snapshots) is stored first. The browser draws a digit with mouse moves on the
+page's canvas, predicts, sends feedback by picking a digit; the test reads the feedback record
+back from Kafka, lets the job's training loop (``online_ml.trainer.Trainer``, which the PyFlink
+UDF wraps) learn it and back up a model, and the page then says that model includes the example.
+
+Screenshot: ``.state/screenshots/board.png`` (copied by hand to docs/board.png for the README).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import PY, ROOT, free_port, http_json, wait_for
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync",
+                 "--disable-quic"]
+SCREENSHOT = Path(os.environ.get("ONLINE_ML_STATE", ROOT / ".state")) / "screenshots" / "board.png"
+FEEDBACK_LABEL = 7
+BACKUPS = 18  # 1797 digits, 100 per backup
+
+
+@pytest.fixture
+def stored_model(redis_client, settings, monkeypatch):
+    """A model trained on the digits data as the job would have: predict-then-learn at 10
+    records/s, backed up every 10 s, so the history has a realistic curve. The store's clock is
+    replaced so the 3 minutes of backups are written at once (their times end now)."""
+    from types import SimpleNamespace
+
+    from sklearn.datasets import load_digits
+
+    import online_ml.model_store as model_store
+    from online_ml.learner import OnlineLearner, make_model
+
+    digits = load_digits()
+    store = model_store.ModelStore(redis_client, prefix=settings.model_key)
+    learner = OnlineLearner(make_model())
+    per_backup = 100  # 10 s at 10 records/s
+    n = len(digits.target)
+    backups = -(-n // per_backup)
+    start = time.time() - 10 * backups
+    with monkeypatch.context() as patch:
+        for i in range(backups):
+            patch.setattr(model_store, "time",
+                          SimpleNamespace(time=lambda t=start + 10 * (i + 1): t))
+            for j in range(i * per_backup, min(n, (i + 1) * per_backup), 10):
+                learner.learn_many(digits.data[j:j + 10].astype(int).tolist(),
+                                   digits.target[j:j + 10].tolist())
+            snapshot = learner.snapshot()
+            store.save(learner.model, snapshot, snapshot=snapshot)
+    return store
+
+
+@pytest.fixture
+def server(settings, stored_model, unique_topics):
+    port = free_port()
+    env = dict(os.environ, REDIS_DB=str(settings.redis_db), MODEL_KEY=settings.model_key,
+               SOURCE_TOPIC=unique_topics["source"], PYTHONUNBUFFERED="1")
+    log_path = Path(os.environ.get("ONLINE_ML_STATE", ROOT / ".state")) / "logs" / \
+        f"test_browser_server_{port}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([PY, str(ROOT / "model_server.py"), "--port", str(port)],
+                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: proc.poll() is None and http_json(base + "/api/model")["model"],
+                 timeout=30, what=f"model_server.py on port {port} (log: {log_path})")
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _seven(box) -> list[list[tuple[float, float]]]:
+    """A handwritten 7 in two strokes (the second one a crossbar), as page coordinates."""
+    x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
+
+    def at(fx, fy):
+        return x0 + fx * w, y0 + fy * h
+
+    top = [at(0.36 + 0.02 * i, 0.22 - 0.002 * i) for i in range(15)]  # left to right
+    down = [at(0.64 - 0.012 * i, 0.24 + 0.045 * i) for i in range(14)]  # down to the left
+    bar = [at(0.45 + 0.02 * i, 0.5) for i in range(8)]
+    return [top + down, bar]
+
+
+def _consume_feedback(topic: str, timeout: float = 20.0) -> dict:
+    from kafka import KafkaConsumer
+
+    from online_ml.config import Settings
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=Settings().kafka_bootstrap_servers,
+                             auto_offset_reset="earliest", enable_auto_commit=False,
+                             group_id=None, consumer_timeout_ms=1000)
+    try:
+        def poll():
+            for batch in consumer.poll(timeout_ms=500).values():
+                for message in batch:
+                    record = json.loads(message.value)
+                    if record.get("source") == "feedback":
+                        return record, message.value
+            return None
+
+        return wait_for(poll, timeout=timeout, what=f"a feedback record in topic {topic}",
+                        interval=0.1)
+    finally:
+        consumer.close()
+
+
+def test_draw_predict_feedback_in_a_real_browser(server, settings, unique_topics, stored_model):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed")
+
+    console_errors: list[str] = []
+    foreign: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 1000})
+            page.on("console", lambda m: m.type == "error" and console_errors.append(m.text))
+            page.on("pageerror", lambda e: console_errors.append(str(e)))
+            page.on("request", lambda r: urllib.parse.urlsplit(r.url).hostname not in (
+                "127.0.0.1", "localhost", None) and foreign.append(r.url))
+            page.goto(server + "/")
+
+            # the monitoring panel charts the stored history (one snapshot per backup)
+            page.wait_for_function(
+                f"Number(document.getElementById('monitor-status').dataset.points || 0) "
+                f">= {BACKUPS}", timeout=15_000)
+            assert page.locator("#chart-accuracy canvas").count() == 1
+            assert page.locator("#chart-throughput canvas").count() == 1
+            assert page.locator("#chart-labels .col").count() == 10
+            page.wait_for_function(
+                f"document.getElementById('model-version').textContent === '{BACKUPS}'",
+                timeout=10_000)
+            assert page.locator("#samples-seen").inner_text() == "1797"
+            assert "%" in page.locator("#model-accuracy").inner_text()
+            flink = page.locator("#flink-link").get_attribute("href")
+            assert flink == settings.flink_rest_url
+
+            # draw with mouse moves on the real canvas
+            board = page.locator("#board")
+            box = board.bounding_box()
+            for stroke in _seven(box):
+                page.mouse.move(*stroke[0])
+                page.mouse.down()
+                for point in stroke[1:]:
+                    page.mouse.move(*point, steps=2)
+                page.mouse.up()
+            svg = page.evaluate("window.digitBoard.toSvg()")
+            assert svg.count("<path") == 2
+
+            page.click("#predict")
+            page.wait_for_function("/^[0-9]$/.test(document.getElementById('result').textContent)",
+                                   timeout=10_000)
+            predicted = int(page.locator("#result").inner_text())
+            assert page.locator("#probabilities li").count() == 3
+            assert page.locator("#feedback").is_visible()
+
+            # feedback: pick the right digit
+            page.click(f"#pick-{FEEDBACK_LABEL}")
+            page.wait_for_function("document.getElementById('feedback').dataset.feedbackId",
+                                   timeout=15_000)
+            feedback_id = page.locator("#feedback").get_attribute("data-feedback-id")
+
+            record, raw = _consume_feedback(unique_topics["source"])
+            assert record["source"] == "feedback"
+            assert record["actual_y"] == FEEDBACK_LABEL
+            assert record["id"] == feedback_id
+            assert len(record["x"]) == 64 and all(0 <= v <= 16 for v in record["x"])
+            assert sum(record["x"]) > 0
+
+            # the job's training loop learns it and backs up: the page notices
+            from online_ml.trainer import Trainer
+
+            job_settings = dataclasses.replace(settings, source_topic=unique_topics["source"])
+            trainer = Trainer(job_settings, store=stored_model)
+            trainer.process(raw)
+            assert trainer.maybe_backup(force=True)
+            page.wait_for_function(
+                f"document.getElementById('feedback').dataset.includedIn === '{BACKUPS + 1}'",
+                timeout=20_000)
+            assert f"v{BACKUPS + 1} includes your example" in \
+                page.locator("#feedback-status").inner_text()
+
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
+        finally:
+            browser.close()
+
+    assert console_errors == []
+    assert foreign == []
+    assert 0 <= predicted <= 9
+
+    # the server counted it all
+    with urllib.request.urlopen(server + "/metrics", timeout=5) as r:
+        text = r.read().decode()
+    assert 'online_ml_feedback_total{result="sent"} 1.0' in text
+    assert 'endpoint="/predict",method="POST",status="200"' in text
