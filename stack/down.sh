@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Stop what stack/up.sh and `make demo` started (only processes with our pid files), newest first.
-# Harmless when nothing runs. `stack/down.sh [name ...]` stops only those.
+# Harmless when nothing runs. `stack/down.sh [name ...]` stops only those (redis, kafka, flink,
+# flink-jobmanager, flink-taskmanager, producer, server). Supervised services are stopped through
+# their supervisor, which then does not restart them.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-names=("$@")
+names=()
+for a in "$@"; do  # `flink` means both of its processes, TaskManager first
+  if [ "$a" = flink ]; then names+=(flink-taskmanager flink-jobmanager); else names+=("$a"); fi
+done
 [ ${#names[@]} -gt 0 ] || names=(server producer flink-taskmanager flink-jobmanager kafka redis)
 # Cancel running jobs first: the UDF's close() then writes a last model backup to Redis.
 if [[ " ${names[*]} " == *" flink-jobmanager "* ]] && pid_alive flink-jobmanager && [ -x "$PY" ]; then

@@ -14,8 +14,13 @@ KAFKA_PORT="${KAFKA_BOOTSTRAP_SERVERS##*:}"
 KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
 export SOURCE_TOPIC="${SOURCE_TOPIC:-handwritten_digit}"
 export SINK_TOPIC="${SINK_TOPIC:-digit_predict}"
+# REST port: FLINK_REST_PORT, else the port of FLINK_REST_URL, else 8081
+if [ -z "${FLINK_REST_PORT:-}" ] && [[ "${FLINK_REST_URL:-}" =~ :([0-9]+)/?$ ]]; then
+  FLINK_REST_PORT="${BASH_REMATCH[1]}"
+fi
 FLINK_REST_PORT="${FLINK_REST_PORT:-8081}"
 export FLINK_REST_URL="${FLINK_REST_URL:-http://localhost:$FLINK_REST_PORT}"
+FLINK_RPC_PORT="${FLINK_RPC_PORT:-6123}"   # JobManager RPC (the TaskManager registers there)
 export SERVER_PORT="${SERVER_PORT:-8066}"
 
 # Versions that must match: the apache-flink wheel and the Kafka SQL connector built for it.

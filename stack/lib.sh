@@ -24,8 +24,9 @@ wait_until() {
   done
 }
 
-# stop_pid NAME [SECONDS]: TERM the process of RUN/NAME.pid (and its process group), KILL after
-# the grace period, remove the pid file. Only processes we started have pid files.
+# stop_pid NAME [SECONDS]: TERM the process of RUN/NAME.pid and its process group (a supervisor,
+# its child and the child's children), KILL what is left after the grace period, remove the pid
+# file. Only processes we started have pid files.
 stop_pid() {
   local name="$1" grace="${2:-20}" f="$RUN/$1.pid" pid
   [ -f "$f" ] || return 0
@@ -38,7 +39,11 @@ stop_pid() {
       kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
     fi
   fi
-  rm -f "$f"
+  # stragglers of the group (e.g. Python workers of a TaskManager): a short grace, then KILL
+  local until=$((SECONDS + 5))
+  while kill -0 -- "-$pid" 2>/dev/null && [ "$SECONDS" -lt "$until" ]; do sleep 0.3; done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  rm -f "$f" "$RUN/$name.child.pid"
 }
 
 # start_bg NAME LOGFILE CMD...: run CMD detached in its own session, record its pid.
@@ -47,6 +52,14 @@ start_bg() {
   mkdir -p "$RUN" "$(dirname "$logfile")"
   setsid "$@" >>"$logfile" 2>&1 < /dev/null &
   echo $! > "$RUN/$name.pid"
+}
+
+# start_supervised NAME LOGFILE CMD...: like start_bg, but under stack/supervise.sh, which starts
+# CMD again (with backoff) when it dies unexpectedly. RUN/NAME.pid names the supervisor, whose
+# process group includes the child; RUN/NAME.child.pid names the child.
+start_supervised() {
+  local name="$1" logfile="$2"; shift 2
+  start_bg "$name" "$logfile" bash "$ROOT/stack/supervise.sh" "$name" "$RUN/$name.child.pid" "$@"
 }
 
 # die_with_log SERVICE REASON LOGFILE: name the service, the reason and the log, show its tail.

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# What of ours is running.
+# What of ours is running. Supervised services show the supervisor's pid and the process's own.
 source "$(dirname "$0")/lib.sh"
 for n in redis kafka flink-jobmanager flink-taskmanager producer server; do
-  if pid_alive "$n"; then printf '  %-18s running (pid %s)\n' "$n" "$(cat "$RUN/$n.pid")"
+  if pid_alive "$n"; then
+    child=""
+    if [ -f "$RUN/$n.child.pid" ]; then
+      c=$(cat "$RUN/$n.child.pid")
+      if kill -0 "$c" 2>/dev/null; then child=", process $c"; else child=", restarting"; fi
+    fi
+    printf '  %-18s running (pid %s%s)\n' "$n" "$(cat "$RUN/$n.pid")" "$child"
   else printf '  %-18s stopped\n' "$n"; fi
 done

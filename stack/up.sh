@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Start the local services: `stack/up.sh [redis] [kafka] [flink]` (default: all three).
-# Idempotent: a running service is left alone. Each start waits until the service answers.
+# Idempotent: a running service is left alone, and only the missing part of one is started (e.g.
+# a TaskManager whose JobManager still runs). Each start waits until the service answers.
+# Every process runs under stack/supervise.sh, which restarts it (with backoff) when it dies
+# unexpectedly; RUN/<name>.pid names the supervisor, RUN/<name>.child.pid the process itself.
 # A failed start names the service, the reason and its log, and stops what it half-started.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -12,10 +15,23 @@ port_busy_by_other() {  # port in use, but not by the process we started
   port_open "$2" && ! pid_alive "$1"
 }
 
+# running_or_recovering NAME WHAT READY_CMD...: true when our supervisor of NAME runs and the
+# service answers, waiting up to 90 s when the supervisor is restarting it. False: start it.
+running_or_recovering() {
+  local name="$1" what="$2"; shift 2
+  pid_alive "$name" || return 1
+  "$@" >/dev/null 2>&1 && return 0
+  say "$what is restarting under its supervisor (pid $(cat "$RUN/$name.pid")); waiting for it"
+  wait_until 90 "$what" "$@" && return 0
+  fail "$what: supervised but not answering after 90 s; stopping it to start it again"
+  stop_pid "$name" 30
+  return 1
+}
+
 # --- Redis ------------------------------------------------------------------------------------
 redis_ping() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --no-auth-warning -a "$REDIS_PASSWORD" ping | grep -q PONG; }
 up_redis() {
-  if pid_alive redis && redis_ping; then ok "Redis already running on 127.0.0.1:$REDIS_PORT"; return; fi
+  if running_or_recovering redis Redis redis_ping; then ok "Redis already running on 127.0.0.1:$REDIS_PORT"; return; fi
   if port_busy_by_other redis "$REDIS_PORT"; then
     fail "Redis: port $REDIS_PORT is in use by a process this stack did not start (stop it or set REDIS_PORT)"; return 1
   fi
@@ -35,7 +51,7 @@ save ""
 daemonize no
 CONF
   )
-  start_bg redis "$log" redis-server "$conf"
+  start_supervised redis "$log" redis-server "$conf"
   if ! wait_until 20 "redis ping" redis_ping; then
     stop_pid redis; die_with_log Redis "no PONG on 127.0.0.1:$REDIS_PORT within 20 s" "$log"; return 1
   fi
@@ -45,7 +61,7 @@ CONF
 # --- Kafka (KRaft, one broker + controller) ----------------------------------------------------
 kafka_ready() { "$PY" "$ROOT/stack/kafka_topics.py" --check; }
 up_kafka() {
-  if pid_alive kafka && kafka_ready; then ok "Kafka already running on $KAFKA_BOOTSTRAP_SERVERS"; return; fi
+  if running_or_recovering kafka Kafka kafka_ready; then ok "Kafka already running on $KAFKA_BOOTSTRAP_SERVERS"; return; fi
   if port_busy_by_other kafka "$KAFKA_PORT"; then
     fail "Kafka: port $KAFKA_PORT is in use by a process this stack did not start (stop it or set KAFKA_BOOTSTRAP_SERVERS)"; return 1
   fi
@@ -65,7 +81,7 @@ up_kafka() {
       die_with_log Kafka "formatting the KRaft storage failed" "$log"; return 1
     fi
   fi
-  start_bg kafka "$log" "${java[@]}" kafka.Kafka "$dir/server.properties"
+  start_supervised kafka "$log" "${java[@]}" kafka.Kafka "$dir/server.properties"
   if ! wait_until 60 "kafka metadata" kafka_ready; then
     stop_pid kafka; die_with_log Kafka "no metadata answer on $KAFKA_BOOTSTRAP_SERVERS within 60 s" "$log"; return 1
   fi
@@ -87,24 +103,35 @@ PYCODE
 up_flink() {
   local conf="$STATE/flink/conf" flink_home
   flink_home=$("$PY" -c 'import os, pyflink; print(os.path.dirname(os.path.abspath(pyflink.__file__)))')
-  if pid_alive flink-jobmanager && pid_alive flink-taskmanager && flink_ready; then
+  if pid_alive flink-jobmanager && pid_alive flink-taskmanager \
+     && running_or_recovering flink-jobmanager "Flink" flink_ready; then
     ok "Flink already running ($FLINK_REST_URL)"; return
   fi
-  if port_busy_by_other flink-jobmanager "$FLINK_REST_PORT"; then
-    fail "Flink: port $FLINK_REST_PORT is in use by a process this stack did not start"; return 1
+  local -a missing=()
+  pid_alive flink-jobmanager || missing+=(jobmanager)
+  pid_alive flink-taskmanager || missing+=(taskmanager)
+  if [[ " ${missing[*]} " == *" jobmanager "* ]]; then
+    for port in "$FLINK_REST_PORT" "$FLINK_RPC_PORT"; do
+      if port_open "$port"; then
+        fail "Flink: port $port is in use by a process this stack did not start (stop it or set FLINK_REST_PORT / FLINK_RPC_PORT)"
+        return 1
+      fi
+    done
   fi
-  say "Starting Flink $FLINK_VERSION standalone cluster (JobManager + TaskManager) on $FLINK_REST_URL"
+  say "Starting Flink $FLINK_VERSION standalone cluster: ${missing[*]} (WebUI $FLINK_REST_URL, RPC $FLINK_RPC_PORT)"
   mkdir -p "$conf" "$STATE/flink/checkpoints" "$LOGS/flink"
   cp "$flink_home"/conf/log4j*.properties "$flink_home"/conf/logback*.xml "$conf/"
   echo "localhost:$FLINK_REST_PORT" > "$conf/masters"; echo localhost > "$conf/workers"
   sed -e "s#@PYTHON@#$PY#g" -e "s#@STATE@#$STATE#g" -e "s#@REST_PORT@#$FLINK_REST_PORT#g" \
-    -e "s#@ROOT@#$ROOT#g" "$ROOT/stack/flink/config.yaml" > "$conf/config.yaml"
+    -e "s#@RPC_PORT@#$FLINK_RPC_PORT#g" -e "s#@ROOT@#$ROOT#g" "$ROOT/stack/flink/config.yaml" > "$conf/config.yaml"
   local -a fenv=(env FLINK_CONF_DIR="$conf" FLINK_LOG_DIR="$LOGS/flink" PATH="$VENV/bin:$PATH")
-  # jobmanager.sh / taskmanager.sh start-foreground keep the JVM as our child: pid files stay exact
-  start_bg flink-jobmanager "$LOGS/flink/jobmanager.out" "${fenv[@]}" "$flink_home/bin/jobmanager.sh" start-foreground
-  start_bg flink-taskmanager "$LOGS/flink/taskmanager.out" "${fenv[@]}" "$flink_home/bin/taskmanager.sh" start-foreground
+  # start-foreground execs the JVM: the supervisor's child is the JVM itself
+  local m
+  for m in "${missing[@]}"; do
+    start_supervised "flink-$m" "$LOGS/flink/$m.out" "${fenv[@]}" "$flink_home/bin/$m.sh" start-foreground
+  done
   if ! wait_until 90 "flink overview" flink_ready; then
-    stop_pid flink-taskmanager; stop_pid flink-jobmanager
+    for m in "${missing[@]}"; do stop_pid "flink-$m"; done
     die_with_log Flink "REST API $FLINK_REST_URL did not report a TaskManager within 90 s" "$LOGS/flink/jobmanager.out"
     return 1
   fi

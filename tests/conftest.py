@@ -3,6 +3,13 @@
 A service that was already running (e.g. after `make up`) is used and left running; one the test
 session started is stopped at the end. Tests use Redis db 1 (flushed per test) and their own Kafka
 topics and model keys, so they never touch the demo's data in db 0.
+
+The whole suite runs against another stack instance through the stack's own variables, e.g.::
+
+    ONLINE_ML_STATE=/tmp/stack2 REDIS_PORT=16379 KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092 \
+    KAFKA_CONTROLLER_PORT=19093 FLINK_REST_PORT=18081 FLINK_RPC_PORT=16123 pytest tests
+
+(FLINK_REST_URL follows FLINK_REST_PORT; the `flink` CLI gets that instance's configuration.)
 """
 from __future__ import annotations
 
@@ -25,7 +32,14 @@ from online_ml.config import Settings  # noqa: E402
 
 TEST_REDIS_DB = 1
 PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
-RUN = Path(os.environ.get("ONLINE_ML_STATE", ROOT / ".state")) / "run"
+STATE = Path(os.environ.get("ONLINE_ML_STATE") or ROOT / ".state")
+RUN = STATE / "run"
+# another stack instance: its REST address, and its configuration for the `flink` CLI
+if os.environ.get("FLINK_REST_PORT") and not os.environ.get("FLINK_REST_URL"):
+    os.environ["FLINK_REST_URL"] = f"http://localhost:{os.environ['FLINK_REST_PORT']}"
+if os.environ.get("ONLINE_ML_STATE"):
+    os.environ.setdefault("FLINK_CONF_DIR", str(STATE / "flink" / "conf"))
+    os.environ.setdefault("FLINK_LOG_DIR", str(STATE / "logs" / "flink"))
 
 
 def _pid_alive(name: str) -> bool:
@@ -101,7 +115,7 @@ def unique_topics(kafka_service):
 
     suffix = uuid.uuid4().hex[:8]
     names = {"source": f"test_src_{suffix}", "sink": f"test_sink_{suffix}"}
-    admin = KafkaAdminClient(bootstrap_servers=Settings().kafka_bootstrap_servers)
+    admin = KafkaAdminClient(bootstrap_servers=Settings.from_env().kafka_bootstrap_servers)
     admin.create_topics([NewTopic(n, 1, 1) for n in names.values()])
     yield names
     try:

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import time
+from urllib.parse import urlparse
 
 import pytest
 import requests
@@ -14,6 +15,7 @@ from kafka import KafkaConsumer
 
 from conftest import PY, ROOT, free_port, wait_for
 from flink_rest import FlinkRest
+from online_ml.config import Settings
 from online_ml.model_store import ModelStore
 
 pytestmark = pytest.mark.integration
@@ -40,7 +42,8 @@ def job_env(settings, unique_topics, flink_service):
 
 
 def submit(env) -> str:
-    out = subprocess.run(["flink", "run", "-m", "localhost:8081", "-d", "-py", "stream.py"],
+    address = urlparse(Settings.from_env(env).flink_rest_url).netloc  # localhost:8081 by default
+    out = subprocess.run(["flink", "run", "-m", address, "-d", "-py", "stream.py"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, f"flink run failed:\n{out.stdout}\n{out.stderr}"
     job_id = out.stdout.strip().split()[-1]
