@@ -8,6 +8,8 @@ The UDF loads the newest model from Redis when it opens (or creates one), predic
 with the current model *before* learning from it (progressive validation: the tutorial trained
 first, which inflates the accuracy it shows), registers metrics under the group ``online_ml``
 (Flink WebUI -> job -> operator -> Metrics), and backs the model up to Redis every 10 s.
+A bad record is skipped and written, with the reason, to `digit_dead_letter`; a drop in the
+recent accuracy raises one alert in `model_alerts` (and one "recovered" record after it).
 The training logic lives in online_ml/trainer.py; this file only adapts it to PyFlink.
 Settings come from the submitting shell's environment (online_ml/config.py).
 """
@@ -19,19 +21,24 @@ import os
 import sys
 
 from pyflink.table import DataTypes, EnvironmentSettings, TableEnvironment
-from pyflink.table.expressions import call, col
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from online_ml.config import Settings  # noqa: E402
+from online_ml.side_outputs import SPLIT_SQL, encode_output, sink_topics  # noqa: E402
 
 JOB_NAME = "Classifier Model Train"
+OUTPUT_TABLE = "outputs"  # the table build_job's result is inserted into
 
 
 class OnlineLearning(ScalarFunction):
-    """PyFlink adapter around online_ml.trainer.Trainer (one learner per parallel instance)."""
+    """PyFlink adapter around online_ml.trainer.Trainer (one learner per parallel instance).
+
+    Returns, per source record, a list of outputs ``"topic\\nvalue"`` (online_ml/side_outputs.py):
+    the prediction or the dead letter, plus an alert now and then.
+    """
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -46,7 +53,9 @@ class OnlineLearning(ScalarFunction):
         group = function_context.get_metric_group().add_group("online_ml")
         # the tutorial's metrics
         self.sample_count = group.counter("sample_count")
-        self.sample_count.inc(self.trainer.learner.samples_seen)  # continue after a restart
+        # continues after a restart: the first _count() adds the restored samples_seen. Not
+        # here: PyFlink drops metric updates made in open(), before the first bundle.
+        self._counted = 0
         group.gauge("prediction_acc", lambda: int(self.trainer.learner.accuracy * 100))
         self.metric_distribution_y = group.distribution("metric_distribution_y")
         self.total_10_sec = group.meter("total_10_sec", time_span_in_seconds=10)
@@ -55,19 +64,27 @@ class OnlineLearning(ScalarFunction):
         for name, getter in self.trainer.gauges().items():
             group.gauge(name, getter)
 
+    def _sync_sample_count(self) -> None:
+        # follows the learner, which may also jump ahead when it adopts a stored model
+        seen = self.trainer.learner.samples_seen
+        if seen > self._counted:
+            self.sample_count.inc(seen - self._counted)
+            self._counted = seen
+
     def _count(self, labels, n_correct: int) -> None:
-        self.sample_count.inc(len(labels))
+        self._sync_sample_count()
         for y in labels:
             self.metric_distribution_y.update(y)
-        self.total_10_sec.mark_event(len(labels))
+        if labels:
+            self.total_10_sec.mark_event(len(labels))
         if n_correct:
             self.right_10_sec.mark_event(n_correct)
 
     def eval(self, value):
-        out, actual, predicted = self.trainer.process(value)
-        if out is not None:
+        outputs, actual, predicted = self.trainer.process(value)
+        if actual is not None:
             self._count([actual], int(predicted == actual))
-        return out
+        return [encode_output(topic, text) for topic, text in outputs]
 
     def close(self):
         if self.trainer is not None:
@@ -82,17 +99,19 @@ class OnlineLearningBatch(OnlineLearning):
 
         outputs, labels, n_correct = self.trainer.process_many(values.tolist())
         self._count(labels, n_correct)
-        return pd.Series(outputs, dtype=object)
+        return pd.Series([[encode_output(topic, text) for topic, text in outs] for outs in outputs],
+                         dtype=object)
 
 
 def make_udf(settings: Settings):
+    result_type = DataTypes.ARRAY(DataTypes.STRING())
     if settings.udf_mode == "batch":
-        return udf(OnlineLearningBatch(settings), result_type=DataTypes.STRING(), func_type="pandas")
-    return udf(OnlineLearning(settings), result_type=DataTypes.STRING())
+        return udf(OnlineLearningBatch(settings), result_type=result_type, func_type="pandas")
+    return udf(OnlineLearning(settings), result_type=result_type)
 
 
 def build_job(t_env: TableEnvironment, settings: Settings, group_id: str | None = None):
-    """Declare source and sink, register the UDF, and return the insert statement's Table."""
+    """Declare the tables, register the UDF, and return the Table to insert into OUTPUT_TABLE."""
     config = t_env.get_config()
     config.set("pipeline.name", JOB_NAME)
     if settings.udf_mode == "batch":
@@ -102,25 +121,36 @@ def build_job(t_env: TableEnvironment, settings: Settings, group_id: str | None 
     t_env.add_python_file(os.path.join(HERE, "online_ml"))
     kafka = (f"'connector' = 'kafka', 'properties.bootstrap.servers' = "
              f"'{settings.kafka_bootstrap_servers}', 'format' = 'raw'")
-    # Raw strings, not the json format: a malformed record must reach the UDF to be counted and
-    # skipped; the json format would fail the whole job on it.
+    # Raw bytes, not the json format: a malformed record must reach the UDF to be counted,
+    # skipped and dead-lettered; the json format would fail the whole job on it. Not STRING
+    # either: a value that is not UTF-8 would then fail the job while PyFlink decodes it.
     t_env.execute_sql(f"""
-        CREATE TABLE source (`value` STRING) WITH (
+        CREATE TABLE source (`value` BYTES) WITH (
             {kafka},
             'topic' = '{settings.source_topic}',
             'properties.group.id' = '{group_id or settings.kafka_group_id}',
             'scan.startup.mode' = 'group-offsets',
             'properties.auto.offset.reset' = 'earliest'
         )""")
+    # one topic, raw bytes: for jobs that copy records as they are (bench/passthrough_job.py)
     t_env.execute_sql(f"""
-        CREATE TABLE sink (`value` STRING) WITH (
+        CREATE TABLE sink (`value` BYTES) WITH (
             {kafka},
             'topic' = '{settings.sink_topic}'
         )""")
+    # the job's sink: each row says its topic (predictions, dead letters, alerts), so all three
+    # go through Flink's Kafka sink and its checkpoints (online_ml/side_outputs.py)
+    topics = sink_topics([settings.sink_topic, settings.dead_letter_topic, settings.alert_topic])
+    t_env.execute_sql(f"""
+        CREATE TABLE {OUTPUT_TABLE} (`value` STRING, `topic` STRING METADATA) WITH (
+            {kafka},
+            'topic' = '{topics}'
+        )""")
     t_env.create_temporary_system_function("online_learning", make_udf(settings))
-    return (t_env.from_path("source")
-            .select(call("online_learning", col("value")).alias("value"))
-            .where(col("value").is_not_null))
+    t_env.create_temporary_view(
+        "udf_outputs", t_env.sql_query("SELECT online_learning(`value`) AS items FROM source"))
+    return t_env.sql_query(
+        f"SELECT {SPLIT_SQL} FROM udf_outputs CROSS JOIN UNNEST(udf_outputs.items) AS u(item)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     args, _ = parser.parse_known_args(argv)
     settings = Settings.from_env(udf_mode=args.mode, batch_size=args.batch_size)
     t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
-    result = build_job(t_env, settings, args.group_id).execute_insert("sink")
+    result = build_job(t_env, settings, args.group_id).execute_insert(OUTPUT_TABLE)
     job = result.get_job_client()
     print(f"submitted '{JOB_NAME}' ({settings.udf_mode} mode)"
           + (f" as job {job.get_job_id()}" if job else ""))

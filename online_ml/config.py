@@ -43,6 +43,19 @@ class Settings:
     # batch mode predicts a chunk of records, then learns it; the chunk grows with experience
     # (samples_seen / 16, between 8 and this cap): see README "Mini-batch mode"
     max_predict_chunk: int = 256
+    # bad source records go, with the reason, to this topic (and are not trained on)
+    dead_letter_topic: str = "digit_dead_letter"
+    # accuracy alerts: after ALERT_WARMUP records learned, when the accuracy over the last
+    # ALERT_WINDOW records falls below ALERT_THRESHOLD, one "accuracy_drop" record goes to
+    # ALERT_TOPIC; one "recovered" record when it is back at ALERT_THRESHOLD + ALERT_HYSTERESIS
+    alert_topic: str = "model_alerts"
+    alert_threshold: float = 0.8
+    alert_window: int = 500
+    alert_warmup: int = 1000
+    alert_hysteresis: float = 0.05
+    # Redis unreachable when the job starts: keep trying to load the stored model this long
+    # before training a new one (which then defers to a better stored model once Redis is back)
+    redis_load_retry_seconds: float = 30.0
     # the learner: a name of online_ml.learner.MODELS and JSON parameters on top of its defaults.
     # The default won bench/learners.py (best prequential accuracy over 3 shuffled epochs); the
     # tutorial's model is LEARNER_PARAMS='{"alpha": 0.01}'.
@@ -86,6 +99,10 @@ class Settings:
             raise ValueError("LEARNER_PARAMS must be a JSON object, e.g. '{\"alpha\": 0.001}'")
         if settings.batch_size < 1 or settings.max_predict_chunk < 1:
             raise ValueError("BATCH_SIZE and MAX_PREDICT_CHUNK must be >= 1")
+        if not 0.0 < settings.alert_threshold <= 1.0:
+            raise ValueError(f"ALERT_THRESHOLD must be in (0, 1], got {settings.alert_threshold}")
+        if settings.alert_window < 1 or settings.alert_warmup < 0 or settings.alert_hysteresis < 0:
+            raise ValueError("ALERT_WINDOW must be >= 1, ALERT_WARMUP and ALERT_HYSTERESIS >= 0")
         return settings
 
     def learner_kwargs(self) -> dict:

@@ -1,61 +1,81 @@
-"""The training loop of the job, without Flink: decode, predict-then-learn, count, back up.
+"""The training loop of the job, without Flink: decode, predict-then-learn, count, alert, back up.
 
 stream.py wraps a :class:`Trainer` in a PyFlink UDF and maps :meth:`Trainer.gauges` onto Flink
 metrics. Keeping the loop here means it is tested with plain pytest against a real Redis, and the
 job stays a thin adapter.
+
+What the job must survive, and how:
+
+* **Bad records** never raise: each is counted (in total and per reason), not trained on, and
+  turned into a dead-letter output for ``DEAD_LETTER_TOPIC`` (online_ml/side_outputs.py).
+* **Redis down while running**: training goes on in memory; backups fail, are counted and retried
+  with exponential backoff; the first one after Redis is back succeeds with the next version.
+* **Redis down when the job starts**: loading is retried for ``REDIS_LOAD_RETRY_SECONDS``; then a
+  new model is trained, but the store's state is *unknown*: before its first backup the trainer
+  looks at what is stored, and if that model has seen more samples it adopts it instead of
+  overwriting it (a few minutes of blind training must not replace days of learning).
+* **Corrupt stored model**: reported, and a new model is trained (later backups supersede it; the
+  kept older versions stay available for ``redis_clear.py --rollback``).
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from collections import deque
-from typing import Callable
+from collections import Counter, deque
+from typing import Callable, Iterable
 
+from online_ml.alerts import AccuracyAlarm, AlertEvent
 from online_ml.config import Settings
 from online_ml.learner import OnlineLearner, make_model
-from online_ml.model_store import ModelFormatError, ModelStore, dumps
-from online_ml.schema import BadRecord, decode_record, encode_prediction
+from online_ml.model_store import ModelFormatError, ModelStore, StoredModel, dumps
+from online_ml.schema import BadRecord, Record, decode_record, encode_prediction
+from online_ml.side_outputs import dead_letter
 
 log = logging.getLogger(__name__)
 
 MAX_BACKUP_BACKOFF_SECONDS = 60.0
+BACKOFF_CAP_INTERVALS = 6  # a failing backup is retried at least every 6 intervals (max 60 s)
 RECENT_FEEDBACK_IDS = 100
+
+Output = tuple[str, str]  # (topic, value)
+
+
+def _count(meta: dict, key: str) -> int:
+    try:
+        return max(0, int(meta.get(key) or 0))
+    except (TypeError, ValueError):
+        return 0
 
 
 class Trainer:
-    """Owns the learner, its backups and the counters the job exposes as metrics."""
+    """Owns the learner, its backups, the alarm and the counters the job exposes as metrics."""
 
     def __init__(self, settings: Settings, store: ModelStore | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
         self.settings = settings
         self.clock = clock
+        self._sleep = sleep
         self.store = store if store is not None else ModelStore(
             settings.redis_client(), settings.model_key, keep=settings.model_versions_kept)
-        self.learner = self._load_or_create()
-        self.model_version = self._loaded_version
-        self.records_rejected = 0
+        self.alarm = AccuracyAlarm(settings.alert_threshold, settings.alert_window,
+                                   settings.alert_warmup, settings.alert_hysteresis)
         self.backups_succeeded = 0
         self.backups_failed = 0
+        self.models_adopted = 0
         self.last_train_us = 0
-        # feedback from the drawing board: the page waits for a model that includes its record
-        try:
-            self.feedback_seen = max(0, int(self._loaded_meta.get("feedback_seen") or 0))
-        except (TypeError, ValueError):
-            self.feedback_seen = 0
-        recent = self._loaded_meta.get("recent_feedback_ids")
-        # ids of the last feedback records trained on: a page waits until its id is in a model
-        self.recent_feedback_ids: deque[str] = deque(
-            (i for i in recent if isinstance(i, str)) if isinstance(recent, list) else (),
-            maxlen=RECENT_FEEDBACK_IDS)
+        # learning and serialising the model must not interleave: the backup thread takes a copy
+        # of the model's bytes under this lock, then talks to Redis without it
+        self._lock = threading.Lock()
+        self._backup_lock = threading.Lock()  # one backup at a time (timer thread vs close())
+        stored, self._store_known = self._load_stored()
+        self._use(stored)
         self._dirty = False
         self._last_backup_at = self.clock()
         self._last_backup_ok_at = self._last_backup_at
         self._next_backup_at = self._last_backup_at + settings.backup_interval_seconds
         self._failures_in_row = 0
-        # learning and serialising the model must not interleave: the backup thread takes a copy
-        # of the model's bytes under this lock, then talks to Redis without it
-        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -68,64 +88,130 @@ class Trainer:
 
     def _backup_loop(self) -> None:
         while not self._stop.wait(min(1.0, self.settings.backup_interval_seconds / 4)):
-            self.maybe_backup()
+            try:
+                self.maybe_backup()
+            except Exception:  # never let the timer die: the next tick tries again
+                log.exception("unexpected error in the backup thread")
 
     # -- start ---------------------------------------------------------------------------------
-    def _load_or_create(self) -> OnlineLearner:
-        """The newest backup when there is a usable one, else a fresh model (logged either way)."""
-        self._loaded_version = 0
-        self._loaded_meta: dict = {}
-        try:
-            stored = self.store.load()
-        except ModelFormatError as exc:
-            log.error("stored model is unusable, starting a new one: %s", exc)
-            stored = None
-        except Exception as exc:  # Redis down: train in memory, back up when it is back
-            log.error("could not reach Redis to load the model (%s); starting a new one", exc)
-            stored = None
+    def _load_stored(self) -> tuple[StoredModel | None, bool]:
+        """``(newest stored model or None, whether the store's state is known)``.
+
+        Unreachable Redis is retried for ``redis_load_retry_seconds``; after that the state is
+        unknown and the first backup checks what is stored before writing (see the module doc).
+        """
+        deadline = self.clock() + max(0.0, self.settings.redis_load_retry_seconds)
+        delay = 0.5
+        while True:
+            try:
+                return self.store.load(), True
+            except ModelFormatError as exc:
+                log.error("stored model under %r is unusable, starting a new one: %s",
+                          self.settings.model_key, exc)
+                return None, True
+            except Exception as exc:  # Redis down, wrong password, timeouts, ...
+                remaining = deadline - self.clock()
+                if remaining <= 0:
+                    log.error("could not load the model from Redis (%s); training a new one in "
+                              "memory. It will not overwrite a stored model that has seen more "
+                              "samples: that one is adopted once Redis answers", exc)
+                    return None, False
+                log.warning("could not reach Redis to load the model (%s); retrying for %.0f s",
+                            exc, remaining)
+                self._sleep(min(delay, remaining))
+                delay = min(delay * 2, 5.0)
+
+    def _new_learner(self) -> OnlineLearner:
+        name = getattr(self.settings, "learner", "sgd")
+        params = self.settings.learner_kwargs() if hasattr(self.settings, "learner_kwargs") else {}
+        return OnlineLearner(make_model(name, **params))
+
+    def _use(self, stored: StoredModel | None) -> None:
+        """Take over a stored model (or a new one) with the counters its metadata carries."""
+        meta = stored.meta if stored is not None else {}
         if stored is None:
-            log.info("no model in Redis under %r: creating a new one", self.settings.model_key)
-            return OnlineLearner(make_model())
-        self._loaded_version = stored.version
-        self._loaded_meta = stored.meta
-        log.info("loaded model version %s (%s samples seen)", stored.version,
-                 stored.meta.get("samples_seen"))
-        return OnlineLearner.from_stored(stored.model, stored.meta)
+            log.info("no usable model in Redis under %r: creating a new one",
+                     self.settings.model_key)
+            self.learner = self._new_learner()
+        else:
+            log.info("loaded model version %s (%s samples seen)", stored.version,
+                     meta.get("samples_seen"))
+            self.learner = OnlineLearner.from_stored(stored.model, meta)
+        self.model_version = stored.version if stored is not None else 0
+        # feedback from the drawing board: the page waits for a model that includes its record
+        self.feedback_seen = _count(meta, "feedback_seen")
+        recent = meta.get("recent_feedback_ids")
+        self.recent_feedback_ids: deque[str] = deque(
+            (i for i in recent if isinstance(i, str)) if isinstance(recent, list) else (),
+            maxlen=RECENT_FEEDBACK_IDS)
+        # counters that continue from the backup, like sample_count
+        self.records_rejected = _count(meta, "records_rejected")
+        by_reason = meta.get("rejected_by_reason")
+        self.rejected_by_reason: Counter[str] = Counter(
+            {str(k): _count(by_reason, k) for k in by_reason} if isinstance(by_reason, dict)
+            else {})
+        self.alarm.fired = max(self.alarm.fired, _count(meta, "alerts_fired"))
 
     # -- per record ----------------------------------------------------------------------------
-    def process(self, value: str | bytes | None) -> tuple[str | None, int | None, int | None]:
+    def _reject(self, value, exc: BadRecord) -> Output:
+        self.records_rejected += 1
+        self.rejected_by_reason[exc.reason] += 1
+        n = self.rejected_by_reason[exc.reason]
+        if n <= 10 or n % 1000 == 0:  # a flood of garbage must not flood the log too
+            log.warning("rejected record #%d of kind %s: %s", n, exc.reason, exc)
+        return self.settings.dead_letter_topic, dead_letter(value, exc)
+
+    def _score(self, hit: bool, outputs: list[Output]) -> None:
+        """Feed one prediction to the alarm (called under the lock, after learning)."""
+        event = self.alarm.update(hit, self.learner.samples_seen)
+        if event is not None:
+            outputs.append((self.settings.alert_topic, self._alert(event)))
+
+    def _alert(self, event: AlertEvent) -> str:
+        (log.warning if event.kind == "accuracy_drop" else log.info)("%s", event.message())
+        return event.to_json(model_key=self.settings.model_key)
+
+    def process(self, value: str | bytes | None) -> tuple[list[Output], int | None, int | None]:
         """Handle one raw Kafka value.
 
-        Returns ``(sink_json, actual_y, predict_y)``; ``sink_json`` is None for a rejected record,
-        which is counted and not trained on.
+        Returns ``(outputs, actual_y, predict_y)``. ``outputs`` holds ``(topic, value)`` pairs:
+        the prediction for ``SINK_TOPIC`` (or, for a bad record, its dead letter for
+        ``DEAD_LETTER_TOPIC``, and then ``actual_y`` is None), followed by an alert for
+        ``ALERT_TOPIC`` when this record starts or ends an incident.
         """
         try:
             record = decode_record(value if value is not None else b"")
         except BadRecord as exc:
-            self.records_rejected += 1
-            log.warning("rejected record (%s): %s", exc.reason, exc)
-            return None, None, None
+            return [self._reject(value, exc)], None, None
+        outputs: list[Output] = []
         started = time.perf_counter()
         with self._lock:
             predicted = self.learner.learn_one(record.x, record.actual_y)
             self._note_feedback(record)
             self._dirty = True
+            prediction = (self.settings.sink_topic, encode_prediction(record, predicted))
+            outputs.append(prediction)
+            self._score(predicted == record.actual_y, outputs)
         self.last_train_us = int((time.perf_counter() - started) * 1e6)
         if self._thread is None:
             self.maybe_backup()
-        return encode_prediction(record, predicted), record.actual_y, predicted
+        return outputs, record.actual_y, predicted
 
-    def _note_feedback(self, record) -> None:
+    def _note_feedback(self, record: Record) -> None:
         if record.source == "feedback":
             self.feedback_seen += 1
             if record.id is not None:
                 self.recent_feedback_ids.append(record.id)
 
     def snapshot(self) -> dict:
-        """The learner's snapshot plus what the job adds (feedback), stored as model metadata."""
+        """The learner's snapshot plus what the job adds, stored as model metadata."""
         snap = self.learner.snapshot()
         snap["feedback_seen"] = self.feedback_seen
         snap["recent_feedback_ids"] = list(self.recent_feedback_ids)
+        snap["records_rejected"] = self.records_rejected
+        snap["rejected_by_reason"] = dict(sorted(self.rejected_by_reason.items()))
+        snap["alerts_fired"] = self.alarm.fired
+        snap["alert_active"] = self.alarm.active
         return snap
 
     def predict_chunk(self) -> int:
@@ -137,35 +223,41 @@ class Trainer:
         """
         return int(min(self.settings.max_predict_chunk, max(8, self.learner.samples_seen // 16)))
 
-    def process_many(self, values) -> tuple[list[str | None], list[int], int]:
+    def process_many(self, values: Iterable) -> tuple[list[list[Output]], list[int], int]:
         """Batch mode: handle many raw values in order.
 
-        Returns ``(outputs, labels_trained, n_correct)``; ``outputs[i]`` is the sink JSON for
-        ``values[i]`` or None when that record was rejected.
+        Returns ``(outputs, labels_trained, n_correct)``; ``outputs[i]`` are the ``(topic,
+        value)`` pairs for ``values[i]``, as :meth:`process` returns them.
         """
-        outputs: list[str | None] = [None] * len(values)
-        good: list[tuple[int, object]] = []
+        values = list(values)
+        outputs: list[list[Output]] = [[] for _ in values]
+        good: list[tuple[int, Record]] = []
         for i, value in enumerate(values):
             try:
                 good.append((i, decode_record(value if value is not None else b"")))
             except BadRecord as exc:
-                self.records_rejected += 1
-                log.warning("rejected record (%s): %s", exc.reason, exc)
+                outputs[i].append(self._reject(value, exc))
         labels = [record.actual_y for _, record in good]
         correct = 0
         started = time.perf_counter()
         pos = 0
+        sink = self.settings.sink_topic
         while pos < len(good):
             chunk = good[pos:pos + self.predict_chunk()]
             with self._lock:
                 predicted = self.learner.learn_many([r.x for _, r in chunk],
                                                     [r.actual_y for _, r in chunk])
-                for _, record in chunk:
+                seen = self.learner.samples_seen - len(chunk)
+                for (i, record), pred in zip(chunk, predicted):
                     self._note_feedback(record)
+                    outputs[i].append((sink, encode_prediction(record, pred)))
+                    hit = pred == record.actual_y
+                    correct += hit
+                    seen += 1
+                    event = self.alarm.update(hit, seen)
+                    if event is not None:
+                        outputs[i].append((self.settings.alert_topic, self._alert(event)))
                 self._dirty = True
-            for (i, record), pred in zip(chunk, predicted):
-                outputs[i] = encode_prediction(record, pred)
-                correct += pred == record.actual_y
             pos += len(chunk)
         if good:
             self.last_train_us = int((time.perf_counter() - started) * 1e6 / len(good))
@@ -174,6 +266,41 @@ class Trainer:
         return outputs, labels, correct
 
     # -- backups -------------------------------------------------------------------------------
+    def _defer_to_stored(self) -> bool:
+        """After a blind start: adopt the stored model if it has seen more samples than ours.
+
+        Returns True when it was adopted (then there is nothing new to back up). Raises when
+        Redis is still unreachable, which counts as a failed backup.
+        """
+        meta = self.store.load_meta()
+        stored_seen = _count(meta or {}, "samples_seen")
+        if meta is None or stored_seen <= self.learner.samples_seen:
+            self._store_known = True
+            return False
+        try:
+            stored = self.store.load()
+        except ModelFormatError as exc:
+            log.error("stored model is unusable (%s); backing up ours over it", exc)
+            self._store_known = True
+            return False
+        if stored is None:
+            self._store_known = True
+            return False
+        with self._lock:
+            ours = self.learner.samples_seen
+            rejected, by_reason = self.records_rejected, self.rejected_by_reason
+            self._use(stored)
+            # what was rejected while Redis was down was rejected all the same: keep counting
+            self.records_rejected += rejected
+            self.rejected_by_reason.update(by_reason)
+            self._dirty = False
+        self._store_known = True
+        self.models_adopted += 1
+        log.warning("Redis is back: the stored model version %s has seen %s samples, more than the "
+                    "%s this job learned while Redis was unreachable; continuing from it instead "
+                    "of overwriting it", stored.version, stored_seen, ours)
+        return True
+
     def maybe_backup(self, force: bool = False) -> bool:
         """Back up when the interval has passed (and the model changed since the last backup).
 
@@ -183,28 +310,46 @@ class Trainer:
         now = self.clock()
         if not self._dirty or (not force and now < self._next_backup_at):
             return False
-        with self._lock:
-            blob = dumps(self.learner.model)
-            snapshot = self.snapshot()
-            self._dirty = False
+        if not (self._backup_lock.acquire(timeout=10) if force
+                else self._backup_lock.acquire(blocking=False)):
+            return False
         try:
+            return self._backup(now)
+        finally:
+            self._backup_lock.release()
+
+    def _backup(self, now: float) -> bool:
+        interval = self.settings.backup_interval_seconds
+        try:
+            if not self._store_known and self._defer_to_stored():
+                self._failures_in_row = 0
+                self._next_backup_at = now + interval
+                return False
+            with self._lock:
+                blob = dumps(self.learner.model)
+                snapshot = self.snapshot()
+                self._dirty = False
             meta = self.store.save_blob(blob, snapshot, snapshot=snapshot)
         except Exception as exc:
             self._dirty = True
             self.backups_failed += 1
             self._failures_in_row += 1
-            delay = min(self.settings.backup_interval_seconds * 2 ** (self._failures_in_row - 1),
-                        MAX_BACKUP_BACKOFF_SECONDS)
+            delay = min(interval * 2 ** min(self._failures_in_row - 1, 30),
+                        max(interval, min(MAX_BACKUP_BACKOFF_SECONDS,
+                                          interval * BACKOFF_CAP_INTERVALS)))
             self._next_backup_at = now + delay
-            log.error("model backup failed (%s); retrying in %.0f s", exc, delay)
+            log.error("model backup failed (%s: %s); retrying in %.0f s (%d failed in a row)",
+                      type(exc).__name__, exc, delay, self._failures_in_row)
             return False
+        if self._failures_in_row:
+            log.warning("model backups work again after %d failures", self._failures_in_row)
         self.backups_succeeded += 1
         self._failures_in_row = 0
         self.model_version = int(meta["version"])
         self._last_backup_ok_at = now
-        self._next_backup_at = now + self.settings.backup_interval_seconds
+        self._next_backup_at = now + interval
         log.info("backed up model version %s (%s samples)", self.model_version,
-                 self.learner.samples_seen)
+                 snapshot.get("samples_seen"))
         return True
 
     def close(self) -> None:
@@ -226,4 +371,6 @@ class Trainer:
             "records_rejected": lambda: int(self.records_rejected),
             "seconds_since_backup": lambda: int(self.clock() - self._last_backup_ok_at),
             "train_time_us": lambda: int(self.last_train_us),  # per record
+            "alert_active": lambda: int(self.alarm.active),
+            "alerts_fired": lambda: int(self.alarm.fired),
         }

@@ -5,6 +5,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 started=$SECONDS
+cd "$ROOT"
 bash "$ROOT/stack/install.sh"
 bash "$ROOT/stack/up.sh"
 source "$VENV/bin/activate"
@@ -32,7 +33,7 @@ if pid_alive producer; then
   ok "producer already running"
 else
   say "Starting the producer: python kafka_producer.py (10 records/s)"
-  start_bg producer "$LOGS/producer.log" "$PY" "$ROOT/kafka_producer.py"
+  start_supervised producer "$LOGS/producer.log" "$PY" "$ROOT/kafka_producer.py"
   sleep 1; pid_alive producer || { die_with_log producer "exited at start" "$LOGS/producer.log"; exit 1; }
 fi
 
@@ -40,8 +41,10 @@ server_ready() { "$PY" -c "import urllib.request,sys; urllib.request.urlopen('ht
 if pid_alive server && server_ready; then
   ok "prediction server already running"
 else
-  say "Starting the prediction server: python model_server.py"
-  start_bg server "$LOGS/server.log" "$PY" "$ROOT/model_server.py"
+  # the production server (the tutorial's `python model_server.py` is Flask's development server)
+  say "Starting the prediction server: waitress-serve … online_ml.server:create_app (8 threads)"
+  start_supervised server "$LOGS/server.log" "$VENV/bin/waitress-serve" --host 127.0.0.1 \
+    --port "$SERVER_PORT" --threads 8 --call online_ml.server:create_app
   wait_until 30 "server" server_ready || { stop_pid server; die_with_log "prediction server" "no answer on :$SERVER_PORT within 30 s" "$LOGS/server.log"; exit 1; }
 fi
 

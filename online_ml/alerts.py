@@ -1,0 +1,124 @@
+"""Accuracy alerts: one alert when the model's recent accuracy drops, one record when it recovers.
+
+Pure logic, no Kafka or Flink: the trainer feeds every scored prediction to an
+:class:`AccuracyAlarm` and writes what it returns to the ``model_alerts`` topic.
+
+Rules, chosen so that an operator gets one message per incident and no noise:
+
+* nothing is judged before a warm-up (``warmup`` records learned, counting those of a restored
+  model) *and* before the window holds ``window`` predictions, so a fresh model's first,
+  naturally poor, predictions and a restarted job's still-empty window never raise an alert;
+* an alert (``accuracy_drop``) is raised when the accuracy over the last ``window`` predictions
+  falls below ``threshold``; while it is active nothing else is raised, however long it lasts;
+* it is cleared (``recovered``) only when the accuracy reaches ``threshold + hysteresis``, so an
+  accuracy hovering around the threshold does not flap between the two.
+
+>>> alarm = AccuracyAlarm(threshold=0.5, window=4, warmup=4, hysteresis=0.25)
+>>> [alarm.update(True, n) for n in range(1, 5)]          # warm-up: a full, good window
+[None, None, None, None]
+>>> [e and e.kind for e in (alarm.update(False, n) for n in range(5, 8))]
+[None, None, 'accuracy_drop']
+>>> alarm.active, alarm.fired
+(True, 1)
+>>> [e and e.kind for e in (alarm.update(True, n) for n in range(8, 12))]  # 0.5 is not enough
+[None, None, 'recovered', None]
+"""
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import dataclass
+
+__all__ = ["AccuracyAlarm", "AlertEvent", "DROP", "RECOVERED"]
+
+DROP = "accuracy_drop"
+RECOVERED = "recovered"
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """One alert record (``kind`` is ``accuracy_drop`` or ``recovered``)."""
+
+    kind: str
+    rolling_accuracy: float
+    threshold: float
+    samples_seen: int
+    window: int
+    ts: str
+
+    def to_json(self, **extra) -> str:
+        """The record written to the alert topic (``extra`` fields, e.g. the model key, appended)."""
+        out = {
+            "kind": self.kind,
+            "rolling_accuracy": round(self.rolling_accuracy, 4),
+            "threshold": self.threshold,
+            "samples_seen": self.samples_seen,
+            "window": self.window,
+            "ts": self.ts,
+        }
+        out.update(extra)
+        return json.dumps(out, separators=(",", ":"))
+
+    def message(self) -> str:
+        """A log line for people."""
+        if self.kind == DROP:
+            return (f"model accuracy alert: {self.rolling_accuracy:.1%} over the last "
+                    f"{self.window} records is below the threshold {self.threshold:.1%} "
+                    f"({self.samples_seen} samples seen)")
+        return (f"model accuracy recovered: {self.rolling_accuracy:.1%} over the last "
+                f"{self.window} records ({self.samples_seen} samples seen)")
+
+
+class AccuracyAlarm:
+    """Watches prequential hits and misses; raises one event per incident, with hysteresis."""
+
+    def __init__(self, threshold: float = 0.8, window: int = 500, warmup: int = 1000,
+                 hysteresis: float = 0.05):
+        if not 0.0 < threshold <= 1.0:
+            raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        if warmup < 0 or hysteresis < 0:
+            raise ValueError(f"warmup and hysteresis must be >= 0, got {warmup}, {hysteresis}")
+        self.threshold = float(threshold)
+        self.window = int(window)
+        self.warmup = int(warmup)
+        self.hysteresis = float(hysteresis)
+        self._hits: deque[bool] = deque(maxlen=self.window)
+        self._correct = 0
+        self.active = False
+        self.fired = 0  # accuracy_drop events raised so far
+
+    @property
+    def rolling_accuracy(self) -> float:
+        return self._correct / len(self._hits) if self._hits else 0.0
+
+    def update(self, correct: bool, samples_seen: int, ts: str | None = None) -> AlertEvent | None:
+        """Score one prediction; return the event it triggers, if any.
+
+        ``samples_seen`` is the learner's count after this record (it continues across restarts).
+        """
+        hit = bool(correct)
+        if len(self._hits) == self.window:
+            self._correct -= self._hits[0]
+        self._hits.append(hit)
+        self._correct += hit
+        if samples_seen < self.warmup or len(self._hits) < self.window:
+            return None
+        accuracy = self._correct / self.window
+        if not self.active and accuracy < self.threshold:
+            self.active = True
+            self.fired += 1
+            return self._event(DROP, accuracy, samples_seen, ts)
+        if self.active and accuracy >= self.threshold + self.hysteresis:
+            self.active = False
+            return self._event(RECOVERED, accuracy, samples_seen, ts)
+        return None
+
+    def _event(self, kind: str, accuracy: float, samples_seen: int, ts: str | None) -> AlertEvent:
+        if ts is None:
+            from online_ml.schema import now_ts
+
+            ts = now_ts()
+        return AlertEvent(kind=kind, rolling_accuracy=accuracy, threshold=self.threshold,
+                          samples_seen=int(samples_seen), window=self.window, ts=ts)

@@ -1,0 +1,205 @@
+"""The job under abuse, on the real stack (submitted with `flink run` like the end-to-end test):
+bad records are dead-lettered while good ones keep flowing, an accuracy drop raises one alert and
+then a recovery record, and Redis can go away and come back under a running job."""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import subprocess
+import time
+import uuid
+
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+
+from conftest import PY, ROOT, wait_for
+from flink_rest import FlinkRest
+from online_ml.config import Settings
+from online_ml.model_store import ModelStore
+from redis_server import PrivateRedis
+from test_trainer import BAD, GOOD, shifted
+
+pytestmark = pytest.mark.integration
+
+BOOTSTRAP = Settings().kafka_bootstrap_servers
+
+
+@pytest.fixture
+def side_topics(kafka_service):
+    """A dead-letter and an alert topic of this test's own."""
+    suffix = uuid.uuid4().hex[:8]
+    names = {"dead": f"test_dead_{suffix}", "alerts": f"test_alerts_{suffix}"}
+    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    admin.create_topics([NewTopic(n, 1, 1) for n in names.values()])
+    yield names
+    try:
+        admin.delete_topics(list(names.values()))
+    finally:
+        admin.close()
+
+
+@pytest.fixture
+def job_env(settings, unique_topics, side_topics, flink_service):
+    return dict(os.environ,
+                SOURCE_TOPIC=unique_topics["source"], SINK_TOPIC=unique_topics["sink"],
+                DEAD_LETTER_TOPIC=side_topics["dead"], ALERT_TOPIC=side_topics["alerts"],
+                KAFKA_GROUP_ID=f"group_{unique_topics['source']}",
+                MODEL_KEY=settings.model_key, REDIS_DB=str(settings.redis_db),
+                BACKUP_INTERVAL_SECONDS="10",
+                PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}")
+
+
+def submit(env: dict) -> str:
+    out = subprocess.run(["flink", "run", "-m", "localhost:8081", "-d", "-py", "stream.py"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, f"flink run failed:\n{out.stdout}\n{out.stderr}"
+    job_id = out.stdout.strip().split()[-1]
+    assert len(job_id) == 32, out.stdout
+    return job_id
+
+
+def cancel(flink: FlinkRest, job_id: str) -> None:
+    flink.cancel(job_id)
+    wait_for(lambda: flink.state(job_id) == "CANCELED", 30, "the job to cancel")
+
+
+def produce(topic: str, values) -> None:
+    producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=20)
+    for v in values:
+        if v is None:  # a tombstone (kafka-python needs a key for it)
+            producer.send(topic, key=b"tombstone", value=None)
+        else:
+            producer.send(topic, v.encode() if isinstance(v, str) else v)
+    producer.flush()
+    producer.close()
+
+
+def read(topic: str, expected: int, timeout: float) -> list[dict]:
+    """Every record of ``topic``, once ``expected`` of them arrived (or at the deadline)."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest",
+                             consumer_timeout_ms=1000)
+    out: list[dict] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < expected and time.monotonic() < deadline:
+            out += [json.loads(m.value) for m in consumer]
+        # anything beyond what was expected is a bug too: give it a moment to show up
+        out += [json.loads(m.value) for m in consumer]
+    finally:
+        consumer.close()
+    return out
+
+
+# failures of the cluster itself (a TaskManager that died, was killed or is restarting), not of
+# the job: the shared local cluster sees those when another test kills its TaskManager
+INFRASTRUCTURE = ("TaskExecutor is shutting down", "NoResourceAvailableException",
+                  "TaskManager with id", "is no longer reachable", "heartbeat of TaskManager")
+
+
+def job_failures(flink: FlinkRest, job_id: str) -> list[str]:
+    """The job's own failures (its exception history, minus the cluster's), as short texts."""
+    entries = flink._get(f"/jobs/{job_id}/exceptions").get("exceptionHistory", {}).get("entries")
+    return [e["stacktrace"][:2000] for e in entries or ()
+            if not any(marker in e["stacktrace"] for marker in INFRASTRUCTURE)]
+
+
+@pytest.mark.parametrize("mode", ["row", "batch"])
+def test_bad_records_are_dead_lettered_and_accuracy_alerts_fire(mode, job_env, settings,
+                                                                redis_client):
+    bad = list(BAD)  # one of each kind, a tombstone and bytes that are not UTF-8 included
+    # 600 good records with the bad ones in between (warm-up), 100 with wrong labels (the
+    # accuracy over the last 50 falls below 0.5: one alert), 500 good ones again (it recovers)
+    stream = []
+    for i, value in enumerate(GOOD[:600]):
+        stream.append(value)
+        if i % 20 == 10 and i // 20 < len(bad):
+            stream.append(bad[i // 20][1])
+    assert len(stream) == 600 + len(bad)
+    stream += [shifted(v) for v in GOOD[600:700]] + GOOD[700:1200]
+    n_good = 1200
+    env = dict(job_env, UDF_MODE=mode, ALERT_WINDOW="50", ALERT_WARMUP="300",
+               ALERT_THRESHOLD="0.5", ALERT_HYSTERESIS="0.1")
+    produce(env["SOURCE_TOPIC"], stream)
+
+    flink = FlinkRest(settings.flink_rest_url)
+    job_id = submit(env)
+    try:
+        wait_for(lambda: flink.state(job_id) == "RUNNING", 60, "the job to be RUNNING")
+        predictions = read(env["SINK_TOPIC"], n_good, 90)
+        assert len(predictions) == n_good, f"{len(predictions)} predictions of {n_good}"
+        assert all(set(p) >= {"x", "actual_y", "predict_y", "ts"} for p in predictions)
+
+        letters = read(env["DEAD_LETTER_TOPIC"], len(bad), 30)
+        assert len(letters) == len(bad), letters
+        assert (collections.Counter(letter["reason"] for letter in letters)
+                == collections.Counter(reason for reason, _ in bad))
+        raws = {(v.decode("utf-8", "replace") if isinstance(v, bytes) else v or "")
+                for _, v in bad}
+        assert {letter["raw"] for letter in letters} == raws
+        assert all(letter["error"] and letter["ts"] for letter in letters)
+
+        alerts = read(env["ALERT_TOPIC"], 2, 30)
+        assert [a["kind"] for a in alerts] == ["accuracy_drop", "recovered"], alerts
+        drop, up = alerts
+        assert drop["rolling_accuracy"] < 0.5 <= 0.6 <= up["rolling_accuracy"]
+        assert 600 < drop["samples_seen"] <= 700 < up["samples_seen"]
+
+        metrics = wait_for(
+            lambda: (m := flink.udf_metrics(job_id)).get("sample_count") == str(n_good) and m,
+            30, "sample_count in the Flink REST API")
+        assert metrics["records_rejected"] == str(len(bad))
+        assert metrics["alerts_fired"] == "1" and metrics["alert_active"] == "0"
+        assert flink.state(job_id) == "RUNNING"
+        failures = job_failures(flink, job_id)
+        assert not failures, f"the job failed {len(failures)} time(s), first:\n{failures[0]}"
+    finally:
+        cancel(flink, job_id)
+    # the counts per reason are part of the stored model's metadata
+    meta = ModelStore(redis_client, settings.model_key).load_meta()
+    assert meta["records_rejected"] == len(bad)
+    assert sum(meta["rejected_by_reason"].values()) == len(bad)
+
+
+@pytest.mark.parametrize("mode", ["row", "batch"])
+def test_redis_stopped_and_restarted_under_a_running_job(mode, job_env, settings):
+    redis = PrivateRedis().start()
+    env = dict(job_env, UDF_MODE=mode, REDIS_PORT=str(redis.port),
+               REDIS_PASSWORD=redis.password, REDIS_DB="1", BACKUP_INTERVAL_SECONDS="2")
+    store = ModelStore(redis.client(), settings.model_key)
+    flink = FlinkRest(settings.flink_rest_url)
+    producer = subprocess.Popen(
+        [PY, "kafka_producer.py", "--rate", "50", "--topic", env["SOURCE_TOPIC"], "--quiet"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job_id = None
+    try:
+        job_id = submit(env)
+        wait_for(lambda: flink.state(job_id) == "RUNNING", 60, "the job to be RUNNING")
+        wait_for(store.load_meta, 60, "a first model backup in the private Redis")
+
+        redis.stop()
+        during = wait_for(lambda: (m := flink.udf_metrics(job_id)).get("backups_failed", "0")
+                          != "0" and m, 40, "backups_failed > 0 while Redis is down")
+        # still learning: the sample count goes on growing while Redis is away
+        wait_for(lambda: int(flink.udf_metrics(job_id)["sample_count"])
+                 > int(during["sample_count"]), 30, "training to continue during the outage")
+        assert flink.state(job_id) == "RUNNING"
+
+        redis.start()
+        before = store.load_meta()  # what was saved before the outage (data kept by the restart)
+        after = wait_for(lambda: (m := store.load_meta())["version"] > before["version"] and m,
+                         40, "a new model version after Redis is back")
+        assert after["samples_seen"] > before["samples_seen"]
+        metrics = wait_for(lambda: int((m := flink.udf_metrics(job_id))["model_version"])
+                           >= after["version"] and m, 30, "model_version after the outage")
+        assert int(metrics["backups_failed"]) >= 1
+        assert flink.state(job_id) == "RUNNING"
+        failures = job_failures(flink, job_id)
+        assert not failures, f"the job failed {len(failures)} time(s), first:\n{failures[0]}"
+    finally:
+        producer.terminate()
+        producer.wait(10)
+        if job_id is not None:
+            cancel(flink, job_id)
+        redis.close()

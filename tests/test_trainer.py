@@ -1,0 +1,333 @@
+"""The job's training loop (online_ml/trainer.py) against a real Redis.
+
+Backups, outages and corrupt blobs use the shared Redis (db 1, a model key of their own) or, for
+anything that stops Redis, a private redis-server started by the test. Time is a fake clock, so
+"every 10 s" and the backoff are checked exactly and instantly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import uuid
+
+import pytest
+
+from online_ml.config import Settings
+from online_ml.learner import OnlineLearner, make_model
+from online_ml.model_store import ModelStore
+from online_ml.producer import iter_records, make_message
+from online_ml.schema import REASONS
+from online_ml.side_outputs import MAX_RAW_CHARS
+from online_ml.trainer import Trainer
+from redis_server import PrivateRedis
+
+pytestmark = pytest.mark.integration
+
+GOOD = [make_message(x, y, ts="2024-01-01 12:00:00").decode()
+        for x, y in itertools.islice(iter_records(seed=7), 1500)]
+OK_X = [0] * 64
+
+# one of each kind of bad record, with the reason it must be rejected for
+BAD = [
+    ("malformed_json", '{"ts": "2024-01-01 12:00:00", "x": [0, '),
+    ("malformed_json", b"\xff\xfe not utf-8"),
+    ("malformed_json", None),  # a Kafka tombstone
+    ("not_an_object", "[1, 2, 3]"),
+    ("not_an_object", '"just a string"'),
+    ("missing_field", json.dumps({"ts": "2024-01-01 12:00:00", "x": OK_X})),
+    ("missing_field", json.dumps({"x": OK_X, "actual_y": 1})),
+    ("bad_x_length", json.dumps({"ts": "2024-01-01 12:00:00", "x": [0] * 63, "actual_y": 1})),
+    ("bad_x_type", json.dumps({"ts": "2024-01-01 12:00:00", "x": "0" * 64, "actual_y": 1})),
+    ("bad_x_type", json.dumps({"ts": "2024-01-01 12:00:00", "x": ["0"] * 64, "actual_y": 1})),
+    ("bad_x_value", json.dumps({"ts": "2024-01-01 12:00:00", "x": [17] + [0] * 63, "actual_y": 1})),
+    ("bad_x_value", json.dumps({"ts": "2024-01-01 12:00:00", "x": [-1] + [0] * 63, "actual_y": 1})),
+    ("bad_label", json.dumps({"ts": "2024-01-01 12:00:00", "x": OK_X, "actual_y": 10})),
+    ("bad_label", json.dumps({"ts": "2024-01-01 12:00:00", "x": OK_X, "actual_y": "3"})),
+    ("bad_ts", json.dumps({"ts": "yesterday", "x": OK_X, "actual_y": 1})),
+    ("bad_ts", json.dumps({"ts": "2024-13-01 12:00:00", "x": OK_X, "actual_y": 1})),
+    ("bad_source", json.dumps({"ts": "2024-01-01 12:00:00", "x": OK_X, "actual_y": 1,
+                               "source": 5})),
+    ("bad_id", json.dumps({"ts": "2024-01-01 12:00:00", "x": OK_X, "actual_y": 1, "id": ""})),
+]
+
+
+class FakeClock:
+    def __init__(self, t: float = 1000.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
+
+def shifted(value: str) -> str:
+    """The same record with a wrong label: forces the prequential accuracy down."""
+    obj = json.loads(value)
+    obj["actual_y"] = (obj["actual_y"] + 1) % 10
+    return json.dumps(obj)
+
+
+def run(trainer: Trainer, values, mode: str) -> list[list[tuple[str, str]]]:
+    """Outputs per value, through process (row) or process_many in batches of 100 (batch)."""
+    if mode == "row":
+        return [trainer.process(v)[0] for v in values]
+    out = []
+    for i in range(0, len(values), 100):
+        out += trainer.process_many(values[i:i + 100])[0]
+    return out
+
+
+@pytest.fixture
+def private_redis():
+    server = PrivateRedis().start()
+    yield server
+    server.close()
+
+
+def private_settings(server: PrivateRedis, **overrides) -> Settings:
+    return dataclasses.replace(
+        Settings(), redis_port=server.port, redis_password=server.password, redis_db=1,
+        model_key=f"test_model_{uuid.uuid4().hex[:8]}", **overrides)
+
+
+def test_predicts_before_learning(settings, redis_client):
+    trainer = Trainer(settings)
+    outputs, actual, predicted = trainer.process(GOOD[0])
+    assert predicted is None  # nothing learned yet: no prediction, and not the label itself
+    [(topic, value)] = outputs
+    assert topic == settings.sink_topic
+    sink = json.loads(value)
+    assert sink["predict_y"] is None and sink["actual_y"] == actual
+    assert trainer.learner.samples_seen == 1
+    # the same image again: now predicted by a model that has learned it once
+    _, _, predicted = trainer.process(GOOD[0])
+    assert predicted is not None and trainer.learner.samples_seen == 2
+
+
+@pytest.mark.parametrize("mode", ["row", "batch"])
+def test_backups_every_interval_with_increasing_versions(mode, settings, redis_client):
+    clock = FakeClock()
+    trainer = Trainer(dataclasses.replace(settings, backup_interval_seconds=10), clock=clock)
+    store = ModelStore(redis_client, settings.model_key)
+    versions = []
+    for step in range(3):
+        run(trainer, GOOD[step * 100:(step + 1) * 100], mode)
+        clock.t += 9.9
+        assert trainer.maybe_backup() is False  # not yet
+        clock.t += 0.1
+        assert trainer.maybe_backup() is True
+        versions.append(store.load_meta()["version"])
+        assert store.load_meta()["samples_seen"] == (step + 1) * 100
+    assert versions == [1, 2, 3] and trainer.model_version == 3
+    clock.t += 10
+    assert trainer.maybe_backup() is False  # nothing learned since: nothing to save
+    assert trainer.backups_succeeded == 3 and trainer.backups_failed == 0
+    # a restarted trainer continues from the newest backup
+    again = Trainer(settings)
+    assert again.learner.samples_seen == 300 and again.model_version == 3
+
+
+@pytest.mark.parametrize("mode", ["row", "batch"])
+def test_bad_records_are_dead_lettered_not_trained(mode, settings, redis_client):
+    trainer = Trainer(settings)
+    values = []
+    for i, (_, bad) in enumerate(BAD):  # interleaved with good ones
+        values += [GOOD[i], bad]
+    outputs = run(trainer, values, mode)
+    assert trainer.learner.samples_seen == len(BAD)
+    assert trainer.records_rejected == len(BAD)
+    for (reason, bad), outs in zip(BAD, outputs[1::2]):
+        [(topic, value)] = outs
+        assert topic == settings.dead_letter_topic
+        letter = json.loads(value)
+        assert letter["reason"] == reason, (bad, letter)
+        assert letter["error"] and letter["ts"]
+        raw = bad.decode("utf-8", "replace") if isinstance(bad, bytes) else (bad or "")
+        assert letter["raw"] == raw
+    for outs in outputs[0::2]:
+        assert [t for t, _ in outs] == [settings.sink_topic]
+    counts = {}
+    for reason, _ in BAD:
+        counts[reason] = counts.get(reason, 0) + 1
+    assert set(counts) == set(REASONS)  # every kind of bad record is covered
+    assert trainer.snapshot()["rejected_by_reason"] == counts
+    assert trainer.gauges()["records_rejected"]() == len(BAD)
+
+
+def test_dead_letter_raw_is_truncated(settings, redis_client):
+    trainer = Trainer(settings)
+    [(_, value)], _, _ = trainer.process("x" * 100_000)
+    letter = json.loads(value)
+    assert letter["reason"] == "malformed_json"
+    assert len(letter["raw"]) == MAX_RAW_CHARS and letter["raw_length"] == 100_000
+
+
+def test_rejected_counts_continue_after_restart(settings, redis_client):
+    trainer = Trainer(settings)
+    run(trainer, [GOOD[0], "nope", "[]"], "row")
+    trainer.maybe_backup(force=True)
+    again = Trainer(settings)
+    assert again.records_rejected == 2
+    assert again.snapshot()["rejected_by_reason"] == {"malformed_json": 1, "not_an_object": 1}
+
+
+@pytest.mark.parametrize("mode", ["row", "batch"])
+def test_one_alert_per_accuracy_drop_then_recovery(mode, settings, redis_client):
+    trainer = Trainer(dataclasses.replace(settings, alert_threshold=0.5, alert_window=50,
+                                          alert_warmup=300, alert_hysteresis=0.1))
+    values = GOOD[:600] + [shifted(v) for v in GOOD[600:700]] + GOOD[700:1200]
+    outputs = run(trainer, values, mode)
+    alerts = [(i, json.loads(v)) for i, outs in enumerate(outputs)
+              for t, v in outs if t == settings.alert_topic]
+    assert [a["kind"] for _, a in alerts] == ["accuracy_drop", "recovered"], alerts
+    (i_drop, drop), (i_up, up) = alerts
+    assert 600 <= i_drop < 700 < i_up  # raised during the wrong labels, cleared after
+    assert drop["rolling_accuracy"] < 0.5 and drop["threshold"] == 0.5
+    assert up["rolling_accuracy"] >= 0.6
+    assert drop["samples_seen"] == i_drop + 1 and drop["window"] == 50 and drop["ts"]
+    # each alert rides along with the prediction of the record that triggered it
+    assert [t for t, _ in outputs[i_drop]] == [settings.sink_topic, settings.alert_topic]
+    gauges = trainer.gauges()
+    assert gauges["alerts_fired"]() == 1 and gauges["alert_active"]() == 0
+
+
+def test_no_alert_during_warmup(settings, redis_client):
+    # a fresh model is wrong at first; with a warm-up of 300 that must not raise anything
+    trainer = Trainer(dataclasses.replace(settings, alert_threshold=0.95, alert_window=50,
+                                          alert_warmup=300))
+    outputs = run(trainer, GOOD[:299], "row")
+    assert not [t for outs in outputs for t, _ in outs if t == settings.alert_topic]
+    assert trainer.alarm.fired == 0
+
+
+def test_redis_outage_training_continues_backups_back_off_then_recover(private_redis):
+    clock = FakeClock()
+    settings = private_settings(private_redis, backup_interval_seconds=10)
+    trainer = Trainer(settings, clock=clock)
+    store = ModelStore(private_redis.client(), settings.model_key)
+    run(trainer, GOOD[:50], "row")
+    clock.t += 10
+    assert trainer.maybe_backup() and store.load_meta()["version"] == 1
+
+    private_redis.stop()
+    attempts = []
+    for step in range(1, 260):  # 259 s of outage, one record per second
+        clock.t += 1
+        failed = trainer.backups_failed
+        outs, _, _ = trainer.process(GOOD[50 + step])  # backs up itself when due (no thread)
+        assert outs[0][0] == settings.sink_topic  # predictions keep coming
+        if trainer.backups_failed > failed:
+            attempts.append(clock.t)
+    assert trainer.learner.samples_seen == 50 + 259  # training went on in memory
+    assert trainer.backups_succeeded == 1 and trainer.backups_failed == len(attempts) >= 5
+    gaps = [b - a for a, b in zip(attempts, attempts[1:])]
+    assert gaps[:4] == [10, 20, 40, 60] and set(gaps[4:]) == {60}  # exponential backoff, capped
+    assert trainer.gauges()["seconds_since_backup"]() >= 250
+
+    private_redis.start()
+    clock.t = attempts[-1] + 60
+    assert trainer.maybe_backup() is True
+    meta = store.load_meta()
+    assert meta["version"] == 2 and meta["samples_seen"] == 309  # nothing learned was lost
+    clock.t += 10
+    trainer.process(GOOD[400])
+    assert trainer.model_version == 3 and trainer.backups_succeeded == 3  # back to the interval
+
+
+def test_redis_back_during_load_retries_loads_the_stored_model(private_redis):
+    settings = private_settings(private_redis, redis_load_retry_seconds=30)
+    stored = OnlineLearner(make_model())
+    for value in GOOD[:100]:
+        obj = json.loads(value)
+        stored.learn_one(obj["x"], obj["actual_y"])
+    ModelStore(private_redis.client(), settings.model_key).save(stored.model, stored.snapshot())
+    private_redis.stop()
+    clock = FakeClock()
+    sleeps = []
+
+    def sleep(seconds):  # Redis comes back while the trainer waits for it
+        sleeps.append(seconds)
+        clock.sleep(seconds)
+        if len(sleeps) == 3:
+            private_redis.start()
+
+    trainer = Trainer(settings, clock=clock, sleep=sleep)
+    assert len(sleeps) == 3 and sleeps == sorted(sleeps)  # waited, with growing pauses
+    assert trainer.learner.samples_seen == 100 and trainer.model_version == 1
+
+
+@pytest.mark.parametrize("stored_samples, learned, adopted", [(300, 20, True), (10, 50, False)])
+def test_blind_start_does_not_overwrite_a_better_stored_model(private_redis, stored_samples,
+                                                              learned, adopted):
+    settings = private_settings(private_redis, redis_load_retry_seconds=3)
+    stored = OnlineLearner(make_model())
+    for value in GOOD[:stored_samples]:
+        obj = json.loads(value)
+        stored.learn_one(obj["x"], obj["actual_y"])
+    store = ModelStore(private_redis.client(), settings.model_key)
+    store.save(stored.model, stored.snapshot())
+    private_redis.stop()
+
+    clock = FakeClock()
+    trainer = Trainer(settings, clock=clock, sleep=clock.sleep)  # Redis down: gives up after 3 s
+    assert clock.t >= 1003 and trainer.learner.samples_seen == 0  # a new model, for now
+    run(trainer, GOOD[1000:1000 + learned] + ["not json"], "row")
+    private_redis.start()
+    clock.t += 10
+    if adopted:
+        # the stored model has seen more: continue from it instead of overwriting it
+        assert trainer.maybe_backup() is False
+        assert trainer.models_adopted == 1 and trainer.learner.samples_seen == stored_samples
+        assert trainer.records_rejected == 1  # counted all the same
+        assert store.load_meta()["version"] == 1
+        trainer.process(GOOD[1500 - 1])
+        clock.t += 10
+        assert trainer.maybe_backup() is True
+        assert store.load_meta()["samples_seen"] == stored_samples + 1
+    else:
+        # ours has seen more than what is stored: it is the better model, back it up
+        assert trainer.maybe_backup() is True and trainer.models_adopted == 0
+        assert store.load_meta()["samples_seen"] == learned
+    assert store.load_meta()["version"] == 2
+
+
+@pytest.mark.parametrize("blob", [b"definitely not a skops file", b"PK\x03\x04broken zip"])
+def test_corrupt_stored_model_is_reported_and_replaced(blob, settings, redis_client, caplog):
+    store = ModelStore(redis_client, settings.model_key)
+    redis_client.set(store.blob_key, blob)
+    redis_client.set(store.meta_key, json.dumps({"version": 7, "samples_seen": 999}))
+    redis_client.set(store.version_key, 7)
+    with caplog.at_level("ERROR", logger="online_ml.trainer"):
+        trainer = Trainer(settings)
+    assert "unusable" in caplog.text
+    assert trainer.learner.samples_seen == 0 and not trainer.learner.fitted
+    run(trainer, GOOD[:20], "row")
+    assert trainer.maybe_backup(force=True) is True
+    assert store.load_meta()["version"] == 8 and store.load().meta["samples_seen"] == 20
+
+
+def test_backup_thread_survives_redis_outage(private_redis):
+    """The real timer thread: failures are counted, the thread keeps going, then succeeds."""
+    from conftest import wait_for
+
+    settings = private_settings(private_redis, backup_interval_seconds=0.2)
+    trainer = Trainer(settings)
+    trainer.start_background_backups()
+    try:
+        run(trainer, GOOD[:10], "row")
+        wait_for(lambda: trainer.backups_succeeded >= 1, 10, "a first backup")
+        private_redis.stop()
+        run(trainer, GOOD[10:20], "row")
+        wait_for(lambda: trainer.backups_failed >= 2, 10, "failed backups while Redis is down")
+        private_redis.start()
+        run(trainer, GOOD[20:30], "row")
+        before = trainer.backups_succeeded
+        wait_for(lambda: trainer.backups_succeeded > before, 10, "a backup after Redis is back")
+        assert trainer._thread.is_alive()
+    finally:
+        trainer.close()
+    meta = ModelStore(private_redis.client(), settings.model_key).load_meta()
+    assert meta["samples_seen"] == 30 and meta["version"] >= 2
