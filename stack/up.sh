@@ -124,6 +124,19 @@ up_flink() {
   echo "localhost:$FLINK_REST_PORT" > "$conf/masters"; echo localhost > "$conf/workers"
   sed -e "s#@PYTHON@#$PY#g" -e "s#@STATE@#$STATE#g" -e "s#@REST_PORT@#$FLINK_REST_PORT#g" \
     -e "s#@RPC_PORT@#$FLINK_RPC_PORT#g" -e "s#@ROOT@#$ROOT#g" "$ROOT/stack/flink/config.yaml" > "$conf/config.yaml"
+  if [ "${FLINK_PROMETHEUS:-0}" = 1 ]; then
+    # Opt-in: Flink's Prometheus reporter (plugins/metrics-prometheus in the wheel) has no host
+    # option and listens on ALL interfaces (checked in the 2.2.1 jar), so it is off by default.
+    cat >> "$conf/config.yaml" <<PROM
+metrics:
+  reporter:
+    prom:
+      factory:
+        class: org.apache.flink.metrics.prometheus.PrometheusReporterFactory
+      port: ${FLINK_PROMETHEUS_PORTS:-9249-9250}
+PROM
+    say "Flink Prometheus reporter on ports ${FLINK_PROMETHEUS_PORTS:-9249-9250} (all interfaces!)"
+  fi
   local -a fenv=(env FLINK_CONF_DIR="$conf" FLINK_LOG_DIR="$LOGS/flink" PATH="$VENV/bin:$PATH")
   # start-foreground execs the JVM: the supervisor's child is the JVM itself
   local m
