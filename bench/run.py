@@ -1,0 +1,115 @@
+"""Run the benchmarks against the local stack (`make up` first): one table per benchmark, JSON in
+bench/results/<name>.json with the machine, the parameters and the results.
+
+    python bench/run.py                          # everything, full size (about 15-20 minutes)
+    python bench/run.py --smoke                  # tiny sizes: checks that each benchmark runs
+    python bench/run.py --only serving freshness
+    python bench/run.py --only throughput --records 2000000 --batch-sizes 500 2000
+
+Benchmarks: throughput (training, end to end through Kafka and Flink), serving (POST /predict
+latency, project server vs the tutorial's way) and freshness (labelled record in Kafka -> first
+prediction by a model that learned it). Each compares its variants within one run, so the ratios
+hold on a busy machine even when the absolute numbers move. They use their own topics, consumer
+groups and Redis keys (db BENCH_REDIS_DB, default 2) and remove them at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402
+
+BENCHMARKS = ("throughput", "serving", "freshness")
+# Params attribute <- command-line option, per benchmark module
+OVERRIDES = {
+    "throughput": {"records": "records", "seconds": "seconds", "batch_sizes": "batch_sizes",
+                   "variants": "variants"},
+    "serving": {"concurrency": "concurrency", "seconds": "serve_seconds", "servers": "servers"},
+    "freshness": {"intervals": "intervals", "trials": "trials", "mode": "mode"},
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS),
+                   help="benchmarks to run (default: all)")
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny sizes: that each benchmark runs and writes valid JSON (for CI)")
+    p.add_argument("--quiet", action="store_true", help="no tables on stdout (JSON only)")
+    p.add_argument("--verbose", action="store_true", help="tracebacks of failed benchmarks")
+    p.add_argument("--markdown", action="store_true",
+                   help="also print each table in Markdown (for the README)")
+    p.add_argument("--out", metavar="DIR",
+                   help="where the JSON files go (default bench/results, env BENCH_RESULTS_DIR)")
+    t = p.add_argument_group("throughput")
+    t.add_argument("--records", type=int, metavar="N",
+                   help="records preloaded into the source topic")
+    t.add_argument("--seconds", type=float, metavar="S",
+                   help="seconds of sink output per Flink variant")
+    t.add_argument("--batch-sizes", type=int, nargs="+", metavar="B",
+                   help="BATCH_SIZE values of the batch UDF")
+    t.add_argument("--variants", nargs="+", choices=("passthrough", "row", "batch", "python"),
+                   help="throughput variants to run (default: all)")
+    s = p.add_argument_group("serving")
+    s.add_argument("--concurrency", type=int, nargs="+", metavar="C",
+                   help="client threads (default 1 8 32)")
+    s.add_argument("--serve-seconds", type=float, metavar="S",
+                   help="seconds of load per server and level")
+    s.add_argument("--servers", nargs="+", choices=("project", "tutorial"),
+                   help="servers to measure (default: both)")
+    f = p.add_argument_group("freshness")
+    f.add_argument("--intervals", type=float, nargs="+", metavar="S",
+                   help="BACKUP_INTERVAL_SECONDS values (default 10 1)")
+    f.add_argument("--trials", type=int, metavar="N", help="trials per interval")
+    f.add_argument("--mode", choices=("row", "batch"), help="UDF_MODE of the freshness jobs")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.out:
+        common.RESULTS = Path(args.out).resolve()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.ERROR)  # its event-loop timing warnings
+    failed: list[str] = []
+    started = time.monotonic()
+    for name in BENCHMARKS:
+        if name not in args.only:
+            continue
+        try:
+            module = importlib.import_module(name)
+            params = module.Params.smoke() if args.smoke else module.Params()
+            for attr, arg in OVERRIDES[name].items():
+                value = getattr(args, arg)
+                if value is not None:
+                    setattr(params, attr, tuple(value) if isinstance(value, list) else value)
+            result = module.run(params, smoke=args.smoke, quiet=args.quiet)
+            if args.markdown:
+                print(common.markdown_table(module.COLUMNS, result["rows"]) + "\n\n"
+                      + common.markdown_targets(result["targets"]) + "\n")
+        except KeyboardInterrupt:
+            print(f"\ninterrupted during {name}; its jobs, topics and keys were removed",
+                  file=sys.stderr)
+            return 130
+        except Exception as exc:  # one clear line per failed benchmark; the others still run
+            if args.verbose:
+                traceback.print_exc()
+            print(f"error: benchmark {name} failed: {exc.__class__.__name__}: {exc}",
+                  file=sys.stderr)
+            failed.append(name)
+    common.progress(f"done in {time.monotonic() - started:.0f} s"
+                    + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,317 @@
+"""Training throughput, end to end through Kafka and Flink at parallelism 1.
+
+One topic is preloaded with N records by the project's producer. Each variant is then a job that
+reads that topic from the earliest offset (a fresh consumer group) and writes to its own sink
+topic; the rate is taken from the sink records' Kafka timestamps (set when the job's Kafka writer
+sent them), first .. last record, so the job's start-up (JVM, Python workers) is not counted.
+A variant stops after ``seconds`` of output, or when it has passed the whole topic on.
+
+Variants, all in one run so that their ratios hold on a noisy machine:
+
+(a) ``passthrough``: bench/passthrough_job.py, the training job's source and sink without the UDF:
+    the ceiling of Kafka + Flink on this machine;
+(b) ``row UDF``: stream.py with UDF_MODE=row (one Python call per record, the tutorial's way);
+(c) ``batch UDF``: stream.py with UDF_MODE=batch at several BATCH_SIZE values;
+(d) the same learner in a plain Python loop, without Flink or Kafka, over the same records:
+    ``OnlineLearner.learn_one`` on decoded records, ``Trainer.process`` (the row UDF's body) and
+    ``Trainer.process_many`` with the batch UDF's chunking.
+
+Accuracy is prequential (each record predicted before it is learned): over the first pass over
+the 1797 digits (every image new to the model) and over the last 1797 records of the variant.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+
+from common import (BENCH_REDIS_DB, Flink, Topics, TopicReader, delete_model_keys, machine_info,
+                    preload, progress, shown, table, target, targets_table, wait_for, write_result)
+from online_ml.config import Settings
+
+EPOCH = 1797  # images in sklearn's digits: one pass = every image seen once
+
+
+@dataclass
+class Params:
+    records: int = 3_000_000  # preloaded into the source topic
+    seconds: float = 20.0  # of sink output per Flink variant
+    batch_sizes: tuple[int, ...] = (100, 1000, 5000)
+    python_seconds: float = 10.0  # per plain-Python variant
+    python_pool: int = 100_000  # distinct raw records the Python loops cycle through
+    preload_procs: int = 1  # producer processes filling the topic in parallel (2 cores: 1)
+    backup_interval: float = 10.0
+    seed: int = 42
+    first_record_timeout: float = 240.0
+    variants: tuple[str, ...] = ("passthrough", "row", "batch", "python")
+    notes: list = field(default_factory=list)
+
+    @classmethod
+    def smoke(cls) -> "Params":
+        return cls(records=400, seconds=3.0, batch_sizes=(1000,), python_seconds=0.0,
+                   python_pool=400, preload_procs=1)
+
+
+def _accuracy(rows) -> float | None:
+    rows = [r for r in rows if r is not None]
+    if not rows:
+        return None
+    return round(sum(p == a for p, a in rows) / len(rows), 4)
+
+
+def _predictions(records) -> list[tuple[int | None, int]]:
+    out = []
+    for rec in records:
+        try:
+            doc = json.loads(rec.value)
+            out.append((doc.get("predict_y"), doc["actual_y"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
+
+
+def run_flink_variant(name: str, script: str, env: dict, args: list[str], p: Params,
+                      settings: Settings, flink: Flink, topics: Topics, rid: str,
+                      predicts: bool) -> dict:
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", name.split(" (")[0]).strip("_")
+    sink = topics.create(f"bench_{rid}_{slug}_sink")
+    env = dict(env, SINK_TOPIC=sink)
+    reader = TopicReader(settings, sink)
+    submitted = time.time()
+    progress(f"throughput: submitting {name}")
+    job = flink.submit(script, env, args)
+    try:
+        def started():
+            state = flink.state(job)
+            if state in ("FAILED", "CANCELED", "FINISHED"):
+                raise RuntimeError(f"job {name} is {state}: {flink.exceptions(job)}")
+            return reader.end_offset() > 0
+
+        wait_for(started, p.first_record_timeout, f"the first record of {name} in {sink}",
+                 interval=0.2)
+        first_seen = time.monotonic()
+        while time.monotonic() - first_seen < p.seconds and reader.end_offset() < p.records:
+            time.sleep(0.2)
+    finally:
+        restarts = flink.restarts(job)
+        flink.cancel(job)
+    count = reader.end_offset()
+    first, last = reader.at(0), reader.at(count - 1)
+    lo, hi = int(count * 0.1), max(int(count * 0.9), int(count * 0.1) + 1)
+    lo_rec, hi_rec = reader.at(lo), reader.at(min(hi, count - 1))
+    span = (last.timestamp - first.timestamp) / 1000
+    steady_span = (hi_rec.timestamp - lo_rec.timestamp) / 1000
+    row = {
+        "variant": name,
+        "kind": "flink",
+        "records": count,
+        "seconds": round(span, 3),
+        "records_per_s": round((count - 1) / span, 1) if span > 0 else None,
+        "steady_records_per_s": (round((hi_rec.offset - lo_rec.offset) / steady_span, 1)
+                                 if steady_span > 0 else None),
+        "startup_s": round(first.timestamp / 1000 - submitted, 1),
+        "exhausted_topic": count >= p.records,
+        "job_id": job,
+        "job_restarts": restarts,
+    }
+    if predicts:
+        k = min(EPOCH, count)
+        row["acc_first_epoch"] = _accuracy(_predictions(reader.read(0, k)))
+        row["acc_last_epoch"] = _accuracy(_predictions(reader.read(count - k, k)))
+    reader.close()
+    if restarts:
+        p.notes.append(f"{name}: the job restarted {restarts} time(s) during the measurement")
+    if row["exhausted_topic"] and span < p.seconds:
+        p.notes.append(f"{name} passed the whole topic on in {span:.1f} s (< {p.seconds:g} s): "
+                       f"preload more records (--records)")
+    return row
+
+
+def _python_loop(name: str, pool: list, step, p: Params, chunk: int = 1) -> dict:
+    """Run ``step(values) -> [(pred, actual)]`` over the pool (cycled) for python_seconds."""
+    first: list = []
+    last: deque = deque(maxlen=EPOCH)
+    n = 0
+    started = time.perf_counter()
+    deadline = started + p.python_seconds
+    for i in itertools.cycle(range(0, len(pool), chunk)):
+        results = step(pool[i:i + chunk])
+        n += len(results)
+        if len(first) < EPOCH:
+            first.extend(results[:EPOCH - len(first)])
+        last.extend(results)
+        if n >= min(len(pool), EPOCH) and time.perf_counter() >= deadline:
+            break
+    elapsed = time.perf_counter() - started
+    return {"variant": name, "kind": "python", "records": n, "seconds": round(elapsed, 3),
+            "records_per_s": round(n / elapsed, 1), "acc_first_epoch": _accuracy(first),
+            "acc_last_epoch": _accuracy(last)}
+
+
+def _sink_values(out, sink_topic: str) -> list[str]:
+    """The prediction(s) in one process_many output: a JSON string, or (topic, value) pairs."""
+    if out is None:
+        return []
+    if isinstance(out, (str, bytes)):
+        return [out]
+    return [value for topic, value in out if topic == sink_topic]
+
+
+def run_python_variants(p: Params, settings: Settings, rid: str, keys: list[str]) -> list[dict]:
+    from online_ml.producer import iter_records, make_message
+    from online_ml.schema import decode_record
+    from online_ml.trainer import Trainer
+
+    pool_raw = [make_message(x, y) for x, y in
+                itertools.islice(iter_records(seed=p.seed), min(p.python_pool, p.records))]
+    rows = []
+
+    def trainer(tag: str) -> Trainer:
+        key = f"bench_{rid}_py_{tag}"
+        keys.append(key)
+        t = Trainer(Settings.from_env(redis_db=BENCH_REDIS_DB, model_key=key,
+                                      backup_interval_seconds=p.backup_interval))
+        t.start_background_backups()  # as the job does
+        return t
+
+    # OnlineLearner.learn_one on decoded records: the learner alone
+    t = trainer("learn_one")
+    decoded = [decode_record(v) for v in pool_raw]
+    learner = t.learner
+    progress("throughput: python OnlineLearner.learn_one")
+    rows.append(_python_loop("python: learn_one", decoded,
+                             lambda recs: [(learner.learn_one(r.x, r.actual_y), r.actual_y)
+                                           for r in recs], p))
+    t.close()
+
+    # Trainer.process: the row UDF's eval without Flink
+    t = trainer("process")
+    progress("throughput: python Trainer.process")
+
+    def row_step(values):
+        _, actual, predicted = t.process(values[0])
+        return [(predicted, actual)]
+
+    rows.append(_python_loop("python: Trainer.process", pool_raw, row_step, p))
+    t.close()
+
+    # Trainer.process_many per Arrow batch: the batch UDF's eval without Flink
+    for b in p.batch_sizes:
+        t = trainer(f"many{b}")
+        progress(f"throughput: python Trainer.process_many (batch {b})")
+
+        def batch_step(values, t=t):
+            outputs, _, _ = t.process_many(values)
+            res = []
+            for out in outputs:
+                for value in _sink_values(out, t.settings.sink_topic):
+                    doc = json.loads(value)
+                    res.append((doc["predict_y"], doc["actual_y"]))
+            return res
+
+        rows.append(_python_loop(f"python: process_many B={b}", pool_raw, batch_step, p, chunk=b))
+        t.close()
+    return rows
+
+
+def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
+    started = time.time()
+    settings = Settings.from_env()
+    machine = machine_info(settings)
+    rid = uuid.uuid4().hex[:8]
+    flink = Flink(settings)
+    keys: list[str] = []
+    rows: list[dict] = []
+    with Topics(settings) as topics:
+        try:
+            if set(p.variants) & {"passthrough", "row", "batch"}:
+                source = topics.create(f"bench_{rid}_source")
+                progress(f"throughput: preloading {p.records:,} records into {source}")
+                loaded = preload(settings, source, p.records, p.seed, procs=p.preload_procs)
+                progress(f"throughput: preloaded at {loaded['records_per_s']:,.0f} rec/s")
+            else:
+                loaded = None
+            base_env = {"SOURCE_TOPIC": source if loaded else "",
+                        "REDIS_DB": str(BENCH_REDIS_DB),
+                        "BACKUP_INTERVAL_SECONDS": str(p.backup_interval)}
+            if loaded and set(p.variants) & {"row", "batch"}:
+                # the job's side outputs (bad records, accuracy alerts) stay in the benchmark too
+                base_env["DEAD_LETTER_TOPIC"] = topics.create(f"bench_{rid}_dead_letter")
+                base_env["ALERT_TOPIC"] = topics.create(f"bench_{rid}_alerts")
+            common = dict(p=p, settings=settings, flink=flink, topics=topics, rid=rid)
+            if "passthrough" in p.variants:
+                rows.append(run_flink_variant(
+                    "passthrough (no UDF)", "bench/passthrough_job.py", base_env,
+                    ["--group-id", topics.group(f"bench_{rid}_g_pass")], predicts=False, **common))
+            if "row" in p.variants:
+                key = f"bench_{rid}_row"
+                keys.append(key)
+                rows.append(run_flink_variant(
+                    "row UDF", "stream.py", dict(base_env, UDF_MODE="row", MODEL_KEY=key),
+                    ["--group-id", topics.group(f"bench_{rid}_g_row")], predicts=True, **common))
+            if "batch" in p.variants:
+                for b in p.batch_sizes:
+                    key = f"bench_{rid}_batch{b}"
+                    keys.append(key)
+                    rows.append(run_flink_variant(
+                        f"batch UDF B={b}", "stream.py",
+                        dict(base_env, UDF_MODE="batch", BATCH_SIZE=str(b), MODEL_KEY=key),
+                        ["--group-id", topics.group(f"bench_{rid}_g_b{b}")], predicts=True,
+                        **common))
+            if "python" in p.variants:
+                rows.extend(run_python_variants(p, settings, rid, keys))
+        finally:
+            flink.cancel_all()
+            delete_model_keys(settings, keys)
+
+    by_name = {r["variant"]: r for r in rows}
+    ceiling = by_name.get("passthrough (no UDF)", {}).get("records_per_s")
+    row_rate = by_name.get("row UDF", {}).get("records_per_s")
+    for r in rows:
+        rate = r.get("records_per_s")
+        r["ratio_to_passthrough"] = round(rate / ceiling, 4) if rate and ceiling else None
+        r["x_row_udf"] = round(rate / row_rate, 1) if rate and row_rate else None
+    batch_rows = [r for r in rows if r["variant"].startswith("batch UDF") and r["records_per_s"]]
+    best = max(batch_rows, key=lambda r: r["records_per_s"], default=None)
+    best_rate = best["records_per_s"] if best else None
+    detail = best["variant"] if best else "no batch variant ran"
+    targets = [
+        target("batch UDF records/s", best_rate, 20_000, ">=", detail),
+        target("batch UDF / row UDF", best["x_row_udf"] if best else None, 50, ">=", detail),
+        target("batch UDF / passthrough", best["ratio_to_passthrough"] if best else None, 0.5,
+               ">=", detail),
+    ]
+    params = {k: v for k, v in vars(p).items() if k != "notes"}
+    job_settings = Settings.from_env()
+    params.update(parallelism=1, preload=loaded,
+                  learner=getattr(job_settings, "learner", None),
+                  learner_params=getattr(job_settings, "learner_params", None),
+                  max_predict_chunk=job_settings.max_predict_chunk)
+    path = write_result("throughput", params, rows, targets, machine, started, smoke,
+                        extra={"notes": p.notes})
+    text = report(rows, targets, p.notes)
+    if smoke:
+        text = "SMOKE RUN: tiny sizes, the numbers mean nothing\n" + text
+    if not quiet:
+        print(text)
+        print(f"wrote {shown(path)}\n")
+    return {"path": str(path), "rows": rows, "targets": targets, "text": text}
+
+
+COLUMNS = [("variant", "variant", ""), ("records", "records", ""),
+           ("seconds", "seconds", ".1f"), ("rec/s", "records_per_s", ",.0f"),
+           ("steady rec/s", "steady_records_per_s", ",.0f"),
+           ("vs passthrough", "ratio_to_passthrough", ".1%"), ("x row UDF", "x_row_udf", ",.1f"),
+           ("acc 1st pass", "acc_first_epoch", ".3f"), ("acc last 1797", "acc_last_epoch", ".3f"),
+           ("startup s", "startup_s", ".0f")]
+
+
+def report(rows, targets, notes=()) -> str:
+    parts = [table("training throughput (Kafka -> Flink at parallelism 1 -> Kafka; python: no "
+                   "Flink, no Kafka)", COLUMNS, rows), "", targets_table(targets)]
+    parts += [f"note: {n}" for n in notes]
+    return "\n".join(parts)

@@ -1,0 +1,94 @@
+"""`make bench` in miniature: each benchmark runs on the real stack and writes complete JSON.
+
+Only the shape of the results is checked, never a number: timings on a shared CI machine say
+nothing, and the benchmarks themselves report whether the targets are met.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from conftest import PY, ROOT
+
+pytestmark = pytest.mark.integration
+
+MACHINE_KEYS = {"cores", "memory_gb", "cpu", "os", "python", "packages", "services",
+                "loadavg_at_start", "loadavg_at_end"}
+PACKAGES = {"apache-flink", "scikit-learn", "kafka-python", "redis", "skops"}
+TARGET_KEYS = {"target", "value", "limit", "op", "met"}
+
+
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory, redis_service, kafka_service, flink_service):
+    out = tmp_path_factory.mktemp("bench")
+    done = subprocess.run([PY, "bench/run.py", "--smoke", "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"bench/run.py --smoke failed:\n{done.stdout}\n{done.stderr}"
+    return out, done.stdout
+
+
+def load(out, name: str) -> dict:
+    path = out / f"{name}.json"
+    assert path.exists(), f"{path.name} was not written"
+    doc = json.loads(path.read_text())
+    assert doc["benchmark"] == name and doc["smoke"] is True
+    assert {"started_at", "duration_s", "command", "machine", "parameters", "results",
+            "targets"} <= doc.keys()
+    machine = doc["machine"]
+    assert MACHINE_KEYS <= machine.keys(), MACHINE_KEYS - machine.keys()
+    assert machine["cores"] >= 1 and machine["python"]
+    assert PACKAGES <= {k for k, v in machine["packages"].items() if v}
+    assert machine["services"]["flink"], machine["services"]
+    assert doc["results"], "no results"
+    for t in doc["targets"]:
+        assert TARGET_KEYS <= t.keys(), t
+    return doc
+
+
+def test_tables_are_printed(smoke_results):
+    _, stdout = smoke_results
+    for title in ("training throughput", "serving: POST /predict", "freshness:", "targets"):
+        assert title in stdout, f"no {title!r} table in the output:\n{stdout}"
+
+
+def test_throughput_json(smoke_results):
+    doc = load(smoke_results[0], "throughput")
+    rows = {r["variant"]: r for r in doc["results"]}
+    batch = [v for v in rows if v.startswith("batch UDF B=")]
+    python = [v for v in rows if v.startswith("python:")]
+    assert "passthrough (no UDF)" in rows and "row UDF" in rows and batch and python, list(rows)
+    for row in rows.values():
+        assert {"records", "seconds", "records_per_s", "ratio_to_passthrough",
+                "x_row_udf"} <= row.keys(), row
+        assert row["records"] > 0
+    for name in ["row UDF", *batch, *python]:
+        assert 0 <= rows[name]["acc_first_epoch"] <= 1, rows[name]
+    assert {t["target"] for t in doc["targets"]} == {
+        "batch UDF records/s", "batch UDF / row UDF", "batch UDF / passthrough"}
+    assert doc["parameters"]["preload"]["records"] == doc["parameters"]["records"]
+
+
+def test_serving_json(smoke_results):
+    doc = load(smoke_results[0], "serving")
+    rows = {(r["server"], r["concurrency"]): r for r in doc["results"]}
+    assert set(rows) == {(s, c) for s in ("project", "tutorial") for c in (1, 8, 32)}
+    for row in rows.values():
+        assert {"requests", "requests_per_s", "p50_ms", "p95_ms", "p99_ms", "errors",
+                "status"} <= row.keys(), row
+        assert row["requests"] > 0
+        assert row["errors"] == 0, f"{row['server']} answered errors: {row['status']}"
+    assert doc["targets"][0]["target"].startswith("project /predict p99 at concurrency 8")
+
+
+def test_freshness_json(smoke_results):
+    doc = load(smoke_results[0], "freshness")
+    rows = {r["backup_interval_s"]: r for r in doc["results"]}
+    assert set(rows) == {10, 1}
+    for row in rows.values():
+        assert row["trials"] == len(row["trial_details"]) >= 1
+        assert {"median_s", "max_s", "min_s"} <= row.keys()
+        for t in row["trial_details"]:
+            assert t["served_version"] >= t["first_version_with_it"] >= 1, t
+    assert len(doc["targets"]) == 2
