@@ -42,7 +42,7 @@ class Settings:
     batch_size: int = 1000
     # batch mode predicts a chunk of records, then learns it; the chunk grows with experience
     # (samples_seen / 16, between 8 and this cap): see README "Mini-batch mode"
-    max_predict_chunk: int = 256
+    max_predict_chunk: int = 1024
     # bad source records go, with the reason, to this topic (and are not trained on)
     dead_letter_topic: str = "digit_dead_letter"
     # accuracy alerts: after ALERT_WARMUP records learned, when the accuracy over the last

@@ -19,12 +19,14 @@ Decisions, so that every producer and consumer agrees:
   fractional seconds (``.123``), which Flink's SQL timestamp format also accepts. It must be a real
   date and time.
 
-Decoding runs once per record inside the Flink job, so the common path is a ``json.loads`` plus a
+Decoding runs once per record inside the Flink job, so the common path is an ``orjson.loads`` plus a
 few type checks over 64 values; the detailed (slower) diagnosis only runs for bad records.
 """
 from __future__ import annotations
 
 import json
+
+import orjson
 import math
 import numbers
 import re
@@ -190,7 +192,7 @@ def decode_record(raw: bytes | bytearray | str) -> Record:
     BadRecord: missing field 'x'
     """
     try:
-        obj = json.loads(raw)
+        obj = orjson.loads(raw)  # ~4x json.loads; the job decodes every record
     except (ValueError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise BadRecord("malformed_json", f"record is not valid JSON: {exc}") from None
     if type(obj) is not dict:
@@ -249,4 +251,4 @@ def encode_prediction(record: Record, predict_y: int | None, **extra: Any) -> st
     if record.id is not None:
         out["id"] = record.id
     out.update(extra)
-    return json.dumps(out, separators=(",", ":"))
+    return orjson.dumps(out).decode()
