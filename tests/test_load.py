@@ -1,0 +1,141 @@
+"""Load: 32 concurrent clients on /predict for a minute, 1% bad payloads, while the job keeps
+training and publishing new model versions. Zero 5xx, no error besides the bad payloads' 4xx, and
+the server's memory does not keep growing. Then the server is killed under load and restarted.
+"""
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import PY, ROOT, wait_for
+from flink_rest import FlinkRest
+from online_ml.model_store import ModelStore
+from test_end_to_end import submit
+
+import sys  # noqa: E402  (the benchmarks' load generator, imported as bench/run.py does)
+sys.path.insert(0, str(ROOT / "bench"))
+from common import Server  # noqa: E402
+from serving import drawings, load  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+SECONDS = float(os.environ.get("LOAD_TEST_SECONDS", "60"))
+CLIENTS = 32
+
+
+def bad_bodies() -> list[bytes]:
+    bomb = ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 '
+            '"&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]><svg>&lol2;</svg>')
+    empty = '<svg xmlns="http://www.w3.org/2000/svg" width="300" height="150"></svg>'
+    urls = ["data:image/svg+xml;base64,!!!not base64!!!",
+            "data:image/svg+xml;base64," + base64.b64encode(bomb.encode()).decode(),
+            "data:image/svg+xml;base64," + base64.b64encode(empty.encode()).decode(),
+            "data:text/plain;base64," + base64.b64encode(b"hello").decode()]
+    return [urllib.parse.urlencode({"imgStr": u}).encode() for u in urls]
+
+
+def served(url: str) -> float:
+    """Requests the server has answered, from its own Prometheus /metrics."""
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("online_ml_http_requests_total{"))
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+@pytest.fixture
+def training_job(settings, unique_topics, flink_service, redis_client):
+    """A batch-mode job with 1 s backups, fed 200 records/s for the whole test."""
+    env = dict(os.environ, SOURCE_TOPIC=unique_topics["source"], SINK_TOPIC=unique_topics["sink"],
+               KAFKA_GROUP_ID=f"group_{unique_topics['source']}", MODEL_KEY=settings.model_key,
+               REDIS_DB=str(settings.redis_db), BACKUP_INTERVAL_SECONDS="1", UDF_MODE="batch",
+               PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}")
+    producer = subprocess.Popen([PY, "kafka_producer.py", "--rate", "200", "--quiet",
+                                 "--topic", unique_topics["source"]], cwd=ROOT, env=env)
+    flink = FlinkRest(settings.flink_rest_url)
+    job_id = submit(env)
+    try:
+        store = ModelStore(redis_client, settings.model_key)
+        wait_for(lambda: store.current_version() >= 2, 90, "the job's first model versions")
+        yield env, store
+    finally:
+        producer.send_signal(signal.SIGINT)
+        producer.wait(30)
+        flink.cancel(job_id)
+        wait_for(lambda: flink.state(job_id) == "CANCELED", 30, "the job to cancel")
+
+
+def test_predict_under_load_while_the_model_changes(training_job):
+    env, store = training_job
+    good = [body for _, body in drawings(99, seed=7)]
+    bodies = good + bad_bodies()[:1]           # 1 bad payload in 100
+    more_bad = bad_bodies()
+    with Server("online_ml.server:create_app", env={k: env[k] for k in ("MODEL_KEY", "REDIS_DB", "SOURCE_TOPIC")},
+                threads=8, name="load-server") as server:
+        server.wait_ready(path="/api/model")
+        samples: list[tuple[float, int]] = []
+        stop = threading.Event()
+
+        def watch_memory():
+            while not stop.wait(2):
+                samples.append((time.monotonic(), rss_kib(server.proc.pid)))
+
+        watcher = threading.Thread(target=watch_memory, daemon=True)
+        version_before = store.current_version()
+        watcher.start()
+        # the 4 kinds of bad payload each appear at 1% in turn
+        result = {"status": {}}
+        for i, bad in enumerate(more_bad):
+            part = load(server.url, good + [bad], CLIENTS, SECONDS / len(more_bad))
+            for code, n in part["status"].items():
+                result["status"][code] = result["status"].get(code, 0) + n
+        stop.set()
+        watcher.join()
+        version_after = store.current_version()
+
+        status = result["status"]
+        total = sum(status.values())
+        print(f"\nload: {total} requests in {SECONDS:.0f} s by {CLIENTS} clients: {status}; "
+              f"model versions {version_before} -> {version_after}; RSS KiB "
+              f"{samples[0][1] if samples else '?'} -> {samples[-1][1] if samples else '?'}")
+        assert set(status) <= {"200", "400"}, f"unexpected answers: {status}"
+        assert 0 < status.get("400", 0) <= total * 0.03, status
+        assert version_after >= version_before + 10, "the job did not publish new versions meanwhile"
+        # memory: after warm-up (first third), growth over the rest stays small
+        assert len(samples) >= 6
+        third = len(samples) // 3
+        warm = max(kib for _, kib in samples[:third])
+        late = max(kib for _, kib in samples[-third:])
+        assert late - warm < 40 * 1024, f"RSS grew from {warm} to {late} KiB"
+
+        # killed under load, a restarted server answers again at once (the demo's supervisor
+        # restarts it; here the test does)
+        hammer = threading.Thread(target=load, args=(server.url, bodies, 8, 5), daemon=True)
+        before = served(server.url)
+        hammer.start()
+        wait_for(lambda: served(server.url) >= before + 20, 10, "the load to start")
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait(10)
+        hammer.join()
+        log = server.log_path.read_text(errors="replace")
+        assert "Traceback" not in log, log[-2000:]
+    with Server("online_ml.server:create_app", env={k: env[k] for k in ("MODEL_KEY", "REDIS_DB", "SOURCE_TOPIC")},
+                threads=8, name="load-server-restarted") as again:
+        again.wait_ready(path="/api/model")
+        after = load(again.url, good[:10], 2, 2)
+        assert after["status"] == {"200": after["requests"]}, after["status"]
