@@ -18,6 +18,7 @@ Config keys (all optional in ``test_config``):
 ``REDIS_RETRY_INTERVAL``   seconds to wait after Redis failed before asking again (default 2)
 ``MAX_CONTENT_LENGTH``     request size limit in bytes (larger -> 413)
 ``WARM_UP``                render a tiny drawing at start so the first request is fast (True)
+``LISTEN_FOR_ANNOUNCEMENTS`` subscribe to the store's new-version announcements (True)
 ``KAFKA_TIMEOUT``          seconds to wait for Kafka: feedback acks, health checks (default 5)
 ``HEALTH_CACHE_SECONDS``   how long a Kafka health answer is reused (default 2)
 ``FEEDBACK_SENDER``        a FeedbackSender to use instead of one built from SETTINGS
@@ -148,6 +149,37 @@ class ModelCache:
         self._current, self._stale, self._problem = stored, False, ""
         log.info("loaded model version %s (was %s)", stored.version, previous)
 
+    def listen_for_announcements(self) -> threading.Thread:
+        """Subscribe to the store's announcements, so a new version is loaded on the very next
+        request instead of after the next periodic check (freshness). Runs in a daemon thread;
+        while Redis is unreachable it retries, and the periodic check still works."""
+        def run() -> None:
+            delay = 1.0
+            while True:
+                pubsub = None
+                try:
+                    pubsub = self.store.r.pubsub(ignore_subscribe_messages=True)
+                    pubsub.subscribe(self.store.channel)
+                    delay = 1.0
+                    while True:
+                        if pubsub.get_message(timeout=1.0) is not None:
+                            self._next_check = 0.0  # the next get() asks Redis
+                except Exception as exc:  # Redis down or restarted: subscribe again later
+                    log.debug("model announcements unavailable (%s); retrying in %.0f s",
+                              exc, delay)
+                finally:
+                    if pubsub is not None:
+                        try:
+                            pubsub.close()
+                        except Exception:
+                            pass
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+        thread = threading.Thread(target=run, name="model-announcements", daemon=True)
+        thread.start()
+        return thread
+
     def _redis_down(self, exc: BaseException, now: float) -> tuple[StoredModel, bool]:
         self._next_check = now + self.retry_interval
         self._problem = f"Redis is unreachable ({exc.__class__.__name__}: {exc})"
@@ -228,6 +260,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         REDIS_RETRY_INTERVAL=2.0,
         MAX_CONTENT_LENGTH=DEFAULT_MAX_CONTENT_LENGTH,
         WARM_UP=True,
+        LISTEN_FOR_ANNOUNCEMENTS=True,
         KAFKA_TIMEOUT=5.0,
         HEALTH_CACHE_SECONDS=2.0,
     )
@@ -249,6 +282,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         store, check_interval=float(app.config["VERSION_CHECK_INTERVAL"]),
         retry_interval=float(app.config["REDIS_RETRY_INTERVAL"]))
     app.extensions["model_cache"] = cache
+    if app.config["LISTEN_FOR_ANNOUNCEMENTS"]:
+        cache.listen_for_announcements()
     sender = app.config.get("FEEDBACK_SENDER")
     if sender is None:
         sender = FeedbackSender(settings.kafka_bootstrap_servers, settings.source_topic,

@@ -210,9 +210,25 @@ def test_a_new_version_is_picked_up_and_loaded_once(app, client, store, model, d
     assert len(loads) == 2
 
 
+def test_announced_versions_are_served_without_waiting_for_the_check(
+        redis_client, settings, store, model, digits):
+    # a check interval of a minute: only the store's announcement can make version 2 appear
+    app = create_app({"TESTING": True, "SETTINGS": settings, "REDIS_CLIENT": redis_client,
+                      "VERSION_CHECK_INTERVAL": 60})
+    client = app.test_client()
+    url = digit_data_url(digits.images[1])
+    store.save(model, {"samples_seen": 1})
+    assert client.post("/predict", data={"imgStr": url}).get_json()["model_version"] == 1
+    wait_until(lambda: redis_client.pubsub_numsub(store.channel)[0][1] >= 1, timeout=5,
+               what="the server to subscribe")
+    store.save(model, {"samples_seen": 2})
+    wait_until(lambda: client.post("/predict", data={"imgStr": url}).get_json()
+               ["model_version"] == 2, timeout=5, what="the announced version 2 to be served")
+
+
 def test_version_checks_are_rate_limited(redis_client, settings, store, model, digits):
     app = create_app({"TESTING": True, "SETTINGS": settings, "REDIS_CLIENT": redis_client,
-                      "VERSION_CHECK_INTERVAL": 0.3})
+                      "VERSION_CHECK_INTERVAL": 0.3, "LISTEN_FOR_ANNOUNCEMENTS": False})
     client = app.test_client()
     url = digit_data_url(digits.images[1])
     store.save(model, {"samples_seen": 1})
