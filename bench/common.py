@@ -453,10 +453,11 @@ def delete_model_keys(settings: Settings, prefixes: Iterable[str]) -> None:
 
 # -- processes -------------------------------------------------------------------------------------
 class Server(contextlib.AbstractContextManager):
-    """A WSGI app under waitress, as a real process; stopped (and only it) on exit."""
+    """A WSGI app as a real process, under waitress (``threads``, one process) or, with
+    ``workers``, under gunicorn (that many sync worker processes); stopped on exit."""
 
     def __init__(self, call: str, env: dict, threads: int = 8, name: str = "server",
-                 pythonpath: Sequence[str] = ()):
+                 pythonpath: Sequence[str] = (), workers: int = 0):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.name = name
@@ -467,17 +468,26 @@ class Server(contextlib.AbstractContextManager):
         self.log_path = RESULTS / f".{name}-{self.port}.log"
         RESULTS.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")
-        waitress = str(VENV_BIN / "waitress-serve") if (VENV_BIN / "waitress-serve").exists() \
-            else "waitress-serve"
-        self.proc = subprocess.Popen(
-            [waitress, "--host", "127.0.0.1", "--port", str(self.port), "--threads", str(threads),
-             "--call", call], cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
+        if workers:
+            module, factory = call.split(":")
+            command = [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.port}",
+                       "--workers", str(workers), f"{module}:{factory}()"]
+        else:
+            command = [str(VENV_BIN / "waitress-serve"), "--host", "127.0.0.1", "--port",
+                       str(self.port), "--threads", str(threads), "--call", call]
+        self.proc = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=self._log,
+                                     stderr=subprocess.STDOUT)
 
     def cpu_seconds(self) -> float | None:
-        """CPU time (user + system) the server process has used so far (Linux /proc)."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        """CPU time (user + system) the server and its worker processes have used so far."""
+        def cpu(pid: int) -> float:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        try:
+            pid = self.proc.pid
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            return cpu(pid) + sum(cpu(int(c)) for c in children)
         except (OSError, ValueError, IndexError):
             return None
 

@@ -64,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="client threads (default 1 8 32)")
     s.add_argument("--serve-seconds", type=float, metavar="S",
                    help="seconds of load per server and level")
-    s.add_argument("--servers", nargs="+", choices=("project", "tutorial"),
-                   help="servers to measure (default: both)")
+    s.add_argument("--servers", nargs="+", choices=("project", "project-waitress", "tutorial"),
+                   help="servers to measure (default: all three)")
     f = p.add_argument_group("freshness")
     f.add_argument("--intervals", type=float, nargs="+", metavar="S",
                    help="BACKUP_INTERVAL_SECONDS values (default 10 1)")

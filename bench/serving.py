@@ -1,12 +1,14 @@
 """Serving: latency and throughput of POST /predict with drawings as the board sends them.
 
-Two servers, in the same run, each a real process under waitress with 8 threads, both reading the
-same model from Redis:
+Servers in the same run, each a real process, all reading the same model from Redis:
 
 * ``project``: online_ml.server (model cached by version, features rendered in memory at the
-  scale the features need);
+  scale the features need) under gunicorn with one sync worker per core, as README and
+  ``make demo`` run it;
+* ``project-waitress``: the same app under waitress, one process with 8 threads (one GIL);
 * ``tutorial``: bench/tutorial_server.py, the tutorial's per-request work (model reloaded from
-  Redis, drawing rendered through temporary files at the board's full size).
+  Redis, drawing rendered through temporary files at the board's full size), under gunicorn
+  like ``project``.
 
 The load generator is a thread per simulated client, each with its own keep-alive connection,
 sending requests back to back for ``seconds`` at each concurrency level. The drawings are a few
@@ -39,8 +41,9 @@ class Params:
     concurrency: tuple[int, ...] = (1, 8, 32)
     seconds: float = 20.0  # of load per server and concurrency level
     warmup_requests: int = 30
-    servers: tuple[str, ...] = ("project", "tutorial")
-    threads: int = 8  # waitress threads of each server
+    servers: tuple[str, ...] = ("project", "project-waitress", "tutorial")
+    threads: int = 8  # waitress threads
+    workers: int = 2  # gunicorn workers (one per core here)
     drawings: int = 40
     seed: int = 7
 
@@ -225,9 +228,11 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     rows: list[dict] = []
     env = {"REDIS_DB": str(BENCH_REDIS_DB), "MODEL_KEY": key}
     specs = {
-        "project": dict(call="online_ml.server:create_app", name="project-server"),
+        "project": dict(call="online_ml.server:create_app", name="project-server",
+                        workers=p.workers),
+        "project-waitress": dict(call="online_ml.server:create_app", name="project-waitress"),
         "tutorial": dict(call="tutorial_server:create_app", name="tutorial-server",
-                         pythonpath=[str(ROOT / "bench")]),
+                         pythonpath=[str(ROOT / "bench")], workers=p.workers),
     }
     try:
         meta = store_model(settings, key)
@@ -290,5 +295,6 @@ COLUMNS = [("server", "server", ""), ("clients", "concurrency", "d"),
 
 
 def report(rows, targets) -> str:
-    return "\n".join([table("serving: POST /predict, board drawings (300x150 SVG), waitress "
-                            "8 threads", COLUMNS, rows), "", targets_table(targets)])
+    return "\n".join([table("serving: POST /predict, board drawings (300x150 SVG); project and tutorial "
+                            "under gunicorn, 2 workers; project-waitress: 8 threads",
+                            COLUMNS, rows), "", targets_table(targets)])

@@ -39,7 +39,7 @@ class Settings:
     producer_rate: float = 10.0
     # the job's UDF: "row" (one record per call, the tutorial's) or "batch" (pandas, per Arrow batch)
     udf_mode: str = "row"
-    batch_size: int = 1000
+    batch_size: int = 5000
     # batch mode predicts a chunk of records, then learns it; the chunk grows with experience
     # (samples_seen / 16, between 8 and this cap): see README "Mini-batch mode"
     max_predict_chunk: int = 1024

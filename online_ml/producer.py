@@ -7,6 +7,7 @@ testing are pure: ``iter_records`` (what is sent, in which order), ``Pacer`` (wh
 from __future__ import annotations
 
 import argparse
+import collections
 import itertools
 import logging
 import os
@@ -204,6 +205,9 @@ def parse_args(argv: Sequence[str] | None = None,
     return args
 
 
+MAX_PENDING = 20000  # records sent but not yet acknowledged, at most
+
+
 def _connect(bootstrap: str):
     from kafka import KafkaProducer
 
@@ -212,6 +216,7 @@ def _connect(bootstrap: str):
         client_id="online_ml-producer",
         acks="all",
         linger_ms=5,  # a few ms of batching at high rates; invisible at 10 rec/s
+        batch_size=256 * 1024,  # records are ~300 bytes: fewer, larger requests at --rate 0
         bootstrap_timeout_ms=5000,
         max_block_ms=10000,  # how long send() may wait for topic metadata
         delivery_timeout_ms=60000,  # must exceed linger_ms + request_timeout_ms (30 s)
@@ -284,6 +289,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
             print(text, file=err, flush=True)
 
     progress.started = time.monotonic()
+    pending: collections.deque = collections.deque()
     try:
         for x, y in records:
             pacer.wait()
@@ -291,6 +297,18 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
             progress.sent += 1
             future.add_callback(progress.on_ack)
             future.add_errback(progress.on_error)
+            # Bound what waits for an acknowledgement. Without this, at --rate 0 this loop
+            # starves kafka-python's sender thread (one GIL), batches wait in the buffer past
+            # delivery_timeout_ms and expire: 2.2 M of 3 M records failed that way.
+            pending.append(future)
+            if len(pending) > MAX_PENDING:
+                while len(pending) > MAX_PENDING // 2:
+                    oldest = pending.popleft()
+                    if not oldest.is_done:
+                        try:
+                            oldest.get(timeout=60)
+                        except KafkaError:
+                            pass  # counted by its errback
             now = time.monotonic()
             if now >= next_report:
                 show(progress.line(now))

@@ -41,10 +41,12 @@ server_ready() { "$PY" -c "import urllib.request,sys; urllib.request.urlopen('ht
 if pid_alive server && server_ready; then
   ok "prediction server already running"
 else
-  # the production server (the tutorial's `python model_server.py` is Flask's development server)
-  say "Starting the prediction server: waitress-serve … online_ml.server:create_app (8 threads)"
-  start_supervised server "$LOGS/server.log" "$VENV/bin/waitress-serve" --host 127.0.0.1 \
-    --port "$SERVER_PORT" --threads 8 --call online_ml.server:create_app
+  # the production server (the tutorial's `python model_server.py` is Flask's development
+  # server): gunicorn, one sync worker per core (README, "Benchmarks": p99 at 8 clients)
+  workers="${SERVER_WORKERS:-$(nproc)}"
+  say "Starting the prediction server: gunicorn, $workers workers, online_ml.server:create_app()"
+  start_supervised server "$LOGS/server.log" "$VENV/bin/gunicorn" --bind "127.0.0.1:$SERVER_PORT" \
+    --workers "$workers" "online_ml.server:create_app()"
   wait_until 30 "server" server_ready || { stop_pid server; die_with_log "prediction server" "no answer on :$SERVER_PORT within 30 s" "$LOGS/server.log"; exit 1; }
 fi
 

@@ -100,8 +100,15 @@ def test_stream_to_prediction_end_to_end(mode, job_env, settings, redis_client):
         metrics = wait_for(lambda: (m := flink.udf_metrics(job_id)).get("sample_count", "0") != "0" and m,
                            30, "sample_count in the Flink REST API")
         assert int(metrics["sample_count"]) == N_RECORDS
-        for name in ("prediction_acc", "metric_distribution_y", "total_10_sec", "right_10_sec"):
+        # the tutorial's metrics, then ours (README, "Metrics")
+        for name in ("prediction_acc", "metric_distribution_y", "total_10_sec", "right_10_sec",
+                     "accuracy_permille", "rolling_accuracy_permille", "model_version",
+                     "backups_succeeded", "backups_failed", "records_rejected",
+                     "seconds_since_backup", "train_time_us", "alert_active", "alerts_fired"):
             assert name in metrics, f"metric {name} missing: {sorted(metrics)}"
+        accuracy = int(metrics["accuracy_permille"])
+        assert 500 < accuracy <= 1000 and abs(int(metrics["prediction_acc"]) - accuracy / 10) <= 1
+        assert int(metrics["backups_succeeded"]) >= 1 and int(metrics["model_version"]) >= 1
     finally:
         if server is not None:
             server.terminate()
