@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from online_ml.config import Settings
 
 
-def main(argv: list[str] | None = None) -> None:
-    settings = Settings.from_env()
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:  # a bad setting: say which, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=settings.server_host,
                         help=f"address to listen on (default {settings.server_host})")
@@ -38,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
           f"(model from Redis {settings.redis_host}:{settings.redis_port}, "
           f"key {settings.model_key!r})", flush=True)
     app.run(host=args.host, port=args.port, debug=args.debug, threaded=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -160,7 +160,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="UDF mode (default: UDF_MODE or row)")
     parser.add_argument("--batch-size", type=int, help="records per Arrow batch in batch mode")
     args, _ = parser.parse_known_args(argv)
-    settings = Settings.from_env(udf_mode=args.mode, batch_size=args.batch_size)
+    try:
+        settings = Settings.from_env(udf_mode=args.mode, batch_size=args.batch_size)
+    except ValueError as exc:  # a bad setting: say which, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
     result = build_job(t_env, settings, args.group_id).execute_insert(OUTPUT_TABLE)
     job = result.get_job_client()

@@ -223,6 +223,17 @@ def write_result(name: str, parameters: dict, results: Any, targets: Sequence[di
 
 
 # -- statistics ------------------------------------------------------------------------------------
+def finish(path: Path, rows: list, targets: Sequence[dict], text: str, smoke: bool,
+           quiet: bool) -> dict:
+    """Print a benchmark's report (marked when it is a smoke run) and return its summary."""
+    if smoke:
+        text = "SMOKE RUN: tiny sizes, the numbers mean nothing\n" + text
+    if not quiet:
+        print(text)
+        print(f"wrote {shown(path)}\n")
+    return {"path": str(path), "rows": rows, "targets": targets, "text": text}
+
+
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:
     """Nearest-rank percentile of already sorted values (q in 0..100)."""
     if not sorted_values:

@@ -26,9 +26,9 @@ import urllib.parse
 import uuid
 from dataclasses import dataclass
 
-from common import (BENCH_REDIS_DB, PY, ROOT, Flink, Server, Topics, TopicReader,
-                    delete_model_keys, machine_info, progress, shown, table, target, targets_table,
-                    wait_for, write_result)
+from common import (BENCH_REDIS_DB, PY, ROOT, Flink, Server, TopicReader, Topics,
+                    delete_model_keys, finish, machine_info, progress, table, target,
+                    targets_table, wait_for, write_result)
 from online_ml.config import Settings
 from serving import drawings
 
@@ -243,13 +243,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                for r in rows]
     params = dict(vars(p), server_version_check_s=0.5)
     path = write_result("freshness", params, rows, targets, machine, started, smoke)
-    text = report(rows, targets)
-    if smoke:
-        text = "SMOKE RUN: tiny sizes, the numbers mean nothing\n" + text
-    if not quiet:
-        print(text)
-        print(f"wrote {shown(path)}\n")
-    return {"path": str(path), "rows": rows, "targets": targets, "text": text}
+    return finish(path, rows, targets, report(rows, targets), smoke, quiet)
 
 
 COLUMNS = [("backup interval s", "backup_interval_s", "g"), ("trials", "trials", "d"),

@@ -28,8 +28,8 @@ import urllib.parse
 import uuid
 from dataclasses import dataclass
 
-from common import (BENCH_REDIS_DB, ROOT, Server, delete_model_keys, machine_info, percentile,
-                    progress, shown, table, target, targets_table, write_result)
+from common import (BENCH_REDIS_DB, ROOT, Server, delete_model_keys, finish, machine_info,
+                    percentile, progress, table, target, targets_table, write_result)
 from online_ml.config import Settings
 
 BOARD = (300, 150)
@@ -276,13 +276,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                   load_generator="python threads, one keep-alive http.client connection each",
                   model_version=meta.get("version"), model_size_bytes=meta.get("size_bytes"))
     path = write_result("serving", params, rows, targets, machine, started, smoke)
-    text = report(rows, targets)
-    if smoke:
-        text = "SMOKE RUN: tiny sizes, the numbers mean nothing\n" + text
-    if not quiet:
-        print(text)
-        print(f"wrote {shown(path)}\n")
-    return {"path": str(path), "rows": rows, "targets": targets, "text": text}
+    return finish(path, rows, targets, report(rows, targets), smoke, quiet)
 
 
 COLUMNS = [("server", "server", ""), ("clients", "concurrency", "d"),

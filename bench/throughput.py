@@ -29,8 +29,9 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
-from common import (BENCH_REDIS_DB, Flink, Topics, TopicReader, delete_model_keys, machine_info,
-                    preload, progress, shown, table, target, targets_table, wait_for, write_result)
+from common import (BENCH_REDIS_DB, Flink, TopicReader, Topics, delete_model_keys, finish,
+                    machine_info, preload, progress, table, target, targets_table, wait_for,
+                    write_result)
 from online_ml.config import Settings
 
 EPOCH = 1797  # images in sklearn's digits: one pass = every image seen once
@@ -293,13 +294,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                   max_predict_chunk=job_settings.max_predict_chunk)
     path = write_result("throughput", params, rows, targets, machine, started, smoke,
                         extra={"notes": p.notes})
-    text = report(rows, targets, p.notes)
-    if smoke:
-        text = "SMOKE RUN: tiny sizes, the numbers mean nothing\n" + text
-    if not quiet:
-        print(text)
-        print(f"wrote {shown(path)}\n")
-    return {"path": str(path), "rows": rows, "targets": targets, "text": text}
+    return finish(path, rows, targets, report(rows, targets, p.notes), smoke, quiet)
 
 
 COLUMNS = [("variant", "variant", ""), ("records", "records", ""),

@@ -378,7 +378,11 @@ def _close(producer, err: TextIO) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except ValueError as exc:  # a bad setting in the environment: say which, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     def on_sigterm(signum, frame):  # `kill` behaves like Ctrl-C: flush and summarise
         raise KeyboardInterrupt("SIGTERM")

@@ -109,12 +109,13 @@ def redis_client(settings):
 
 @pytest.fixture
 def unique_topics(kafka_service):
-    """Fresh source and sink topics for one test."""
+    """Fresh source, sink, dead-letter and alert topics for one test (deleted afterwards)."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
 
     suffix = uuid.uuid4().hex[:8]
-    names = {"source": f"test_src_{suffix}", "sink": f"test_sink_{suffix}"}
+    names = {"source": f"test_src_{suffix}", "sink": f"test_sink_{suffix}",
+             "dead": f"test_dead_{suffix}", "alerts": f"test_alerts_{suffix}"}
     admin = KafkaAdminClient(bootstrap_servers=Settings.from_env().kafka_bootstrap_servers)
     admin.create_topics([NewTopic(n, 1, 1) for n in names.values()])
     yield names
@@ -122,6 +123,37 @@ def unique_topics(kafka_service):
         admin.delete_topics(list(names.values()))
     finally:
         admin.close()
+
+
+@pytest.fixture
+def job_env(settings, unique_topics, flink_service) -> dict:
+    """Environment for `flink run … stream.py` reading and writing this test's own topics and
+    model key; tests override single settings with ``dict(job_env, NAME=value)``."""
+    return dict(os.environ,
+                SOURCE_TOPIC=unique_topics["source"], SINK_TOPIC=unique_topics["sink"],
+                DEAD_LETTER_TOPIC=unique_topics["dead"], ALERT_TOPIC=unique_topics["alerts"],
+                KAFKA_GROUP_ID=f"group_{unique_topics['source']}",
+                MODEL_KEY=settings.model_key, REDIS_DB=str(settings.redis_db),
+                BACKUP_INTERVAL_SECONDS="10",
+                PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}")
+
+
+def submit_job(env: dict) -> str:
+    """Submit stream.py with the flink CLI, exactly as a user does; return the job id."""
+    from urllib.parse import urlparse
+
+    address = urlparse(Settings.from_env(env).flink_rest_url).netloc  # localhost:8081
+    out = subprocess.run(["flink", "run", "-m", address, "-d", "-py", "stream.py"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, f"flink run failed:\n{out.stdout}\n{out.stderr}"
+    job_id = out.stdout.strip().split()[-1]
+    assert len(job_id) == 32, out.stdout
+    return job_id
+
+
+def cancel_job(flink, job_id: str) -> None:
+    flink.cancel(job_id)
+    wait_for(lambda: flink.state(job_id) == "CANCELED", 30, "the job to cancel")
 
 
 def free_port() -> int:

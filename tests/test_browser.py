@@ -108,7 +108,7 @@ def _consume_feedback(topic: str, timeout: float = 20.0) -> dict:
 
     from online_ml.config import Settings
 
-    consumer = KafkaConsumer(topic, bootstrap_servers=Settings().kafka_bootstrap_servers,
+    consumer = KafkaConsumer(topic, bootstrap_servers=Settings.from_env().kafka_bootstrap_servers,
                              auto_offset_reset="earliest", enable_auto_commit=False,
                              group_id=None, consumer_timeout_ms=1000)
     try:

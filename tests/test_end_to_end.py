@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import time
-from urllib.parse import urlparse
 
 import pytest
 import requests
 from kafka import KafkaConsumer
 
-from conftest import PY, ROOT, free_port, wait_for
+from conftest import PY, ROOT, cancel_job, free_port, submit_job, wait_for
 from flink_rest import FlinkRest
-from online_ml.config import Settings
 from online_ml.model_store import ModelStore
 
 pytestmark = pytest.mark.integration
@@ -30,27 +27,6 @@ def digit_svg(width: int = 300, height: int = 150) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
 
 
-@pytest.fixture
-def job_env(settings, unique_topics, flink_service):
-    env = dict(os.environ,
-               SOURCE_TOPIC=unique_topics["source"], SINK_TOPIC=unique_topics["sink"],
-               KAFKA_GROUP_ID=f"group_{unique_topics['source']}",
-               MODEL_KEY=settings.model_key, REDIS_DB=str(settings.redis_db),
-               BACKUP_INTERVAL_SECONDS="10",
-               PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}")
-    return env
-
-
-def submit(env) -> str:
-    address = urlparse(Settings.from_env(env).flink_rest_url).netloc  # localhost:8081 by default
-    out = subprocess.run(["flink", "run", "-m", address, "-d", "-py", "stream.py"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
-    assert out.returncode == 0, f"flink run failed:\n{out.stdout}\n{out.stderr}"
-    job_id = out.stdout.strip().split()[-1]
-    assert len(job_id) == 32, out.stdout
-    return job_id
-
-
 @pytest.mark.parametrize("mode", ["row", "batch"])
 def test_stream_to_prediction_end_to_end(mode, job_env, settings, redis_client):
     job_env = dict(job_env, UDF_MODE=mode)
@@ -61,7 +37,7 @@ def test_stream_to_prediction_end_to_end(mode, job_env, settings, redis_client):
         cwd=ROOT, env=job_env, capture_output=True, text=True, timeout=120)
     assert produced.returncode == 0, produced.stderr
 
-    job_id = submit(job_env)
+    job_id = submit_job(job_env)
     server = None
     try:
         wait_for(lambda: flink.state(job_id) == "RUNNING", 60, "the job to be RUNNING")
@@ -113,5 +89,4 @@ def test_stream_to_prediction_end_to_end(mode, job_env, settings, redis_client):
         if server is not None:
             server.terminate()
             server.wait(10)
-        flink.cancel(job_id)
-        wait_for(lambda: flink.state(job_id) == "CANCELED", 30, "the job to cancel")
+        cancel_job(flink, job_id)

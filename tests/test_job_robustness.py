@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import subprocess
 import time
-import uuid
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
-from kafka.admin import NewTopic
+from kafka import KafkaConsumer, KafkaProducer
 
-from conftest import PY, ROOT, wait_for
+from conftest import PY, ROOT, cancel_job, submit_job, wait_for
 from flink_rest import FlinkRest
 from online_ml.config import Settings
 from online_ml.model_store import ModelStore
@@ -23,46 +20,7 @@ from test_trainer import BAD, GOOD, shifted
 
 pytestmark = pytest.mark.integration
 
-BOOTSTRAP = Settings().kafka_bootstrap_servers
-
-
-@pytest.fixture
-def side_topics(kafka_service):
-    """A dead-letter and an alert topic of this test's own."""
-    suffix = uuid.uuid4().hex[:8]
-    names = {"dead": f"test_dead_{suffix}", "alerts": f"test_alerts_{suffix}"}
-    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    admin.create_topics([NewTopic(n, 1, 1) for n in names.values()])
-    yield names
-    try:
-        admin.delete_topics(list(names.values()))
-    finally:
-        admin.close()
-
-
-@pytest.fixture
-def job_env(settings, unique_topics, side_topics, flink_service):
-    return dict(os.environ,
-                SOURCE_TOPIC=unique_topics["source"], SINK_TOPIC=unique_topics["sink"],
-                DEAD_LETTER_TOPIC=side_topics["dead"], ALERT_TOPIC=side_topics["alerts"],
-                KAFKA_GROUP_ID=f"group_{unique_topics['source']}",
-                MODEL_KEY=settings.model_key, REDIS_DB=str(settings.redis_db),
-                BACKUP_INTERVAL_SECONDS="10",
-                PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}")
-
-
-def submit(env: dict) -> str:
-    out = subprocess.run(["flink", "run", "-m", "localhost:8081", "-d", "-py", "stream.py"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
-    assert out.returncode == 0, f"flink run failed:\n{out.stdout}\n{out.stderr}"
-    job_id = out.stdout.strip().split()[-1]
-    assert len(job_id) == 32, out.stdout
-    return job_id
-
-
-def cancel(flink: FlinkRest, job_id: str) -> None:
-    flink.cancel(job_id)
-    wait_for(lambda: flink.state(job_id) == "CANCELED", 30, "the job to cancel")
+BOOTSTRAP = Settings.from_env().kafka_bootstrap_servers
 
 
 def produce(topic: str, values) -> None:
@@ -124,7 +82,7 @@ def test_bad_records_are_dead_lettered_and_accuracy_alerts_fire(mode, job_env, s
     produce(env["SOURCE_TOPIC"], stream)
 
     flink = FlinkRest(settings.flink_rest_url)
-    job_id = submit(env)
+    job_id = submit_job(env)
     try:
         wait_for(lambda: flink.state(job_id) == "RUNNING", 60, "the job to be RUNNING")
         predictions = read(env["SINK_TOPIC"], n_good, 90)
@@ -155,7 +113,7 @@ def test_bad_records_are_dead_lettered_and_accuracy_alerts_fire(mode, job_env, s
         failures = job_failures(flink, job_id)
         assert not failures, f"the job failed {len(failures)} time(s), first:\n{failures[0]}"
     finally:
-        cancel(flink, job_id)
+        cancel_job(flink, job_id)
     # the counts per reason are part of the stored model's metadata
     meta = ModelStore(redis_client, settings.model_key).load_meta()
     assert meta["records_rejected"] == len(bad)
@@ -174,7 +132,7 @@ def test_redis_stopped_and_restarted_under_a_running_job(mode, job_env, settings
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     job_id = None
     try:
-        job_id = submit(env)
+        job_id = submit_job(env)
         wait_for(lambda: flink.state(job_id) == "RUNNING", 60, "the job to be RUNNING")
         wait_for(store.load_meta, 60, "a first model backup in the private Redis")
 
@@ -201,5 +159,5 @@ def test_redis_stopped_and_restarted_under_a_running_job(mode, job_env, settings
         producer.terminate()
         producer.wait(10)
         if job_id is not None:
-            cancel(flink, job_id)
+            cancel_job(flink, job_id)
         redis.close()

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PY, ROOT, wait_for
+from conftest import PY, ROOT, cancel_job, submit_job, wait_for
 from flink_rest import FlinkRest
 from online_ml.model_store import ModelStore
-from test_end_to_end import submit
 
 import sys  # noqa: E402  (the benchmarks' load generator, imported as bench/run.py does)
 sys.path.insert(0, str(ROOT / "bench"))
@@ -59,16 +58,13 @@ def rss_kib(pid: int) -> int:
 
 
 @pytest.fixture
-def training_job(settings, unique_topics, flink_service, redis_client):
+def training_job(job_env, settings, unique_topics, redis_client):
     """A batch-mode job with 1 s backups, fed 200 records/s for the whole test."""
-    env = dict(os.environ, SOURCE_TOPIC=unique_topics["source"], SINK_TOPIC=unique_topics["sink"],
-               KAFKA_GROUP_ID=f"group_{unique_topics['source']}", MODEL_KEY=settings.model_key,
-               REDIS_DB=str(settings.redis_db), BACKUP_INTERVAL_SECONDS="1", UDF_MODE="batch",
-               PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}")
+    env = dict(job_env, BACKUP_INTERVAL_SECONDS="1", UDF_MODE="batch")
     producer = subprocess.Popen([PY, "kafka_producer.py", "--rate", "200", "--quiet",
                                  "--topic", unique_topics["source"]], cwd=ROOT, env=env)
     flink = FlinkRest(settings.flink_rest_url)
-    job_id = submit(env)
+    job_id = submit_job(env)
     try:
         store = ModelStore(redis_client, settings.model_key)
         wait_for(lambda: store.current_version() >= 2, 90, "the job's first model versions")
@@ -76,8 +72,7 @@ def training_job(settings, unique_topics, flink_service, redis_client):
     finally:
         producer.send_signal(signal.SIGINT)
         producer.wait(30)
-        flink.cancel(job_id)
-        wait_for(lambda: flink.state(job_id) == "CANCELED", 30, "the job to cancel")
+        cancel_job(flink, job_id)
 
 
 def test_predict_under_load_while_the_model_changes(training_job):

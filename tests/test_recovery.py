@@ -18,13 +18,11 @@ import threading
 import time
 import uuid
 from datetime import datetime
-from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from conftest import ROOT, STATE, wait_for
+from conftest import ROOT, STATE, submit_job, wait_for
 from flink_rest import FlinkRest
 from online_ml.model_store import ModelStore
 from online_ml.producer import load_dataset
@@ -176,16 +174,6 @@ def stack_script(script: str, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=240)
 
 
-def submit(env: dict, flink_rest_url: str) -> str:
-    out = subprocess.run(["flink", "run", "-m", urlparse(flink_rest_url).netloc, "-d",
-                          "-py", "stream.py"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
-    assert out.returncode == 0, f"flink run failed:\n{out.stdout}\n{out.stderr}"
-    job_id = out.stdout.strip().split()[-1]
-    assert len(job_id) == 32, out.stdout
-    return job_id
-
-
 def all_running(flink: FlinkRest, job_id: str) -> bool:
     job = flink.job(job_id)
     return job["state"] == "RUNNING" and all(v["status"] == "RUNNING" for v in job["vertices"])
@@ -262,13 +250,8 @@ def alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def recovery_env(settings, unique_topics, flink_service, redis_client):
-    return dict(os.environ,
-                SOURCE_TOPIC=unique_topics["source"], SINK_TOPIC=unique_topics["sink"],
-                KAFKA_GROUP_ID=f"group_{unique_topics['source']}",
-                MODEL_KEY=settings.model_key, REDIS_DB=str(settings.redis_db),
-                BACKUP_INTERVAL_SECONDS="10", UDF_MODE="row",
-                PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}")
+def recovery_env(job_env, redis_client):
+    return dict(job_env, UDF_MODE="row")
 
 
 # -- the faults ------------------------------------------------------------------------------------
@@ -288,7 +271,7 @@ def test_taskmanager_killed_mid_stream(recovery_env, settings, unique_topics, re
         producer.start()
         sink.start()
         watcher.start()
-        job_id = submit(recovery_env, settings.flink_rest_url)
+        job_id = submit_job(recovery_env)
         wait_for(lambda: all_running(flink, job_id), 60, "the job to be RUNNING")
         # the burst is trained on and backed up, and a checkpoint covers it: a restart then
         # replays only what came after, so a count from zero would be far below the backup's
@@ -343,7 +326,7 @@ def test_taskmanager_killed_mid_stream(recovery_env, settings, unique_topics, re
         watcher.assert_never_backwards()
         assert python_tracebacks_since(test_start) == []
         tm_out = (FLINK_LOGS / "taskmanager.out").read_text(errors="replace")
-        assert f"died unexpectedly (killed by signal KILL)" in tm_out
+        assert "died unexpectedly (killed by signal KILL)" in tm_out
     finally:
         cleanup(flink, job_id, producer, sink, watcher)
         stack_script("up.sh", "flink")  # healthy again for the next tests
@@ -363,7 +346,7 @@ def test_kafka_broker_restarted_under_job(recovery_env, settings, unique_topics,
         producer.start()
         sink.start()
         watcher.start()
-        job_id = submit(recovery_env, settings.flink_rest_url)
+        job_id = submit_job(recovery_env)
         wait_for(lambda: all_running(flink, job_id), 60, "the job to be RUNNING")
         wait_for(lambda: len(sink.seen()) >= 100, 90, "the first predictions")
         wait_for(lambda: watcher.latest()[0] >= 1, 30, "a first backup")

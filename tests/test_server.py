@@ -485,7 +485,7 @@ def read_topic(topic: str, count: int, timeout: float = 15.0) -> list[dict]:
 
     from online_ml.config import Settings
 
-    consumer = KafkaConsumer(topic, bootstrap_servers=Settings().kafka_bootstrap_servers,
+    consumer = KafkaConsumer(topic, bootstrap_servers=Settings.from_env().kafka_bootstrap_servers,
                              auto_offset_reset="earliest", enable_auto_commit=False,
                              group_id=None)
     records: list[dict] = []

@@ -1,0 +1,25 @@
+"""Every entry point answers a bad setting with one clear line and exit code 2, no traceback."""
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from conftest import PY, ROOT
+
+PROGRAMS = [["model_server.py"], ["kafka_producer.py", "--count", "1"], ["redis_clear.py"],
+            ["stream.py"]]
+BAD = [("REDIS_PORT", "abc", "REDIS_PORT"), ("UDF_MODE", "sideways", "UDF_MODE"),
+       ("LEARNER_PARAMS", "{alpha", "LEARNER_PARAMS"), ("BATCH_SIZE", "0", "BATCH_SIZE")]
+
+
+@pytest.mark.parametrize("program", PROGRAMS, ids=lambda p: p[0])
+@pytest.mark.parametrize("name,value,named", BAD, ids=lambda v: str(v))
+def test_bad_setting_is_one_clear_line(program, name, value, named):
+    env = dict(os.environ, **{name: value})
+    done = subprocess.run([PY, *program], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr + done.stdout
+    assert done.stderr.startswith("error: ") and named in done.stderr, done.stderr
