@@ -162,7 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     args, _ = parser.parse_known_args(argv)
     try:
         settings = Settings.from_env(udf_mode=args.mode, batch_size=args.batch_size)
-    except ValueError as exc:  # a bad setting: say which, no traceback
+        # the learner is built on the TaskManager: check it here, where the user is
+        from online_ml.learner import make_model
+
+        make_model(settings.learner, **settings.learner_kwargs())
+    except (ValueError, TypeError) as exc:  # a bad setting: say which, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
     t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())

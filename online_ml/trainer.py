@@ -122,9 +122,7 @@ class Trainer:
                 delay = min(delay * 2, 5.0)
 
     def _new_learner(self) -> OnlineLearner:
-        name = getattr(self.settings, "learner", "sgd")
-        params = self.settings.learner_kwargs() if hasattr(self.settings, "learner_kwargs") else {}
-        return OnlineLearner(make_model(name, **params))
+        return OnlineLearner(make_model(self.settings.learner, **self.settings.learner_kwargs()))
 
     def _use(self, stored: StoredModel | None) -> None:
         """Take over a stored model (or a new one) with the counters its metadata carries."""

@@ -14,6 +14,15 @@ BAD = [("REDIS_PORT", "abc", "REDIS_PORT"), ("UDF_MODE", "sideways", "UDF_MODE")
        ("LEARNER_PARAMS", "{alpha", "LEARNER_PARAMS"), ("BATCH_SIZE", "0", "BATCH_SIZE")]
 
 
+@pytest.mark.parametrize("name,value", [("LEARNER", "forest"),
+                                        ("LEARNER_PARAMS", '{"alfa": 0.1}')])
+def test_a_bad_learner_is_refused_before_the_job_is_submitted(name, value):
+    done = subprocess.run([PY, "stream.py"], cwd=ROOT, env=dict(os.environ, **{name: value}),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.startswith("error: "), done.stderr
+
+
 @pytest.mark.parametrize("program", PROGRAMS, ids=lambda p: p[0])
 @pytest.mark.parametrize("name,value,named", BAD, ids=lambda v: str(v))
 def test_bad_setting_is_one_clear_line(program, name, value, named):
