@@ -26,14 +26,19 @@ sys.path.insert(0, str(ROOT))
 
 import sklearn  # noqa: E402
 
-from online_ml.learner import OnlineLearner, make_model  # noqa: E402
+from online_ml.learner import OnlineLearner, make_model, predict_chunk  # noqa: E402
 from online_ml.producer import iter_records, load_dataset  # noqa: E402
 
-# name -> (model name, params, batch size). batch 1 = learn_one, the job's path.
-VARIANTS: dict[str, tuple[str, dict, int]] = {
+# name -> (model name, params, batch). batch 1 = learn_one, the row UDF's path; n > 1 = fixed
+# mini-batches of n; "job:CAP" = the batch UDF's path (Trainer.process_many): chunks of
+# learner.predict_chunk(samples_seen, CAP), i.e. MAX_PREDICT_CHUNK=CAP.
+VARIANTS: dict[str, tuple[str, dict, int | str]] = {
     "sgd-tutorial": ("sgd", {}, 1),  # alpha=0.01, log_loss, l1
     "sgd-tutorial-batch10": ("sgd", {}, 10),
     "sgd-log-l1-a1e-3": ("sgd", {"alpha": 1e-3}, 1),
+    "sgd-log-l1-a1e-3-job256": ("sgd", {"alpha": 1e-3}, "job:256"),
+    "sgd-log-l1-a1e-3-job512": ("sgd", {"alpha": 1e-3}, "job:512"),
+    "sgd-log-l1-a1e-3-job1024": ("sgd", {"alpha": 1e-3}, "job:1024"),
     "sgd-log-l2-a1e-4": ("sgd", {"alpha": 1e-4, "penalty": "l2"}, 1),
     "sgd-hinge-l2-a1e-4": ("sgd", {"alpha": 1e-4, "penalty": "l2", "loss": "hinge"}, 1),
     "sgd-mhuber-l2-a1e-4": ("sgd", {"alpha": 1e-4, "penalty": "l2",
@@ -52,6 +57,11 @@ def run_variant(name: str, epochs: int, seed: int) -> dict:
     if model_name in RANDOM_STATE_MODELS:
         params = {**params, "random_state": seed}
     learner = OnlineLearner(make_model(model_name, **params))
+    cap = int(batch.split(":")[1]) if isinstance(batch, str) else None
+
+    def chunk() -> int:
+        return predict_chunk(learner.samples_seen, cap) if cap else batch
+
     n_per_epoch = len(load_dataset()[1])
     correct = [0] * epochs
     buf_x: list = []
@@ -59,7 +69,7 @@ def run_variant(name: str, epochs: int, seed: int) -> dict:
     started = time.perf_counter()
 
     def flush(epoch: int) -> None:
-        preds = learner.learn_many(buf_x, buf_y) if batch > 1 else [
+        preds = learner.learn_many(buf_x, buf_y) if cap or batch > 1 else [
             learner.learn_one(buf_x[0], buf_y[0])]
         correct[epoch] += sum(p == t for p, t in zip(preds, buf_y))
         buf_x.clear()
@@ -69,7 +79,7 @@ def run_variant(name: str, epochs: int, seed: int) -> dict:
         epoch = i // n_per_epoch
         buf_x.append(x)
         buf_y.append(y)
-        if len(buf_x) == batch or (i + 1) % n_per_epoch == 0:
+        if len(buf_x) >= chunk() or (i + 1) % n_per_epoch == 0:
             flush(epoch)
     elapsed = time.perf_counter() - started
     return {

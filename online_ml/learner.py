@@ -217,6 +217,19 @@ def _as_row(x: Any) -> np.ndarray:
     return np.asarray(x, dtype=np.float64).reshape(1, -1)
 
 
+def predict_chunk(samples_seen: int, cap: int) -> int:
+    """How many records mini-batch mode predicts with one model before learning them.
+
+    A fresh model improves with every record, so early chunks are small (close to row mode); a
+    trained one changes slowly, so large chunks cost little accuracy and save most of
+    scikit-learn's per-call overhead: ``samples_seen / 16``, between 8 and ``cap``.
+
+    >>> predict_chunk(0, 1024), predict_chunk(1600, 1024), predict_chunk(10**6, 1024)
+    (8, 100, 1024)
+    """
+    return int(min(cap, max(8, samples_seen // 16)))
+
+
 # -- the learner -------------------------------------------------------------------------------
 class OnlineLearner:
     """Wraps a ``partial_fit`` estimator with progressive validation and running metrics.

@@ -379,15 +379,17 @@ def _image_field() -> str | None:
     return request.form.get("imgStr")
 
 
-def _top_probabilities(model: Any, x: np.ndarray, k: int = 3) -> list[dict] | None:
-    """Top-k class probabilities, when the model has them (SGD with hinge loss has not)."""
+def _predict(model: Any, x: np.ndarray, k: int = 3) -> tuple[int, list[dict] | None]:
+    """The predicted digit and the top-k class probabilities, when the model has them (SGD with
+    hinge loss has not). One scoring pass: the digit is the most probable class."""
     try:
         proba = model.predict_proba(x)[0]
     except (AttributeError, NotImplementedError):
-        return None
+        return int(model.predict(x)[0]), None
     order = np.argsort(proba)[::-1][:k]
     classes = getattr(model, "classes_", np.arange(len(proba)))
-    return [{"digit": int(classes[i]), "p": round(float(proba[i]), 4)} for i in order]
+    return int(classes[order[0]]), [{"digit": int(classes[i]), "p": round(float(proba[i]), 4)}
+                                    for i in order]
 
 
 def _model_summary(meta: dict | None) -> dict[str, Any]:
@@ -431,14 +433,13 @@ def predict():
                   x.shape[1])
         return _error(f"the stored model expects {expected} features, the board gives "
                       f"{x.shape[1]}", 500)
-    digit = stored.model.predict(x)[0]
+    digit, probabilities = _predict(stored.model, x)
     answer: dict[str, Any] = {
         "success": True,
-        "predict_result": int(digit),
+        "predict_result": digit,
         "model_version": stored.version,
         "samples_seen": stored.meta.get("samples_seen"),
     }
-    probabilities = _top_probabilities(stored.model, x)
     if probabilities is not None:
         answer["probabilities"] = probabilities
     for key, value in _model_summary(stored.meta).items():

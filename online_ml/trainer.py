@@ -27,7 +27,7 @@ from typing import Callable, Iterable
 
 from online_ml.alerts import AccuracyAlarm, AlertEvent
 from online_ml.config import Settings
-from online_ml.learner import OnlineLearner, make_model
+from online_ml.learner import OnlineLearner, make_model, predict_chunk
 from online_ml.model_store import ModelFormatError, ModelStore, StoredModel, dumps
 from online_ml.schema import BadRecord, Record, decode_record, encode_prediction
 from online_ml.side_outputs import dead_letter
@@ -213,13 +213,8 @@ class Trainer:
         return snap
 
     def predict_chunk(self) -> int:
-        """How many records batch mode predicts before learning them.
-
-        A fresh model improves with every record, so early predictions should use the newest
-        model (small chunks, close to row mode); a trained one changes slowly, so large chunks
-        cost little accuracy and save most of scikit-learn's per-call overhead.
-        """
-        return int(min(self.settings.max_predict_chunk, max(8, self.learner.samples_seen // 16)))
+        """How many records batch mode predicts before learning them (learner.predict_chunk)."""
+        return predict_chunk(self.learner.samples_seen, self.settings.max_predict_chunk)
 
     def process_many(self, values: Iterable) -> tuple[list[list[Output]], list[int], int]:
         """Batch mode: handle many raw values in order.
