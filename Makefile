@@ -2,11 +2,12 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: help install up down demo test test-unit bench bench-smoke status clean
+.PHONY: help install lint up down demo test test-unit bench bench-smoke status clean
 
 help:
 	@echo "make demo    install what is missing, start Kafka/Flink/Redis, submit the job, start producer + server"
-	@echo "make test    install what is missing, run unit + integration tests against real services"
+	@echo "make test    install what is missing, lint, run unit + integration tests against real services"
+	@echo "make lint    ruff + mypy (configured in pyproject.toml)"
 	@echo "make up      start Redis, Kafka and Flink only      make down   stop everything we started"
 	@echo "make status  what runs                              make clean  stop and delete all state"
 	@echo "make bench   benchmarks against the running stack (after make up): tables + bench/results/*.json"
@@ -23,11 +24,17 @@ down:
 demo:
 	@bash stack/demo.sh
 
-test: install
-	$(PY) -m pytest -q tests
+# The gates (pyproject.toml): ruff (pyflakes, pycodestyle, isort, pyupgrade, bugbear) and mypy.
+lint: install
+	.venv/bin/ruff check .
+	.venv/bin/mypy
+
+# lint first: CI gates on it. Then unit tests, doctests of online_ml/ and integration tests.
+test: lint
+	$(PY) -m pytest -q
 
 test-unit: install
-	$(PY) -m pytest -q tests -m "not integration"
+	$(PY) -m pytest -q -m "not integration"
 
 # Benchmarks need the stack (`make up`); BENCH_ARGS passes flags, e.g. BENCH_ARGS="--only serving".
 bench: install

@@ -19,15 +19,18 @@ import argparse
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from pyflink.table import DataTypes, EnvironmentSettings, TableEnvironment
 from pyflink.table.udf import FunctionContext, ScalarFunction, udf
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+from online_ml.config import Settings
+from online_ml.side_outputs import SPLIT_SQL, encode_output, sink_topics
 
-from online_ml.config import Settings  # noqa: E402
-from online_ml.side_outputs import SPLIT_SQL, encode_output, sink_topics  # noqa: E402
+if TYPE_CHECKING:
+    from online_ml.trainer import Trainer
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 JOB_NAME = "Classifier Model Train"
 OUTPUT_TABLE = "outputs"  # the table build_job's result is inserted into
@@ -40,9 +43,10 @@ class OnlineLearning(ScalarFunction):
     the prediction or the dead letter, plus an alert now and then.
     """
 
+    trainer: Trainer  # built in open(), on the TaskManager
+
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.trainer = None
 
     def open(self, function_context: FunctionContext):
         from online_ml.trainer import Trainer
@@ -87,8 +91,9 @@ class OnlineLearning(ScalarFunction):
         return [encode_output(topic, text) for topic, text in outputs]
 
     def close(self):
-        if self.trainer is not None:
-            self.trainer.close()
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            trainer.close()
 
 
 class OnlineLearningBatch(OnlineLearning):

@@ -25,8 +25,9 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -302,8 +303,7 @@ class Topics(contextlib.AbstractContextManager):
                             for g in self.admin.list_groups()}
                 mine = [g for g in self.groups if g in existing]
                 if mine:  # kafka-python 3 calls it delete_groups (2.x: delete_consumer_groups)
-                    delete = getattr(self.admin, "delete_groups", None) or getattr(
-                        self.admin, "delete_consumer_groups")
+                    delete = getattr(self.admin, "delete_groups", None) or self.admin.delete_consumer_groups
                     delete(mine)
         except Exception as e:  # a group without committed offsets is "not found": fine
             log.info("could not delete consumer groups %s: %s", self.groups, e)

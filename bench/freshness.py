@@ -26,11 +26,27 @@ import urllib.parse
 import uuid
 from dataclasses import dataclass
 
-from common import (BENCH_REDIS_DB, PY, ROOT, Flink, Server, TopicReader, Topics,
-                    delete_model_keys, finish, machine_info, progress, table, target,
-                    targets_table, wait_for, write_result)
-from online_ml.config import Settings
+from common import (
+    BENCH_REDIS_DB,
+    PY,
+    ROOT,
+    Flink,
+    Server,
+    TopicReader,
+    Topics,
+    delete_model_keys,
+    finish,
+    machine_info,
+    progress,
+    table,
+    target,
+    targets_table,
+    wait_for,
+    write_result,
+)
 from serving import drawings
+
+from online_ml.config import Settings
 
 
 @dataclass
@@ -45,7 +61,7 @@ class Params:
     seed: int = 11
 
     @classmethod
-    def smoke(cls) -> "Params":
+    def smoke(cls) -> Params:
         return cls(trials=2, random_phase=False)
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import common  # noqa: E402
+import common
 
 BENCHMARKS = ("throughput", "serving", "freshness")
 # Params attribute <- command-line option, per benchmark module

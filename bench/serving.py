@@ -28,8 +28,21 @@ import urllib.parse
 import uuid
 from dataclasses import dataclass
 
-from common import (BENCH_REDIS_DB, ROOT, Server, delete_model_keys, finish, machine_info,
-                    percentile, progress, table, target, targets_table, write_result)
+from common import (
+    BENCH_REDIS_DB,
+    ROOT,
+    Server,
+    delete_model_keys,
+    finish,
+    machine_info,
+    percentile,
+    progress,
+    table,
+    target,
+    targets_table,
+    write_result,
+)
+
 from online_ml.config import Settings
 
 BOARD = (300, 150)
@@ -48,7 +61,7 @@ class Params:
     seed: int = 7
 
     @classmethod
-    def smoke(cls) -> "Params":
+    def smoke(cls) -> Params:
         return cls(seconds=1.0, warmup_requests=5, drawings=10)
 
 

@@ -29,9 +29,23 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
-from common import (BENCH_REDIS_DB, Flink, TopicReader, Topics, delete_model_keys, finish,
-                    machine_info, preload, progress, table, target, targets_table, wait_for,
-                    write_result)
+from common import (
+    BENCH_REDIS_DB,
+    Flink,
+    TopicReader,
+    Topics,
+    delete_model_keys,
+    finish,
+    machine_info,
+    preload,
+    progress,
+    table,
+    target,
+    targets_table,
+    wait_for,
+    write_result,
+)
+
 from online_ml.config import Settings
 
 EPOCH = 1797  # images in sklearn's digits: one pass = every image seen once
@@ -52,7 +66,7 @@ class Params:
     notes: list = field(default_factory=list)
 
     @classmethod
-    def smoke(cls) -> "Params":
+    def smoke(cls) -> Params:
         return cls(records=400, seconds=3.0, batch_sizes=(1000,), python_seconds=0.0,
                    python_pool=400, preload_procs=1)
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any
 
 
 def _env(name: str, default: str, environ: Mapping[str, str]) -> str:
@@ -68,7 +69,7 @@ class Settings:
         return field_name.upper()
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
         """Defaults, then environment variables, then explicit overrides (CLI flags).
 
         A value that cannot be converted raises ``ValueError`` naming the variable.
@@ -79,7 +80,7 @@ class Settings:
             raw = _env(cls.env_name(f.name), "", environ)
             if raw == "":
                 continue
-            kind = type(f.default)
+            kind: type = type(f.default)
             try:
                 values[f.name] = kind(raw)
             except ValueError:
@@ -112,7 +113,7 @@ class Settings:
         """A redis-py client for these settings (imported lazily: the producer does not need it)."""
         import redis
 
-        options = dict(
+        options: dict[str, Any] = dict(
             host=self.redis_host,
             port=self.redis_port,
             password=self.redis_password or None,

@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .schema import encode_record
 

@@ -26,7 +26,8 @@ from __future__ import annotations
 import math
 import operator
 from collections import Counter, deque
-from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -372,7 +373,7 @@ class OnlineLearner:
         meta: Mapping[str, Any] | None,
         classes: Sequence[int] | None = None,
         window: int | None = None,
-    ) -> "OnlineLearner":
+    ) -> OnlineLearner:
         """Rebuild a learner around a stored model, continuing its counters from ``meta``.
 
         ``meta`` is what ``snapshot()`` returned (plus whatever the store added); missing or
@@ -414,7 +415,7 @@ class OnlineLearner:
         learner.accuracy_metric = Accuracy(n=evaluated, correct=correct)
         dist = meta.get("label_distribution")
         if isinstance(dist, Mapping):
-            counts = {}
+            counts: dict[Hashable, int] = {}
             for k, v in dist.items():
                 try:
                     counts[int(k)] = int(v)

@@ -25,14 +25,15 @@ few type checks over 64 values; the detailed (slower) diagnosis only runs for ba
 from __future__ import annotations
 
 import json
-
-import orjson
 import math
 import numbers
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
+
+import orjson
 
 __all__ = [
     "BadRecord",

@@ -37,7 +37,8 @@ import os
 import re
 import threading
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, render_template, request
@@ -109,8 +110,7 @@ class ModelCache:
                 meta = self.store.load_meta()
             except _redis_errors() as exc:
                 return self._redis_down(exc, now)
-            version = int(meta.get("version", 0)) if meta else 0
-            if version == 0:
+            if not meta or int(meta.get("version", 0)) == 0:
                 if self._current is not None:
                     log.warning("the model was removed from Redis; no longer serving version %s",
                                 self._current.version)
@@ -125,6 +125,8 @@ class ModelCache:
                     raise ModelUnavailable(f"{self._problem}; waiting for a newer model")
             else:
                 self._stale, self._problem = False, ""
+            if self._current is None:  # _load failed and said why
+                raise ModelUnavailable(self._problem or NO_MODEL_MESSAGE)
             return self._current, self._stale
 
     def _load(self, meta: dict, now: float) -> None:
@@ -520,7 +522,7 @@ def _number_arg(name: str, kind, default, low=None, high=None):
     try:
         value = kind(raw)
     except ValueError:
-        raise _BadArgument(f"query parameter {name}={raw!r} is not a valid {kind.__name__}")
+        raise _BadArgument(f"query parameter {name}={raw!r} is not a valid {kind.__name__}") from None
     if (low is not None and value < low) or (high is not None and value > high):
         raise _BadArgument(f"query parameter {name}={raw!r} must be between {low} and {high}")
     return value

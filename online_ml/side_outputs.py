@@ -22,7 +22,7 @@ Dead-letter record (topic ``digit_dead_letter``)::
 from __future__ import annotations
 
 import json
-from typing import Iterable
+from collections.abc import Iterable
 
 from online_ml.schema import BadRecord, now_ts
 

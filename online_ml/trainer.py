@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from online_ml.alerts import AccuracyAlarm, AlertEvent
 from online_ml.config import Settings

@@ -31,7 +31,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # 2. Python venv ------------------------------------------------------------------------------
-req_hash=$(cat "$ROOT"/requirements*.txt "$ROOT/server_requirements.txt" "$ROOT/constraints.txt" | sha1sum | cut -d' ' -f1)
+req_hash=$(cat "$ROOT"/requirements*.txt "$ROOT/server_requirements.txt" "$ROOT/constraints.txt" \
+  "$ROOT/pyproject.toml" | sha1sum | cut -d' ' -f1)
 if [ ! -x "$PY" ] || ! stamp_ok venv "$req_hash"; then
   say "Installing Python packages into $VENV (first time: a few minutes, apache-flink is large)"
   [ -x "$PY" ] || python3 -m venv "$VENV"
@@ -39,6 +40,10 @@ if [ ! -x "$PY" ] || ! stamp_ok venv "$req_hash"; then
   if ! "$PY" -m pip install --progress-bar off -r "$ROOT/requirements-dev.txt" -c "$ROOT/constraints.txt" \
        >>"$LOGS/pip.log" 2>&1; then
     fail "pip install failed; see $LOGS/pip.log"; tail -n 15 "$LOGS/pip.log" >&2; exit 1
+  fi
+  # the project itself, editable: `import online_ml` works from any directory with the venv
+  if ! "$PY" -m pip install --no-deps -e "$ROOT" >>"$LOGS/pip.log" 2>&1; then
+    fail "pip install -e . failed; see $LOGS/pip.log"; tail -n 15 "$LOGS/pip.log" >&2; exit 1
   fi
   stamp_set venv "$req_hash"
   ok "Python packages installed"

@@ -7,7 +7,6 @@ import tempfile
 from pathlib import Path
 
 import redis
-
 from conftest import free_port, wait_for
 
 PASSWORD = "private_redis_password"
@@ -31,7 +30,7 @@ class PrivateRedis:
         return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, db=db,
                            socket_connect_timeout=2, socket_timeout=5)
 
-    def start(self) -> "PrivateRedis":
+    def start(self) -> PrivateRedis:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",

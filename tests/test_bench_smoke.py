@@ -9,7 +9,6 @@ import json
 import subprocess
 
 import pytest
-
 from conftest import PY, ROOT
 
 pytestmark = pytest.mark.integration

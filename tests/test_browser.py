@@ -20,7 +20,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import PY, ROOT, free_port, http_json, wait_for
 
 pytestmark = pytest.mark.integration

@@ -9,10 +9,10 @@ import time
 
 import pytest
 import requests
-from kafka import KafkaConsumer
-
 from conftest import PY, ROOT, cancel_job, free_port, submit_job, wait_for
 from flink_rest import FlinkRest
+from kafka import KafkaConsumer
+
 from online_ml.model_store import ModelStore
 
 pytestmark = pytest.mark.integration

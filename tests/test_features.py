@@ -12,8 +12,13 @@ from PIL import Image, ImageDraw
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
-from online_ml.features import (MAX_INPUT_CHARS, FeatureError, InputTooLarge, image_to_features,
-                                ink_to_features)
+from online_ml.features import (
+    MAX_INPUT_CHARS,
+    FeatureError,
+    InputTooLarge,
+    image_to_features,
+    ink_to_features,
+)
 
 JSIGNATURE_HEAD = ('<?xml version="1.0" encoding="UTF-8" standalone="no"?>'
                    '<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" '
@@ -246,7 +251,8 @@ def tall_png() -> str:
     (svg_url('<svg xmlns="http://www.w3.org/2000/svg"><path d="M0 0 L9 9" stroke="#000"></svg>'),
      "not well-formed"),
     (svg_url('<html><body><svg/></body></html>'), "not an SVG"),
-    ("data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n garbage").decode(), "PNG"),    (svg_url('<svg xmlns="http://www.w3.org/2000/svg">'
+    ("data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n garbage").decode(), "PNG"),
+    (svg_url('<svg xmlns="http://www.w3.org/2000/svg">'
              + '<path d="M0 0 L5 5" stroke="#000"/>' * 1000 + '</svg>'), "too complex"),
     (svg_url('<svg xmlns="http://www.w3.org/2000/svg"><path stroke="#000" d="M0 0 '
              + "L 1 2 " * 5000 + '"/></svg>'), "too complex"),

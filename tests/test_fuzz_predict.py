@@ -12,7 +12,9 @@ import collections
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from sklearn.datasets import load_digits
 
 from online_ml.learner import OnlineLearner, make_model

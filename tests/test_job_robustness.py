@@ -9,14 +9,14 @@ import subprocess
 import time
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
-
 from conftest import PY, ROOT, cancel_job, submit_job, wait_for
 from flink_rest import FlinkRest
-from online_ml.config import Settings
-from online_ml.model_store import ModelStore
+from kafka import KafkaConsumer, KafkaProducer
 from redis_server import PrivateRedis
 from test_trainer import BAD, GOOD, shifted
+
+from online_ml.config import Settings
+from online_ml.model_store import ModelStore
 
 pytestmark = pytest.mark.integration
 

@@ -8,6 +8,7 @@ import base64
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -15,15 +16,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import PY, ROOT, cancel_job, submit_job, wait_for
 from flink_rest import FlinkRest
+
 from online_ml.model_store import ModelStore
 
-import sys  # noqa: E402  (the benchmarks' load generator, imported as bench/run.py does)
 sys.path.insert(0, str(ROOT / "bench"))
-from common import Server  # noqa: E402
-from serving import drawings, load  # noqa: E402
+from common import Server
+from serving import drawings, load
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +80,8 @@ def test_predict_under_load_while_the_model_changes(training_job):
     good = [body for _, body in drawings(99, seed=7)]
     bodies = good + bad_bodies()[:1]           # 1 bad payload in 100
     more_bad = bad_bodies()
-    with Server("online_ml.server:create_app", env={k: env[k] for k in ("MODEL_KEY", "REDIS_DB", "SOURCE_TOPIC")},
+    with Server("online_ml.server:create_app",
+                env={k: env[k] for k in ("MODEL_KEY", "REDIS_DB", "SOURCE_TOPIC")},
                 threads=8, name="load-server") as server:
         server.wait_ready(path="/api/model")
         samples: list[tuple[float, int]] = []
@@ -95,7 +96,7 @@ def test_predict_under_load_while_the_model_changes(training_job):
         watcher.start()
         # the 4 kinds of bad payload each appear at 1% in turn
         result = {"status": {}}
-        for i, bad in enumerate(more_bad):
+        for bad in more_bad:
             part = load(server.url, good + [bad], CLIENTS, SECONDS / len(more_bad))
             for code, n in part["status"].items():
                 result["status"][code] = result["status"].get(code, 0) + n
@@ -129,7 +130,8 @@ def test_predict_under_load_while_the_model_changes(training_job):
         hammer.join()
         log = server.log_path.read_text(errors="replace")
         assert "Traceback" not in log, log[-2000:]
-    with Server("online_ml.server:create_app", env={k: env[k] for k in ("MODEL_KEY", "REDIS_DB", "SOURCE_TOPIC")},
+    with Server("online_ml.server:create_app",
+                env={k: env[k] for k in ("MODEL_KEY", "REDIS_DB", "SOURCE_TOPIC")},
                 threads=8, name="load-server-restarted") as again:
         again.wait_ready(path="/api/model")
         after = load(again.url, good[:10], 2, 2)

@@ -20,10 +20,10 @@ import uuid
 from datetime import datetime
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
-
 from conftest import ROOT, STATE, submit_job, wait_for
 from flink_rest import FlinkRest
+from kafka import KafkaConsumer, KafkaProducer
+
 from online_ml.model_store import ModelStore
 from online_ml.producer import load_dataset
 from online_ml.schema import encode_record

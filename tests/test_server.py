@@ -24,8 +24,7 @@ from sklearn.linear_model import SGDClassifier
 
 from online_ml.features import MAX_INPUT_CHARS
 from online_ml.model_store import ModelStore
-from online_ml.server import (DEFAULT_MAX_CONTENT_LENGTH, NO_MODEL_MESSAGE, create_app,
-                              history_points)
+from online_ml.server import DEFAULT_MAX_CONTENT_LENGTH, NO_MODEL_MESSAGE, create_app, history_points
 
 pytestmark = pytest.mark.integration  # a real Redis (tests/conftest.py starts it)
 
@@ -442,8 +441,8 @@ def test_prometheus_metrics(client, store, model, digits):
                  "online_ml_model_stale 0.0"):
         assert line in text, line
     assert "# TYPE online_ml_http_request_duration_seconds histogram" in text
-    predicted = sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
-                    if l.startswith("online_ml_predictions_total{"))
+    predicted = sum(float(row.rsplit(" ", 1)[1]) for row in text.splitlines()
+                    if row.startswith("online_ml_predictions_total{"))
     assert predicted == 3
 
 

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, RUN, wait_for
 
 SUPERVISE = ROOT / "stack" / "supervise.sh"

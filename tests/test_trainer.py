@@ -12,6 +12,7 @@ import json
 import uuid
 
 import pytest
+from redis_server import PrivateRedis
 
 from online_ml.config import Settings
 from online_ml.learner import OnlineLearner, make_model
@@ -20,7 +21,6 @@ from online_ml.producer import iter_records, make_message
 from online_ml.schema import REASONS
 from online_ml.side_outputs import MAX_RAW_CHARS
 from online_ml.trainer import Trainer
-from redis_server import PrivateRedis
 
 pytestmark = pytest.mark.integration
 
