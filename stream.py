@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-JOB_NAME = "Classifier Model Train"
 OUTPUT_TABLE = "outputs"  # the table build_job's result is inserted into
 
 
@@ -118,7 +117,7 @@ def make_udf(settings: Settings):
 def build_job(t_env: TableEnvironment, settings: Settings, group_id: str | None = None):
     """Declare the tables, register the UDF, and return the Table to insert into OUTPUT_TABLE."""
     config = t_env.get_config()
-    config.set("pipeline.name", JOB_NAME)
+    config.set("pipeline.name", settings.job_name)
     if settings.udf_mode == "batch":
         # an Arrow batch must fit in one bundle
         config.set("python.fn-execution.arrow.batch.size", str(settings.batch_size))
@@ -177,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
     result = build_job(t_env, settings, args.group_id).execute_insert(OUTPUT_TABLE)
     job = result.get_job_client()
-    print(f"submitted '{JOB_NAME}' ({settings.udf_mode} mode)"
+    print(f"submitted '{settings.job_name}' ({settings.udf_mode} mode)"
           + (f" as job {job.get_job_id()}" if job else ""))
     return 0
 

@@ -37,6 +37,8 @@ class Settings:
     server_host: str = "127.0.0.1"
     server_port: int = 8066
     flink_rest_url: str = "http://localhost:8081"
+    # the training job's name in Flink (what the stack, the tests and the health check look for)
+    job_name: str = "Classifier Model Train"
     producer_rate: float = 10.0
     # the job's UDF: "row" (one record per call, the tutorial's) or "batch" (pandas, per Arrow batch)
     udf_mode: str = "row"
