@@ -64,6 +64,16 @@ class Settings:
     # tutorial's model is LEARNER_PARAMS='{"alpha": 0.01}'.
     learner: str = "sgd"
     learner_params: str = '{"alpha": 0.001}'
+    # scale-out (README "Parallel learners"): the job's parallelism when set (`flink run -p N`
+    # also works), the source topic's partitions (>= the parallelism you run), and how often
+    # the parallel learners merge their models through Redis: every SYNC_EVERY_RECORDS records
+    # a learner learned, or every SYNC_INTERVAL_SECONDS. A learner silent for
+    # LEARNER_TIMEOUT_SECONDS is dropped and its unmerged contribution expires.
+    parallelism: int = 0
+    source_partitions: int = 4
+    sync_every_records: int = 100
+    sync_interval_seconds: float = 2.0
+    learner_timeout_seconds: float = 30.0
 
     # env var name for each field, e.g. kafka_bootstrap_servers -> KAFKA_BOOTSTRAP_SERVERS
     @staticmethod
@@ -100,6 +110,13 @@ class Settings:
             raise ValueError(f"LEARNER_PARAMS is not JSON: {exc}") from None
         if not isinstance(params, dict):
             raise ValueError("LEARNER_PARAMS must be a JSON object, e.g. '{\"alpha\": 0.001}'")
+        if settings.parallelism < 0 or settings.source_partitions < 1:
+            raise ValueError("PARALLELISM must be >= 0 (0: Flink's default) and "
+                             "SOURCE_PARTITIONS >= 1")
+        if settings.sync_every_records < 1 or settings.sync_interval_seconds <= 0 \
+                or settings.learner_timeout_seconds <= settings.sync_interval_seconds:
+            raise ValueError("SYNC_EVERY_RECORDS must be >= 1, SYNC_INTERVAL_SECONDS > 0 and "
+                             "LEARNER_TIMEOUT_SECONDS > SYNC_INTERVAL_SECONDS")
         if settings.batch_size < 1 or settings.max_predict_chunk < 1:
             raise ValueError("BATCH_SIZE and MAX_PREDICT_CHUNK must be >= 1")
         if not 0.0 < settings.alert_threshold <= 1.0:

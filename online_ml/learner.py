@@ -342,6 +342,14 @@ class OnlineLearner:
         self._samples_seen += len(labels)
         return preds
 
+    def set_counts(self, samples_seen: int, evaluated: int, correct: int,
+                   labels: Mapping[Hashable, int]) -> None:
+        """Take over counters merged from parallel learners (online_ml/sync_protocol.py)."""
+        self._samples_seen = max(0, int(samples_seen))
+        evaluated = max(0, int(evaluated))
+        self.accuracy_metric = Accuracy(n=evaluated, correct=min(max(0, int(correct)), evaluated))
+        self.labels = LabelDistribution(labels)
+
     # -- persistence ---------------------------------------------------------------------------
     def snapshot(self) -> dict:
         """JSON-able metrics and identity of the learner, stored as the model's metadata.

@@ -15,6 +15,13 @@ Layout, for a prefix ``P`` (default ``online_ml_model``, the tutorial's key):
 ``P:versions``         sorted set of kept versions (score = version)
 ``P:history``          capped list of JSON metric snapshots, newest first
 ``P:updates``          pub/sub channel: the new version's metadata is published after each save
+``P:sync:global``      parallel learners (online_ml/sync_protocol.py): the merged model (skops)
+``P:sync:global:meta`` its JSON metadata (round, counters, contributors)
+``P:sync:round``       number of merges so far (int, only ever increases)
+``P:sync:learners``    sorted set: learner id -> time of its last heartbeat
+``P:sync:c:<id>``      one learner's pending contribution (expires when not merged in time)
+``P:sync:lease``       who merges and publishes: ``<learner id>:<fencing token>``, with a TTL
+``P:sync:fence``       fencing token counter (INCR at each lease acquisition)
 =====================  ====================================================================
 """
 from __future__ import annotations
@@ -63,6 +70,10 @@ TRUSTED_TYPES = [
 
 class ModelFormatError(ValueError):
     """A stored blob is corrupt, of an unknown format, or contains untrusted types."""
+
+
+class FencedOut(RuntimeError):
+    """A fenced write found the lease held by someone else (or expired): nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,14 @@ class ModelStore:
     def channel(self) -> str:
         return f"{self.prefix}:updates"
 
+    def sync_key(self, name: str) -> str:
+        """Keys of the parallel learners' protocol: ``global``, ``global:meta``, ``round``,
+        ``learners``, ``lease``, ``fence`` (see the table above)."""
+        return f"{self.prefix}:sync:{name}"
+
+    def contribution_key(self, learner: str) -> str:
+        return f"{self.prefix}:sync:c:{learner}"
+
     def version_blob_key(self, version: int) -> str:
         return f"{self.prefix}:v:{version}"
 
@@ -146,14 +165,43 @@ class ModelStore:
         """Serialise ``model`` and store it as a new version (see :meth:`save_blob`)."""
         return self.save_blob(dumps(model), meta, snapshot)
 
-    def save_blob(self, blob: bytes, meta: dict | None = None, snapshot: dict | None = None) -> dict:
+    def save_blob(self, blob: bytes, meta: dict | None = None, snapshot: dict | None = None,
+                  fence: tuple[str, str] | None = None) -> dict:
         """Write an already serialised model as a new version; return its metadata.
 
         The version number comes from INCR, so it only ever increases even with several writers.
         Blob, metadata, kept copy and history entry land in one MULTI/EXEC transaction, so a reader
         never sees a blob with another version's metadata.
+
+        ``fence=(key, value)``: write only while ``key`` holds ``value`` (the parallel learners'
+        publishing lease): the check, the version number and the write are one transaction, so
+        a writer whose lease expired cannot publish (raises :class:`FencedOut`).
         """
+        if fence is not None:
+            return self._save_fenced(blob, meta, snapshot, fence)
         version = int(self.r.incr(self.version_key))
+        return self._write(self.r.pipeline(transaction=True), version, blob, meta, snapshot)
+
+    def _save_fenced(self, blob: bytes, meta: dict | None, snapshot: dict | None,
+                     fence: tuple[str, str]) -> dict:
+        import redis
+
+        key, value = fence
+        with self.r.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key, self.version_key)
+                held = pipe.get(key)
+                if held is None or (held.decode() if isinstance(held, bytes) else held) != value:
+                    raise FencedOut(f"the lease {key} is no longer {value!r}")
+                version = int(pipe.get(self.version_key) or 0) + 1
+                pipe.multi()
+                pipe.set(self.version_key, version)
+                return self._write(pipe, version, blob, meta, snapshot)
+            except redis.WatchError:
+                raise FencedOut(f"the lease {key} or the version changed while publishing") from None
+
+    def _write(self, pipe, version: int, blob: bytes, meta: dict | None,
+               snapshot: dict | None) -> dict:
         full_meta = dict(meta or {})
         full_meta.update(
             version=version,
@@ -162,7 +210,6 @@ class ModelStore:
             size_bytes=len(blob),
         )
         meta_json = json.dumps(full_meta, sort_keys=True)
-        pipe = self.r.pipeline(transaction=True)
         pipe.set(self.blob_key, blob)
         pipe.set(self.meta_key, meta_json)
         pipe.set(self.version_blob_key(version), blob)

@@ -28,9 +28,10 @@ from collections.abc import Callable, Iterable
 from online_ml.alerts import AccuracyAlarm, AlertEvent
 from online_ml.config import Settings
 from online_ml.learner import OnlineLearner, make_model, predict_chunk
-from online_ml.model_store import ModelFormatError, ModelStore, StoredModel, dumps
+from online_ml.model_store import ModelFormatError, ModelStore, StoredModel
 from online_ml.schema import BadRecord, Record, decode_record, encode_prediction
 from online_ml.side_outputs import dead_letter
+from online_ml.sync_protocol import Synchronizer, counters_as_meta, iter_counters
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,16 @@ class Trainer:
         # of the model's bytes under this lock, then talks to Redis without it
         self._lock = threading.Lock()
         self._backup_lock = threading.Lock()  # one backup at a time (timer thread vs close())
+        # parallel learners meet in Redis (online_ml/sync_protocol.py); alone, a sync round is
+        # just the backup: the merged model is ours
+        self.sync = Synchronizer(self.store, settings.sync_every_records,
+                                 settings.sync_interval_seconds, settings.learner_timeout_seconds,
+                                 solo_interval=settings.backup_interval_seconds, clock=clock)
+        self._new_feedback_ids: deque[str] = deque(maxlen=RECENT_FEEDBACK_IDS)
+        self._published_round = 0
         stored, self._store_known = self._load_stored()
         self._use(stored)
+        self.sync.start_from(self.learner.model, self.counters(), self._loaded_round)
         self._dirty = False
         self._last_backup_at = self.clock()
         self._last_backup_ok_at = self._last_backup_at
@@ -102,8 +111,18 @@ class Trainer:
         """
         deadline = self.clock() + max(0.0, self.settings.redis_load_retry_seconds)
         delay = 0.5
+        self._loaded_round = 0
         while True:
             try:
+                merged = self.sync.remote.load_global()  # newer than the served model
+                if merged is not None:
+                    model, meta, self._loaded_round = merged
+                    served = self.store.load_meta() or {}
+                    restored = dict(counters_as_meta(meta.get("counters", {})),
+                                    recent_feedback_ids=meta.get("recent_feedback_ids", []),
+                                    alerts_fired=served.get("alerts_fired", 0),
+                                    version=served.get("version", 0))
+                    return StoredModel(model, restored), True
                 return self.store.load(), True
             except ModelFormatError as exc:
                 log.error("stored model under %r is unusable, starting a new one: %s",
@@ -150,6 +169,49 @@ class Trainer:
             else {})
         self.alarm.fired = max(self.alarm.fired, _count(meta, "alerts_fired"))
 
+    # -- what the synchroniser sees of us (online_ml.sync_protocol.Local) ----------------------
+    def locked(self) -> threading.Lock:
+        return self._lock
+
+    def current_model(self):
+        return self.learner.model
+
+    def classes(self) -> list[int]:
+        return [int(c) for c in self.learner.classes]
+
+    def counters(self) -> dict[str, int]:
+        """The additive counters (samples, correct, labels, rejected, feedback), flat."""
+        return dict(iter_counters({
+            "samples_seen": self.learner.samples_seen, "correct": self.learner.correct,
+            "evaluated": self.learner.accuracy_metric.n, "feedback_seen": self.feedback_seen,
+            "records_rejected": self.records_rejected,
+            "label_distribution": self.learner.labels.get(),
+            "rejected_by_reason": self.rejected_by_reason}))
+
+    def set_counters(self, counters: dict[str, int]) -> None:
+        meta = counters_as_meta(counters)
+        self.learner.set_counts(meta.get("samples_seen", 0), meta.get("evaluated", 0),
+                                meta.get("correct", 0),
+                                {int(k): v for k, v in meta["label_distribution"].items()})
+        self.feedback_seen = int(meta.get("feedback_seen", 0))
+        self.records_rejected = int(meta.get("records_rejected", 0))
+        self.rejected_by_reason = Counter(meta["rejected_by_reason"])
+
+    def take_feedback_ids(self) -> list[str]:
+        ids = list(self._new_feedback_ids)
+        self._new_feedback_ids.clear()
+        return ids
+
+    def recent_feedback(self) -> list[str]:
+        return list(self.recent_feedback_ids)
+
+    def set_recent_feedback(self, ids: list[str]) -> None:
+        mine = [i for i in self._new_feedback_ids if i not in ids]
+        self.recent_feedback_ids = deque([*ids, *mine], maxlen=RECENT_FEEDBACK_IDS)
+
+    def adopt_model(self, model) -> None:
+        self.learner.model = model
+
     # -- per record ----------------------------------------------------------------------------
     def _reject(self, value, exc: BadRecord) -> Output:
         self.records_rejected += 1
@@ -187,11 +249,12 @@ class Trainer:
             predicted = self.learner.learn_one(record.x, record.actual_y)
             self._note_feedback(record)
             self._dirty = True
+            self.sync.learned(1)
             prediction = (self.settings.sink_topic, encode_prediction(record, predicted))
             outputs.append(prediction)
             self._score(predicted == record.actual_y, outputs)
         self.last_train_us = int((time.perf_counter() - started) * 1e6)
-        if self._thread is None:
+        if self._thread is None or self.sync.due():
             self.maybe_backup()
         return outputs, record.actual_y, predicted
 
@@ -200,6 +263,7 @@ class Trainer:
             self.feedback_seen += 1
             if record.id is not None:
                 self.recent_feedback_ids.append(record.id)
+                self._new_feedback_ids.append(record.id)
 
     def snapshot(self) -> dict:
         """The learner's snapshot plus what the job adds, stored as model metadata."""
@@ -251,10 +315,11 @@ class Trainer:
                     if event is not None:
                         outputs[i].append((self.settings.alert_topic, self._alert(event)))
                 self._dirty = True
+                self.sync.learned(len(chunk))
             pos += len(chunk)
         if good:
             self.last_train_us = int((time.perf_counter() - started) * 1e6 / len(good))
-        if self._thread is None:
+        if self._thread is None or self.sync.due():
             self.maybe_backup()
         return outputs, labels, correct
 
@@ -301,28 +366,45 @@ class Trainer:
         so a Redis outage does not stop training.
         """
         now = self.clock()
-        if not self._dirty or (not force and now < self._next_backup_at):
+        sync_due = self.sync.live > 1 and self.sync.due()
+        if not sync_due and (not self._dirty or (not force and now < self._next_backup_at)):
             return False
         if not (self._backup_lock.acquire(timeout=10) if force
                 else self._backup_lock.acquire(blocking=False)):
             return False
         try:
-            return self._backup(now)
+            return self._backup(now, force)
         finally:
             self._backup_lock.release()
 
-    def _backup(self, now: float) -> bool:
+    def _backup(self, now: float, force: bool = False) -> bool:
         interval = self.settings.backup_interval_seconds
         try:
             if not self._store_known and self._defer_to_stored():
                 self._failures_in_row = 0
                 self._next_backup_at = now + interval
                 return False
+            self._dirty = False
+            self.sync.tick(self)
+            merged = self.sync.last_merge
+            lease = self.sync.lease
+            if (lease is None or merged is None or merged.round <= self._published_round
+                    or (now < self._next_backup_at and not force)):
+                if now >= self._next_backup_at:
+                    self._next_backup_at = now + interval
+                self._failures_in_row = 0
+                return False  # merged (or contributed) only; the publisher publishes
             with self._lock:
-                blob = dumps(self.learner.model)
                 snapshot = self.snapshot()
-                self._dirty = False
-            meta = self.store.save_blob(blob, snapshot, snapshot=snapshot)
+            snapshot.update(counters_as_meta(merged.meta["counters"]),
+                            recent_feedback_ids=merged.meta["recent_feedback_ids"],
+                            learners=merged.meta["learners"],
+                            contributors=merged.meta["contributors"], sync_round=merged.round)
+            snapshot["accuracy"] = (snapshot["correct"] / snapshot["evaluated"]
+                                    if snapshot.get("evaluated") else 0.0)
+            meta = self.store.save_blob(merged.blob, snapshot, snapshot=snapshot,
+                                        fence=(self.sync.remote.k_lease, lease))
+            self._published_round = merged.round
         except Exception as exc:
             self._dirty = True
             self.backups_failed += 1
@@ -351,6 +433,7 @@ class Trainer:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.maybe_backup(force=True)
+        self.sync.leave()
 
     # -- what the job exposes --------------------------------------------------------------------
     def gauges(self) -> dict[str, Callable[[], int]]:
@@ -366,4 +449,5 @@ class Trainer:
             "train_time_us": lambda: int(self.last_train_us),  # per record
             "alert_active": lambda: int(self.alarm.active),
             "alerts_fired": lambda: int(self.alarm.fired),
+            **self.sync.gauges(),
         }

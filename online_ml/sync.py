@@ -1,0 +1,257 @@
+"""Parallel learners, one model: what a learner contributes, how contributions merge.
+
+A Table API Python UDF can neither iterate (Flink ML's reduce + broadcast per global batch) nor
+keep Flink-checkpointed state, so the N learners of a job at parallelism N meet in Redis, used as
+a small parameter server (the protocol is in :mod:`online_ml.sync_protocol`). This module holds
+the pure rules, unit-tested apart from Redis:
+
+* A learner's **state** is a dict of named arrays taken from its estimator, each with a merge
+  rule: ``avg`` (weights and biases of the linear models and the MLP: averaged, weighted by the
+  samples behind each contribution, as in Zinkevich et al. 2010 and FedAvg) or ``sum`` (naive
+  Bayes' counts and SGD's step counter ``t_``: exact when added).
+* A learner keeps the **base** it last adopted (or handed over). Its **delta** is
+  ``state - base``; the merge is ``global + Σ wᵢ·deltaᵢ`` for ``avg`` arrays
+  (``wᵢ = nᵢ / Σ n``) and ``global + Σ deltaᵢ`` for ``sum`` arrays and for the counters.
+  Averaging, not summing: N deltas added at full weight overshoot (measured in bench/sync.py:
+  at 250 records per sync it diverges).
+* **Adopting** a merged global keeps what was learned since: ``state := global + (state -
+  base)``, then ``base := global``. At parallelism 1 the only contribution is the learner's own,
+  so the global equals its model and nothing changes.
+
+A fresh linear or naive-Bayes model starts from zeros, so its base is zero; an MLP starts from
+random weights that differ per learner, so a fresh MLP contributes nothing until it has adopted
+the first global (what it learned before that, at most one sync interval, is dropped).
+
+>>> import numpy as np
+>>> g = {"coef_": np.array([0.0, 0.0]), "t_": np.array(1.0)}
+>>> rules = {"coef_": AVG, "t_": SUM}
+>>> d1 = {"coef_": np.array([1.0, 0.0]), "t_": np.array(10.0)}   # 10 samples
+>>> d2 = {"coef_": np.array([0.0, 3.0]), "t_": np.array(30.0)}   # 30 samples
+>>> merged = merge_states(g, [(d1, 10), (d2, 30)], rules)
+>>> merged["coef_"].tolist(), float(merged["t_"])
+([0.25, 2.25], 41.0)
+"""
+from __future__ import annotations
+
+import io
+import json
+import struct
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+AVG = "avg"
+SUM = "sum"
+
+State = dict[str, np.ndarray]
+Rules = dict[str, str]
+
+MAGIC = b"OMLSYNC1"
+
+
+class NotMergeable(ValueError):
+    """The learner's model cannot be merged across parallel learners."""
+
+
+# -- what a model's state is ---------------------------------------------------------------------
+def _kind(model: Any) -> str:
+    from sklearn.linear_model._stochastic_gradient import BaseSGDClassifier
+    from sklearn.naive_bayes import MultinomialNB
+    from sklearn.neural_network import MLPClassifier
+
+    if isinstance(model, BaseSGDClassifier):  # SGDClassifier, Perceptron, the PA replacement
+        return "linear"
+    if isinstance(model, MultinomialNB):
+        return "counts"
+    if isinstance(model, MLPClassifier):
+        return "mlp"
+    raise NotMergeable(
+        f"{type(model).__name__} cannot be merged across parallel learners; at parallelism > 1 "
+        "use one of the mergeable learners: sgd, perceptron, pa (averaged weights), nb (added "
+        "counts) or mlp (averaged weights)")
+
+
+def check_mergeable(model: Any) -> None:
+    """Raise :class:`NotMergeable` with a clear message for a model that cannot be merged."""
+    _kind(model)
+
+
+def _arrays(model: Any) -> dict[str, tuple[Any, str]]:
+    """name -> (the live array object, merge rule) for a fitted model."""
+    kind = _kind(model)
+    out: dict[str, tuple[Any, str]] = {}
+    if kind == "linear":
+        for name in ("coef_", "intercept_", "_average_coef", "_average_intercept",
+                     "_standard_coef", "_standard_intercept"):
+            if isinstance(getattr(model, name, None), np.ndarray):
+                out[name] = (getattr(model, name), AVG)
+        out["t_"] = (model.t_, SUM)
+    elif kind == "counts":
+        out["class_count_"] = (model.class_count_, SUM)
+        out["feature_count_"] = (model.feature_count_, SUM)
+    else:  # mlp
+        for i, a in enumerate(model.coefs_):
+            out[f"coefs_.{i}"] = (a, AVG)
+        for i, a in enumerate(model.intercepts_):
+            out[f"intercepts_.{i}"] = (a, AVG)
+        out["t_"] = (model.t_, SUM)
+    return out
+
+
+def fitted(model: Any) -> bool:
+    return hasattr(model, "classes_")
+
+
+def state_of(model: Any) -> State | None:
+    """A copy of the model's mergeable arrays (None while it is unfitted)."""
+    if not fitted(model):
+        return None
+    return {name: np.array(value, dtype=np.float64, copy=True)
+            for name, (value, _) in _arrays(model).items()}
+
+
+def rules_of(model: Any) -> Rules:
+    return {name: rule for name, (_, rule) in _arrays(model).items()}
+
+
+def zero_based(model: Any) -> bool:
+    """True when a fresh model of this kind starts from all zeros (its base is zero)."""
+    return _kind(model) != "mlp"
+
+
+def set_state(model: Any, state: Mapping[str, np.ndarray]) -> None:
+    """Write ``state`` into the fitted ``model`` in place (the MLP's optimiser holds references
+    to its arrays, so they are overwritten, not replaced) and refresh what derives from it."""
+    for name, (value, _) in _arrays(model).items():
+        new = state[name]
+        if name == "t_":
+            model.t_ = float(new)
+        elif isinstance(value, np.ndarray):
+            if value.shape != np.shape(new):
+                raise ValueError(f"{name}: shape {np.shape(new)} does not fit {value.shape}")
+            value[...] = new
+    if _kind(model) == "counts":
+        model._update_feature_log_prob(model._check_alpha())
+        model._update_class_log_prior(class_prior=model.class_prior)
+
+
+def initialise(model: Any, like: State, classes: Sequence[int]) -> None:
+    """Give an unfitted model its arrays (all zero for the linear models and naive Bayes), so a
+    merger that has learned nothing yet itself can still merge the others' contributions.
+    Its arrays are overwritten by :func:`set_state` right after."""
+    kind = _kind(model)
+    if kind == "linear":
+        n_features = like["coef_"].shape[1]
+    elif kind == "counts":
+        n_features = like["feature_count_"].shape[1]
+    else:
+        n_features = like["coefs_.0"].shape[0]
+    weight = {} if kind == "mlp" else {"sample_weight": [0.0]}
+    model.partial_fit(np.zeros((1, n_features)), [classes[0]], classes=list(classes), **weight)
+
+
+# -- arithmetic ----------------------------------------------------------------------------------
+def subtract(state: State, base: State | None) -> State:
+    """``state - base``; a missing base is zero."""
+    if base is None:
+        return {k: v.copy() for k, v in state.items()}
+    return {k: state[k] - base[k] for k in state}
+
+
+def add(a: State, b: State) -> State:
+    return {k: a[k] + b[k] for k in a}
+
+
+def merge_states(global_state: State | None, deltas: Sequence[tuple[State, int]],
+                 rules: Rules) -> State:
+    """``global + Σ wᵢ·deltaᵢ`` (avg arrays, ``wᵢ = nᵢ/Σn``) and ``global + Σ deltaᵢ`` (sum
+    arrays). A missing global is zero (every contribution then started from zero)."""
+    if not deltas:
+        if global_state is None:
+            raise ValueError("nothing to merge")
+        return {k: v.copy() for k, v in global_state.items()}
+    total = sum(max(0, n) for _, n in deltas)
+    out: State = {}
+    for name, rule in rules.items():
+        acc = (np.array(global_state[name], dtype=np.float64, copy=True) if global_state is not None
+               else np.zeros_like(deltas[0][0][name], dtype=np.float64))
+        for delta, n in deltas:
+            if rule == AVG:
+                weight = (max(0, n) / total) if total else 1.0 / len(deltas)
+                acc = acc + weight * delta[name]
+            else:
+                acc = acc + delta[name]
+        out[name] = acc
+    return out
+
+
+def merge_counters(base: Mapping[str, int], deltas: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    """Counters add up: samples, correct predictions, labels, rejected records, feedback.
+
+    >>> merge_counters({"samples_seen": 5}, [{"samples_seen": 2, "label:3": 1}, {"label:3": 2}])
+    {'samples_seen': 7, 'label:3': 3}
+    """
+    total: Counter[str] = Counter(dict(base))
+    for d in deltas:
+        total.update(d)
+    return {k: int(v) for k, v in total.items()}
+
+
+def counter_delta(now: Mapping[str, int], base: Mapping[str, int]) -> dict[str, int]:
+    """What the counters grew by since ``base`` (only the keys that changed)."""
+    return {k: int(v) - int(base.get(k, 0)) for k, v in now.items() if int(v) != int(base.get(k, 0))}
+
+
+# -- a contribution on the wire ------------------------------------------------------------------
+@dataclass
+class Contribution:
+    """What one learner learned since its last contribution."""
+
+    learner: str
+    samples: int                      # records learned, the averaging weight
+    delta: State
+    counters: dict[str, int] = field(default_factory=dict)
+    feedback_ids: list[str] = field(default_factory=list)
+    base_round: int = 0
+    created_at: float = 0.0
+
+    def encode(self) -> bytes:
+        """Header JSON + numpy ``.npz`` (loaded with ``allow_pickle=False``: no code runs)."""
+        header = json.dumps({"learner": self.learner, "samples": self.samples,
+                             "counters": self.counters, "feedback_ids": self.feedback_ids,
+                             "base_round": self.base_round, "created_at": self.created_at},
+                            sort_keys=True).encode()
+        buf = io.BytesIO()
+        np.savez(buf, **self.delta)
+        return MAGIC + struct.pack(">I", len(header)) + header + buf.getvalue()
+
+    @classmethod
+    def decode(cls, blob: bytes) -> Contribution:
+        """Raise ValueError for anything that is not a well-formed contribution."""
+        if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 4:
+            raise ValueError("not a sync contribution")
+        (n,) = struct.unpack(">I", blob[len(MAGIC):len(MAGIC) + 4])
+        start = len(MAGIC) + 4
+        try:
+            header = json.loads(blob[start:start + n])
+            with np.load(io.BytesIO(blob[start + n:]), allow_pickle=False) as npz:
+                delta = {k: np.asarray(npz[k], dtype=np.float64) for k in npz.files}
+            return cls(learner=str(header["learner"]), samples=int(header["samples"]),
+                       delta=delta,
+                       counters={str(k): int(v) for k, v in header.get("counters", {}).items()},
+                       feedback_ids=[str(i) for i in header.get("feedback_ids", [])],
+                       base_round=int(header.get("base_round", 0)),
+                       created_at=float(header.get("created_at", 0.0)))
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            raise ValueError(f"malformed sync contribution: {exc}") from None
+
+
+def compatible(delta: State, rules: Rules, like: State | None) -> bool:
+    """Same array names and shapes as the merger's model: a contribution of another learner type
+    or shape (a misconfigured job) is dropped, not merged."""
+    if set(delta) != set(rules):
+        return False
+    return like is None or all(np.shape(delta[k]) == np.shape(like[k]) for k in rules)

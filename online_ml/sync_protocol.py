@@ -1,0 +1,432 @@
+"""The parallel learners' protocol in Redis: heartbeats, contributions, one merger, one publisher.
+
+Every learner (one per parallel subtask of the job) calls :meth:`Synchronizer.tick` every
+``SYNC_EVERY_RECORDS`` records it learned or every ``SYNC_INTERVAL_SECONDS`` (and, when it is
+alone, every backup interval). A tick:
+
+1. **Heartbeat**: ``ZADD P:sync:learners id now``; learners silent for ``LEARNER_TIMEOUT_SECONDS``
+   are dropped.
+2. **Lease**: the learner holding ``P:sync:lease`` (``SET NX PX``, value ``<id>:<token>`` with a
+   token from ``INCR P:sync:fence``, renewed by compare-and-expire) is the one **merger and
+   publisher**. When it dies the lease expires and the next learner to tick takes it over.
+3. **Others contribute**: ``SET P:sync:c:<id> <delta> NX PX <timeout>``: at most one pending
+   contribution per learner; until it is merged the learner keeps accumulating locally. A
+   contribution that is not merged in time expires: a stalled learner costs at most that.
+4. **The merger merges**: its own delta plus every pending contribution (online_ml/sync.py:
+   weighted average of weights, sum of counts and counters) into the global model, written in
+   one transaction that also deletes the merged contributions and increments ``P:sync:round``,
+   under ``WATCH`` of the lease (a merger whose lease expired writes nothing).
+5. **Everyone adopts** a newer round, once its own contribution has been merged:
+   ``model := global + (model - base)``.
+6. **The merger publishes** the global model as the served version every backup interval
+   (:meth:`ModelStore.save_blob` fenced by the lease), so the server, history and rollback see
+   one model whose versions only increase.
+
+Redis down: ticks fail, learners go on learning locally and merge when it is back.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from online_ml import sync
+from online_ml.model_store import ModelStore, dumps, loads
+
+log = logging.getLogger(__name__)
+
+RECENT_FEEDBACK_IDS = 100
+
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+class Local(Protocol):
+    """What the synchroniser needs from the trainer that owns the local model."""
+
+    def locked(self) -> AbstractContextManager[Any]: ...
+    def current_model(self) -> Any: ...
+    def counters(self) -> dict[str, int]: ...
+    def set_counters(self, counters: dict[str, int]) -> None: ...
+    def take_feedback_ids(self) -> list[str]: ...
+    def recent_feedback(self) -> list[str]: ...
+    def set_recent_feedback(self, ids: list[str]) -> None: ...
+    def adopt_model(self, model: Any) -> None: ...
+    def classes(self) -> list[int]: ...
+
+
+@dataclass
+class MergeResult:
+    round: int
+    contributors: int
+    blob: bytes
+    meta: dict
+
+
+class SyncStore:
+    """The Redis side: key names come from :class:`ModelStore`."""
+
+    def __init__(self, store: ModelStore, learner_timeout: float, lease_ttl: float):
+        self.store = store
+        self.r = store.r
+        self.learner_timeout = learner_timeout
+        self.lease_ttl_ms = max(1000, int(lease_ttl * 1000))
+        self.k_learners = store.sync_key("learners")
+        self.k_lease = store.sync_key("lease")
+        self.k_fence = store.sync_key("fence")
+        self.k_round = store.sync_key("round")
+        self.k_global = store.sync_key("global")
+        self.k_global_meta = store.sync_key("global:meta")
+        self._renew = self.r.register_script(_RENEW)
+
+    def heartbeat(self, learner: str, now: float) -> list[str]:
+        """Mark ``learner`` alive; return the live learners (sorted)."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zadd(self.k_learners, {learner: now})
+        pipe.zremrangebyscore(self.k_learners, "-inf", now - self.learner_timeout)
+        pipe.zrange(self.k_learners, 0, -1)
+        live = pipe.execute()[-1]
+        return sorted(m.decode() if isinstance(m, bytes) else m for m in live)
+
+    def leave(self, learner: str) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zrem(self.k_learners, learner)
+        pipe.eval(_RENEW.replace("pexpire', KEYS[1], ARGV[2]", "del', KEYS[1]"), 1, self.k_lease,
+                  self._lease_prefix(learner) + "*")
+        pipe.execute()
+
+    @staticmethod
+    def _lease_prefix(learner: str) -> str:
+        return f"{learner}:"
+
+    def lease(self, learner: str, held: str | None) -> str | None:
+        """Renew our lease or take a free one; the lease value (``id:token``) or None."""
+        if held is not None and int(self._renew(keys=[self.k_lease],
+                                                args=[held, self.lease_ttl_ms])):
+            return held
+        current = self.r.get(self.k_lease)
+        if current is not None:
+            return None
+        token = int(self.r.incr(self.k_fence))
+        value = f"{learner}:{token}"
+        if self.r.set(self.k_lease, value, nx=True, px=self.lease_ttl_ms):
+            return value
+        return None
+
+    def contribute(self, learner: str, blob: bytes) -> bool:
+        """Hand over a contribution unless the previous one is still pending."""
+        return bool(self.r.set(self.store.contribution_key(learner), blob, nx=True,
+                               px=max(1000, int(self.learner_timeout * 1000))))
+
+    def state(self, learner: str) -> tuple[int, bool]:
+        """(current round, whether our contribution is still pending)."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.get(self.k_round)
+        pipe.exists(self.store.contribution_key(learner))
+        rnd, pending = pipe.execute()
+        return int(rnd or 0), bool(pending)
+
+    def load_global(self) -> tuple[Any, dict, int] | None:
+        """(model, meta, round) of the merged model, or None when there is none yet."""
+        blob, meta_raw = self.r.mget(self.k_global, self.k_global_meta)
+        if blob is None:
+            return None
+        meta = json.loads(meta_raw) if meta_raw else {}
+        return loads(blob), meta, int(meta.get("round", 0))
+
+    def contributions(self, learners: list[str]) -> dict[str, bytes]:
+        if not learners:
+            return {}
+        keys = [self.store.contribution_key(i) for i in learners]
+        return {i: b for i, b in zip(learners, self.r.mget(keys)) if b is not None}
+
+    def commit(self, lease: str, blob: bytes, meta: dict, consumed: list[str]) -> int | None:
+        """Write the merged model and delete what it merged, only while we hold the lease and
+        the consumed contributions are unchanged. The new round, or None (nothing written)."""
+        import redis
+
+        keys = [self.store.contribution_key(i) for i in consumed]
+        with self.r.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(self.k_lease, self.k_round, *keys)
+                held = pipe.get(self.k_lease)
+                if held is None or (held.decode() if isinstance(held, bytes) else held) != lease:
+                    return None
+                rnd = int(pipe.get(self.k_round) or 0) + 1
+                meta = dict(meta, round=rnd)
+                pipe.multi()
+                pipe.set(self.k_global, blob)
+                pipe.set(self.k_global_meta, json.dumps(meta, sort_keys=True))
+                pipe.set(self.k_round, rnd)
+                if keys:
+                    pipe.delete(*keys)
+                pipe.execute()
+                return rnd
+            except redis.WatchError:
+                return None
+
+
+class Synchronizer:
+    """The learner side of the protocol; one per Trainer."""
+
+    def __init__(self, store: ModelStore, every_records: int, interval: float,
+                 learner_timeout: float, solo_interval: float,
+                 clock: Callable[[], float] = time.time, learner_id: str | None = None):
+        self.id = learner_id or uuid.uuid4().hex[:12]
+        self.every_records = max(1, int(every_records))
+        self.interval = max(0.05, float(interval))
+        self.solo_interval = max(self.interval, float(solo_interval))
+        self.clock = clock
+        self.remote = SyncStore(store, learner_timeout, lease_ttl=max(3 * self.interval, 5.0))
+        self.base: sync.State | None = None
+        self.base_counters: dict[str, int] = {}
+        self.round = 0
+        self.lease: str | None = None
+        self.live = 1
+        self.pending_records = 0
+        self.next_at = clock() + self.interval
+        # metrics
+        self.merges = 0
+        self.contributions_sent = 0
+        self.last_contributors = 0
+        self.adopted_at = clock()
+        self.rounds_behind = 0
+        self.last_merge: MergeResult | None = None
+
+    # -- bookkeeping the trainer calls -------------------------------------------------------
+    def start_from(self, model: Any, counters: dict[str, int], rnd: int) -> None:
+        """The trainer loaded ``model`` (global round ``rnd``, or the served model: round 0)."""
+        self.base = sync.state_of(model)
+        self.base_counters = dict(counters)
+        self.round = rnd
+
+    def learned(self, n: int) -> None:
+        self.pending_records += n
+
+    def due(self) -> bool:
+        if self.live > 1 and self.pending_records >= self.every_records:
+            return True
+        return self.clock() >= self.next_at
+
+    @property
+    def is_publisher(self) -> bool:
+        return self.lease is not None
+
+    # -- one round of the protocol -------------------------------------------------------------
+    def tick(self, local: Local) -> None:
+        """Heartbeat, lease, contribute or merge, adopt. Raises on Redis errors (the trainer
+        counts them and retries); local learning is never lost by a failed tick."""
+        now = self.clock()
+        live = self.remote.heartbeat(self.id, time.time())  # wall time: compared across hosts
+        self.live = max(1, len(live))
+        self.lease = self.remote.lease(self.id, self.lease)
+        self.next_at = now + (self.interval if self.live > 1 else self.solo_interval)
+        if self.lease is not None:
+            self._merge(local, [i for i in live if i != self.id])
+        else:
+            self._contribute(local)
+            self._adopt(local)
+
+    def _delta(self, local: Local) -> tuple[sync.State, dict[str, int], int, Any] | None:
+        """(delta, counter delta, samples, model state) since the base, under the lock."""
+        with local.locked():
+            model = local.current_model()
+            state = sync.state_of(model)
+            counters = local.counters()
+        if state is None:
+            return None
+        if self.base is None and not sync.zero_based(model):
+            return None  # a fresh MLP: its random start means nothing to the others
+        delta = sync.subtract(state, self.base)
+        cdelta = sync.counter_delta(counters, self.base_counters)
+        return delta, cdelta, cdelta.get("samples_seen", 0), (state, counters)
+
+    def _contribute(self, local: Local) -> None:
+        got = self._delta(local)
+        if got is None or got[2] <= 0:
+            return
+        delta, cdelta, n, (state, counters) = got
+        c = sync.Contribution(self.id, n, delta, cdelta, local.take_feedback_ids(), self.round,
+                              time.time())
+        if self.remote.contribute(self.id, c.encode()):
+            self.base, self.base_counters = state, counters
+            self.pending_records = 0
+            self.contributions_sent += 1
+
+    def _adopt(self, local: Local, force: bool = False) -> None:
+        rnd, pending = self.remote.state(self.id)
+        self.rounds_behind = max(0, rnd - self.round)
+        if rnd <= self.round or (pending and not force):
+            return
+        got = self.remote.load_global()
+        if got is None:
+            return
+        model, meta, rnd = got
+        gstate = sync.state_of(model)
+        if gstate is None:
+            return
+        gcounters = {k: int(v) for k, v in meta.get("counters", {}).items()}
+        with local.locked():
+            mine = local.current_model()
+            state = sync.state_of(mine)
+            counters = local.counters()
+            if state is None or self.base is None:
+                local.adopt_model(model)       # nothing learned here that the global lacks
+                new_counters = gcounters
+            else:
+                sync.set_state(mine, sync.add(gstate, sync.subtract(state, self.base)))
+                new_counters = sync.merge_counters(
+                    gcounters, [sync.counter_delta(counters, self.base_counters)])
+            local.set_counters(new_counters)
+            local.set_recent_feedback(meta.get("recent_feedback_ids") or [])
+        self.base, self.base_counters = gstate, gcounters
+        self.round, self.rounds_behind, self.adopted_at = rnd, 0, self.clock()
+
+    def _merge(self, local: Local, others: list[str]) -> None:
+        lease = self.lease
+        assert lease is not None
+        got = self._delta(local)
+        raw = self.remote.contributions([*others, self.id])  # ours, if still pending
+        if got is None and not raw:
+            return
+        if self.round < self._remote_round() and not self._catch_up(local):
+            return
+        with local.locked():
+            model = copy.deepcopy(local.current_model())
+        if not sync.fitted(model) and raw:  # we learned nothing yet; the others did
+            first = next(iter(raw.values()))
+            try:
+                sync.initialise(model, sync.Contribution.decode(first).delta, local.classes())
+            except (ValueError, KeyError) as exc:
+                log.error("cannot merge contributions into an unfitted model: %s", exc)
+        rules = sync.rules_of(model) if sync.fitted(model) else None
+        deltas: list[tuple[sync.State, int]] = []
+        cdeltas: list[dict[str, int]] = []
+        feedback: list[str] = []
+        consumed: list[str] = []
+        for learner, blob in raw.items():
+            try:
+                c = sync.Contribution.decode(blob)
+            except ValueError as exc:
+                log.error("dropping the contribution of learner %s: %s", learner, exc)
+                consumed.append(learner)
+                continue
+            consumed.append(learner)
+            if rules is None or not sync.compatible(c.delta, rules, self.base):
+                log.error("dropping the contribution of learner %s: its model does not fit "
+                          "this job's learner", learner)
+                continue
+            deltas.append((c.delta, c.samples))
+            cdeltas.append(c.counters)
+            feedback.extend(c.feedback_ids)
+        snapshot_state = snapshot_counters = None
+        own = False
+        if got is not None:
+            delta, cdelta, n, (snapshot_state, snapshot_counters) = got
+            if n > 0:
+                deltas.insert(0, (delta, n))
+                cdeltas.insert(0, cdelta)
+                own = True
+        if rules is None or (not deltas and not consumed):
+            return
+        if own and len(deltas) == 1:
+            merged = snapshot_state  # alone: the global is exactly our model
+        elif deltas:
+            merged = sync.merge_states(self.base, deltas, rules)
+        else:  # only malformed contributions: delete them, nothing changes
+            merged = self.base if self.base is not None else sync.state_of(model)
+        if merged is None:
+            return
+        counters = sync.merge_counters(self.base_counters, cdeltas)
+        sync.set_state(model, merged)
+        with local.locked():
+            recent = [*local.recent_feedback(), *feedback][-RECENT_FEEDBACK_IDS:]
+        meta = {"counters": counters, "contributors": len(deltas), "merged_by": self.id,
+                "merged_at": time.time(), "recent_feedback_ids": recent,
+                "learners": self.live}
+        blob = dumps(model)
+        rnd = self.remote.commit(lease, blob, meta, consumed)
+        if rnd is None:
+            self.lease = None
+            return
+        with local.locked():
+            mine = local.current_model()
+            state = sync.state_of(mine)
+            now_counters = local.counters()
+            if state is not None and snapshot_state is not None:
+                sync.set_state(mine, sync.add(merged, sync.subtract(state, snapshot_state)))
+                local.set_counters(sync.merge_counters(
+                    counters, [sync.counter_delta(now_counters, snapshot_counters or {})]))
+            else:
+                local.adopt_model(copy.deepcopy(model))
+                local.set_counters(counters)
+            local.set_recent_feedback(recent)
+        self.base, self.base_counters = merged, counters
+        self.round, self.rounds_behind, self.adopted_at = rnd, 0, self.clock()
+        self.pending_records = 0
+        self.merges += 1
+        self.last_contributors = len(deltas)
+        self.last_merge = MergeResult(rnd, len(deltas), blob, dict(meta, round=rnd))
+
+    def _remote_round(self) -> int:
+        return self.remote.state(self.id)[0]
+
+    def _catch_up(self, local: Local) -> bool:
+        """A new merger first adopts the newest global (the previous merger's last round)."""
+        got = self.remote.load_global()
+        if got is None:
+            return True
+        self._adopt(local, force=True)
+        return True
+
+    def leave(self) -> None:
+        """On a clean stop: give up the lease at once and leave the live set."""
+        try:
+            self.remote.leave(self.id)
+        except Exception as exc:  # Redis down: the heartbeat and the lease expire by themselves
+            log.info("could not leave the learner set: %s", exc)
+
+    def gauges(self) -> dict[str, Callable[[], int]]:
+        return {
+            "sync_round": lambda: int(self.round),
+            "sync_merges": lambda: int(self.merges),
+            "sync_contributions": lambda: int(self.contributions_sent),
+            "sync_last_contributors": lambda: int(self.last_contributors),
+            "sync_live_learners": lambda: int(self.live),
+            "sync_is_publisher": lambda: int(self.is_publisher),
+            "sync_staleness_rounds": lambda: int(self.rounds_behind),
+            "sync_staleness_s": lambda: int(max(0.0, self.clock() - self.adopted_at)),
+        }
+
+
+def counters_as_meta(counters: dict[str, int]) -> dict:
+    """The inverse of :func:`iter_counters`: metadata fields a trainer restores from.
+
+    >>> counters_as_meta({"samples_seen": 3, "label:1": 2, "rejected:bad_json": 1})["label_distribution"]
+    {'1': 2}
+    """
+    meta: dict[str, Any] = {k: v for k, v in counters.items() if ":" not in k}
+    meta["label_distribution"] = {k[6:]: v for k, v in counters.items() if k.startswith("label:")}
+    meta["rejected_by_reason"] = {k[9:]: v for k, v in counters.items()
+                                  if k.startswith("rejected:")}
+    return meta
+
+
+def iter_counters(snapshot: dict) -> Iterator[tuple[str, int]]:
+    """The additive counters of a trainer snapshot, flat (``label:3``, ``rejected:bad_json``)."""
+    for key in ("samples_seen", "correct", "evaluated", "feedback_seen", "records_rejected"):
+        yield key, int(snapshot.get(key) or 0)
+    for label, n in (snapshot.get("label_distribution") or {}).items():
+        yield f"label:{label}", int(n)
+    for reason, n in (snapshot.get("rejected_by_reason") or {}).items():
+        yield f"rejected:{reason}", int(n)
