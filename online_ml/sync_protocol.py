@@ -51,6 +51,14 @@ return 0
 """
 
 
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
 class Local(Protocol):
     """What the synchroniser needs from the trainer that owns the local model."""
 
@@ -98,16 +106,13 @@ class SyncStore:
         live = pipe.execute()[-1]
         return sorted(m.decode() if isinstance(m, bytes) else m for m in live)
 
-    def leave(self, learner: str) -> None:
-        pipe = self.r.pipeline(transaction=False)
-        pipe.zrem(self.k_learners, learner)
-        pipe.eval(_RENEW.replace("pexpire', KEYS[1], ARGV[2]", "del', KEYS[1]"), 1, self.k_lease,
-                  self._lease_prefix(learner) + "*")
-        pipe.execute()
-
-    @staticmethod
-    def _lease_prefix(learner: str) -> str:
-        return f"{learner}:"
+    def leave(self, learner: str, lease: str | None) -> None:
+        """Leave the live set and give up our lease (only if it is still ours). With a
+        contribution still pending we stay listed until the timeout, so the merger finds it."""
+        if not self.r.exists(self.store.contribution_key(learner)):
+            self.r.zrem(self.k_learners, learner)
+        if lease is not None:
+            self.r.eval(_RELEASE, 1, self.k_lease, lease)
 
     def lease(self, learner: str, held: str | None) -> str | None:
         """Renew our lease or take a free one; the lease value (``id:token``) or None."""
@@ -188,8 +193,12 @@ class Synchronizer:
         self.solo_interval = max(self.interval, float(solo_interval))
         self.clock = clock
         self.remote = SyncStore(store, learner_timeout, lease_ttl=max(3 * self.interval, 5.0))
+        # base: what the others already have of our learning (the global we adopted, plus what
+        # we handed over since); global: the newest merged model we know
         self.base: sync.State | None = None
         self.base_counters: dict[str, int] = {}
+        self.global_state: sync.State | None = None
+        self.global_counters: dict[str, int] = {}
         self.round = 0
         self.lease: str | None = None
         self.live = 1
@@ -206,8 +215,8 @@ class Synchronizer:
     # -- bookkeeping the trainer calls -------------------------------------------------------
     def start_from(self, model: Any, counters: dict[str, int], rnd: int) -> None:
         """The trainer loaded ``model`` (global round ``rnd``, or the served model: round 0)."""
-        self.base = sync.state_of(model)
-        self.base_counters = dict(counters)
+        self.base = self.global_state = sync.state_of(model)
+        self.base_counters, self.global_counters = dict(counters), dict(counters)
         self.round = rnd
 
     def learned(self, n: int) -> None:
@@ -234,8 +243,8 @@ class Synchronizer:
         if self.lease is not None:
             self._merge(local, [i for i in live if i != self.id])
         else:
+            self._adopt(local)       # first: once our last contribution is merged
             self._contribute(local)
-            self._adopt(local)
 
     def _delta(self, local: Local) -> tuple[sync.State, dict[str, int], int, Any] | None:
         """(delta, counter delta, samples, model state) since the base, under the lock."""
@@ -280,8 +289,10 @@ class Synchronizer:
             mine = local.current_model()
             state = sync.state_of(mine)
             counters = local.counters()
-            if state is None or self.base is None:
-                local.adopt_model(model)       # nothing learned here that the global lacks
+            if state is None or (self.base is None and not sync.zero_based(mine)):
+                # nothing learned here yet, or a fresh MLP (its random start means nothing to
+                # the others: what it learned before the first global is dropped)
+                local.adopt_model(model)
                 new_counters = gcounters
             else:
                 sync.set_state(mine, sync.add(gstate, sync.subtract(state, self.base)))
@@ -290,16 +301,19 @@ class Synchronizer:
             local.set_counters(new_counters)
             local.set_recent_feedback(meta.get("recent_feedback_ids") or [])
         self.base, self.base_counters = gstate, gcounters
+        self.global_state, self.global_counters = gstate, gcounters
         self.round, self.rounds_behind, self.adopted_at = rnd, 0, self.clock()
+        if self.last_merge is not None and self.last_merge.round < rnd:
+            self.last_merge = None  # someone merged after us: ours is not the newest to publish
 
     def _merge(self, local: Local, others: list[str]) -> None:
         lease = self.lease
         assert lease is not None
+        if self.round < self._remote_round():
+            self._catch_up(local)
         got = self._delta(local)
         raw = self.remote.contributions([*others, self.id])  # ours, if still pending
         if got is None and not raw:
-            return
-        if self.round < self._remote_round() and not self._catch_up(local):
             return
         with local.locked():
             model = copy.deepcopy(local.current_model())
@@ -322,7 +336,7 @@ class Synchronizer:
                 consumed.append(learner)
                 continue
             consumed.append(learner)
-            if rules is None or not sync.compatible(c.delta, rules, self.base):
+            if rules is None or not sync.compatible(c.delta, rules, self.global_state):
                 log.error("dropping the contribution of learner %s: its model does not fit "
                           "this job's learner", learner)
                 continue
@@ -339,15 +353,16 @@ class Synchronizer:
                 own = True
         if rules is None or (not deltas and not consumed):
             return
-        if own and len(deltas) == 1:
+        if own and len(deltas) == 1 and self.base is self.global_state:
             merged = snapshot_state  # alone: the global is exactly our model
         elif deltas:
-            merged = sync.merge_states(self.base, deltas, rules)
+            merged = sync.merge_states(self.global_state, deltas, rules)
         else:  # only malformed contributions: delete them, nothing changes
-            merged = self.base if self.base is not None else sync.state_of(model)
+            merged = (self.global_state if self.global_state is not None
+                      else sync.state_of(model))
         if merged is None:
             return
-        counters = sync.merge_counters(self.base_counters, cdeltas)
+        counters = sync.merge_counters(self.global_counters, cdeltas)
         sync.set_state(model, merged)
         with local.locked():
             recent = [*local.recent_feedback(), *feedback][-RECENT_FEEDBACK_IDS:]
@@ -372,6 +387,7 @@ class Synchronizer:
                 local.set_counters(counters)
             local.set_recent_feedback(recent)
         self.base, self.base_counters = merged, counters
+        self.global_state, self.global_counters = merged, counters
         self.round, self.rounds_behind, self.adopted_at = rnd, 0, self.clock()
         self.pending_records = 0
         self.merges += 1
@@ -381,18 +397,35 @@ class Synchronizer:
     def _remote_round(self) -> int:
         return self.remote.state(self.id)[0]
 
-    def _catch_up(self, local: Local) -> bool:
-        """A new merger first adopts the newest global (the previous merger's last round)."""
-        got = self.remote.load_global()
-        if got is None:
-            return True
+    def _catch_up(self, local: Local) -> None:
+        """A new merger first adopts the newest global (the previous merger's last round); its
+        own contribution, if still pending, is merged in the same round."""
         self._adopt(local, force=True)
-        return True
+
+    def flush(self, local: Local, timeout: float) -> bool:
+        """On a clean stop: hand over everything learned here and see it merged (by the
+        publisher, or by us once the publisher has left and the lease is free). True when
+        nothing learned here is left unmerged."""
+        end = time.monotonic() + max(0.0, timeout)
+        while True:
+            self.tick(local)
+            if self.is_publisher:
+                return True
+            got = self._delta(local)
+            _, pending = self.remote.state(self.id)
+            if not pending and (got is None or got[2] <= 0):
+                return True
+            if time.monotonic() >= end:
+                log.warning("stopping with learning not yet merged (no merger within %.0f s)",
+                            timeout)
+                return False
+            time.sleep(min(0.2, self.interval))
 
     def leave(self) -> None:
         """On a clean stop: give up the lease at once and leave the live set."""
         try:
-            self.remote.leave(self.id)
+            self.remote.leave(self.id, self.lease)
+            self.lease = None
         except Exception as exc:  # Redis down: the heartbeat and the lease expire by themselves
             log.info("could not leave the learner set: %s", exc)
 

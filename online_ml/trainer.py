@@ -433,6 +433,18 @@ class Trainer:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self.maybe_backup(force=True)
+        if not self.sync.is_publisher and self.sync.contributions_sent:
+            # the learners of a cancelled job stop together: each hands over what it learned
+            # and waits until it is merged, by the publisher or, once that one has left, by
+            # itself (the last one takes the lease and publishes the final model)
+            try:
+                self.sync.flush(self, timeout=min(30.0, 3 * self.settings.sync_interval_seconds
+                                                  + self.settings.backup_interval_seconds))
+            except Exception as exc:  # Redis down: what was not merged is lost, say so
+                log.error("could not hand over the last contributions: %s", exc)
+            if self.sync.is_publisher:
+                self._dirty = True
+                self.maybe_backup(force=True)
         self.sync.leave()
 
     # -- what the job exposes --------------------------------------------------------------------

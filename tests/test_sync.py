@@ -1,0 +1,168 @@
+"""Parallel learners, one model (online_ml/sync.py, online_ml/sync_protocol.py).
+
+Merge rules are plain unit tests; the protocol runs several real Trainers in one process against
+the real Redis (db 1, a model key of their own), each standing in for one subtask of the job.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import threading
+import time
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from online_ml import sync
+from online_ml.learner import make_model
+from online_ml.model_store import FencedOut, ModelStore, dumps
+from online_ml.producer import iter_records, make_message
+from online_ml.trainer import Trainer
+
+RECORDS = [make_message(x, y, ts="2024-01-01 12:00:00").decode()
+           for x, y in itertools.islice(iter_records(seed=11), 1200)]
+
+
+# -- merge rules -----------------------------------------------------------------------------------
+def _fit(name: str, X, y):
+    model = make_model(name)
+    model.partial_fit(X, y, classes=list(range(10)))
+    return model
+
+
+def test_naive_bayes_merges_exactly():
+    """Counts add up: two learners merged are one learner that saw both halves."""
+    X, y = load_digits(return_X_y=True)
+    a, b, both = _fit("nb", X[:300], y[:300]), _fit("nb", X[300:600], y[300:600]), \
+        _fit("nb", X[:600], y[:600])
+    rules = sync.rules_of(a)
+    merged = sync.merge_states(None, [(sync.state_of(a), 300), (sync.state_of(b), 300)], rules)
+    sync.set_state(a, merged)
+    assert np.array_equal(a.feature_count_, both.feature_count_)
+    assert (a.predict(X) == both.predict(X)).all()
+
+
+def test_averaging_is_weighted_by_samples_and_alone_changes_nothing():
+    X, y = load_digits(return_X_y=True)
+    a = _fit("sgd", X[:100], y[:100])
+    rules = sync.rules_of(a)
+    state = sync.state_of(a)
+    alone = sync.merge_states(None, [(state, 100)], rules)
+    assert all(np.array_equal(alone[k], state[k]) for k in state)
+    b = _fit("sgd", X[100:400], y[100:400])
+    merged = sync.merge_states(None, [(state, 100), (sync.state_of(b), 300)], rules)
+    expected = 0.25 * state["coef_"] + 0.75 * sync.state_of(b)["coef_"]
+    assert np.allclose(merged["coef_"], expected)
+    # the step counter adds up, so the learning rate decays as if one learner saw everything
+    assert merged["t_"] == state["t_"] + sync.state_of(b)["t_"]
+
+
+def test_contribution_round_trip_and_garbage():
+    delta = {"coef_": np.arange(6.0).reshape(2, 3), "t_": np.array(4.0)}
+    c = sync.Contribution("l1", 4, delta, {"samples_seen": 4}, ["fb-1"], 7, 1.5)
+    back = sync.Contribution.decode(c.encode())
+    assert back.learner == "l1" and back.samples == 4 and back.feedback_ids == ["fb-1"]
+    assert np.array_equal(back.delta["coef_"], delta["coef_"])
+    for junk in (b"", b"OMLSYNC1", b"OMLSYNC1\x00\x00\x00\x05{}" + b"x" * 20, b"pickle..."):
+        with pytest.raises(ValueError):
+            sync.Contribution.decode(junk)
+
+
+def test_unmergeable_model_is_refused_with_a_clear_error():
+    from sklearn.naive_bayes import GaussianNB
+
+    with pytest.raises(sync.NotMergeable, match="sgd, perceptron, pa"):
+        sync.check_mergeable(GaussianNB())
+
+
+# -- the protocol against the real Redis -------------------------------------------------------------
+@pytest.fixture
+def sync_settings(settings):
+    return dataclasses.replace(settings, sync_every_records=25, sync_interval_seconds=0.2,
+                               backup_interval_seconds=0.5, learner_timeout_seconds=3.0)
+
+
+def _run(trainers: list[Trainer], records: list[str]) -> None:
+    """Deal records round-robin, like Kafka partitions to subtasks."""
+    for i, value in enumerate(records):
+        trainers[i % len(trainers)].process(value)
+
+
+
+@pytest.mark.integration
+def test_two_learners_publish_one_model_that_counts_every_record(sync_settings, redis_client):
+    store = ModelStore(redis_client, sync_settings.model_key)
+    a, b = Trainer(sync_settings), Trainer(sync_settings)
+    versions = []
+    for start in range(0, len(RECORDS), 100):
+        _run([a, b], RECORDS[start:start + 100])
+        time.sleep(0.05)  # lets the learners' wall-clock sync interval pass now and then
+        for t in (a, b):
+            t.maybe_backup()
+        meta = store.load_meta()
+        if meta:
+            versions.append(meta["version"])
+    # a cancelled job closes its subtasks at the same time
+    closing = [threading.Thread(target=t.close) for t in (a, b)]
+    for thread in closing:
+        thread.start()
+    for thread in closing:
+        thread.join(60)
+    meta = store.load_meta()
+    assert versions == sorted(versions), "served versions went backwards"
+    # close() merges what is left: the served model has seen every record of both learners
+    assert meta["samples_seen"] == len(RECORDS)
+    assert meta["learners"] >= 1 and meta["contributors"] >= 1
+    assert a.sync.merges + b.sync.merges >= 5
+    assert a.sync.contributions_sent + b.sync.contributions_sent >= 5
+    X, y = load_digits(return_X_y=True)
+    served = store.load().model
+    assert (served.predict(X) == y).mean() > 0.85  # one learner on the same 1,200: ~0.93
+
+
+@pytest.mark.integration
+def test_alone_the_served_model_is_the_learners_model(sync_settings, redis_client):
+    store = ModelStore(redis_client, sync_settings.model_key)
+    t = Trainer(sync_settings)
+    _run([t], RECORDS[:300])
+    t.close()
+    stored = store.load()
+    X, _ = load_digits(return_X_y=True)
+    assert (stored.model.predict(X) == t.learner.model.predict(X)).all()
+    assert np.array_equal(stored.model.coef_, t.learner.model.coef_)
+    assert stored.meta["samples_seen"] == 300 and stored.meta["contributors"] == 1
+
+
+@pytest.mark.integration
+def test_a_dead_learner_does_not_block_the_others(sync_settings, redis_client):
+    """Learner b contributes and dies without closing: its lease and heartbeat expire, a takes
+    over publishing and goes on; b's last contribution is merged or expires (one interval)."""
+    store = ModelStore(redis_client, sync_settings.model_key)
+    a, b = Trainer(sync_settings), Trainer(sync_settings)
+    _run([b, a], RECORDS[:200])
+    b.maybe_backup(force=True)
+    a.maybe_backup(force=True)
+    # b is gone (no close): a keeps learning alone
+    deadline = time.monotonic() + 20
+    i = 200
+    while time.monotonic() < deadline and not (a.sync.is_publisher and a.sync.live == 1):
+        _run([a], RECORDS[i:i + 20])
+        i += 20
+        a.maybe_backup(force=True)
+        time.sleep(0.2)
+    assert a.sync.is_publisher and a.sync.live == 1
+    a.close()
+    meta = store.load_meta()
+    assert meta["samples_seen"] >= i - 100  # at most b's last interval is missing
+
+
+@pytest.mark.integration
+def test_a_stale_publisher_is_fenced_out(sync_settings, redis_client):
+    store = ModelStore(redis_client, sync_settings.model_key)
+    store.save(make_model(), {"samples_seen": 1})
+    lease_key = store.sync_key("lease")
+    redis_client.set(lease_key, "someone-else:7")
+    with pytest.raises(FencedOut):
+        store.save_blob(dumps(make_model()), {"samples_seen": 2}, fence=(lease_key, "me:3"))
+    assert store.load_meta()["samples_seen"] == 1
