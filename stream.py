@@ -36,7 +36,8 @@ OUTPUT_TABLE = "outputs"  # the table build_job's result is inserted into
 
 
 class OnlineLearning(ScalarFunction):
-    """PyFlink adapter around online_ml.trainer.Trainer (one learner per parallel instance).
+    """PyFlink adapter around online_ml.trainer.Trainer: one learner per parallel subtask; the
+    learners merge into one model through Redis (online_ml/sync_protocol.py).
 
     Returns, per source record, a list of outputs ``"topic\\nvalue"`` (online_ml/side_outputs.py):
     the prediction or the dead letter, plus an alert now and then.
@@ -118,6 +119,8 @@ def build_job(t_env: TableEnvironment, settings: Settings, group_id: str | None 
     """Declare the tables, register the UDF, and return the Table to insert into OUTPUT_TABLE."""
     config = t_env.get_config()
     config.set("pipeline.name", settings.job_name)
+    if settings.parallelism:  # else Flink's default, or `flink run -p N`
+        config.set("parallelism.default", str(settings.parallelism))
     if settings.udf_mode == "batch":
         # an Arrow batch must fit in one bundle
         config.set("python.fn-execution.arrow.batch.size", str(settings.batch_size))
@@ -168,8 +171,11 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env(udf_mode=args.mode, batch_size=args.batch_size)
         # the learner is built on the TaskManager: check it here, where the user is
         from online_ml.learner import make_model
+        from online_ml.sync import check_mergeable
 
-        make_model(settings.learner, **settings.learner_kwargs())
+        model = make_model(settings.learner, **settings.learner_kwargs())
+        if settings.parallelism > 1:  # N learners are merged into one model
+            check_mergeable(model)
     except (ValueError, TypeError) as exc:  # a bad setting: say which, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2

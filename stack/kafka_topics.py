@@ -1,25 +1,38 @@
 """Check the broker answers and create the project's topics (used by stack/up.sh).
 
     kafka_topics.py --check     exit 0 when the broker answers a metadata request
-    kafka_topics.py --create    create the topics that do not exist yet
+    kafka_topics.py --create    create the topics that do not exist yet; the source topic gets
+                                SOURCE_PARTITIONS partitions (an existing one is grown to that)
     kafka_topics.py --list      print the topics
+
+Names and partitions come from online_ml.config.Settings (the same env vars as everywhere).
 """
 import argparse
 import logging
-import os
 import sys
 
 from kafka import KafkaAdminClient
-from kafka.admin import NewTopic
+from kafka.admin import NewPartitions, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-TOPICS = [
-    os.environ.get("SOURCE_TOPIC", "handwritten_digit"),
-    os.environ.get("SINK_TOPIC", "digit_predict"),
-    os.environ.get("DEAD_LETTER_TOPIC", "digit_dead_letter"),
-    os.environ.get("ALERT_TOPIC", "model_alerts"),
-]
+from online_ml.config import Settings
+
+SETTINGS = Settings.from_env()
+BOOTSTRAP = SETTINGS.kafka_bootstrap_servers
+# the source topic is read by up to SOURCE_PARTITIONS parallel learners; the others are written
+# by the job's one sink and read in order by the tools, so one partition each
+PARTITIONS = {SETTINGS.source_topic: SETTINGS.source_partitions, SETTINGS.sink_topic: 1,
+              SETTINGS.dead_letter_topic: 1, SETTINGS.alert_topic: 1}
+
+
+def grow(admin: KafkaAdminClient, name: str, partitions: int) -> None:
+    """A topic made before SOURCE_PARTITIONS was raised gets the missing partitions (Kafka can
+    add partitions, never remove them)."""
+    described = admin.describe_topics([name])
+    have = len(described[0].get("partitions", [])) if described else 0
+    if 0 < have < partitions:
+        admin.create_partitions({name: NewPartitions(total_count=partitions)})
+        print(f"topic {name}: {have} -> {partitions} partitions")
 
 
 def main() -> int:
@@ -39,12 +52,14 @@ def main() -> int:
     try:
         existing = set(admin.list_topics())
         if args.create:
-            for name in TOPICS:
+            for name, partitions in PARTITIONS.items():
                 if name in existing:
+                    grow(admin, name, partitions)
                     continue
                 try:
-                    admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])
-                    print(f"created topic {name}")
+                    admin.create_topics([NewTopic(name, num_partitions=partitions,
+                                                  replication_factor=1)])
+                    print(f"created topic {name} ({partitions} partitions)")
                 except TopicAlreadyExistsError:
                     pass
         elif args.list:
