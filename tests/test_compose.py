@@ -10,7 +10,6 @@ Debian's `docker-compose` package), it validates the file too (`config -q`).
 """
 from __future__ import annotations
 
-import ast
 import dataclasses
 import hashlib
 import os
@@ -209,19 +208,10 @@ def test_services_reach_kafka_and_redis_inside_the_network(services, stack_env):
 
 
 # -- topics ----------------------------------------------------------------------------------------
-def local_stack_topics() -> list[tuple[str | None, str]]:
-    """(env var, default) of each entry of TOPICS in stack/kafka_topics.py."""
-    tree = ast.parse((ROOT / "stack" / "kafka_topics.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "TOPICS" for t in node.targets):
-            topics = []
-            for element in node.value.elts:
-                if isinstance(element, ast.Call):  # os.environ.get("NAME", "default")
-                    topics.append((element.args[0].value, element.args[1].value))
-                else:
-                    topics.append((None, element.value))
-            return topics
-    raise AssertionError("stack/kafka_topics.py has no TOPICS list")
+def local_stack_topics() -> list[tuple[str, str]]:
+    """(env var, default) of each topic stack/kafka_topics.py creates (names from Settings)."""
+    names = ("source_topic", "sink_topic", "dead_letter_topic", "alert_topic")
+    return [(Settings.env_name(n), getattr(Settings(), n)) for n in names]
 
 
 def test_kafka_init_creates_the_local_stacks_topics(services):
@@ -229,16 +219,20 @@ def test_kafka_init_creates_the_local_stacks_topics(services):
     script = init["command"][0] if isinstance(init["command"], list) else init["command"]
     assert "/opt/kafka/bin/kafka-topics.sh" in script and "--create" in script
     assert "--if-not-exists" in script
+    topics = local_stack_topics()
+    # the source topic, with one partition per parallel learner at most, as locally
+    source = re.search(r"--topic\s+(\S+)\s+--partitions\s+(\S+)", script)
+    assert source, "kafka-init should create the source topic with --partitions"
+    assert source.group(1).startswith("${SOURCE_TOPIC:-") and resolve(source.group(1)) == topics[0][1]
+    assert source.group(2).startswith("${SOURCE_PARTITIONS:-")
+    assert int(resolve(source.group(2))) == Settings().source_partitions
     loop = re.search(r"for\s+topic\s+in\s+(.+?);\s*do", script)
-    assert loop, "kafka-init should create its topics in a `for topic in ...; do` loop"
-    created = [resolve(word) for word in loop.group(1).split()]
-    expected = [default for _, default in local_stack_topics()]
-    assert created == expected
+    assert loop, "kafka-init should create the other topics in a `for topic in ...; do` loop"
+    words = loop.group(1).split()
+    assert [resolve(w) for w in words] == [default for _, default in topics[1:]]
     # topics that are settings can be renamed from the shell in both worlds, with one name
-    for word, (env_name, _) in zip(loop.group(1).split(), local_stack_topics()):
-        if env_name in SETTINGS_ENV:
-            assert word.startswith("${" + env_name + ":-"), word
-    assert {Settings().source_topic, Settings().sink_topic} <= set(created)
+    for word, (env_name, _) in zip(words, topics[1:]):
+        assert word.startswith("${" + env_name + ":-"), word
     assert init["depends_on"]["kafka"]["condition"] == "service_healthy"
 
 
