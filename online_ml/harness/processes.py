@@ -1,0 +1,101 @@
+"""Processes the tests and benchmarks start: the prediction server, and stopping anything.
+
+Why a real process: the server's behaviour under load, after a kill -9 or with its production
+WSGI server (gunicorn, waitress) only shows in a process of its own, started as a user would.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from online_ml.harness.net import free_port, http_json
+from online_ml.harness.paths import LOGS, PY, ROOT, venv_tool
+from online_ml.harness.waiting import GiveUp, wait_for
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """TERM, then KILL after ``grace`` seconds; always reaps it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(grace)
+
+
+class Server(contextlib.AbstractContextManager):
+    """The prediction server (or another WSGI app) as a real process on a free port.
+
+    * ``call="module:factory"``: the app under waitress with ``threads`` (one process), or with
+      ``workers`` under gunicorn (that many sync worker processes), as README and ``make demo``;
+    * ``script="model_server.py"``: the tutorial's command, ``python model_server.py --port N``.
+
+    ``env`` is added to this process's environment; the server runs in ``cwd`` (both WSGI
+    servers import the app from there). Its output goes to a log file in ``log_dir``, deleted on a
+    clean exit unless ``keep_log``. Stopped (TERM, then KILL) when the ``with`` block ends.
+    """
+
+    def __init__(self, call: str | None = None, env: Mapping[str, str] | None = None, *,
+                 script: str | None = None, threads: int = 8, workers: int = 0,
+                 name: str = "server", cwd: Path = ROOT, log_dir: Path | None = None,
+                 keep_log: bool = False):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.name = name
+        self.keep_log = keep_log
+        if script:
+            command = [PY, str(ROOT / script), "--port", str(self.port)]
+        elif call and workers:
+            module, factory = call.split(":")
+            command = [venv_tool("gunicorn"), "--bind", f"127.0.0.1:{self.port}",
+                       "--workers", str(workers), f"{module}:{factory}()"]
+        elif call:
+            command = [venv_tool("waitress-serve"), "--host", "127.0.0.1", "--port",
+                       str(self.port), "--threads", str(threads), "--call", call]
+        else:
+            raise ValueError("Server needs call='module:factory' or script='file.py'")
+        log_dir = log_dir or LOGS
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"{name}-{self.port}.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(command, cwd=cwd, env=dict(os.environ, **(env or {})),
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user + system) the server and its worker processes have used so far."""
+        def cpu(pid: int) -> float:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        try:
+            pid = self.proc.pid
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            return cpu(pid) + sum(cpu(int(c)) for c in children)
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def wait_ready(self, path: str = "/healthz", timeout: float = 60.0,
+                   until: Callable[[Any], Any] | None = None) -> Any:
+        """Wait until ``path`` answers 200 (with ``until``: until ``until(its JSON)`` is truthy);
+        fail at once, naming the log, if the process exits meanwhile."""
+        def up() -> Any:
+            if self.proc.poll() is not None:
+                raise GiveUp(f"{self.name} exited with {self.proc.returncode}; see "
+                             f"{self.log_path}:\n{self.log_path.read_text(errors='replace')[-2000:]}")
+            answer = http_json(self.url + path, timeout=2)
+            return until(answer) if until else True
+
+        return wait_for(up, timeout, f"{self.name} on {self.url} (log: {self.log_path})",
+                        interval=0.3)
+
+    def __exit__(self, *exc: object) -> None:
+        stop_process(self.proc)
+        self._log.close()
+        if exc[0] is None and not self.keep_log:
+            with contextlib.suppress(OSError):
+                self.log_path.unlink()

@@ -1,0 +1,64 @@
+"""The local services, started and stopped through the same scripts `make up` / `make down` use.
+
+Why through the scripts: a test of the real system must run the services the way a user gets
+them (ports, passwords, supervision, configuration), so the tests use ``stack/up.sh`` and
+``stack/down.sh`` rather than starting Redis, Kafka or Flink their own way. A service that was
+already running is used and left running; only what this session started is stopped.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from online_ml.harness.paths import ROOT, RUN
+
+#: The pid files (RUN/<name>.pid) of each service, in start order.
+SERVICES = {"redis": ["redis"], "kafka": ["kafka"],
+            "flink": ["flink-jobmanager", "flink-taskmanager"]}
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def pid_alive(name: str) -> bool:
+    """Whether the stack's pid file RUN/<name>.pid names a live process."""
+    try:
+        return alive(int((RUN / f"{name}.pid").read_text()))
+    except (OSError, ValueError):
+        return False
+
+
+def stack_script(script: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run ``stack/<script> args...`` and capture its output (the caller checks the code)."""
+    return subprocess.run(["bash", str(ROOT / "stack" / script), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+class Stack:
+    """Starts services on demand, remembers which ones it started, and stops only those."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def up(self, service: str) -> None:
+        if service not in self.started and not all(pid_alive(n) for n in SERVICES[service]):
+            self.started.append(service)  # ours to stop; one already running is left alone
+        done = stack_script("up.sh", service, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"stack/up.sh {service} failed ({done.returncode}):\n"
+                               f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+
+    def down(self) -> None:
+        names = [n for s in reversed(self.started) for n in reversed(SERVICES[s])]
+        if names:
+            stack_script("down.sh", *names)
