@@ -10,17 +10,9 @@ bash "$ROOT/stack/install.sh"
 bash "$ROOT/stack/up.sh"
 source "$VENV/bin/activate"
 
-job_running() {
-  "$PY" - "$FLINK_REST_URL" <<'PYCODE'
-import json, sys, urllib.request
-with urllib.request.urlopen(sys.argv[1] + "/jobs/overview", timeout=3) as r:
-    jobs = json.load(r)["jobs"]
-sys.exit(0 if any(j["name"] == "Classifier Model Train" and j["state"] in ("RUNNING", "CREATED", "RESTARTING") for j in jobs) else 1)
-PYCODE
-}
-
-if job_running; then
-  ok "training job already running"
+# the training job (named by JOB_NAME, Settings.job_name) is on the cluster and not stopped
+if found=$("$PY" -m online_ml.flink_rest job-running 2>&1); then
+  ok "$found"
 else
   say "Submitting the training job: flink run -m localhost:$FLINK_REST_PORT -d -py stream.py"
   if ! (cd "$ROOT" && flink run -m "localhost:$FLINK_REST_PORT" -d -py stream.py) >"$LOGS/submit.log" 2>&1; then
@@ -54,7 +46,7 @@ cat <<MSG
 
   Everything is up ($((SECONDS - started)) s).
     Drawing board      http://127.0.0.1:$SERVER_PORT   (a model appears ~10 s after the job starts)
-    Flink WebUI        $FLINK_REST_URL   (job 'Classifier Model Train' -> operator -> Metrics: online_ml.*)
+    Flink WebUI        $FLINK_REST_URL   (the training job -> operator -> Metrics: online_ml.*)
     Kafka              $KAFKA_BOOTSTRAP_SERVERS   topics $SOURCE_TOPIC -> $SINK_TOPIC
     Redis              $REDIS_HOST:$REDIS_PORT   model under key online_ml_model
     Logs               $LOGS/  (producer.log, server.log, kafka.log, redis.log, flink/)

@@ -12,23 +12,7 @@ done
 [ ${#names[@]} -gt 0 ] || names=(server producer flink-taskmanager flink-jobmanager kafka redis)
 # Cancel running jobs first: the UDF's close() then writes a last model backup to Redis.
 if [[ " ${names[*]} " == *" flink-jobmanager "* ]] && pid_alive flink-jobmanager && [ -x "$PY" ]; then
-  "$PY" - "$FLINK_REST_URL" <<'PYCODE' || true
-import json, sys, time, urllib.request
-base = sys.argv[1]
-def jobs():
-    with urllib.request.urlopen(base + "/jobs/overview", timeout=3) as r:
-        return [j for j in json.load(r)["jobs"] if j["state"] not in ("FINISHED", "CANCELED", "FAILED")]
-try:
-    running = jobs()
-    for j in running:
-        print(f"==> Cancelling Flink job '{j['name']}' ({j['jid']})")
-        urllib.request.urlopen(urllib.request.Request(f"{base}/jobs/{j['jid']}?mode=cancel", method="PATCH"), timeout=5)
-    deadline = time.time() + 20
-    while running and jobs() and time.time() < deadline:
-        time.sleep(0.5)
-except OSError:
-    pass
-PYCODE
+  "$PY" -m online_ml.flink_rest cancel-all --timeout 20 || true
 fi
 for n in "${names[@]}"; do
   if pid_alive "$n"; then

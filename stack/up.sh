@@ -92,14 +92,7 @@ up_kafka() {
 }
 
 # --- Flink standalone cluster from the apache-flink wheel ----------------------------------------
-flink_ready() {
-  "$PY" - "$FLINK_REST_URL" <<'PYCODE'
-import json, sys, urllib.request
-with urllib.request.urlopen(sys.argv[1] + "/overview", timeout=2) as r:
-    o = json.load(r)
-sys.exit(0 if o.get("taskmanagers", 0) >= 1 and o.get("slots-total", 0) >= 1 else 1)
-PYCODE
-}
+flink_ready() { "$PY" -m online_ml.flink_rest ready --taskmanagers 1; }
 up_flink() {
   local conf="$STATE/flink/conf" flink_home
   flink_home=$("$PY" -c 'import os, pyflink; print(os.path.dirname(os.path.abspath(pyflink.__file__)))')

@@ -22,10 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from online_ml.config import Settings  # noqa: E402
+from online_ml.config import Settings
+from online_ml.harness.paths import ROOT
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 FLINK_DOCKERFILE = ROOT / "docker" / "flink.Dockerfile"
@@ -308,6 +306,15 @@ def test_job_submit_runs_the_tutorials_command_once_the_cluster_is_ready(service
     script = submit["command"][-1]
     assert "flink run -m jobmanager:8081 -d -py /opt/online_ml/stream.py" in script
     assert "COPY stream.py /opt/online_ml/stream.py" in FLINK_DOCKERFILE.read_text()
+    # it asks Flink through the project's REST client (not a copy of it): the image has the
+    # package in its working directory, where `python -m` finds it
+    assert "-m online_ml.flink_rest job-running" in script
+    assert "-m online_ml.flink_rest ready --free-slots 1" in script
+    assert "urllib" not in script and "Classifier Model Train" not in script
+    dockerfile = FLINK_DOCKERFILE.read_text()
+    assert "COPY online_ml/ /opt/online_ml/online_ml/" in dockerfile
+    assert re.findall(r"^WORKDIR\s+(\S+)", dockerfile, re.M)[-1] == "/opt/online_ml"
+    assert "working_dir" not in submit
     assert submit["depends_on"]["jobmanager"]["condition"] == "service_healthy"
     assert submit["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
     assert submit.get("restart") == "no"
