@@ -101,6 +101,7 @@ def client(redis_service):
     ModelStore(r, settings.model_key).save(learner.model, learner.snapshot())
     app = create_app({"SETTINGS": settings, "TESTING": True})
     yield app.test_client()
+    app.extensions["online_ml"].close()  # stops its announcement listener
     for key in ModelStore(r, settings.model_key).project_keys():
         r.delete(key)
 

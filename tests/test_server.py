@@ -13,6 +13,7 @@ import math
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
 
@@ -86,9 +87,25 @@ def store(redis_client, settings):
 
 
 @pytest.fixture
-def app(redis_client, settings):
-    return create_app({"TESTING": True, "SETTINGS": settings, "REDIS_CLIENT": redis_client,
-                       "VERSION_CHECK_INTERVAL": 0})
+def make_app():
+    """create_app for one test: every app made is closed at the end (its announcement listener
+    stopped), so no thread outlives the test that started it."""
+    apps = []
+
+    def make(test_config):
+        app = create_app(test_config)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["online_ml"].close()
+
+
+@pytest.fixture
+def app(make_app, redis_client, settings):
+    return make_app({"TESTING": True, "SETTINGS": settings, "REDIS_CLIENT": redis_client,
+                     "VERSION_CHECK_INTERVAL": 0})
 
 
 @pytest.fixture
@@ -210,10 +227,10 @@ def test_a_new_version_is_picked_up_and_loaded_once(app, client, store, model, d
 
 
 def test_announced_versions_are_served_without_waiting_for_the_check(
-        redis_client, settings, store, model, digits):
+        make_app, redis_client, settings, store, model, digits):
     # a check interval of a minute: only the store's announcement can make version 2 appear
-    app = create_app({"TESTING": True, "SETTINGS": settings, "REDIS_CLIENT": redis_client,
-                      "VERSION_CHECK_INTERVAL": 60})
+    app = make_app({"TESTING": True, "SETTINGS": settings, "REDIS_CLIENT": redis_client,
+                    "VERSION_CHECK_INTERVAL": 60})
     client = app.test_client()
     url = digit_data_url(digits.images[1])
     store.save(model, {"samples_seen": 1})
@@ -225,9 +242,9 @@ def test_announced_versions_are_served_without_waiting_for_the_check(
                ["model_version"] == 2, timeout=5, what="the announced version 2 to be served")
 
 
-def test_version_checks_are_rate_limited(redis_client, settings, store, model, digits):
-    app = create_app({"TESTING": True, "SETTINGS": settings, "REDIS_CLIENT": redis_client,
-                      "VERSION_CHECK_INTERVAL": 0.3, "LISTEN_FOR_ANNOUNCEMENTS": False})
+def test_version_checks_are_rate_limited(make_app, redis_client, settings, store, model, digits):
+    app = make_app({"TESTING": True, "SETTINGS": settings, "REDIS_CLIENT": redis_client,
+                    "VERSION_CHECK_INTERVAL": 0.3, "LISTEN_FOR_ANNOUNCEMENTS": False})
     client = app.test_client()
     url = digit_data_url(digits.images[1])
     store.save(model, {"samples_seen": 1})
@@ -237,6 +254,22 @@ def test_version_checks_are_rate_limited(redis_client, settings, store, model, d
     assert client.post("/predict", data={"imgStr": url}).get_json()["model_version"] == 1
     wait_until(lambda: client.post("/predict", data={"imgStr": url}).get_json()
                ["model_version"] == 2, timeout=5, what="version 2 to be served")
+
+
+def test_closing_the_app_stops_its_announcement_listener(redis_client, settings, store):
+    """A test app or a stopped server leaves no thread behind (nor a Redis subscription)."""
+    app = create_app({"TESTING": True, "SETTINGS": settings, "REDIS_CLIENT": redis_client,
+                      "WARM_UP": False})  # the listener is on by default
+    listener = app.extensions["model_cache"].listener
+    assert listener is not None and listener.is_alive()
+    wait_until(lambda: redis_client.pubsub_numsub(store.channel)[0][1] >= 1, timeout=5,
+               what="the listener to subscribe")
+    app.extensions["online_ml"].close()
+    wait_until(lambda: not listener.is_alive(), timeout=5, what="the listener thread to end")
+    assert listener not in threading.enumerate()
+    wait_until(lambda: redis_client.pubsub_numsub(store.channel)[0][1] == 0, timeout=5,
+               what="the subscription to end")
+    app.extensions["online_ml"].close()  # closing twice is harmless
 
 
 def test_no_model_yet_is_503_with_what_to_do(client, digits):
@@ -314,10 +347,11 @@ def test_errors_are_json_never_tracebacks(client):
 
 
 # -- Redis goes away ------------------------------------------------------------------------------------
-def test_redis_down_keeps_answering_with_the_last_model(settings, spare_redis, model, digits):
+def test_redis_down_keeps_answering_with_the_last_model(make_app, settings, spare_redis, model,
+                                                         digits):
     ModelStore(spare_redis.client(), prefix=settings.model_key).save(model, {"samples_seen": 321})
-    app = create_app({"TESTING": True, "SETTINGS": settings, "REDIS_CLIENT": spare_redis.client(),
-                      "VERSION_CHECK_INTERVAL": 0, "REDIS_RETRY_INTERVAL": 0})
+    app = make_app({"TESTING": True, "SETTINGS": settings, "REDIS_CLIENT": spare_redis.client(),
+                    "VERSION_CHECK_INTERVAL": 0, "REDIS_RETRY_INTERVAL": 0})
     client = app.test_client()
     url = digit_data_url(digits.images[2])
     fresh = client.post("/predict", data={"imgStr": url}).get_json()
@@ -334,11 +368,11 @@ def test_redis_down_keeps_answering_with_the_last_model(settings, spare_redis, m
     assert client.get("/api/model").get_json()["stale"] is True
 
 
-def test_redis_back_empty_then_a_new_model_with_a_reused_version(settings, spare_redis, model,
-                                                                 digits):
+def test_redis_back_empty_then_a_new_model_with_a_reused_version(make_app, settings, spare_redis,
+                                                                 model, digits):
     """A Redis restarted without persistence counts versions from 1 again: still reload."""
-    app = create_app({"TESTING": True, "SETTINGS": settings, "REDIS_CLIENT": spare_redis.client(),
-                      "VERSION_CHECK_INTERVAL": 0, "REDIS_RETRY_INTERVAL": 0})
+    app = make_app({"TESTING": True, "SETTINGS": settings, "REDIS_CLIENT": spare_redis.client(),
+                    "VERSION_CHECK_INTERVAL": 0, "REDIS_RETRY_INTERVAL": 0})
     client = app.test_client()
     url = digit_data_url(digits.images[4])
     ModelStore(spare_redis.client(), prefix=settings.model_key).save(model, {"samples_seen": 1})
@@ -353,9 +387,9 @@ def test_redis_back_empty_then_a_new_model_with_a_reused_version(settings, spare
     assert again["model_version"] == 1 and again["samples_seen"] == 2 and "stale" not in again
 
 
-def test_redis_down_and_no_model_is_503(settings, digits):
+def test_redis_down_and_no_model_is_503(make_app, settings, digits):
     nobody = redis.Redis(port=free_port(), socket_connect_timeout=0.3, socket_timeout=0.5)
-    app = create_app({"TESTING": True, "SETTINGS": settings, "REDIS_CLIENT": nobody})
+    app = make_app({"TESTING": True, "SETTINGS": settings, "REDIS_CLIENT": nobody})
     client = app.test_client()
     assert_json_error(client.post("/predict", data={"imgStr": digit_data_url(digits.images[0])}),
                       503, "no model available", "redis is unreachable")
@@ -446,20 +480,20 @@ def test_prometheus_metrics(client, store, model, digits):
     assert predicted == 3
 
 
-def test_apps_do_not_share_counters(redis_client, settings):
+def test_apps_do_not_share_counters(make_app, redis_client, settings):
     """Each app has its own registry (tests and several apps in one process)."""
-    first = create_app({"TESTING": True, "SETTINGS": settings, "REDIS_CLIENT": redis_client,
-                        "WARM_UP": False}).test_client()
-    second = create_app({"TESTING": True, "SETTINGS": settings, "REDIS_CLIENT": redis_client,
-                         "WARM_UP": False}).test_client()
+    first = make_app({"TESTING": True, "SETTINGS": settings, "REDIS_CLIENT": redis_client,
+                      "WARM_UP": False}).test_client()
+    second = make_app({"TESTING": True, "SETTINGS": settings, "REDIS_CLIENT": redis_client,
+                       "WARM_UP": False}).test_client()
     first.get("/api/model")
     assert 'endpoint="/api/model"' not in second.get("/metrics").get_data(as_text=True)
 
 
-def test_healthz_reports_kafka_unreachable(redis_client, settings):
+def test_healthz_reports_kafka_unreachable(make_app, redis_client, settings):
     nowhere = dataclasses.replace(settings, kafka_bootstrap_servers=f"127.0.0.1:{free_port()}")
-    app = create_app({"TESTING": True, "SETTINGS": nowhere, "REDIS_CLIENT": redis_client,
-                      "KAFKA_TIMEOUT": 1, "WARM_UP": False})
+    app = make_app({"TESTING": True, "SETTINGS": nowhere, "REDIS_CLIENT": redis_client,
+                    "KAFKA_TIMEOUT": 1, "WARM_UP": False})
     started = time.monotonic()
     health = app.test_client().get("/healthz")
     assert time.monotonic() - started < 5
@@ -471,12 +505,10 @@ def test_healthz_reports_kafka_unreachable(redis_client, settings):
 
 # -- feedback -------------------------------------------------------------------------------------
 @pytest.fixture
-def kafka_app(redis_client, settings, unique_topics):
+def kafka_app(make_app, redis_client, settings, unique_topics):
     job_settings = dataclasses.replace(settings, source_topic=unique_topics["source"])
-    app = create_app({"TESTING": True, "SETTINGS": job_settings, "REDIS_CLIENT": redis_client,
-                      "VERSION_CHECK_INTERVAL": 0, "HEALTH_CACHE_SECONDS": 0})
-    yield app
-    app.extensions["feedback_sender"].close()
+    return make_app({"TESTING": True, "SETTINGS": job_settings, "REDIS_CLIENT": redis_client,
+                     "VERSION_CHECK_INTERVAL": 0, "HEALTH_CACHE_SECONDS": 0})
 
 
 def read_topic(topic: str, count: int, timeout: float = 15.0) -> list[dict]:
@@ -555,10 +587,10 @@ def test_bad_feedback_is_refused_and_nothing_is_sent(kafka_app, body, status, wo
     assert kafka_app.extensions["feedback_sender"]._producer is None  # never even connected
 
 
-def test_feedback_with_kafka_down_is_503(redis_client, settings):
+def test_feedback_with_kafka_down_is_503(make_app, redis_client, settings):
     nowhere = dataclasses.replace(settings, kafka_bootstrap_servers=f"127.0.0.1:{free_port()}")
-    app = create_app({"TESTING": True, "SETTINGS": nowhere, "REDIS_CLIENT": redis_client,
-                      "KAFKA_TIMEOUT": 1, "WARM_UP": False})
+    app = make_app({"TESTING": True, "SETTINGS": nowhere, "REDIS_CLIENT": redis_client,
+                    "KAFKA_TIMEOUT": 1, "WARM_UP": False})
     client = app.test_client()
     started = time.monotonic()
     response = client.post("/api/feedback", json={"x": [0] * 64, "label": 1})

@@ -1,0 +1,89 @@
+"""``POST /predict``: the tutorial's route. A drawing (form field ``imgStr``, or JSON) -> a digit.
+
+The answer keeps the tutorial's ``{"success": true, "predict_result": 7}`` and adds the model's
+version, the top-3 probabilities and what the page shows about the model.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from flask import current_app, jsonify, request
+
+from ..features import FeatureError, InputTooLarge, image_to_features
+from .api import model_summary
+from .cache import ModelUnavailable
+from .errors import error
+from .metrics import server_metrics
+
+log = logging.getLogger(__name__)
+
+
+def _image_field() -> str | None:
+    if request.is_json:
+        body = request.get_json(silent=True)
+        if isinstance(body, dict) and isinstance(body.get("imgStr"), str):
+            return body["imgStr"]
+        return None
+    return request.form.get("imgStr")
+
+
+def _predict(model: Any, x: np.ndarray, k: int = 3) -> tuple[int, list[dict] | None]:
+    """The predicted digit and the top-k class probabilities, when the model has them (SGD with
+    hinge loss has not). One scoring pass: the digit is the most probable class."""
+    try:
+        proba = model.predict_proba(x)[0]
+    except (AttributeError, NotImplementedError):
+        return int(model.predict(x)[0]), None
+    order = np.argsort(proba)[::-1][:k]
+    classes = getattr(model, "classes_", np.arange(len(proba)))
+    return int(classes[order[0]]), [{"digit": int(classes[i]), "p": round(float(proba[i]), 4)}
+                                    for i in order]
+
+
+def predict():
+    data = _image_field()
+    if not data:
+        return error("missing form field imgStr: the drawing as a data URL "
+                     "(data:image/svg+xml;base64,...)", 400)
+    started = time.perf_counter()
+    try:
+        features = image_to_features(data)
+    except InputTooLarge as exc:
+        return error(str(exc), 413)
+    except FeatureError as exc:
+        log.info("bad drawing: %s", exc)
+        return error(str(exc), 400)
+    feature_ms = (time.perf_counter() - started) * 1000
+
+    try:
+        stored, stale = current_app.extensions["model_cache"].get()
+    except ModelUnavailable as exc:
+        return error(str(exc), 503)
+
+    x = features.reshape(1, -1)
+    expected = getattr(stored.model, "n_features_in_", x.shape[1])
+    if expected != x.shape[1]:
+        log.error("model version %s expects %s features, not %s", stored.version, expected,
+                  x.shape[1])
+        return error(f"the stored model expects {expected} features, the board gives "
+                     f"{x.shape[1]}", 500)
+    digit, probabilities = _predict(stored.model, x)
+    answer: dict[str, Any] = {
+        "success": True,
+        "predict_result": digit,
+        "model_version": stored.version,
+        "samples_seen": stored.meta.get("samples_seen"),
+    }
+    if probabilities is not None:
+        answer["probabilities"] = probabilities
+    for key, value in model_summary(stored.meta).items():
+        answer.setdefault(key, value)
+    if stale:
+        answer["stale"] = True
+    server_metrics().predictions.labels(str(answer["predict_result"])).inc()
+    log.info("predicted %s with model version %s (features %.1f ms)%s", answer["predict_result"],
+             stored.version, feature_ms, " [stale]" if stale else "")
+    return jsonify(answer)
