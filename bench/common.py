@@ -1,15 +1,14 @@
-"""What every benchmark shares: the machine it ran on, tables, JSON results, and the real services.
+"""What every benchmark reports: the machine it ran on, tables, targets and JSON results.
 
-Benchmarks talk to the local stack (``make up``) exactly as a user would: topics created with the
-Kafka admin API, jobs submitted with ``flink run``, servers started as processes. Everything a
-benchmark creates is named ``bench_<run id>_...`` (topics, consumer groups, Redis keys in
-``BENCH_REDIS_DB``, default 2) and removed again when it ends, also on errors and Ctrl-C, so a
-benchmark never touches the demo's data (Redis db 0, topics ``handwritten_digit`` /
-``digit_predict``) nor a test's (Redis db 1).
+Benchmarks talk to the local stack (``make up``) exactly as a user would, through the harness the
+tests use too (``online_ml.harness``: topics created with the Kafka admin API, jobs submitted with
+``flink run``, servers started as processes). Everything a benchmark creates is named
+``bench_<run id>_...`` (topics, consumer groups, Redis keys in ``BENCH_REDIS_DB``, default 2) and
+removed again when it ends, also on errors and Ctrl-C, so a benchmark never touches the demo's
+data (Redis db 0, topics ``handwritten_digit`` / ``digit_predict``) nor a test's (Redis db 1).
 """
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import glob
 import importlib.metadata
@@ -19,27 +18,21 @@ import math
 import os
 import platform
 import re
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from online_ml.config import Settings  # noqa: E402
+from online_ml.config import Settings
+from online_ml.flink_rest import FlinkRest
+from online_ml.harness.paths import ROOT, STATE
 
 log = logging.getLogger("bench")
 
 RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR") or ROOT / "bench" / "results")
-VENV_BIN = ROOT / ".venv" / "bin"
-PY = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
 BENCH_REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "2"))
 PACKAGES = ("apache-flink", "scikit-learn", "kafka-python", "redis", "numpy", "pandas", "skops",
             "flask", "waitress", "svglib", "reportlab", "rlPyCairo", "pillow", "requests")
@@ -92,18 +85,16 @@ def machine_info(settings: Settings | None = None) -> dict:
             versions[name] = None
     services: dict[str, Any] = {}
     try:
-        with urllib.request.urlopen(settings.flink_rest_url + "/overview", timeout=5) as r:
-            overview = json.load(r)
+        overview = FlinkRest(settings.flink_rest_url).overview()
         services["flink"] = overview.get("flink-version")
         services["flink_task_slots"] = overview.get("slots-total")
     except Exception:
         services["flink"] = None
-    jars = sorted(glob.glob(str(ROOT / ".state" / "jars" / "**" / "kafka_2.*-*.jar"),
-                            recursive=True))
+    jars = sorted(glob.glob(str(STATE / "jars" / "**" / "kafka_2.*-*.jar"), recursive=True))
     m = re.search(r"kafka_[0-9.]+-([0-9][^/]*?)\.jar$", jars[0]) if jars else None
     services["kafka"] = m.group(1) if m else None
-    connector = sorted(glob.glob(str(ROOT / ".state" / "jars" / "**" /
-                                     "flink-sql-connector-kafka-*.jar"), recursive=True))
+    connector = sorted(glob.glob(str(STATE / "jars" / "**" / "flink-sql-connector-kafka-*.jar"),
+                                 recursive=True))
     m = re.search(r"flink-sql-connector-kafka-(.+)\.jar$", connector[0]) if connector else None
     services["flink_kafka_connector"] = m.group(1) if m else None
     try:
@@ -192,6 +183,13 @@ def targets_table(targets: Sequence[dict]) -> str:
     return table("targets", TARGET_COLUMNS, _target_rows(targets))
 
 
+def report(title: str, columns: Sequence[tuple[str, str, str]], rows: Iterable[dict],
+           targets: Sequence[dict], notes: Iterable[str] = ()) -> str:
+    """A benchmark's text report: its table, its targets and its notes."""
+    parts = [table(title, columns, rows), "", targets_table(targets)]
+    return "\n".join(parts + [f"note: {n}" for n in notes])
+
+
 def shown(path: Path) -> str:
     """``path`` relative to the repository when it is inside it."""
     path = Path(path)
@@ -223,7 +221,7 @@ def write_result(name: str, parameters: dict, results: Any, targets: Sequence[di
     return path
 
 
-# -- statistics ------------------------------------------------------------------------------------
+# -- the end of a run ------------------------------------------------------------------------------
 def finish(path: Path, rows: list, targets: Sequence[dict], text: str, smoke: bool,
            quiet: bool) -> dict:
     """Print a benchmark's report (marked when it is a smoke run) and return its summary."""
@@ -235,218 +233,7 @@ def finish(path: Path, rows: list, targets: Sequence[dict], text: str, smoke: bo
     return {"path": str(path), "rows": rows, "targets": targets, "text": text}
 
 
-def percentile(sorted_values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile of already sorted values (q in 0..100)."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
-
-
-# -- waiting ---------------------------------------------------------------------------------
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5):
-    """Poll until ``predicate`` is truthy; raise TimeoutError naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:  # not up yet
-            last_exc = exc
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}"
-                               + (f" (last error: {last_exc})" if last_exc else ""))
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# -- Kafka -----------------------------------------------------------------------------------------
-class Topics(contextlib.AbstractContextManager):
-    """Creates single-partition topics on demand; on exit deletes them and the consumer groups
-    named with :meth:`group` (the jobs commit their offsets under those)."""
-
-    def __init__(self, settings: Settings):
-        from kafka import KafkaAdminClient
-
-        self.settings = settings
-        self.admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-        self.names: list[str] = []
-        self.groups: list[str] = []
-
-    def group(self, name: str) -> str:
-        self.groups.append(name)
-        return name
-
-    def create(self, name: str) -> str:
-        from kafka.admin import NewTopic
-
-        self.admin.create_topics([NewTopic(name, 1, 1)])
-        self.names.append(name)
-        return name
-
-    def __exit__(self, *exc) -> None:
-        try:
-            if self.names:
-                self.admin.delete_topics(self.names)
-        except Exception as e:  # never hide the benchmark's own error behind this one
-            log.warning("could not delete topics %s: %s", self.names, e)
-        try:
-            if self.groups:
-                existing = {g["group_id"] if isinstance(g, dict) else g[0]
-                            for g in self.admin.list_groups()}
-                mine = [g for g in self.groups if g in existing]
-                if mine:  # kafka-python 3 calls it delete_groups (2.x: delete_consumer_groups)
-                    delete = getattr(self.admin, "delete_groups", None) or self.admin.delete_consumer_groups
-                    delete(mine)
-        except Exception as e:  # a group without committed offsets is "not found": fine
-            log.info("could not delete consumer groups %s: %s", self.groups, e)
-        finally:
-            self.admin.close()
-
-
-class TopicReader:
-    """Reads single records of a one-partition topic by offset: cheap even for huge topics."""
-
-    def __init__(self, settings: Settings, topic: str):
-        from kafka import KafkaConsumer, TopicPartition
-
-        self.tp = TopicPartition(topic, 0)
-        self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers,
-                                      enable_auto_commit=False, group_id=None)
-        self.consumer.assign([self.tp])
-
-    def end_offset(self) -> int:
-        return int(self.consumer.end_offsets([self.tp])[self.tp])
-
-    def read(self, start: int, count: int, timeout: float = 30.0) -> list:
-        """Records ``start .. start+count-1`` (ConsumerRecord: offset, timestamp ms, value)."""
-        out: list = []
-        if count <= 0:
-            return out
-        self.consumer.seek(self.tp, start)
-        deadline = time.monotonic() + timeout
-        while len(out) < count and time.monotonic() < deadline:
-            batch = self.consumer.poll(timeout_ms=1000, max_records=min(count - len(out), 5000))
-            for records in batch.values():
-                out.extend(r for r in records if r.offset < start + count)
-        return out[:count]
-
-    def at(self, offset: int):
-        got = self.read(offset, 1)
-        if not got:
-            raise TimeoutError(f"could not read offset {offset} of {self.tp.topic}")
-        return got[0]
-
-    def close(self) -> None:
-        self.consumer.close()
-
-
-def _producer(settings: Settings, topic: str, count: int, seed: int) -> subprocess.Popen:
-    return subprocess.Popen(
-        [PY, "kafka_producer.py", "--rate", "0", "--count", str(count), "--topic", topic,
-         "--seed", str(seed), "--quiet", "--bootstrap-servers", settings.kafka_bootstrap_servers],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def preload(settings: Settings, topic: str, count: int, seed: int, procs: int = 1,
-            head: int = 20_000) -> dict:
-    """Fill ``topic`` with ``count`` records with the project's producer, as fast as it goes.
-
-    The first ``head`` records come from one producer (one clean shuffled sequence: what the
-    accuracy columns look at); the rest from ``procs`` producers in parallel (seeds ``seed+1``,
-    ...), because one kafka-python producer manages only ~10-15k records/s.
-    """
-    started = time.monotonic()
-    first = min(count, head) if procs > 1 else count
-    stages = [[(first, seed)]]
-    rest = count - first
-    if rest > 0:
-        stages.append([(rest // procs + (i < rest % procs), seed + 1 + i) for i in range(procs)])
-    for stage in stages:
-        running = [_producer(settings, topic, n, s) for n, s in stage if n > 0]
-        try:
-            for proc in running:
-                out, err = proc.communicate(timeout=max(300, count / 1000))
-                if proc.returncode != 0:
-                    raise RuntimeError(f"producer failed ({proc.returncode}): {out}\n{err}")
-        finally:
-            for proc in running:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-    elapsed = time.monotonic() - started
-    return {"records": count, "producers": max(len(s) for s in stages),
-            "seconds": round(elapsed, 1), "records_per_s": round(count / elapsed, 1)}
-
-
-# -- Flink -----------------------------------------------------------------------------------------
-class Flink:
-    """Submits jobs with the flink CLI and always cancels the ones it submitted."""
-
-    def __init__(self, settings: Settings):
-        self.base = settings.flink_rest_url.rstrip("/")
-        self.jobs: list[str] = []
-
-    def _get(self, path: str):
-        with urllib.request.urlopen(self.base + path, timeout=5) as r:
-            return json.load(r)
-
-    def submit(self, script: str, env: dict, args: Sequence[str] = ()) -> str:
-        full_env = dict(os.environ, **env, PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}")
-        flink = str(VENV_BIN / "flink") if (VENV_BIN / "flink").exists() else "flink"
-        out = subprocess.run([flink, "run", "-m", self.base.split("://", 1)[-1], "-d", "-py",
-                              script, *args],
-                             cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=300)
-        m = re.search(r"JobID ([0-9a-f]{32})", out.stdout) or re.search(
-            r"\b([0-9a-f]{32})\b", out.stdout)
-        if out.returncode != 0 or not m:
-            raise RuntimeError(f"flink run {script} failed ({out.returncode}):\n"
-                               f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-        self.jobs.append(m.group(1))
-        return m.group(1)
-
-    def state(self, job_id: str) -> str:
-        return self._get(f"/jobs/{job_id}")["state"]
-
-    def restarts(self, job_id: str) -> int | None:
-        """How often the job restarted (a killed TaskManager, ...): explains outliers."""
-        try:
-            got = self._get(f"/jobs/{job_id}/metrics?get=numRestarts")
-            return int(got[0]["value"]) if got else None
-        except Exception:
-            return None
-
-    def cancel(self, job_id: str, wait: float = 60.0) -> None:
-        try:
-            req = urllib.request.Request(f"{self.base}/jobs/{job_id}?mode=cancel", method="PATCH")
-            urllib.request.urlopen(req, timeout=10).read()
-            wait_for(lambda: self.state(job_id) in ("CANCELED", "FINISHED", "FAILED"), wait,
-                     f"job {job_id} to stop")
-        except Exception as exc:
-            log.warning("could not cancel job %s: %s", job_id, exc)
-        finally:
-            if job_id in self.jobs:
-                self.jobs.remove(job_id)
-
-    def cancel_all(self) -> None:
-        for job_id in list(self.jobs):
-            self.cancel(job_id)
-
-    def exceptions(self, job_id: str) -> str:
-        try:
-            root = self._get(f"/jobs/{job_id}/exceptions").get("rootException")
-            return (root or "")[:2000]
-        except Exception:
-            return ""
-
-
+# -- clean-up --------------------------------------------------------------------------------
 def delete_model_keys(settings: Settings, prefixes: Iterable[str]) -> None:
     """Remove the Redis keys of the models a benchmark stored (db BENCH_REDIS_DB only)."""
     from online_ml.model_store import ModelStore
@@ -460,67 +247,3 @@ def delete_model_keys(settings: Settings, prefixes: Iterable[str]) -> None:
         client.close()
     except Exception as exc:
         log.warning("could not delete bench model keys: %s", exc)
-
-
-# -- processes -------------------------------------------------------------------------------------
-class Server(contextlib.AbstractContextManager):
-    """A WSGI app as a real process, under waitress (``threads``, one process) or, with
-    ``workers``, under gunicorn (that many sync worker processes); stopped on exit."""
-
-    def __init__(self, call: str, env: dict, threads: int = 8, name: str = "server",
-                 pythonpath: Sequence[str] = (), workers: int = 0):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.name = name
-        full_env = dict(os.environ, **env)
-        if pythonpath:
-            full_env["PYTHONPATH"] = os.pathsep.join(
-                [*pythonpath, *filter(None, [os.environ.get("PYTHONPATH")])])
-        self.log_path = RESULTS / f".{name}-{self.port}.log"
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "wb")
-        if workers:
-            module, factory = call.split(":")
-            command = [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{self.port}",
-                       "--workers", str(workers), f"{module}:{factory}()"]
-        else:
-            command = [str(VENV_BIN / "waitress-serve"), "--host", "127.0.0.1", "--port",
-                       str(self.port), "--threads", str(threads), "--call", call]
-        self.proc = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
-
-    def cpu_seconds(self) -> float | None:
-        """CPU time (user + system) the server and its worker processes have used so far."""
-        def cpu(pid: int) -> float:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-        try:
-            pid = self.proc.pid
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-            return cpu(pid) + sum(cpu(int(c)) for c in children)
-        except (OSError, ValueError, IndexError):
-            return None
-
-    def wait_ready(self, path: str = "/healthz", timeout: float = 60.0) -> None:
-        def up():
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see "
-                                   f"{self.log_path}")
-            with urllib.request.urlopen(self.url + path, timeout=2) as r:
-                return r.status == 200
-
-        wait_for(up, timeout, f"{self.name} on {self.url}", interval=0.3)
-
-    def __exit__(self, *exc) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-        if exc[0] is None:
-            with contextlib.suppress(OSError):
-                self.log_path.unlink()

@@ -22,31 +22,18 @@ import random
 import statistics
 import subprocess
 import time
-import urllib.parse
 import uuid
 from dataclasses import dataclass
 
-from common import (
-    BENCH_REDIS_DB,
-    PY,
-    ROOT,
-    Flink,
-    Server,
-    TopicReader,
-    Topics,
-    delete_model_keys,
-    finish,
-    machine_info,
-    progress,
-    table,
-    target,
-    targets_table,
-    wait_for,
-    write_result,
-)
-from serving import drawings
+import common
 
 from online_ml.config import Settings
+from online_ml.harness.drawings import drawings
+from online_ml.harness.flink import FlinkJobs
+from online_ml.harness.http_load import connect, post
+from online_ml.harness.kafka import TopicReader, Topics, producer_command
+from online_ml.harness.processes import Server, stop_process
+from online_ml.harness.waiting import GiveUp, wait_for
 
 
 @dataclass
@@ -69,7 +56,7 @@ class Pipeline:
     """Topics, background producer, training job and server for one backup interval."""
 
     def __init__(self, interval: float, p: Params, settings: Settings, topics: Topics,
-                 flink: Flink, rid: str):
+                 flink: FlinkJobs, rid: str):
         tag = f"bench_{rid}_fresh{str(interval).replace('.', 'p')}"
         self.interval = interval
         self.settings = settings
@@ -81,7 +68,7 @@ class Pipeline:
             "DEAD_LETTER_TOPIC": topics.create(f"{tag}_dead_letter"),
             "ALERT_TOPIC": topics.create(f"{tag}_alerts"),
             "KAFKA_GROUP_ID": topics.group(f"{tag}_group"), "MODEL_KEY": self.key,
-            "REDIS_DB": str(BENCH_REDIS_DB), "BACKUP_INTERVAL_SECONDS": f"{interval:g}",
+            "REDIS_DB": str(common.BENCH_REDIS_DB), "BACKUP_INTERVAL_SECONDS": f"{interval:g}",
         }
         if p.mode:
             self.env["UDF_MODE"] = p.mode
@@ -94,44 +81,30 @@ class Pipeline:
     def start(self) -> None:
         p, settings, interval = self.p, self.settings, self.interval
         self.producer = subprocess.Popen(
-            [PY, "kafka_producer.py", "--rate", f"{p.producer_rate:g}", "--topic", self.source,
-             "--quiet", "--bootstrap-servers", settings.kafka_bootstrap_servers],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        progress(f"freshness: submitting the job with a {interval:g} s backup")
+            producer_command(settings, self.source, rate=p.producer_rate),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        common.progress(f"freshness: submitting the job with a {interval:g} s backup")
         self.job = self.flink.submit("stream.py", self.env)
         self.server = Server(call="online_ml.server:create_app", env=self.env,
-                             name=f"fresh-server-{interval:g}")
+                             name=f"fresh-server-{interval:g}", log_dir=common.RESULTS)
 
     def close(self) -> None:
-        if self.producer is not None and self.producer.poll() is None:
-            self.producer.terminate()
-            try:
-                self.producer.wait(15)
-            except subprocess.TimeoutExpired:
-                self.producer.kill()
-        if self.job is not None:
-            self.flink.cancel(self.job)
+        """Stop the producer and the server (the job: ``FlinkJobs.cancel_submitted``)."""
+        if self.producer is not None:
+            stop_process(self.producer, grace=15)
         if self.server is not None:
             self.server.__exit__(None, None, None)
 
 
 def _predict_version(conn_box: list, url: str, body: bytes) -> int | None:
-    u = urllib.parse.urlsplit(url)
     if not conn_box:
-        conn_box.append(http.client.HTTPConnection(u.hostname, u.port, timeout=10))
-    conn = conn_box[0]
+        conn_box.append(connect(url, timeout=10))
     try:
-        conn.request("POST", "/predict", body=body,
-                     headers={"Content-Type": "application/x-www-form-urlencoded"})
-        resp = conn.getresponse()
-        data = resp.read()
+        status, data = post(conn_box[0], body)
     except (OSError, http.client.HTTPException):
-        conn.close()
-        conn_box.clear()
+        conn_box.pop().close()
         return None
-    if resp.status != 200:
-        return None
-    return json.loads(data).get("model_version")
+    return json.loads(data).get("model_version") if status == 200 else None
 
 
 def trial(pl: Pipeline, p: Params, producer, store, body: bytes, rng: random.Random) -> dict:
@@ -202,11 +175,11 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
 
     started = time.time()
     settings = Settings.from_env()
-    machine = machine_info(settings)
+    machine = common.machine_info(settings)
     rid = uuid.uuid4().hex[:8]
     rng = random.Random(p.seed)
     body = drawings(1, p.seed)[0][1]
-    flink = Flink(settings)
+    flink = FlinkJobs(settings.flink_rest_url)
     pipelines: list[Pipeline] = []
     rows: list[dict] = []
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all",
@@ -217,12 +190,12 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                 pipelines.append(Pipeline(interval, p, settings, topics, flink, rid))
                 pipelines[-1].start()
             for pl in pipelines:
-                store = ModelStore(settings.redis_client(db=BENCH_REDIS_DB), pl.key)
+                store = ModelStore(settings.redis_client(db=common.BENCH_REDIS_DB), pl.key)
 
                 def ready(pl=pl, store=store):
                     state = flink.state(pl.job)
                     if state in ("FAILED", "CANCELED", "FINISHED"):
-                        raise RuntimeError(f"job is {state}: {flink.exceptions(pl.job)}")
+                        raise GiveUp(f"job is {state}: {flink.failure_if_any(pl.job)}")
                     return store.load_meta() is not None
 
                 wait_for(ready, p.startup_timeout,
@@ -230,7 +203,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                 pl.server.wait_ready()
                 trials = []
                 for i in range(p.trials):
-                    progress(f"freshness: {pl.interval:g} s backup, trial {i + 1}/{p.trials}")
+                    common.progress(f"freshness: {pl.interval:g} s backup, trial {i + 1}/{p.trials}")
                     trials.append(trial(pl, p, producer, store, body, rng))
                 served = [t["served_s"] for t in trials]
                 saved = [t["saved_s"] for t in trials if t["saved_s"] is not None]
@@ -244,22 +217,22 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                     "median_trained_s": round(statistics.median(trained), 3) if trained else None,
                     "median_saved_s": round(statistics.median(saved), 3) if saved else None,
                     "udf_mode": pl.env.get("UDF_MODE") or settings.udf_mode,
-                    "job_restarts": flink.restarts(pl.job),
+                    "job_restarts": flink.restarts_if_known(pl.job),
                     "trial_details": trials,
                 })
         finally:
             producer.close(timeout=5)
             for pl in pipelines:
                 pl.close()
-            flink.cancel_all()
-            delete_model_keys(settings, [pl.key for pl in pipelines])
+            flink.cancel_submitted()
+            common.delete_model_keys(settings, [pl.key for pl in pipelines])
 
-    targets = [target(f"freshness max at {r['backup_interval_s']:g} s backup (s)", r["max_s"],
+    targets = [common.target(f"freshness max at {r['backup_interval_s']:g} s backup (s)", r["max_s"],
                       r["backup_interval_s"] + 1, "<=", f"median {r['median_s']:.2f} s")
                for r in rows]
     params = dict(vars(p), server_version_check_s=0.5)
-    path = write_result("freshness", params, rows, targets, machine, started, smoke)
-    return finish(path, rows, targets, report(rows, targets), smoke, quiet)
+    path = common.write_result("freshness", params, rows, targets, machine, started, smoke)
+    return common.finish(path, rows, targets, report(rows, targets), smoke, quiet)
 
 
 COLUMNS = [("backup interval s", "backup_interval_s", "g"), ("trials", "trials", "d"),
@@ -270,5 +243,5 @@ COLUMNS = [("backup interval s", "backup_interval_s", "g"), ("trials", "trials",
 
 
 def report(rows, targets) -> str:
-    return "\n".join([table("freshness: feedback record into Kafka -> first /predict by a model "
-                            "that learned it", COLUMNS, rows), "", targets_table(targets)])
+    return common.report("freshness: feedback record into Kafka -> first /predict by a model "
+                         "that learned it", COLUMNS, rows, targets)

@@ -21,13 +21,11 @@ import time
 import warnings
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import sklearn
 
-import sklearn  # noqa: E402
-
-from online_ml.learner import OnlineLearner, make_model, predict_chunk  # noqa: E402
-from online_ml.producer import iter_records, load_dataset  # noqa: E402
+from online_ml.harness.paths import ROOT
+from online_ml.learner import OnlineLearner, make_model, predict_chunk
+from online_ml.producer import iter_records, load_dataset
 
 # name -> (model name, params, batch). batch 1 = learn_one, the row UDF's path; n > 1 = fixed
 # mini-batches of n; "job:CAP" = the batch UDF's path (Trainer.process_many): chunks of

@@ -5,23 +5,22 @@ training job's: same connector, format, startup mode and options) and then inser
 values unchanged. Its rate is the ceiling that Kafka and Flink alone allow on this machine; the
 training job's rate is reported as a fraction of it.
 
-    SOURCE_TOPIC=... SINK_TOPIC=... flink run -m localhost:8081 -d -py bench/passthrough_job.py \
-        --group-id G
+    SOURCE_TOPIC=... SINK_TOPIC=... flink run -m localhost:8081 -d -pyfs stream.py \
+        -py bench/passthrough_job.py --group-id G
+
+``-pyfs stream.py`` puts the training job's script on the job's Python path (the CLI's driver runs
+this file with bench/ first on the path, not the repository).
 """
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 from pyflink.table import EnvironmentSettings, TableEnvironment
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-import stream  # noqa: E402
-from online_ml.config import Settings  # noqa: E402
+import stream
+from online_ml.config import Settings
 
 JOB_NAME = "bench passthrough"
 

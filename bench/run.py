@@ -23,9 +23,9 @@ import time
 import traceback
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
 import common
+
+from online_ml.harness.paths import instance_environment
 
 BENCHMARKS = ("throughput", "serving", "freshness")
 # Params attribute <- command-line option, per benchmark module
@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.out:
         common.RESULTS = Path(args.out).resolve()
+    os.environ.update(instance_environment())  # another stack instance: its REST URL, CLI conf
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.ERROR)  # its event-loop timing warnings
     failed: list[str] = []

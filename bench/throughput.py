@@ -29,24 +29,12 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
-from common import (
-    BENCH_REDIS_DB,
-    Flink,
-    TopicReader,
-    Topics,
-    delete_model_keys,
-    finish,
-    machine_info,
-    preload,
-    progress,
-    table,
-    target,
-    targets_table,
-    wait_for,
-    write_result,
-)
+import common
 
 from online_ml.config import Settings
+from online_ml.harness.flink import FlinkJobs
+from online_ml.harness.kafka import TopicReader, Topics, preload
+from online_ml.harness.waiting import GiveUp, wait_for
 
 EPOCH = 1797  # images in sklearn's digits: one pass = every image seen once
 
@@ -90,20 +78,20 @@ def _predictions(records) -> list[tuple[int | None, int]]:
 
 
 def run_flink_variant(name: str, script: str, env: dict, args: list[str], p: Params,
-                      settings: Settings, flink: Flink, topics: Topics, rid: str,
-                      predicts: bool) -> dict:
+                      settings: Settings, flink: FlinkJobs, topics: Topics, rid: str,
+                      predicts: bool, flink_options: tuple[str, ...] = ()) -> dict:
     slug = re.sub(r"[^A-Za-z0-9]+", "_", name.split(" (")[0]).strip("_")
     sink = topics.create(f"bench_{rid}_{slug}_sink")
     env = dict(env, SINK_TOPIC=sink)
     reader = TopicReader(settings, sink)
     submitted = time.time()
-    progress(f"throughput: submitting {name}")
-    job = flink.submit(script, env, args)
+    common.progress(f"throughput: submitting {name}")
+    job = flink.submit(script, env, args, flink_options)
     try:
         def started():
             state = flink.state(job)
             if state in ("FAILED", "CANCELED", "FINISHED"):
-                raise RuntimeError(f"job {name} is {state}: {flink.exceptions(job)}")
+                raise GiveUp(f"job {name} is {state}: {flink.failure_if_any(job)}")
             return reader.end_offset() > 0
 
         wait_for(started, p.first_record_timeout, f"the first record of {name} in {sink}",
@@ -112,8 +100,8 @@ def run_flink_variant(name: str, script: str, env: dict, args: list[str], p: Par
         while time.monotonic() - first_seen < p.seconds and reader.end_offset() < p.records:
             time.sleep(0.2)
     finally:
-        restarts = flink.restarts(job)
-        flink.cancel(job)
+        restarts = flink.restarts_if_known(job)
+        flink.cancel_submitted()  # this variant's job; never raises over the variant's error
     count = reader.end_offset()
     first, last = reader.at(0), reader.at(count - 1)
     lo, hi = int(count * 0.1), max(int(count * 0.9), int(count * 0.1) + 1)
@@ -188,7 +176,7 @@ def run_python_variants(p: Params, settings: Settings, rid: str, keys: list[str]
     def trainer(tag: str) -> Trainer:
         key = f"bench_{rid}_py_{tag}"
         keys.append(key)
-        t = Trainer(Settings.from_env(redis_db=BENCH_REDIS_DB, model_key=key,
+        t = Trainer(Settings.from_env(redis_db=common.BENCH_REDIS_DB, model_key=key,
                                       backup_interval_seconds=p.backup_interval))
         t.start_background_backups()  # as the job does
         return t
@@ -197,7 +185,7 @@ def run_python_variants(p: Params, settings: Settings, rid: str, keys: list[str]
     t = trainer("learn_one")
     decoded = [decode_record(v) for v in pool_raw]
     learner = t.learner
-    progress("throughput: python OnlineLearner.learn_one")
+    common.progress("throughput: python OnlineLearner.learn_one")
     rows.append(_python_loop("python: learn_one", decoded,
                              lambda recs: [(learner.learn_one(r.x, r.actual_y), r.actual_y)
                                            for r in recs], p))
@@ -205,7 +193,7 @@ def run_python_variants(p: Params, settings: Settings, rid: str, keys: list[str]
 
     # Trainer.process: the row UDF's eval without Flink
     t = trainer("process")
-    progress("throughput: python Trainer.process")
+    common.progress("throughput: python Trainer.process")
 
     def row_step(values):
         _, actual, predicted = t.process(values[0])
@@ -217,7 +205,7 @@ def run_python_variants(p: Params, settings: Settings, rid: str, keys: list[str]
     # Trainer.process_many per Arrow batch: the batch UDF's eval without Flink
     for b in p.batch_sizes:
         t = trainer(f"many{b}")
-        progress(f"throughput: python Trainer.process_many (batch {b})")
+        common.progress(f"throughput: python Trainer.process_many (batch {b})")
 
         def batch_step(values, t=t):
             outputs, _, _ = t.process_many(values)
@@ -236,38 +224,40 @@ def run_python_variants(p: Params, settings: Settings, rid: str, keys: list[str]
 def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     started = time.time()
     settings = Settings.from_env()
-    machine = machine_info(settings)
+    machine = common.machine_info(settings)
     rid = uuid.uuid4().hex[:8]
-    flink = Flink(settings)
+    flink = FlinkJobs(settings.flink_rest_url)
     keys: list[str] = []
     rows: list[dict] = []
     with Topics(settings) as topics:
         try:
             if set(p.variants) & {"passthrough", "row", "batch"}:
                 source = topics.create(f"bench_{rid}_source")
-                progress(f"throughput: preloading {p.records:,} records into {source}")
+                common.progress(f"throughput: preloading {p.records:,} records into {source}")
                 loaded = preload(settings, source, p.records, p.seed, procs=p.preload_procs)
-                progress(f"throughput: preloaded at {loaded['records_per_s']:,.0f} rec/s")
+                common.progress(f"throughput: preloaded at {loaded['records_per_s']:,.0f} rec/s")
             else:
                 loaded = None
             base_env = {"SOURCE_TOPIC": source if loaded else "",
-                        "REDIS_DB": str(BENCH_REDIS_DB),
+                        "REDIS_DB": str(common.BENCH_REDIS_DB),
                         "BACKUP_INTERVAL_SECONDS": str(p.backup_interval)}
             if loaded and set(p.variants) & {"row", "batch"}:
                 # the job's side outputs (bad records, accuracy alerts) stay in the benchmark too
                 base_env["DEAD_LETTER_TOPIC"] = topics.create(f"bench_{rid}_dead_letter")
                 base_env["ALERT_TOPIC"] = topics.create(f"bench_{rid}_alerts")
-            common = dict(p=p, settings=settings, flink=flink, topics=topics, rid=rid)
+            shared = dict(p=p, settings=settings, flink=flink, topics=topics, rid=rid)
             if "passthrough" in p.variants:
+                # stream.py travels with the job (-pyfs): the passthrough declares its tables
                 rows.append(run_flink_variant(
                     "passthrough (no UDF)", "bench/passthrough_job.py", base_env,
-                    ["--group-id", topics.group(f"bench_{rid}_g_pass")], predicts=False, **common))
+                    ["--group-id", topics.group(f"bench_{rid}_g_pass")], predicts=False,
+                    flink_options=("-pyfs", "stream.py"), **shared))
             if "row" in p.variants:
                 key = f"bench_{rid}_row"
                 keys.append(key)
                 rows.append(run_flink_variant(
                     "row UDF", "stream.py", dict(base_env, UDF_MODE="row", MODEL_KEY=key),
-                    ["--group-id", topics.group(f"bench_{rid}_g_row")], predicts=True, **common))
+                    ["--group-id", topics.group(f"bench_{rid}_g_row")], predicts=True, **shared))
             if "batch" in p.variants:
                 for b in p.batch_sizes:
                     key = f"bench_{rid}_batch{b}"
@@ -276,12 +266,12 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                         f"batch UDF B={b}", "stream.py",
                         dict(base_env, UDF_MODE="batch", BATCH_SIZE=str(b), MODEL_KEY=key),
                         ["--group-id", topics.group(f"bench_{rid}_g_b{b}")], predicts=True,
-                        **common))
+                        **shared))
             if "python" in p.variants:
                 rows.extend(run_python_variants(p, settings, rid, keys))
         finally:
-            flink.cancel_all()
-            delete_model_keys(settings, keys)
+            flink.cancel_submitted()
+            common.delete_model_keys(settings, keys)
 
     by_name = {r["variant"]: r for r in rows}
     ceiling = by_name.get("passthrough (no UDF)", {}).get("records_per_s")
@@ -295,9 +285,9 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     best_rate = best["records_per_s"] if best else None
     detail = best["variant"] if best else "no batch variant ran"
     targets = [
-        target("batch UDF records/s", best_rate, 20_000, ">=", detail),
-        target("batch UDF / row UDF", best["x_row_udf"] if best else None, 50, ">=", detail),
-        target("batch UDF / passthrough", best["ratio_to_passthrough"] if best else None, 0.5,
+        common.target("batch UDF records/s", best_rate, 20_000, ">=", detail),
+        common.target("batch UDF / row UDF", best["x_row_udf"] if best else None, 50, ">=", detail),
+        common.target("batch UDF / passthrough", best["ratio_to_passthrough"] if best else None, 0.5,
                ">=", detail),
     ]
     params = {k: v for k, v in vars(p).items() if k != "notes"}
@@ -306,9 +296,9 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                   learner=getattr(job_settings, "learner", None),
                   learner_params=getattr(job_settings, "learner_params", None),
                   max_predict_chunk=job_settings.max_predict_chunk)
-    path = write_result("throughput", params, rows, targets, machine, started, smoke,
+    path = common.write_result("throughput", params, rows, targets, machine, started, smoke,
                         extra={"notes": p.notes})
-    return finish(path, rows, targets, report(rows, targets, p.notes), smoke, quiet)
+    return common.finish(path, rows, targets, report(rows, targets, p.notes), smoke, quiet)
 
 
 COLUMNS = [("variant", "variant", ""), ("records", "records", ""),
@@ -320,7 +310,5 @@ COLUMNS = [("variant", "variant", ""), ("records", "records", ""),
 
 
 def report(rows, targets, notes=()) -> str:
-    parts = [table("training throughput (Kafka -> Flink at parallelism 1 -> Kafka; python: no "
-                   "Flink, no Kafka)", COLUMNS, rows), "", targets_table(targets)]
-    parts += [f"note: {n}" for n in notes]
-    return "\n".join(parts)
+    return common.report("training throughput (Kafka -> Flink at parallelism 1 -> Kafka; python: "
+                         "no Flink, no Kafka)", COLUMNS, rows, targets, notes)

@@ -8,25 +8,20 @@ tutorial used ``pickle.loads``, which nothing in this code base does on data fro
 files go to a fresh temporary directory per request instead of the working directory (the
 tutorial's fixed file names break as soon as two requests overlap).
 
-    REDIS_DB=2 MODEL_KEY=... waitress-serve --threads 8 --call tutorial_server:create_app
-    (run from bench/, or with bench/ on PYTHONPATH)
+    cd bench && REDIS_DB=2 MODEL_KEY=... waitress-serve --threads 8 --call tutorial_server:create_app
+    (waitress and gunicorn import the app from their working directory)
 """
 from __future__ import annotations
 
 import base64
 import os
-import sys
 import tempfile
 
 import numpy as np
 from flask import Flask, jsonify, request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from online_ml.config import Settings  # noqa: E402
-from online_ml.model_store import loads  # noqa: E402
+from online_ml.config import Settings
+from online_ml.model_store import loads
 
 
 def svg_to_features(svg: bytes, workdir: str) -> np.ndarray:

@@ -52,13 +52,14 @@ class PrivateRedis:
             client.close()
         return self
 
-    def stop(self) -> None:
-        """Save and shut down (the data comes back with the next start())."""
+    def stop(self, save: bool = True) -> None:
+        """Shut down; with ``save`` the data comes back with the next start(), without it the
+        next start() is an empty Redis (one restarted without persistence)."""
         if self.proc is None or not self.running:
             return
         client = self.client()
         try:
-            client.shutdown(save=True)
+            client.shutdown(save=save, nosave=not save)
         except redis.exceptions.ConnectionError:
             pass
         finally:
