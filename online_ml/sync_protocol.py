@@ -42,6 +42,7 @@ from online_ml.model_store import ModelStore, dumps, loads
 log = logging.getLogger(__name__)
 
 RECENT_FEEDBACK_IDS = 100
+HEARTBEAT_SECONDS = 0.5
 
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -204,6 +205,7 @@ class Synchronizer:
         self.live = 1
         self.pending_records = 0
         self.next_at = clock() + self.interval
+        self.next_heartbeat_at = clock()
         # metrics
         self.merges = 0
         self.contributions_sent = 0
@@ -223,9 +225,19 @@ class Synchronizer:
         self.pending_records += n
 
     def due(self) -> bool:
-        if self.live > 1 and self.pending_records >= self.every_records:
-            return True
-        return self.clock() >= self.next_at
+        """A sync round is due: with others, every ``every_records`` records or ``interval``."""
+        if self.live <= 1:
+            return False  # alone, the trainer's backup interval paces the rounds
+        return self.pending_records >= self.every_records or self.clock() >= self.next_at
+
+    def look_around(self) -> None:
+        """Heartbeat and count the live learners every HEARTBEAT_SECONDS (cheap: one round trip),
+        so a learner notices the others within that, not a backup interval later."""
+        now = self.clock()
+        if now < self.next_heartbeat_at:
+            return
+        self.next_heartbeat_at = now + HEARTBEAT_SECONDS
+        self.live = max(1, len(self.remote.heartbeat(self.id, time.time())))
 
     @property
     def is_publisher(self) -> bool:

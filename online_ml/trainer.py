@@ -254,7 +254,7 @@ class Trainer:
             outputs.append(prediction)
             self._score(predicted == record.actual_y, outputs)
         self.last_train_us = int((time.perf_counter() - started) * 1e6)
-        if self._thread is None or self.sync.due():
+        if self._thread is None or self.sync.due() or self.sync.live > 1:
             self.maybe_backup()
         return outputs, record.actual_y, predicted
 
@@ -366,7 +366,11 @@ class Trainer:
         so a Redis outage does not stop training.
         """
         now = self.clock()
-        sync_due = self.sync.live > 1 and self.sync.due()
+        try:
+            self.sync.look_around()
+        except Exception as exc:  # Redis down: the backup below fails and counts it
+            log.debug("heartbeat failed: %s", exc)
+        sync_due = self.sync.due()
         if not sync_due and (not self._dirty or (not force and now < self._next_backup_at)):
             return False
         if not (self._backup_lock.acquire(timeout=10) if force

@@ -84,10 +84,12 @@ def test_two_learners_one_model(settings, redis_client, kafka_service, flink_ser
         assert history == sorted(history) and len(history) >= 2
         X, y = load_digits(return_X_y=True)
         accuracy = (store.load().model.predict(X) == y).mean()
-        # measured: 0.844 at parallelism 2 after these 900 records, 0.928 for one learner on
-        # the same stream (averaging halves each record's step early on: README "Parallel
-        # learners"); the margin below 0.844 is for the producer's random partitioning
-        assert accuracy > 0.80, accuracy
+        print(f"parallelism 2, {N_RECORDS} records: served model accuracy on digits {accuracy:.3f},"
+              f" {meta['version']} versions")
+        # measured: 0.930 at parallelism 2 after these 900 records, 0.928 for one learner on the
+        # same stream; two learners that never merged score ~0.84 here. The margin is for the
+        # producer's random partitioning and the timing of the merges
+        assert accuracy > 0.88, accuracy
     finally:
         if job_id:
             subprocess.run(["flink", "cancel", "-m", settings.flink_rest_url.split("://", 1)[-1],
