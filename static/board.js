@@ -12,6 +12,7 @@
   var probabilities = document.getElementById("probabilities");
   var modelVersion = document.getElementById("model-version");
   var samplesSeen = document.getElementById("samples-seen");
+  var modelLearners = document.getElementById("model-learners");
   var modelAge = document.getElementById("model-age");
   var modelAccuracy = document.getElementById("model-accuracy");
   var modelRolling = document.getElementById("model-rolling");
@@ -177,6 +178,9 @@
     var dash = function (v) { return v === null || v === undefined ? "–" : String(v); };
     modelVersion.textContent = dash(info.version);
     samplesSeen.textContent = dash(info.samples_seen);
+    // parallel learners (README "Parallel learners"): how many were merged into this model
+    modelLearners.textContent = info.learners
+      ? info.learners + (info.learners === 1 ? " learner" : " learners") : "–";
     modelAccuracy.textContent = percent(info.accuracy);
     modelRolling.textContent = percent(info.rolling_accuracy);
     if (info.rolling_window) rollingWindow.textContent = String(info.rolling_window);
@@ -240,7 +244,8 @@
         showModel({
           version: answer.model_version, samples_seen: answer.samples_seen,
           accuracy: answer.accuracy, rolling_accuracy: answer.rolling_accuracy,
-          rolling_window: answer.rolling_window, age_seconds: answer.age_seconds
+          rolling_window: answer.rolling_window, age_seconds: answer.age_seconds,
+          learners: answer.learners
         });
         showMessage(answer.stale ? "Redis is unreachable: answered with the last model loaded."
           : "", answer.stale ? "warn" : "");
@@ -368,7 +373,7 @@
           showModel({
             version: m.version, samples_seen: m.samples_seen, accuracy: m.accuracy,
             rolling_accuracy: m.rolling_accuracy, rolling_window: m.rolling_window,
-            age_seconds: info.age_seconds
+            age_seconds: info.age_seconds, learners: m.learners
           });
         } else if (info && info.message && !result.textContent) {
           showMessage(info.message, "warn");

@@ -27,7 +27,8 @@ def model_summary(meta: dict | None) -> dict[str, Any]:
     if not meta:
         return {}
     out = {k: meta.get(k) for k in ("samples_seen", "accuracy", "rolling_accuracy",
-                                     "rolling_window", "saved_at", "feedback_seen")
+                                     "rolling_window", "saved_at", "feedback_seen",
+                                     "learners", "contributors")
            if meta.get(k) is not None}
     saved_at = meta.get("saved_at")
     if isinstance(saved_at, (int, float)):
