@@ -2,7 +2,8 @@
 
 A service that was already running (e.g. after `make up`) is used and left running; one the test
 session started is stopped at the end. Tests use Redis db 1 (flushed per test) and their own Kafka
-topics and model keys, so they never touch the demo's data in db 0.
+topics and model keys, so they never touch the demo's data in db 0. The helpers the fixtures and
+tests use live in ``online_ml.harness`` (shared with bench/).
 
 The whole suite runs against another stack instance through the stack's own variables, e.g.::
 
@@ -13,66 +14,24 @@ The whole suite runs against another stack instance through the stack's own vari
 """
 from __future__ import annotations
 
-import json
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from online_ml.config import Settings  # noqa: E402
+from online_ml.config import Settings
+from online_ml.harness.flink import FlinkJobs
+from online_ml.harness.kafka import Topics
+from online_ml.harness.paths import VENV_BIN, instance_environment
+from online_ml.harness.stack import Stack
 
 TEST_REDIS_DB = 1
-PY = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else sys.executable
-STATE = Path(os.environ.get("ONLINE_ML_STATE") or ROOT / ".state")
-RUN = STATE / "run"
-# another stack instance: its REST address, and its configuration for the `flink` CLI
-if os.environ.get("FLINK_REST_PORT") and not os.environ.get("FLINK_REST_URL"):
-    os.environ["FLINK_REST_URL"] = f"http://localhost:{os.environ['FLINK_REST_PORT']}"
-if os.environ.get("ONLINE_ML_STATE"):
-    os.environ.setdefault("FLINK_CONF_DIR", str(STATE / "flink" / "conf"))
-    os.environ.setdefault("FLINK_LOG_DIR", str(STATE / "logs" / "flink"))
-
-
-def _pid_alive(name: str) -> bool:
-    f = RUN / f"{name}.pid"
-    try:
-        os.kill(int(f.read_text()), 0)
-        return True
-    except (OSError, ValueError):
-        return False
-
-
-_PIDS = {"redis": ["redis"], "kafka": ["kafka"], "flink": ["flink-jobmanager", "flink-taskmanager"]}
-
-
-class Stack:
-    """Starts services on demand, remembers which ones this session started."""
-
-    def __init__(self):
-        self.started: list[str] = []
-
-    def up(self, service: str) -> None:
-        if not all(_pid_alive(n) for n in _PIDS[service]) and service not in self.started:
-            self.started.append(service)  # ours to stop; one already running is left alone
-        subprocess.run(["bash", str(ROOT / "stack" / "up.sh"), service], check=True, cwd=ROOT)
-
-    def down(self) -> None:
-        names = [n for s in reversed(self.started) for n in reversed(_PIDS[s])]
-        if names:
-            subprocess.run(["bash", str(ROOT / "stack" / "down.sh"), *names], check=False, cwd=ROOT)
+os.environ.update(instance_environment())  # another stack instance: its REST URL, its CLI conf
 
 
 @pytest.fixture(scope="session")
-def stack():
+def stack() -> Iterator[Stack]:
     s = Stack()
     yield s
     s.down()
@@ -108,21 +67,12 @@ def redis_client(settings):
 
 
 @pytest.fixture
-def unique_topics(kafka_service):
+def unique_topics(kafka_service) -> Iterator[dict[str, str]]:
     """Fresh source, sink, dead-letter and alert topics for one test (deleted afterwards)."""
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-
     suffix = uuid.uuid4().hex[:8]
-    names = {"source": f"test_src_{suffix}", "sink": f"test_sink_{suffix}",
-             "dead": f"test_dead_{suffix}", "alerts": f"test_alerts_{suffix}"}
-    admin = KafkaAdminClient(bootstrap_servers=Settings.from_env().kafka_bootstrap_servers)
-    admin.create_topics([NewTopic(n, 1, 1) for n in names.values()])
-    yield names
-    try:
-        admin.delete_topics(list(names.values()))
-    finally:
-        admin.close()
+    with Topics(Settings.from_env()) as topics:
+        yield {role: topics.create(f"test_{short}_{suffix}") for role, short in
+               (("source", "src"), ("sink", "sink"), ("dead", "dead"), ("alerts", "alerts"))}
 
 
 @pytest.fixture
@@ -135,50 +85,12 @@ def job_env(settings, unique_topics, flink_service) -> dict:
                 KAFKA_GROUP_ID=f"group_{unique_topics['source']}",
                 MODEL_KEY=settings.model_key, REDIS_DB=str(settings.redis_db),
                 BACKUP_INTERVAL_SECONDS="10",
-                PATH=f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}")
+                PATH=f"{VENV_BIN}:{os.environ['PATH']}")
 
 
-def submit_job(env: dict) -> str:
-    """Submit stream.py with the flink CLI, exactly as a user does; return the job id."""
-    from urllib.parse import urlparse
-
-    address = urlparse(Settings.from_env(env).flink_rest_url).netloc  # localhost:8081
-    out = subprocess.run(["flink", "run", "-m", address, "-d", "-py", "stream.py"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
-    assert out.returncode == 0, f"flink run failed:\n{out.stdout}\n{out.stderr}"
-    job_id = out.stdout.strip().split()[-1]
-    assert len(job_id) == 32, out.stdout
-    return job_id
-
-
-def cancel_job(flink, job_id: str) -> None:
-    flink.cancel(job_id)
-    wait_for(lambda: flink.state(job_id) == "CANCELED", 30, "the job to cancel")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
-    """Poll ``predicate`` until it returns a truthy value; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last_exc = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:  # the thing may not be up yet
-            last_exc = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}"
-                         + (f" (last error: {last_exc})" if last_exc else ""))
-
-
-def http_json(url: str, method: str = "GET", data: bytes | None = None, timeout: float = 5):
-    req = urllib.request.Request(url, data=data, method=method)
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return json.loads(r.read() or b"null")
+@pytest.fixture
+def flink(settings, flink_service) -> Iterator[FlinkJobs]:
+    """The cluster's REST API, and `flink run` as a user types it; every job submitted through
+    it is cancelled when the test ends, whatever happened."""
+    with FlinkJobs(settings.flink_rest_url) as jobs:
+        yield jobs

@@ -9,7 +9,8 @@ import json
 import subprocess
 
 import pytest
-from conftest import PY, ROOT
+
+from online_ml.harness.paths import PY, ROOT
 
 pytestmark = pytest.mark.integration
 

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
 import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import PY, ROOT, free_port, http_json, wait_for
+
+from online_ml.harness.paths import LOGS, STATE
+from online_ml.harness.processes import Server
+from online_ml.harness.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +29,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync",
                  "--disable-quic"]
-SCREENSHOT = Path(os.environ.get("ONLINE_ML_STATE", ROOT / ".state")) / "screenshots" / "board.png"
+SCREENSHOT = STATE / "screenshots" / "board.png"
 FEEDBACK_LABEL = 7
 BACKUPS = 18  # 1797 digits, 100 per backup
 
@@ -66,27 +67,13 @@ def stored_model(redis_client, settings, monkeypatch):
 
 @pytest.fixture
 def server(settings, stored_model, unique_topics):
-    port = free_port()
-    env = dict(os.environ, REDIS_DB=str(settings.redis_db), MODEL_KEY=settings.model_key,
+    """``python model_server.py --port N`` as a user starts it; ready once it serves the model."""
+    env = dict(REDIS_DB=str(settings.redis_db), MODEL_KEY=settings.model_key,
                SOURCE_TOPIC=unique_topics["source"], PYTHONUNBUFFERED="1")
-    log_path = Path(os.environ.get("ONLINE_ML_STATE", ROOT / ".state")) / "logs" / \
-        f"test_browser_server_{port}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([PY, str(ROOT / "model_server.py"), "--port", str(port)],
-                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: proc.poll() is None and http_json(base + "/api/model")["model"],
-                 timeout=30, what=f"model_server.py on port {port} (log: {log_path})")
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with Server(script="model_server.py", env=env, name="test_browser_server", log_dir=LOGS,
+                keep_log=True) as server:
+        server.wait_ready("/api/model", timeout=30, until=lambda answer: answer["model"])
+        yield server.url
 
 
 def _seven(box) -> list[list[tuple[float, float]]]:

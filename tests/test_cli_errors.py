@@ -5,7 +5,8 @@ import os
 import subprocess
 
 import pytest
-from conftest import PY, ROOT
+
+from online_ml.harness.paths import PY, ROOT
 
 PROGRAMS = [["model_server.py"], ["kafka_producer.py", "--count", "1"], ["redis_clear.py"],
             ["stream.py"]]

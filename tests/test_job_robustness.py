@@ -4,50 +4,27 @@ then a recovery record, and Redis can go away and come back under a running job.
 from __future__ import annotations
 
 import collections
-import json
 import subprocess
-import time
 
 import pytest
-from conftest import PY, ROOT, cancel_job, submit_job, wait_for
-from flink_rest import FlinkRest
-from kafka import KafkaConsumer, KafkaProducer
-from redis_server import PrivateRedis
-from test_trainer import BAD, GOOD, shifted
 
 from online_ml.config import Settings
+from online_ml.flink_rest import FlinkRest
+from online_ml.harness.kafka import consume_json, produce, producer_command
+from online_ml.harness.processes import stop_process
+from online_ml.harness.records import BAD, good_records, shifted
+from online_ml.harness.redis_server import PrivateRedis
+from online_ml.harness.waiting import wait_for
 from online_ml.model_store import ModelStore
 
 pytestmark = pytest.mark.integration
 
 BOOTSTRAP = Settings.from_env().kafka_bootstrap_servers
-
-
-def produce(topic: str, values) -> None:
-    producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=20)
-    for v in values:
-        if v is None:  # a tombstone (kafka-python needs a key for it)
-            producer.send(topic, key=b"tombstone", value=None)
-        else:
-            producer.send(topic, v.encode() if isinstance(v, str) else v)
-    producer.flush()
-    producer.close()
+GOOD = list(good_records())
 
 
 def read(topic: str, expected: int, timeout: float) -> list[dict]:
-    """Every record of ``topic``, once ``expected`` of them arrived (or at the deadline)."""
-    consumer = KafkaConsumer(topic, bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest",
-                             consumer_timeout_ms=1000)
-    out: list[dict] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(out) < expected and time.monotonic() < deadline:
-            out += [json.loads(m.value) for m in consumer]
-        # anything beyond what was expected is a bug too: give it a moment to show up
-        out += [json.loads(m.value) for m in consumer]
-    finally:
-        consumer.close()
-    return out
+    return consume_json(BOOTSTRAP, topic, expected, timeout)
 
 
 # failures of the cluster itself (a TaskManager that died, was killed or is restarting), not of
@@ -58,14 +35,13 @@ INFRASTRUCTURE = ("TaskExecutor is shutting down", "NoResourceAvailableException
 
 def job_failures(flink: FlinkRest, job_id: str) -> list[str]:
     """The job's own failures (its exception history, minus the cluster's), as short texts."""
-    entries = flink._get(f"/jobs/{job_id}/exceptions").get("exceptionHistory", {}).get("entries")
-    return [e["stacktrace"][:2000] for e in entries or ()
+    return [e["stacktrace"][:2000] for e in flink.exception_history(job_id)
             if not any(marker in e["stacktrace"] for marker in INFRASTRUCTURE)]
 
 
 @pytest.mark.parametrize("mode", ["row", "batch"])
 def test_bad_records_are_dead_lettered_and_accuracy_alerts_fire(mode, job_env, settings,
-                                                                redis_client):
+                                                                redis_client, flink):
     bad = list(BAD)  # one of each kind, a tombstone and bytes that are not UTF-8 included
     # 600 good records with the bad ones in between (warm-up), 100 with wrong labels (the
     # accuracy over the last 50 falls below 0.5: one alert), 500 good ones again (it recovers)
@@ -79,10 +55,9 @@ def test_bad_records_are_dead_lettered_and_accuracy_alerts_fire(mode, job_env, s
     n_good = 1200
     env = dict(job_env, UDF_MODE=mode, ALERT_WINDOW="50", ALERT_WARMUP="300",
                ALERT_THRESHOLD="0.5", ALERT_HYSTERESIS="0.1")
-    produce(env["SOURCE_TOPIC"], stream)
+    produce(BOOTSTRAP, env["SOURCE_TOPIC"], stream)
 
-    flink = FlinkRest(settings.flink_rest_url)
-    job_id = submit_job(env)
+    job_id = flink.submit("stream.py", env)
     try:
         wait_for(lambda: flink.state(job_id) == "RUNNING", 60, "the job to be RUNNING")
         predictions = read(env["SINK_TOPIC"], n_good, 90)
@@ -101,7 +76,12 @@ def test_bad_records_are_dead_lettered_and_accuracy_alerts_fire(mode, job_env, s
         alerts = read(env["ALERT_TOPIC"], 2, 30)
         assert [a["kind"] for a in alerts] == ["accuracy_drop", "recovered"], alerts
         drop, up = alerts
-        assert drop["rolling_accuracy"] < 0.5 <= 0.6 <= up["rolling_accuracy"]
+        # the job's ALERT_* settings at work: over a window of 50 the rolling accuracy moves in
+        # steps of 1/50, so the alarm fires at the first record below the threshold (24 of the
+        # last 50 right) and clears only at threshold + hysteresis (30 of 50), not at 0.5
+        assert drop["threshold"] == 0.5 and drop["window"] == 50
+        assert drop["rolling_accuracy"] == pytest.approx(24 / 50)
+        assert up["rolling_accuracy"] == pytest.approx(30 / 50)
         assert 600 < drop["samples_seen"] <= 700 < up["samples_seen"]
 
         metrics = wait_for(
@@ -113,7 +93,7 @@ def test_bad_records_are_dead_lettered_and_accuracy_alerts_fire(mode, job_env, s
         failures = job_failures(flink, job_id)
         assert not failures, f"the job failed {len(failures)} time(s), first:\n{failures[0]}"
     finally:
-        cancel_job(flink, job_id)
+        flink.cancel_and_wait(job_id)  # the UDF's close() writes its last backup
     # the counts per reason are part of the stored model's metadata
     meta = ModelStore(redis_client, settings.model_key).load_meta()
     assert meta["records_rejected"] == len(bad)
@@ -121,18 +101,15 @@ def test_bad_records_are_dead_lettered_and_accuracy_alerts_fire(mode, job_env, s
 
 
 @pytest.mark.parametrize("mode", ["row", "batch"])
-def test_redis_stopped_and_restarted_under_a_running_job(mode, job_env, settings):
+def test_redis_stopped_and_restarted_under_a_running_job(mode, job_env, settings, flink):
     redis = PrivateRedis().start()
     env = dict(job_env, UDF_MODE=mode, REDIS_PORT=str(redis.port),
                REDIS_PASSWORD=redis.password, REDIS_DB="1", BACKUP_INTERVAL_SECONDS="2")
     store = ModelStore(redis.client(), settings.model_key)
-    flink = FlinkRest(settings.flink_rest_url)
-    producer = subprocess.Popen(
-        [PY, "kafka_producer.py", "--rate", "50", "--topic", env["SOURCE_TOPIC"], "--quiet"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    job_id = None
+    producer = subprocess.Popen(producer_command(settings, env["SOURCE_TOPIC"], rate=50), env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        job_id = submit_job(env)
+        job_id = flink.submit("stream.py", env)
         wait_for(lambda: flink.state(job_id) == "RUNNING", 60, "the job to be RUNNING")
         wait_for(store.load_meta, 60, "a first model backup in the private Redis")
 
@@ -156,8 +133,6 @@ def test_redis_stopped_and_restarted_under_a_running_job(mode, job_env, settings
         failures = job_failures(flink, job_id)
         assert not failures, f"the job failed {len(failures)} time(s), first:\n{failures[0]}"
     finally:
-        producer.terminate()
-        producer.wait(10)
-        if job_id is not None:
-            cancel_job(flink, job_id)
+        stop_process(producer)
+        flink.cancel_submitted()
         redis.close()

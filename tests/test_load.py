@@ -4,26 +4,28 @@ the server's memory does not keep growing. Then the server is killed under load 
 """
 from __future__ import annotations
 
-import base64
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
-import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import PY, ROOT, cancel_job, submit_job, wait_for
-from flink_rest import FlinkRest
 
+from online_ml.harness.drawings import (
+    BILLION_LAUGHS,
+    EMPTY_BOARD,
+    drawings,
+    form_body,
+    svg_data_url,
+)
+from online_ml.harness.http_load import load
+from online_ml.harness.kafka import producer_command
+from online_ml.harness.processes import Server
+from online_ml.harness.waiting import wait_for
 from online_ml.model_store import ModelStore
-
-sys.path.insert(0, str(ROOT / "bench"))
-from common import Server
-from serving import drawings, load
 
 pytestmark = pytest.mark.integration
 
@@ -32,14 +34,9 @@ CLIENTS = 32
 
 
 def bad_bodies() -> list[bytes]:
-    bomb = ('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 '
-            '"&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]><svg>&lol2;</svg>')
-    empty = '<svg xmlns="http://www.w3.org/2000/svg" width="300" height="150"></svg>'
-    urls = ["data:image/svg+xml;base64,!!!not base64!!!",
-            "data:image/svg+xml;base64," + base64.b64encode(bomb.encode()).decode(),
-            "data:image/svg+xml;base64," + base64.b64encode(empty.encode()).decode(),
-            "data:text/plain;base64," + base64.b64encode(b"hello").decode()]
-    return [urllib.parse.urlencode({"imgStr": u}).encode() for u in urls]
+    urls = ["data:image/svg+xml;base64,!!!not base64!!!", svg_data_url(BILLION_LAUGHS),
+            svg_data_url(EMPTY_BOARD), svg_data_url("hello", prefix="data:text/plain;base64,")]
+    return [form_body(u) for u in urls]
 
 
 def served(url: str) -> float:
@@ -58,13 +55,12 @@ def rss_kib(pid: int) -> int:
 
 
 @pytest.fixture
-def training_job(job_env, settings, unique_topics, redis_client):
+def training_job(job_env, settings, unique_topics, redis_client, flink):
     """A batch-mode job with 1 s backups, fed 200 records/s for the whole test."""
     env = dict(job_env, BACKUP_INTERVAL_SECONDS="1", UDF_MODE="batch")
-    producer = subprocess.Popen([PY, "kafka_producer.py", "--rate", "200", "--quiet",
-                                 "--topic", unique_topics["source"]], cwd=ROOT, env=env)
-    flink = FlinkRest(settings.flink_rest_url)
-    job_id = submit_job(env)
+    producer = subprocess.Popen(producer_command(settings, unique_topics["source"], rate=200),
+                                env=env)
+    flink.submit("stream.py", env)
     try:
         store = ModelStore(redis_client, settings.model_key)
         wait_for(lambda: store.current_version() >= 2, 90, "the job's first model versions")
@@ -72,7 +68,6 @@ def training_job(job_env, settings, unique_topics, redis_client):
     finally:
         producer.send_signal(signal.SIGINT)
         producer.wait(30)
-        cancel_job(flink, job_id)
 
 
 def test_predict_under_load_while_the_model_changes(training_job):

@@ -11,10 +11,10 @@ import zipfile
 
 import pytest
 import skops.io as sio
-from conftest import wait_for
 from sklearn.linear_model import SGDClassifier
 
 from online_ml import model_store
+from online_ml.harness.waiting import wait_for
 from online_ml.model_store import ModelFormatError, ModelStore, dumps, loads
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from online_ml.harness.paths import ROOT
+
 SKIP_DIRS = {".venv", ".state", ".git", "node_modules", "__pycache__", ".pytest_cache", "vendor"}
 
 # calls that deserialise with pickle (or a pickle-based format), by their full dotted name

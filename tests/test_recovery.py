@@ -13,25 +13,26 @@ import json
 import os
 import re
 import signal
-import subprocess
 import threading
 import time
 import uuid
 from datetime import datetime
 
 import pytest
-from conftest import ROOT, STATE, submit_job, wait_for
-from flink_rest import FlinkRest
 from kafka import KafkaConsumer, KafkaProducer
 
+from online_ml.flink_rest import FlinkRest
+from online_ml.harness.flink import FlinkJobs
+from online_ml.harness.paths import LOGS, RUN
+from online_ml.harness.stack import alive, stack_script
+from online_ml.harness.waiting import wait_for
 from online_ml.model_store import ModelStore
 from online_ml.producer import load_dataset
 from online_ml.schema import encode_record
 
 pytestmark = pytest.mark.integration
 
-RUN = STATE / "run"
-FLINK_LOGS = STATE / "logs" / "flink"
+FLINK_LOGS = LOGS / "flink"
 RECOVERY_DEADLINE = 90  # s from the fault to the job running again (measured: see README)
 TRACEBACK = "Traceback (most recent call last)"
 LOG_TS = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})")
@@ -169,23 +170,8 @@ class ModelWatcher(threading.Thread):
             assert s1 >= s0, f"samples_seen went back from {s0} to {s1} (v{v0} -> v{v1}): {self.seen}"
 
 
-def stack_script(script: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(ROOT / "stack" / script), *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=240)
-
-
-def all_running(flink: FlinkRest, job_id: str) -> bool:
-    job = flink.job(job_id)
-    return job["state"] == "RUNNING" and all(v["status"] == "RUNNING" for v in job["vertices"])
-
-
 def failures(flink: FlinkRest, job_id: str) -> int:
-    history = flink._get(f"/jobs/{job_id}/exceptions").get("exceptionHistory", {})
-    return len(history.get("entries", []))
-
-
-def completed_checkpoints(flink: FlinkRest, job_id: str) -> int:
-    return int(flink._get(f"/jobs/{job_id}/checkpoints")["counts"]["completed"])
+    return len(flink.exception_history(job_id))
 
 
 def sample_count(flink: FlinkRest, job_id: str) -> int | None:
@@ -217,36 +203,42 @@ def python_tracebacks_since(start: datetime) -> list[str]:
 
 
 def supervised_taskmanager_pid() -> int:
+    """The TaskManager JVM's pid, from the supervisor's child pid file. Without it the test
+    cannot kill the TaskManager, and the fault it exists for would go untested: fail, saying
+    why, rather than skip."""
     child = RUN / "flink-taskmanager.child.pid"
-    if not child.exists():
-        pytest.skip("the TaskManager is not supervised (stack started by an older stack/up.sh): "
-                    "restart the stack with `make down && make up`")
-    return int(child.read_text())
+    pid = int(child.read_text()) if child.exists() else None
+    assert pid is not None and alive(pid), (
+        f"{child} is missing or names no live process, so the TaskManager is not supervised "
+        f"(a stack started by an older stack/up.sh?): restart the stack with "
+        f"`make down && make up`")
+    return pid
 
 
-def cleanup(flink: FlinkRest, job_id: str | None, *threads) -> None:
+def stream_threads(settings, topics: dict, store: ModelStore, **producer_options):
+    """The producer, the sink reader and the model watcher of one test (not started yet)."""
+    return (AckedProducer(settings.kafka_bootstrap_servers, topics["source"], **producer_options),
+            SinkReader(settings.kafka_bootstrap_servers, topics["sink"]), ModelWatcher(store))
+
+
+def start(flink: FlinkJobs, env: dict, *threads: threading.Thread) -> str:
+    """Start the threads, submit the job and wait until it runs; returns its id."""
+    for t in threads:
+        t.start()
+    job_id = flink.submit("stream.py", env)
+    wait_for(lambda: flink.fully_running(job_id), 60, "the job to be RUNNING")
+    return job_id
+
+
+def cleanup(flink: FlinkJobs, *threads) -> None:
     """Cancel the job first (a leftover job would load the cluster for the next tests), then stop
     the helper threads; never raise, so the restart of the services after it always runs."""
-    if job_id is not None:
-        try:
-            flink.cancel(job_id)
-            wait_for(lambda: flink.state(job_id) in ("CANCELED", "FAILED", "FINISHED"), 60,
-                     "the job to cancel")
-        except Exception as exc:
-            print(f"could not cancel job {job_id}: {exc}")
+    flink.cancel_submitted()
     for t in threads:
         try:
             t.stop()
         except Exception as exc:
             print(f"could not stop {t}: {exc}")
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except OSError:
-        return False
 
 
 @pytest.fixture
@@ -255,30 +247,22 @@ def recovery_env(job_env, redis_client):
 
 
 # -- the faults ------------------------------------------------------------------------------------
-def test_taskmanager_killed_mid_stream(recovery_env, settings, unique_topics, redis_client):
+def test_taskmanager_killed_mid_stream(recovery_env, settings, unique_topics, redis_client,
+                                      flink):
     """kill -9 of the TaskManager JVM: the supervisor starts a new one, Flink restarts the job from
     its last checkpoint, the UDF reloads the newest backup and counts on from it."""
-    flink = FlinkRest(settings.flink_rest_url)
     store = ModelStore(redis_client, settings.model_key)
     test_start = datetime.now().replace(microsecond=0)
-    producer = AckedProducer(settings.kafka_bootstrap_servers, unique_topics["source"],
-                             rate=10, burst=1500)
-    sink = SinkReader(settings.kafka_bootstrap_servers, unique_topics["sink"])
-    watcher = ModelWatcher(store)
-    job_id = None
+    producer, sink, watcher = stream_threads(settings, unique_topics, store, rate=10, burst=1500)
     try:
         old_tm = supervised_taskmanager_pid()
-        producer.start()
-        sink.start()
-        watcher.start()
-        job_id = submit_job(recovery_env)
-        wait_for(lambda: all_running(flink, job_id), 60, "the job to be RUNNING")
+        job_id = start(flink, recovery_env, producer, sink, watcher)
         # the burst is trained on and backed up, and a checkpoint covers it: a restart then
         # replays only what came after, so a count from zero would be far below the backup's
         wait_for(lambda: len(sink.seen()) >= 1500, 90, "predictions for the first 1500 records")
-        cp = completed_checkpoints(flink, job_id)
+        cp = flink.completed_checkpoints(job_id)
         wait_for(lambda: watcher.latest()[1] >= 1500, 30, "a backup with >= 1500 samples")
-        wait_for(lambda: completed_checkpoints(flink, job_id) > cp, 30, "a checkpoint after them")
+        wait_for(lambda: flink.completed_checkpoints(job_id) > cp, 30, "a checkpoint after them")
         stale_count = wait_for(lambda: sample_count(flink, job_id), 30, "sample_count")
         backup_at_kill = watcher.latest()[1]
         failures_before = failures(flink, job_id)
@@ -291,7 +275,7 @@ def test_taskmanager_killed_mid_stream(recovery_env, settings, unique_topics, re
                           and alive(p) and p, 60, "the supervisor to start a new TaskManager")
         wait_for(lambda: failures(flink, job_id) > failures_before, RECOVERY_DEADLINE,
                  "Flink to notice the lost TaskManager")
-        wait_for(lambda: all_running(flink, job_id), RECOVERY_DEADLINE, "the job to run again")
+        wait_for(lambda: flink.fully_running(job_id), RECOVERY_DEADLINE, "the job to run again")
         running_after = time.monotonic() - killed_at
         wait_for(lambda: len(sink.seen()) > in_sink_at_kill, RECOVERY_DEADLINE,
                  "predictions after the restart")
@@ -328,26 +312,19 @@ def test_taskmanager_killed_mid_stream(recovery_env, settings, unique_topics, re
         tm_out = (FLINK_LOGS / "taskmanager.out").read_text(errors="replace")
         assert "died unexpectedly (killed by signal KILL)" in tm_out
     finally:
-        cleanup(flink, job_id, producer, sink, watcher)
+        cleanup(flink, producer, sink, watcher)
         stack_script("up.sh", "flink")  # healthy again for the next tests
 
 
-def test_kafka_broker_restarted_under_job(recovery_env, settings, unique_topics, redis_client):
+def test_kafka_broker_restarted_under_job(recovery_env, settings, unique_topics, redis_client,
+                                          flink):
     """The broker stopped (stack/down.sh kafka) and started again (stack/up.sh kafka) while the
     producer writes and the job trains: nothing acknowledged is lost, predictions resume."""
-    flink = FlinkRest(settings.flink_rest_url)
     store = ModelStore(redis_client, settings.model_key)
     test_start = datetime.now().replace(microsecond=0)
-    producer = AckedProducer(settings.kafka_bootstrap_servers, unique_topics["source"], rate=20)
-    sink = SinkReader(settings.kafka_bootstrap_servers, unique_topics["sink"])
-    watcher = ModelWatcher(store)
-    job_id = None
+    producer, sink, watcher = stream_threads(settings, unique_topics, store, rate=20)
     try:
-        producer.start()
-        sink.start()
-        watcher.start()
-        job_id = submit_job(recovery_env)
-        wait_for(lambda: all_running(flink, job_id), 60, "the job to be RUNNING")
+        job_id = start(flink, recovery_env, producer, sink, watcher)
         wait_for(lambda: len(sink.seen()) >= 100, 90, "the first predictions")
         wait_for(lambda: watcher.latest()[0] >= 1, 30, "a first backup")
 
@@ -365,7 +342,7 @@ def test_kafka_broker_restarted_under_job(recovery_env, settings, unique_topics,
         in_sink = len(sink.seen())
         wait_for(lambda: len(sink.seen()) > in_sink, RECOVERY_DEADLINE, "predictions after the restart")
         first_prediction_after = time.monotonic() - broker_back
-        wait_for(lambda: all_running(flink, job_id), RECOVERY_DEADLINE, "the job to be RUNNING")
+        wait_for(lambda: flink.fully_running(job_id), RECOVERY_DEADLINE, "the job to be RUNNING")
         print(f"\nKafka stopped in {stop_took:.1f} s, down for {broker_back - t0:.1f} s, started in "
               f"{broker_back - t1:.1f} s; first new prediction {first_prediction_after:.1f} s after "
               f"the broker was back; job failovers: {failures(flink, job_id)}")
@@ -382,4 +359,4 @@ def test_kafka_broker_restarted_under_job(recovery_env, settings, unique_topics,
         assert python_tracebacks_since(test_start) == []
     finally:
         stack_script("up.sh", "kafka")  # healthy again, for the cancel and for the next tests
-        cleanup(flink, job_id, producer, sink, watcher)
+        cleanup(flink, producer, sink, watcher)

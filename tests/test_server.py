@@ -6,13 +6,8 @@ it, because the shared one must stay up.
 """
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
-import math
-import shutil
-import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -23,7 +18,13 @@ import redis
 from sklearn.datasets import load_digits
 from sklearn.linear_model import SGDClassifier
 
+from online_ml.config import Settings
 from online_ml.features import MAX_INPUT_CHARS
+from online_ml.harness.drawings import BILLION_LAUGHS, EMPTY_BOARD, digit_rects_svg, svg_data_url
+from online_ml.harness.kafka import consume_json
+from online_ml.harness.net import free_port
+from online_ml.harness.redis_server import PrivateRedis
+from online_ml.harness.waiting import wait_for
 from online_ml.model_store import ModelStore
 from online_ml.server import DEFAULT_MAX_CONTENT_LENGTH, NO_MODEL_MESSAGE, create_app, history_points
 
@@ -33,37 +34,11 @@ pytestmark = pytest.mark.integration  # a real Redis (tests/conftest.py starts i
 # -- helpers ----------------------------------------------------------------------------------------
 def digit_data_url(img8: np.ndarray) -> str:
     """A digits image drawn as an SVG the way a board would send it (one square per block)."""
-    rects = []
-    for r in range(8):
-        for c in range(8):
-            v = img8[r, c]
-            if v > 0:
-                side = 12 * math.sqrt(v / 16)
-                x, y = 100 + c * 12 + (12 - side) / 2, 20 + r * 12 + (12 - side) / 2
-                rects.append(f'<rect x="{x:.2f}" y="{y:.2f}" width="{side:.2f}" '
-                             f'height="{side:.2f}" fill="#000"/>')
-    svg = ('<svg xmlns="http://www.w3.org/2000/svg" width="300" height="150">'
-           + "".join(rects) + "</svg>")
-    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
-
-
-def svg_data_url(svg: str) -> str:
-    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+    return svg_data_url(digit_rects_svg(img8))
 
 
 def wait_until(condition, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return wait_for(condition, timeout, what, interval=0.05)
 
 
 def trained_model(loss: str = "log_loss", seed: int = 0) -> SGDClassifier:
@@ -113,46 +88,16 @@ def client(app):
     return app.test_client()
 
 
-class SpareRedis:
-    """A redis-server of our own (no persistence) that a test may stop and start again."""
-
-    def __init__(self, binary: str):
-        self.binary = binary
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-
-    def _up(self) -> bool:
-        try:
-            return bool(redis.Redis(port=self.port, socket_connect_timeout=0.2).ping())
-        except redis.RedisError:
-            return False
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--save", "", "--appendonly", "no",
-             "--bind", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(self._up, what=f"redis-server on port {self.port}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_connect_timeout=0.3, socket_timeout=0.5)
-
-
 @pytest.fixture
 def spare_redis():
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed")
-    spare = SpareRedis(binary)
-    spare.start()
-    try:
+    """A redis-server of our own that a test may stop and start again (its clients give up
+    fast, as the server's would when Redis is away)."""
+    with PrivateRedis() as spare:
         yield spare
-    finally:
-        spare.stop()
+
+
+def spare_client(spare: PrivateRedis) -> redis.Redis:
+    return spare.client(socket_connect_timeout=0.3, socket_timeout=0.5)
 
 
 def assert_json_error(response, status: int, *words: str) -> str:
@@ -311,16 +256,10 @@ def test_an_unloadable_stored_model_is_not_served(client, store, redis_client, m
 
 
 # -- bad input ----------------------------------------------------------------------------------------
-BILLION_LAUGHS = ('<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY a "aaaaaaaaaa">'
-                  '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
-                  '<svg xmlns="http://www.w3.org/2000/svg"><desc>&b;</desc></svg>')
-
-
 @pytest.mark.parametrize("img_str, words", [
     ("data:image/svg+xml;base64,%%%%", ["base64"]),
     (svg_data_url("just some text"), ["neither an SVG nor a PNG"]),
-    (svg_data_url('<svg xmlns="http://www.w3.org/2000/svg" width="300" height="150"></svg>'),
-     ["empty drawing"]),
+    (svg_data_url(EMPTY_BOARD), ["empty drawing"]),
     (svg_data_url(BILLION_LAUGHS), ["ENTITY"]),
 ])
 def test_bad_drawings_are_400_with_a_message(client, store, model, img_str, words):
@@ -349,8 +288,8 @@ def test_errors_are_json_never_tracebacks(client):
 # -- Redis goes away ------------------------------------------------------------------------------------
 def test_redis_down_keeps_answering_with_the_last_model(make_app, settings, spare_redis, model,
                                                          digits):
-    ModelStore(spare_redis.client(), prefix=settings.model_key).save(model, {"samples_seen": 321})
-    app = make_app({"TESTING": True, "SETTINGS": settings, "REDIS_CLIENT": spare_redis.client(),
+    ModelStore(spare_client(spare_redis), prefix=settings.model_key).save(model, {"samples_seen": 321})
+    app = make_app({"TESTING": True, "SETTINGS": settings, "REDIS_CLIENT": spare_client(spare_redis),
                     "VERSION_CHECK_INTERVAL": 0, "REDIS_RETRY_INTERVAL": 0})
     client = app.test_client()
     url = digit_data_url(digits.images[2])
@@ -371,18 +310,18 @@ def test_redis_down_keeps_answering_with_the_last_model(make_app, settings, spar
 def test_redis_back_empty_then_a_new_model_with_a_reused_version(make_app, settings, spare_redis,
                                                                  model, digits):
     """A Redis restarted without persistence counts versions from 1 again: still reload."""
-    app = make_app({"TESTING": True, "SETTINGS": settings, "REDIS_CLIENT": spare_redis.client(),
+    app = make_app({"TESTING": True, "SETTINGS": settings, "REDIS_CLIENT": spare_client(spare_redis),
                     "VERSION_CHECK_INTERVAL": 0, "REDIS_RETRY_INTERVAL": 0})
     client = app.test_client()
     url = digit_data_url(digits.images[4])
-    ModelStore(spare_redis.client(), prefix=settings.model_key).save(model, {"samples_seen": 1})
+    ModelStore(spare_client(spare_redis), prefix=settings.model_key).save(model, {"samples_seen": 1})
     assert client.post("/predict", data={"imgStr": url}).get_json()["samples_seen"] == 1
 
-    spare_redis.stop()
+    spare_redis.stop(save=False)
     assert client.post("/predict", data={"imgStr": url}).get_json()["stale"] is True
     spare_redis.start()  # empty: the model is gone
     assert_json_error(client.post("/predict", data={"imgStr": url}), 503, "no model yet")
-    ModelStore(spare_redis.client(), prefix=settings.model_key).save(model, {"samples_seen": 2})
+    ModelStore(spare_client(spare_redis), prefix=settings.model_key).save(model, {"samples_seen": 2})
     again = client.post("/predict", data={"imgStr": url}).get_json()
     assert again["model_version"] == 1 and again["samples_seen"] == 2 and "stale" not in again
 
@@ -496,6 +435,7 @@ def test_healthz_reports_kafka_unreachable(make_app, redis_client, settings):
                     "KAFKA_TIMEOUT": 1, "WARM_UP": False})
     started = time.monotonic()
     health = app.test_client().get("/healthz")
+    # bounded by KAFKA_TIMEOUT (1 s), not by kafka-python's defaults: measured 1.0-1.3 s
     assert time.monotonic() - started < 5
     assert health.status_code == 503
     body = health.get_json()
@@ -512,21 +452,7 @@ def kafka_app(make_app, redis_client, settings, unique_topics):
 
 
 def read_topic(topic: str, count: int, timeout: float = 15.0) -> list[dict]:
-    from kafka import KafkaConsumer
-
-    from online_ml.config import Settings
-
-    consumer = KafkaConsumer(topic, bootstrap_servers=Settings.from_env().kafka_bootstrap_servers,
-                             auto_offset_reset="earliest", enable_auto_commit=False,
-                             group_id=None)
-    records: list[dict] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while len(records) < count and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=300).values():
-                records.extend(json.loads(m.value) for m in batch)
-    finally:
-        consumer.close()
+    records = consume_json(Settings.from_env().kafka_bootstrap_servers, topic, count, timeout)
     assert len(records) >= count, f"only {len(records)} of {count} records in {topic}"
     return records
 
@@ -594,6 +520,7 @@ def test_feedback_with_kafka_down_is_503(make_app, redis_client, settings):
     client = app.test_client()
     started = time.monotonic()
     response = client.post("/api/feedback", json={"x": [0] * 64, "label": 1})
+    # bounded by KAFKA_TIMEOUT (1 s), not by kafka-python's 60 s: measured 1.0 s
     assert time.monotonic() - started < 6
     assert_json_error(response, 503, "kafka", "unreachable", "try again")
     metrics = client.get("/metrics").get_data(as_text=True)

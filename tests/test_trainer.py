@@ -7,49 +7,24 @@ anything that stops Redis, a private redis-server started by the test. Time is a
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import uuid
 
 import pytest
-from redis_server import PrivateRedis
 
 from online_ml.config import Settings
+from online_ml.harness.records import BAD, good_records, shifted
+from online_ml.harness.redis_server import PrivateRedis
+from online_ml.harness.waiting import wait_for
 from online_ml.learner import OnlineLearner, make_model
 from online_ml.model_store import ModelStore
-from online_ml.producer import iter_records, make_message
 from online_ml.schema import REASONS
 from online_ml.side_outputs import MAX_RAW_CHARS
 from online_ml.trainer import Trainer
 
 pytestmark = pytest.mark.integration
 
-GOOD = [make_message(x, y, ts="2024-01-01 12:00:00").decode()
-        for x, y in itertools.islice(iter_records(seed=7), 1500)]
-OK_X = [0] * 64
-
-# one of each kind of bad record, with the reason it must be rejected for
-BAD = [
-    ("malformed_json", '{"ts": "2024-01-01 12:00:00", "x": [0, '),
-    ("malformed_json", b"\xff\xfe not utf-8"),
-    ("malformed_json", None),  # a Kafka tombstone
-    ("not_an_object", "[1, 2, 3]"),
-    ("not_an_object", '"just a string"'),
-    ("missing_field", json.dumps({"ts": "2024-01-01 12:00:00", "x": OK_X})),
-    ("missing_field", json.dumps({"x": OK_X, "actual_y": 1})),
-    ("bad_x_length", json.dumps({"ts": "2024-01-01 12:00:00", "x": [0] * 63, "actual_y": 1})),
-    ("bad_x_type", json.dumps({"ts": "2024-01-01 12:00:00", "x": "0" * 64, "actual_y": 1})),
-    ("bad_x_type", json.dumps({"ts": "2024-01-01 12:00:00", "x": ["0"] * 64, "actual_y": 1})),
-    ("bad_x_value", json.dumps({"ts": "2024-01-01 12:00:00", "x": [17] + [0] * 63, "actual_y": 1})),
-    ("bad_x_value", json.dumps({"ts": "2024-01-01 12:00:00", "x": [-1] + [0] * 63, "actual_y": 1})),
-    ("bad_label", json.dumps({"ts": "2024-01-01 12:00:00", "x": OK_X, "actual_y": 10})),
-    ("bad_label", json.dumps({"ts": "2024-01-01 12:00:00", "x": OK_X, "actual_y": "3"})),
-    ("bad_ts", json.dumps({"ts": "yesterday", "x": OK_X, "actual_y": 1})),
-    ("bad_ts", json.dumps({"ts": "2024-13-01 12:00:00", "x": OK_X, "actual_y": 1})),
-    ("bad_source", json.dumps({"ts": "2024-01-01 12:00:00", "x": OK_X, "actual_y": 1,
-                               "source": 5})),
-    ("bad_id", json.dumps({"ts": "2024-01-01 12:00:00", "x": OK_X, "actual_y": 1, "id": ""})),
-]
+GOOD = list(good_records())
 
 
 class FakeClock:
@@ -61,13 +36,6 @@ class FakeClock:
 
     def sleep(self, seconds: float) -> None:
         self.t += seconds
-
-
-def shifted(value: str) -> str:
-    """The same record with a wrong label: forces the prequential accuracy down."""
-    obj = json.loads(value)
-    obj["actual_y"] = (obj["actual_y"] + 1) % 10
-    return json.dumps(obj)
 
 
 def run(trainer: Trainer, values, mode: str) -> list[list[tuple[str, str]]]:
@@ -82,9 +50,8 @@ def run(trainer: Trainer, values, mode: str) -> list[list[tuple[str, str]]]:
 
 @pytest.fixture
 def private_redis():
-    server = PrivateRedis().start()
-    yield server
-    server.close()
+    with PrivateRedis() as server:
+        yield server
 
 
 def private_settings(server: PrivateRedis, **overrides) -> Settings:
@@ -311,8 +278,6 @@ def test_corrupt_stored_model_is_reported_and_replaced(blob, settings, redis_cli
 
 def test_backup_thread_survives_redis_outage(private_redis):
     """The real timer thread: failures are counted, the thread keeps going, then succeeds."""
-    from conftest import wait_for
-
     settings = private_settings(private_redis, backup_interval_seconds=0.2)
     trainer = Trainer(settings)
     trainer.start_background_backups()
