@@ -70,6 +70,9 @@ class Settings:
     # a learner learned, or every SYNC_INTERVAL_SECONDS. A learner silent for
     # LEARNER_TIMEOUT_SECONDS is dropped and its unmerged contribution expires.
     parallelism: int = 0
+    # "merge" (one model learned by all) or "off": N independent learners, each backing up its
+    # own model to the same key (only to show, in bench/scaleout.py, what goes wrong)
+    sync: str = "merge"
     source_partitions: int = 4
     sync_every_records: int = 100
     sync_interval_seconds: float = 2.0
@@ -110,6 +113,8 @@ class Settings:
             raise ValueError(f"LEARNER_PARAMS is not JSON: {exc}") from None
         if not isinstance(params, dict):
             raise ValueError("LEARNER_PARAMS must be a JSON object, e.g. '{\"alpha\": 0.001}'")
+        if settings.sync not in ("merge", "off"):
+            raise ValueError(f"SYNC must be 'merge' or 'off', got {settings.sync!r}")
         if settings.parallelism < 0 or settings.source_partitions < 1:
             raise ValueError("PARALLELISM must be >= 0 (0: Flink's default) and "
                              "SOURCE_PARTITIONS >= 1")

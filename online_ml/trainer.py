@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from online_ml.alerts import AccuracyAlarm, AlertEvent
 from online_ml.config import Settings
 from online_ml.learner import OnlineLearner, make_model, predict_chunk
-from online_ml.model_store import ModelFormatError, ModelStore, StoredModel
+from online_ml.model_store import ModelFormatError, ModelStore, StoredModel, dumps
 from online_ml.schema import BadRecord, Record, decode_record, encode_prediction
 from online_ml.side_outputs import dead_letter
 from online_ml.sync_protocol import Synchronizer, counters_as_meta, iter_counters
@@ -367,7 +367,8 @@ class Trainer:
         """
         now = self.clock()
         try:
-            self.sync.look_around()
+            if self.settings.sync != "off":
+                self.sync.look_around()
         except Exception as exc:  # Redis down: the backup below fails and counts it
             log.debug("heartbeat failed: %s", exc)
         sync_due = self.sync.due()
@@ -389,6 +390,9 @@ class Trainer:
                 self._next_backup_at = now + interval
                 return False
             self._dirty = False
+            if self.settings.sync == "off":
+                meta, snapshot = self._publish_own()
+                return self._backed_up(now, meta, snapshot)
             self.sync.tick(self)
             merged = self.sync.last_merge
             lease = self.sync.lease
@@ -409,6 +413,7 @@ class Trainer:
             meta = self.store.save_blob(merged.blob, snapshot, snapshot=snapshot,
                                         fence=(self.sync.remote.k_lease, lease))
             self._published_round = merged.round
+            return self._backed_up(now, meta, snapshot)
         except Exception as exc:
             self._dirty = True
             self.backups_failed += 1
@@ -420,6 +425,17 @@ class Trainer:
             log.error("model backup failed (%s: %s); retrying in %.0f s (%d failed in a row)",
                       type(exc).__name__, exc, delay, self._failures_in_row)
             return False
+
+    def _publish_own(self) -> tuple[dict, dict]:
+        """SYNC=off: back up this learner's own model, as each of N independent learners would
+        (the benchmarks' baseline that shows what goes wrong without merging)."""
+        with self._lock:
+            blob = dumps(self.learner.model)
+            snapshot = self.snapshot()
+        return self.store.save_blob(blob, snapshot, snapshot=snapshot), snapshot
+
+    def _backed_up(self, now: float, meta: dict, snapshot: dict) -> bool:
+        interval = self.settings.backup_interval_seconds
         if self._failures_in_row:
             log.warning("model backups work again after %d failures", self._failures_in_row)
         self.backups_succeeded += 1
@@ -442,8 +458,8 @@ class Trainer:
             # and waits until it is merged, by the publisher or, once that one has left, by
             # itself (the last one takes the lease and publishes the final model)
             try:
-                self.sync.flush(self, timeout=min(30.0, 3 * self.settings.sync_interval_seconds
-                                                  + self.settings.backup_interval_seconds))
+                self.sync.flush(self, timeout=self.sync.remote.lease_ttl_ms / 1000
+                                + 2 * self.settings.sync_interval_seconds)
             except Exception as exc:  # Redis down: what was not merged is lost, say so
                 log.error("could not hand over the last contributions: %s", exc)
             if self.sync.is_publisher:

@@ -6,10 +6,17 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 names=()
-for a in "$@"; do  # `flink` means both of its processes, TaskManager first
-  if [ "$a" = flink ]; then names+=(flink-taskmanager flink-jobmanager); else names+=("$a"); fi
+# every TaskManager we started (flink-taskmanager, flink-taskmanager-2, ...), whatever TASKMANAGERS is now
+taskmanagers=()
+for f in "$RUN"/flink-taskmanager*.pid; do
+  [ -e "$f" ] || continue
+  n=$(basename "$f" .pid); [[ "$n" == *.child ]] || taskmanagers+=("$n")
 done
-[ ${#names[@]} -gt 0 ] || names=(server producer flink-taskmanager flink-jobmanager kafka redis)
+[ ${#taskmanagers[@]} -gt 0 ] || taskmanagers=(flink-taskmanager)
+for a in "$@"; do  # `flink` means all of its processes, TaskManagers first
+  if [ "$a" = flink ]; then names+=("${taskmanagers[@]}" flink-jobmanager); else names+=("$a"); fi
+done
+[ ${#names[@]} -gt 0 ] || names=(server producer "${taskmanagers[@]}" flink-jobmanager kafka redis)
 # Cancel running jobs first: the UDF's close() then writes a last model backup to Redis.
 if [[ " ${names[*]} " == *" flink-jobmanager "* ]] && pid_alive flink-jobmanager && [ -x "$PY" ]; then
   "$PY" -m online_ml.flink_rest cancel-all --timeout 20 || true

@@ -22,6 +22,9 @@ FLINK_REST_PORT="${FLINK_REST_PORT:-8081}"
 export FLINK_REST_URL="${FLINK_REST_URL:-http://localhost:$FLINK_REST_PORT}"
 FLINK_RPC_PORT="${FLINK_RPC_PORT:-6123}"   # JobManager RPC (the TaskManager registers there)
 export SERVER_PORT="${SERVER_PORT:-8066}"
+# TaskManager processes of the local cluster, each with its own Python workers: standing in for
+# several machines when the job runs at PARALLELISM > 1 (README "Parallel learners")
+TASKMANAGERS="${TASKMANAGERS:-1}"
 
 # Versions that must match: the apache-flink wheel and the Kafka SQL connector built for it.
 # stack/check_versions.sh compares these with requirements.txt and stack/pom.xml.

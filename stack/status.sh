@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # What of ours is running. Supervised services show the supervisor's pid and the process's own.
 source "$(dirname "$0")/lib.sh"
-for n in redis kafka flink-jobmanager flink-taskmanager producer server; do
+tms=(flink-taskmanager)
+for f in "$RUN"/flink-taskmanager-*.pid; do
+  [ -e "$f" ] || continue; n=$(basename "$f" .pid); [[ "$n" == *.child ]] || tms+=("$n")
+done
+for n in redis kafka flink-jobmanager "${tms[@]}" producer server; do
   if pid_alive "$n"; then
     child=""
     if [ -f "$RUN/$n.child.pid" ]; then

@@ -92,17 +92,24 @@ up_kafka() {
 }
 
 # --- Flink standalone cluster from the apache-flink wheel ----------------------------------------
-flink_ready() { "$PY" -m online_ml.flink_rest ready --taskmanagers 1; }
+flink_ready() { "$PY" -m online_ml.flink_rest ready --taskmanagers "$TASKMANAGERS"; }
+# taskmanager_names: flink-taskmanager, flink-taskmanager-2, ... (TASKMANAGERS of them)
+taskmanager_names() {
+  local i; echo taskmanager
+  for ((i = 2; i <= TASKMANAGERS; i++)); do echo "taskmanager-$i"; done
+}
 up_flink() {
   local conf="$STATE/flink/conf" flink_home
   flink_home=$("$PY" -c 'import os, pyflink; print(os.path.dirname(os.path.abspath(pyflink.__file__)))')
-  if pid_alive flink-jobmanager && pid_alive flink-taskmanager \
-     && running_or_recovering flink-jobmanager "Flink" flink_ready; then
-    ok "Flink already running ($FLINK_REST_URL)"; return
-  fi
-  local -a missing=()
+  [[ "$TASKMANAGERS" =~ ^[1-9][0-9]*$ ]] || { fail "TASKMANAGERS must be a number >= 1"; return 1; }
+  local -a missing=() tms
+  mapfile -t tms < <(taskmanager_names)
   pid_alive flink-jobmanager || missing+=(jobmanager)
-  pid_alive flink-taskmanager || missing+=(taskmanager)
+  local tm
+  for tm in "${tms[@]}"; do pid_alive "flink-$tm" || missing+=("$tm"); done
+  if [ ${#missing[@]} -eq 0 ] && running_or_recovering flink-jobmanager "Flink" flink_ready; then
+    ok "Flink already running ($FLINK_REST_URL, $TASKMANAGERS TaskManager(s))"; return
+  fi
   if [[ " ${missing[*]} " == *" jobmanager "* ]]; then
     for port in "$FLINK_REST_PORT" "$FLINK_RPC_PORT"; do
       if port_open "$port"; then
@@ -132,13 +139,15 @@ PROM
   fi
   local -a fenv=(env FLINK_CONF_DIR="$conf" FLINK_LOG_DIR="$LOGS/flink" PATH="$VENV/bin:$PATH")
   # start-foreground execs the JVM: the supervisor's child is the JVM itself
+  # each TaskManager: its own log/pid names (FLINK_IDENT_STRING); ports are picked at random
   local m
   for m in "${missing[@]}"; do
-    start_supervised "flink-$m" "$LOGS/flink/$m.out" "${fenv[@]}" "$flink_home/bin/$m.sh" start-foreground
+    start_supervised "flink-$m" "$LOGS/flink/$m.out" "${fenv[@]}" FLINK_IDENT_STRING="online-ml-$m" \
+      "$flink_home/bin/${m%%-*}.sh" start-foreground
   done
   if ! wait_until 90 "flink overview" flink_ready; then
     for m in "${missing[@]}"; do stop_pid "flink-$m"; done
-    die_with_log Flink "REST API $FLINK_REST_URL did not report a TaskManager within 90 s" "$LOGS/flink/jobmanager.out"
+    die_with_log Flink "REST API $FLINK_REST_URL did not report $TASKMANAGERS TaskManager(s) within 90 s" "$LOGS/flink/jobmanager.out"
     return 1
   fi
   ok "Flink is up: WebUI $FLINK_REST_URL"
