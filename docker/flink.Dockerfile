@@ -53,6 +53,10 @@ RUN set -eux; \
 # TaskManager (docker-compose.yml mounts it here; the directory gives the volume its owner).
 COPY stream.py /opt/online_ml/stream.py
 COPY online_ml/ /opt/online_ml/online_ml/
+# the package installed into the venv too, so `import online_ml` works from any working directory
+# (Kubernetes application mode runs stream.py from /opt/flink)
+COPY pyproject.toml README.md requirements.txt server_requirements.txt /opt/online_ml/
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps /opt/online_ml
 RUN set -eux; \
     mkdir -p /opt/flink/checkpoints; \
     chown -R flink:flink /opt/flink/checkpoints /opt/online_ml

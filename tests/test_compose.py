@@ -84,8 +84,8 @@ def published(service: dict) -> list[tuple[str, int, int]]:
             result.append((port.get("host_ip", ""), int(port["published"]), int(port["target"])))
             continue
         parts = str(port).split("/")[0].split(":")
-        if len(parts) == 3:
-            result.append((parts[0], int(parts[1]), int(parts[2])))
+        if len(parts) == 3:  # a host port range (for --scale) counts as its first port
+            result.append((parts[0], int(parts[1].split("-")[0]), int(parts[2])))
         elif len(parts) == 2:
             result.append(("", int(parts[0]), int(parts[1])))
         else:
