@@ -78,8 +78,11 @@ def unique_topics(kafka_service) -> Iterator[dict[str, str]]:
 @pytest.fixture
 def job_env(settings, unique_topics, flink_service) -> dict:
     """Environment for `flink run … stream.py` reading and writing this test's own topics and
-    model key; tests override single settings with ``dict(job_env, NAME=value)``."""
+    model key, under a job name of its own (the stack's job watcher looks after the demo's job
+    by its name, JOB_NAME, and must not take a test's job for it); tests override single
+    settings with ``dict(job_env, NAME=value)``."""
     return dict(os.environ,
+                JOB_NAME=f"test job {unique_topics['source']}",
                 SOURCE_TOPIC=unique_topics["source"], SINK_TOPIC=unique_topics["sink"],
                 DEAD_LETTER_TOPIC=unique_topics["dead"], ALERT_TOPIC=unique_topics["alerts"],
                 KAFKA_GROUP_ID=f"group_{unique_topics['source']}",
