@@ -77,6 +77,10 @@ class Settings:
     sync_every_records: int = 100
     sync_interval_seconds: float = 2.0
     learner_timeout_seconds: float = 30.0
+    # the job watcher (python -m online_ml.watcher, README "Recovery without loss"): how often it
+    # asks Flink for the training job (JOB_NAME), brings back a job that vanished or failed, and
+    # writes the training state the server shows; a state older than 3 intervals is "unknown"
+    watch_interval_seconds: float = 2.0
 
     # env var name for each field, e.g. kafka_bootstrap_servers -> KAFKA_BOOTSTRAP_SERVERS
     @staticmethod
@@ -124,6 +128,8 @@ class Settings:
                              "LEARNER_TIMEOUT_SECONDS > SYNC_INTERVAL_SECONDS")
         if settings.batch_size < 1 or settings.max_predict_chunk < 1:
             raise ValueError("BATCH_SIZE and MAX_PREDICT_CHUNK must be >= 1")
+        if settings.watch_interval_seconds <= 0:
+            raise ValueError(f"WATCH_INTERVAL_SECONDS must be > 0, got {settings.watch_interval_seconds}")
         if not 0.0 < settings.alert_threshold <= 1.0:
             raise ValueError(f"ALERT_THRESHOLD must be in (0, 1], got {settings.alert_threshold}")
         if settings.alert_window < 1 or settings.alert_warmup < 0 or settings.alert_hysteresis < 0:

@@ -22,6 +22,8 @@ Layout, for a prefix ``P`` (default ``online_ml_model``, the tutorial's key):
 ``P:sync:c:<id>``      one learner's pending contribution (expires when not merged in time)
 ``P:sync:lease``       who merges and publishes: ``<learner id>:<fencing token>``, with a TTL
 ``P:sync:fence``       fencing token counter (INCR at each lease acquisition)
+``P:training``         JSON: the training job's state and the job watcher's memory
+                       (online_ml/watcher.py writes it, the server reads it)
 =====================  ====================================================================
 """
 from __future__ import annotations
@@ -145,6 +147,10 @@ class ModelStore:
 
     def contribution_key(self, learner: str) -> str:
         return f"{self.prefix}:sync:c:{learner}"
+
+    def training_key(self) -> str:
+        """The job watcher's record: training state for the server, memory for the watcher."""
+        return f"{self.prefix}:training"
 
     def version_blob_key(self, version: int) -> str:
         return f"{self.prefix}:v:{version}"
