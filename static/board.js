@@ -23,6 +23,7 @@
   var confirmDigit = document.getElementById("confirm-digit");
   var feedbackStatus = document.getElementById("feedback-status");
   var monitorStatus = document.getElementById("monitor-status");
+  var trainingBanner = document.getElementById("training-banner");
 
   var MODEL_POLL_MS = 5000;     // model info and monitoring charts
   var FEEDBACK_POLL_MS = 2000;  // waiting for a model that trained on the user's example
@@ -365,9 +366,50 @@
   });
 
   // -- model info and the monitoring panel -------------------------------------------------------
+  // The banner: training is not running, or the model no longer changes while records arrive
+  // (the server decides: training_problem). It goes away by itself when training is back.
+  var TRAINING_WORDS = {
+    absent: "training stopped: no training job on the cluster",
+    unreachable: "training stopped: Flink does not answer",
+    failed: "training failed",
+    canceled: "training stopped: the job was cancelled",
+    finished: "training stopped: the job was stopped",
+    restarting: "training is restarting",
+    initializing: "training is starting",
+    created: "training is starting"
+  };
+
+  function clockTime(epochSeconds) {
+    var d = new Date(epochSeconds * 1000);
+    var hm = ("0" + d.getHours()).slice(-2) + ":" + ("0" + d.getMinutes()).slice(-2);
+    return d.toDateString() === new Date().toDateString() ? hm : d.toLocaleDateString() + " " + hm;
+  }
+
+  function showTraining(info) {
+    var problem = info && info.training_problem;
+    if (!problem) {
+      trainingBanner.hidden = true;
+      trainingBanner.textContent = "";
+      delete trainingBanner.dataset.problem;
+      return;
+    }
+    var text = problem === "model_stale" ? "training stalled"
+      : TRAINING_WORDS[info.training] || "training is " + info.training;
+    var saved = info.model && info.model.saved_at;
+    if (typeof saved === "number") {
+      text += " — the model is from " + clockTime(saved);
+      if (problem === "model_stale") text += ", while records keep arriving";
+    }
+    if (info.training_action === "resubmitting") text += " — the job is being resubmitted";
+    trainingBanner.textContent = text;
+    trainingBanner.dataset.problem = problem;
+    trainingBanner.hidden = false;
+  }
+
   function loadModelInfo() {
     return getJson("api/model")
       .then(function (info) {
+        showTraining(info);
         if (info && info.model) {
           var m = info.model;
           showModel({

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -203,3 +204,60 @@ def test_draw_predict_feedback_in_a_real_browser(server, settings, unique_topics
         text = r.read().decode()
     assert 'online_ml_feedback_total{result="sent"} 1.0' in text
     assert 'endpoint="/predict",method="POST",status="200"' in text
+
+
+class WatcherRecord(threading.Thread):
+    """Writes the job watcher's record (online_ml/training_state.py) every half second, as the
+    watcher does every interval, with whatever state the test sets."""
+
+    def __init__(self, store, state: str):
+        super().__init__(daemon=True)
+        self.store, self.state = store, state
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        from online_ml import training_state
+
+        since = time.time()
+        while not self.halt.is_set():
+            now = time.time()
+            # no records_at: the model's age alone raises no warning (tests/test_training_state.py)
+            training_state.write(self.store, {"state": self.state, "job_id": "j1", "since": since,
+                                              "checked_at": now})
+            self.halt.wait(0.5)
+
+
+def test_the_board_warns_while_training_is_stopped(server, stored_model):
+    """The banner appears when the watcher says the job is gone, names the model's time, and
+    goes away by itself once training runs again."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed")
+    record = WatcherRecord(stored_model, "running")
+    record.start()
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page()
+                page.goto(server + "/")
+                page.wait_for_function(
+                    f"document.getElementById('model-version').textContent === '{BACKUPS}'",
+                    timeout=15_000)
+                assert page.locator("#training-banner").is_hidden()
+
+                record.state = "absent"  # the JobManager came back without the job
+                page.wait_for_selector("#training-banner", state="visible", timeout=15_000)
+                text = page.locator("#training-banner").inner_text()
+                saved = stored_model.load_meta()["saved_at"]
+                assert text.startswith("training stopped"), text
+                assert f"the model is from {time.strftime('%H:%M', time.localtime(saved))}" in text
+                assert page.locator("#training-banner").get_attribute("data-problem") == "not_running"
+
+                record.state = "running"  # the watcher brought it back
+                page.wait_for_selector("#training-banner", state="hidden", timeout=15_000)
+            finally:
+                browser.close()
+    finally:
+        record.halt.set()
+        record.join(5)

@@ -130,7 +130,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["kafka_health"] = KafkaHealth(
         settings.kafka_bootstrap_servers, timeout=min(2.0, float(app.config["KAFKA_TIMEOUT"])),
         cache_seconds=float(app.config["HEALTH_CACHE_SECONDS"]))
-    app.extensions["server_metrics"] = ServerMetrics(cache)
+    app.extensions["server_metrics"] = ServerMetrics(cache, settings)
 
     app.register_blueprint(bp)
     register_error_handlers(app)

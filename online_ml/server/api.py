@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from flask import current_app, jsonify, request
 
+from .. import training_state
 from ..features import FeatureError, InputTooLarge, image_to_features
 from ..feedback import FeedbackSender, KafkaUnavailable
 from ..model_store import HISTORY_LENGTH, ModelStore
@@ -37,9 +38,13 @@ def model_summary(meta: dict | None) -> dict[str, Any]:
 
 
 def model_meta():
-    """Metadata of the newest model (null when there is none yet)."""
+    """Metadata of the newest model (null when there is none yet), and whether it still learns:
+    the training fields of :func:`online_ml.training_state.summary` (``training``,
+    ``training_since``, ``training_action``, ``model_age_seconds``, ``records_age_seconds``,
+    ``training_problem``: why the board shows its banner, or null)."""
     cache: ModelCache = current_app.extensions["model_cache"]
     store: ModelStore = current_app.extensions["model_store"]
+    settings = current_app.config["SETTINGS"]
     try:
         meta = store.load_meta()
     except redis_errors() as exc:
@@ -48,7 +53,8 @@ def model_meta():
             return error(redis_unreachable(exc), 503)
         return jsonify(success=True, model=cached.meta, stale=True,
                        serving_version=cached.version,
-                       age_seconds=model_summary(cached.meta).get("age_seconds"))
+                       age_seconds=model_summary(cached.meta).get("age_seconds"),
+                       **training_state.summary(store, cached.meta, settings))
     cached = cache.current
     body: dict[str, Any] = {"success": True, "model": meta,
                             "serving_version": cached.version if cached else None}
@@ -56,6 +62,7 @@ def model_meta():
         body["message"] = NO_MODEL_MESSAGE
     else:
         body["age_seconds"] = model_summary(meta).get("age_seconds")
+    body.update(training_state.summary(store, meta, settings))
     return jsonify(body)
 
 

@@ -1,4 +1,9 @@
-"""``GET /healthz``: are Redis and Kafka reachable? 200 when both are, 503 otherwise."""
+"""``GET /healthz``: are Redis and Kafka reachable? 200 when both are, 503 otherwise.
+
+It also says whether the model still learns (``training``: the job watcher's view of the
+training job, see ``online_ml.training_state``) and how old the newest model is. Those do not
+change the status code: a server whose model no longer learns can still serve it.
+"""
 from __future__ import annotations
 
 import threading
@@ -7,6 +12,7 @@ from typing import Any
 
 from flask import current_app, jsonify
 
+from .. import training_state
 from ..feedback import kafka_status
 from ..model_store import ModelStore
 from .cache import ModelCache, redis_errors, redis_unreachable
@@ -41,13 +47,19 @@ def healthz():
     cached = cache.current
     body: dict[str, Any] = {"serving_version": cached.version if cached else None}
     problems = []
+    meta = cached.meta if cached else None
     try:
         store.r.ping()
-        body["model_version"] = store.current_version() or None
+        meta = store.load_meta()
+        body["model_version"] = int(meta["version"]) if meta and meta.get("version") else None
         body["redis"] = "ok"
     except redis_errors() as exc:
         body["redis"] = "unreachable"
         problems.append(redis_unreachable(exc))
+    training = training_state.summary(store if not problems else None, meta,
+                                      current_app.config["SETTINGS"])
+    body["training"] = training["training"]
+    body["model_age_seconds"] = training["model_age_seconds"]
     kafka_ok, detail = current_app.extensions["kafka_health"].get()
     body["kafka"] = "ok" if kafka_ok else "unreachable"
     if not kafka_ok:

@@ -9,14 +9,31 @@ import time
 
 from flask import Flask, Response, current_app, g, request
 
+from .. import training_state
+from ..config import Settings
 from .cache import ModelCache
+
+
+def _age(meta: dict) -> float:
+    saved_at = meta.get("saved_at")
+    return max(0.0, time.time() - saved_at) if isinstance(saved_at, (int, float)) else 0.0
+
+
+def _training_up(store, settings: Settings) -> float:
+    """Read at each scrape: one GET of the watcher's record (0 when Redis cannot say)."""
+    try:
+        record = training_state.read(store)
+    except Exception:
+        return 0.0
+    seen = training_state.view(record, time.time(), settings.watch_interval_seconds)
+    return 1.0 if seen["training"] == training_state.RUNNING else 0.0
 
 
 class ServerMetrics:
     """Prometheus metrics of one app, in a registry of its own (several apps in one process, as
     in the tests, must not share counters)."""
 
-    def __init__(self, cache: ModelCache):
+    def __init__(self, cache: ModelCache, settings: Settings | None = None):
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry()
@@ -51,6 +68,15 @@ class ServerMetrics:
                       "1 while answering with a cached model because Redis is unreachable",
                       registry=self.registry)
         stale.set_function(lambda: 1 if cache.stale else 0)
+        age = Gauge("online_ml_model_age_seconds",
+                    "seconds since the served model was saved by the job (0: none loaded)",
+                    registry=self.registry)
+        age.set_function(lambda: _age(cache.current.meta) if cache.current else 0)
+        if settings is not None:
+            up = Gauge("online_ml_training_up",
+                       "1 while the job watcher reports the training job running; 0 when it is "
+                       "not, or when no watcher reports (unknown)", registry=self.registry)
+            up.set_function(lambda: _training_up(cache.store, settings))
 
     def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, method, str(status)).inc()
