@@ -49,6 +49,7 @@ cat <<MSG
     Flink WebUI        $FLINK_REST_URL   (the training job -> operator -> Metrics: online_ml.*)
     Kafka              $KAFKA_BOOTSTRAP_SERVERS   topics $SOURCE_TOPIC -> $SINK_TOPIC
     Redis              $REDIS_HOST:$REDIS_PORT   model under key online_ml_model
-    Logs               $LOGS/  (producer.log, server.log, kafka.log, redis.log, flink/)
+    Job watcher        brings the job back after a JobManager crash: $LOGS/watcher.log
+    Logs               $LOGS/  (producer.log, server.log, watcher.log, kafka.log, redis.log, flink/)
     Stop everything    make down
 MSG

@@ -5,7 +5,7 @@ tms=(flink-taskmanager)
 for f in "$RUN"/flink-taskmanager-*.pid; do
   [ -e "$f" ] || continue; n=$(basename "$f" .pid); [[ "$n" == *.child ]] || tms+=("$n")
 done
-for n in redis kafka flink-jobmanager "${tms[@]}" producer server; do
+for n in redis kafka flink-jobmanager "${tms[@]}" watcher producer server; do
   if pid_alive "$n"; then
     child=""
     if [ -f "$RUN/$n.child.pid" ]; then

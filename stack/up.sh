@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Start the local services: `stack/up.sh [redis] [kafka] [flink]` (default: all three).
+# Start the local services: `stack/up.sh [redis] [kafka] [flink] [watcher]` (default: all; `flink`
+# also starts the job watcher, which brings the training job back after a JobManager crash).
 # Idempotent: a running service is left alone, and only the missing part of one is started (e.g.
 # a TaskManager whose JobManager still runs). Each start waits until the service answers.
 # Every process runs under stack/supervise.sh, which restarts it (with backoff) when it dies
@@ -153,11 +154,33 @@ PROM
   ok "Flink is up: WebUI $FLINK_REST_URL"
 }
 
+# --- the job watcher (online_ml/watcher.py) ------------------------------------------------------
+# Every WATCH_INTERVAL_SECONDS it asks Flink for the training job (JOB_NAME); a job it saw running
+# that vanished (a JobManager restarted without it) or FAILED is submitted again with `flink run`,
+# with this environment; it writes the training state the server shows to Redis. It needs
+# Redis for its memory: until Redis answers it only watches.
+watcher_reporting() { "$PY" -m online_ml.watcher status; }
+up_watcher() {
+  if pid_alive watcher; then ok "job watcher already running (log $LOGS/watcher.log)"; return; fi
+  say "Starting the job watcher: python -m online_ml.watcher (training job '${JOB_NAME:-Classifier Model Train}')"
+  # the venv's `flink` (on PATH) with this instance's configuration, for its resubmissions
+  start_supervised watcher "$LOGS/watcher.log" env FLINK_CONF_DIR="$STATE/flink/conf" \
+    FLINK_LOG_DIR="$LOGS/flink" PATH="$VENV/bin:$PATH" "$PY" -u -m online_ml.watcher
+  if redis_ping >/dev/null 2>&1 && wait_until 60 "watcher" watcher_reporting; then
+    ok "$(watcher_reporting 2>&1)"
+  elif pid_alive watcher; then
+    ok "job watcher started; not reporting yet (Redis not up?): see $LOGS/watcher.log"
+  else
+    die_with_log "job watcher" "exited at start" "$LOGS/watcher.log"; return 1
+  fi
+}
+
 for s in "${services[@]}"; do
   case "$s" in
     redis) up_redis ;;
     kafka) up_kafka ;;
-    flink) up_flink ;;
-    *) fail "unknown service '$s' (redis, kafka, flink)"; exit 2 ;;
+    flink) up_flink; up_watcher ;;
+    watcher) up_watcher ;;
+    *) fail "unknown service '$s' (redis, kafka, flink, watcher)"; exit 2 ;;
   esac
 done

@@ -30,7 +30,7 @@ FLINK_DOCKERFILE = ROOT / "docker" / "flink.Dockerfile"
 APP_DOCKERFILE = ROOT / "docker" / "app.Dockerfile"
 
 # services running our code: their environment is read by online_ml/config.py
-OUR_SERVICES = ("jobmanager", "taskmanager", "job-submit", "producer", "server")
+OUR_SERVICES = ("jobmanager", "taskmanager", "job-submit", "watcher", "producer", "server")
 # variables our services set for the image they run on, not for our code
 IMAGE_VARIABLES = {"FLINK_PROPERTIES"}
 SETTINGS_ENV = {Settings.env_name(f.name): f for f in dataclasses.fields(Settings)}
@@ -246,7 +246,7 @@ def test_flink_image_and_connector_match_the_local_stack(services, stack_env):
     assert args["FLINK_KAFKA_CONNECTOR_VERSION"].rsplit("-", 1)[1] == \
         ".".join(stack_env["FLINK_VERSION"].split(".")[:2])
     assert "repo1.maven.org/maven2" in args["MAVEN_CENTRAL"]
-    for name in ("jobmanager", "taskmanager", "job-submit"):
+    for name in ("jobmanager", "taskmanager", "job-submit", "watcher"):
         svc = services[name]
         assert svc["build"]["dockerfile"] == "docker/flink.Dockerfile", name
         assert svc["image"] == f"online-ml-flink:{stack_env['FLINK_VERSION']}", name
@@ -282,7 +282,7 @@ def test_flink_properties_match_the_local_cluster(services):
     deployment_specific = {"jobmanager.rpc.address", "python.executable",
                            "python.client.executable", "execution.checkpointing.dir"}
     props = flink_properties(services["jobmanager"])
-    for name in ("taskmanager", "job-submit"):
+    for name in ("taskmanager", "job-submit", "watcher"):
         assert flink_properties(services[name]) == props, f"{name} has other FLINK_PROPERTIES"
     # `key:value` without a space: some entrypoint versions keep the space, Flink then reads ''
     for line in environment(services["jobmanager"])["FLINK_PROPERTIES"].splitlines():
@@ -318,6 +318,28 @@ def test_job_submit_runs_the_tutorials_command_once_the_cluster_is_ready(service
     assert submit["depends_on"]["jobmanager"]["condition"] == "service_healthy"
     assert submit["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
     assert submit.get("restart") == "no"
+
+
+def test_the_watcher_resubmits_what_job_submit_submits(services):
+    """The job watcher runs as locally (stack/up.sh: `python -m online_ml.watcher`), watching the
+    cluster job-submit submits to, and resubmits the same script with the same settings."""
+    watcher = services["watcher"]
+    command = watcher["command"]
+    assert command[:4] == ["/opt/venv/bin/python", "-u", "-m", "online_ml.watcher"]
+    assert "-m online_ml.watcher" in (ROOT / "stack" / "up.sh").read_text()
+    args = dict(zip(command[4::2], command[5::2]))
+    submit_script = services["job-submit"]["command"][-1]
+    assert f"-py {args['--script']}" in submit_script
+    assert args["--flink"] == "flink"  # the image's CLI, as job-submit uses it
+    env, submit_env = environment(watcher), environment(services["job-submit"])
+    assert {k: v for k, v in env.items() if k != "WATCH_INTERVAL_SECONDS"} == submit_env
+    assert env["FLINK_REST_URL"] == "http://jobmanager:8081"
+    # the server believes the watcher's state for 3 of the same intervals
+    assert env["WATCH_INTERVAL_SECONDS"] == environment(services["server"])["WATCH_INTERVAL_SECONDS"]
+    assert float(resolve(env["WATCH_INTERVAL_SECONDS"])) == Settings().watch_interval_seconds
+    assert watcher["depends_on"]["jobmanager"]["condition"] == "service_healthy"
+    assert watcher["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert watcher["restart"] == "unless-stopped"
 
 
 def test_dependency_conditions_can_be_met(services):
