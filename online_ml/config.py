@@ -74,7 +74,7 @@ class Settings:
     # own model to the same key (only to show, in bench/scaleout.py, what goes wrong)
     sync: str = "merge"
     source_partitions: int = 4
-    sync_every_records: int = 100
+    sync_every_records: int = 10
     sync_interval_seconds: float = 2.0
     learner_timeout_seconds: float = 30.0
     # the job watcher (python -m online_ml.watcher, README "Recovery without loss"): how often it

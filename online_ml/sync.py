@@ -12,8 +12,8 @@ the pure rules, unit-tested apart from Redis:
 * A learner keeps the **base** it last adopted (or handed over). Its **delta** is
   ``state - base``; the merge is ``global + Σ wᵢ·deltaᵢ`` for ``avg`` arrays
   (``wᵢ = nᵢ / Σ n``) and ``global + Σ deltaᵢ`` for ``sum`` arrays and for the counters.
-  Averaging, not summing: N deltas added at full weight overshoot (measured in bench/sync.py:
-  at 250 records per sync it diverges).
+  Averaging, not summing: N deltas added at full weight overshoot (measured in
+  bench/sync_sim.py: at 250 records per sync it diverges).
 * **Adopting** a merged global keeps what was learned since: ``state := global + (state -
   base)``, then ``base := global``. At parallelism 1 the only contribution is the learner's own,
   so the global equals its model and nothing changes.
@@ -154,6 +154,15 @@ def initialise(model: Any, like: State, classes: Sequence[int]) -> None:
 
 
 # -- arithmetic ----------------------------------------------------------------------------------
+def fresh_state(model: Any, like: State) -> State:
+    """What a fresh model of this kind holds before any record: zeros, except SGD's step
+    counter ``t_``, which starts at 1 (so N fresh learners do not add N-1 phantom steps)."""
+    out = {k: np.zeros_like(v) for k, v in like.items()}
+    if _kind(model) == "linear":
+        out["t_"] = np.array(1.0)
+    return out
+
+
 def subtract(state: State, base: State | None) -> State:
     """``state - base``; a missing base is zero."""
     if base is None:

@@ -268,9 +268,12 @@ class Synchronizer:
             return None
         if self.base is None and not sync.zero_based(model):
             return None  # a fresh MLP: its random start means nothing to the others
-        delta = sync.subtract(state, self.base)
+        delta = sync.subtract(state, self._base_or_fresh(model, state))
         cdelta = sync.counter_delta(counters, self.base_counters)
         return delta, cdelta, cdelta.get("samples_seen", 0), (state, counters)
+
+    def _base_or_fresh(self, model: Any, state: sync.State) -> sync.State:
+        return self.base if self.base is not None else sync.fresh_state(model, state)
 
     def _contribute(self, local: Local) -> None:
         got = self._delta(local)
@@ -307,7 +310,8 @@ class Synchronizer:
                 local.adopt_model(model)
                 new_counters = gcounters
             else:
-                sync.set_state(mine, sync.add(gstate, sync.subtract(state, self.base)))
+                sync.set_state(mine, sync.add(gstate, sync.subtract(
+                    state, self._base_or_fresh(mine, state))))
                 new_counters = sync.merge_counters(
                     gcounters, [sync.counter_delta(counters, self.base_counters)])
             local.set_counters(new_counters)
@@ -368,7 +372,9 @@ class Synchronizer:
         if own and len(deltas) == 1 and self.base is self.global_state:
             merged = snapshot_state  # alone: the global is exactly our model
         elif deltas:
-            merged = sync.merge_states(self.global_state, deltas, rules)
+            merged = sync.merge_states(
+                self.global_state if self.global_state is not None
+                else sync.fresh_state(model, deltas[0][0]), deltas, rules)
         else:  # only malformed contributions: delete them, nothing changes
             merged = (self.global_state if self.global_state is not None
                       else sync.state_of(model))

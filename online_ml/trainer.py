@@ -459,7 +459,7 @@ class Trainer:
             # itself (the last one takes the lease and publishes the final model)
             try:
                 self.sync.flush(self, timeout=self.sync.remote.lease_ttl_ms / 1000
-                                + 2 * self.settings.sync_interval_seconds)
+                                + 2 * self.settings.sync_interval_seconds + 3)
             except Exception as exc:  # Redis down: what was not merged is lost, say so
                 log.error("could not hand over the last contributions: %s", exc)
             if self.sync.is_publisher:
