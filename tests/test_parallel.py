@@ -1,98 +1,234 @@
-"""The job at parallelism 2 on the real stack: two learners, one served model that counts every
-record (online_ml/sync_protocol.py), submitted with the flink CLI as a user does."""
+"""The job at parallelism N on the real stack, submitted with the flink CLI as a user does: N
+learners, one served model that counts every record (online_ml/sync_protocol.py); a TaskManager
+killed under it; a stop with a savepoint and a restart at another parallelism."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
+import signal
 import subprocess
-import sys
+import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer
-from kafka.admin import NewTopic
+from kafka import KafkaConsumer
 from sklearn.datasets import load_digits
 
+from online_ml.config import Settings
+from online_ml.harness.flink import FlinkJobs
+from online_ml.harness.kafka import Topics, produce
+from online_ml.harness.paths import ROOT, RUN, STATE, VENV_BIN, venv_tool
+from online_ml.harness.stack import alive, pid_alive, stack_script
+from online_ml.harness.waiting import wait_for
+from online_ml.learner import OnlineLearner, make_model
 from online_ml.model_store import ModelStore
+from online_ml.producer import iter_records
+from online_ml.schema import encode_record
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parent.parent
-N_RECORDS = 900
 
-
-def _poll(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def _flink(*args: str, env: dict) -> str:
-    out = subprocess.run(["flink", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=180)
-    assert out.returncode == 0, f"flink {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}"
-    return out.stdout
-
-
-def test_two_learners_one_model(settings, redis_client, kafka_service, flink_service):
+# -- helpers -------------------------------------------------------------------------------------
+@pytest.fixture
+def par_env(settings, redis_client, kafka_service, flink_service):
+    """This test's topics (the source with 4 partitions, one per learner at most) and model key."""
     suffix = uuid.uuid4().hex[:8]
-    topics = {"SOURCE_TOPIC": f"test_par_src_{suffix}", "SINK_TOPIC": f"test_par_sink_{suffix}",
-              "DEAD_LETTER_TOPIC": f"test_par_dead_{suffix}",
-              "ALERT_TOPIC": f"test_par_alerts_{suffix}"}
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    admin.create_topics([NewTopic(topics["SOURCE_TOPIC"], 2, 1)]
-                        + [NewTopic(t, 1, 1) for k, t in topics.items() if k != "SOURCE_TOPIC"])
-    venv_bin = str(Path(sys.executable).parent)
-    env = dict(os.environ, **topics, KAFKA_GROUP_ID=f"group_{suffix}",
-               MODEL_KEY=settings.model_key, REDIS_DB=str(settings.redis_db), PARALLELISM="2",
-               SYNC_INTERVAL_SECONDS="1", BACKUP_INTERVAL_SECONDS="2",
-               PATH=f"{venv_bin}:{os.environ['PATH']}")
-    job_id = None
+    with Topics(settings) as topics:
+        env = {"SOURCE_TOPIC": topics.create(f"test_par_src_{suffix}", partitions=4),
+               "SINK_TOPIC": topics.create(f"test_par_sink_{suffix}"),
+               "DEAD_LETTER_TOPIC": topics.create(f"test_par_dead_{suffix}"),
+               "ALERT_TOPIC": topics.create(f"test_par_alerts_{suffix}"),
+               "KAFKA_GROUP_ID": topics.group(f"group_{suffix}")}
+        yield dict(os.environ, **env, MODEL_KEY=settings.model_key,
+                   REDIS_DB=str(settings.redis_db), SYNC_INTERVAL_SECONDS="1",
+                   BACKUP_INTERVAL_SECONDS="2", PATH=f"{VENV_BIN}:{os.environ['PATH']}")
+
+
+STREAM = [(x, y) for x, y in itertools.islice(iter_records(seed=5, epochs=3), 3 * 1797)]
+
+
+def records(n: int, start: int = 0, prefix: str = "r") -> list[bytes]:
+    """``n`` records of the producer's shuffled stream, with unique ids: every prediction in the
+    sink names its record."""
+    return [encode_record(x, y, id=f"{prefix}-{i}")
+            for i, (x, y) in enumerate(STREAM[start:start + n], start)]
+
+
+def one_learner_accuracy(n: int) -> float:
+    """What one learner (parallelism 1) makes of the same ``n`` records, on all of digits."""
+    learner = OnlineLearner(make_model("sgd", **json.loads(Settings().learner_params)))
+    for x, y in STREAM[:n]:
+        learner.learn_one(x, y)
+    X, y = load_digits(return_X_y=True)
+    return float((learner.model.predict(X) == y).mean())
+
+
+class Sink(threading.Thread):
+    """Counts the predictions in the sink topic per record id."""
+
+    def __init__(self, bootstrap: str, topic: str):
+        super().__init__(daemon=True)
+        self.ids: dict[str, int] = {}
+        self._halt = threading.Event()
+        self.consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap,
+                                      auto_offset_reset="earliest", consumer_timeout_ms=500)
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            for message in self.consumer:
+                rid = json.loads(message.value).get("id")
+                self.ids[rid] = self.ids.get(rid, 0) + 1
+        self.consumer.close()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(10)
+
+
+class Versions(threading.Thread):
+    """Every (version, samples_seen) of the served model, polled."""
+
+    def __init__(self, store: ModelStore):
+        super().__init__(daemon=True)
+        self.store, self.seen = store, []
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.wait(0.2):
+            meta = self.store.load_meta()
+            if meta and (not self.seen or self.seen[-1][0] != meta["version"]):
+                self.seen.append((meta["version"], meta.get("samples_seen", 0)))
+
+    def stop(self) -> list[tuple[int, int]]:
+        self._halt.set()
+        self.join(10)
+        return self.seen
+
+
+def served_accuracy(store: ModelStore) -> float:
+    X, y = load_digits(return_X_y=True)
+    return float((store.load().model.predict(X) == y).mean())
+
+
+def settled_meta(store: ModelStore, samples: int, timeout: float = 60) -> dict:
+    """The served model once it has seen ``samples`` records (merges lag one sync interval)."""
+    return wait_for(lambda: (m := store.load_meta()) and m.get("samples_seen", 0) >= samples
+                    and m, timeout, f"a served model that has seen {samples} records")
+
+
+# -- tests -----------------------------------------------------------------------------------------
+def test_two_learners_one_model(par_env, settings, redis_client, flink):
+    n = 900
+    produce(settings.kafka_bootstrap_servers, par_env["SOURCE_TOPIC"], records(n))
+    sink = Sink(settings.kafka_bootstrap_servers, par_env["SINK_TOPIC"])
+    sink.start()
+    store = ModelStore(redis_client, settings.model_key)
     try:
-        produced = subprocess.run(
-            [sys.executable, "kafka_producer.py", "--rate", "0", "--count", str(N_RECORDS),
-             "--topic", topics["SOURCE_TOPIC"], "--quiet"],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-        assert produced.returncode == 0, produced.stderr
-        address = settings.flink_rest_url.split("://", 1)[-1]
-        out = _flink("run", "-m", address, "-d", "-py", "stream.py", env=env)
-        job_id = out.strip().split()[-1]
-
-        # every record is predicted once, by one of the two learners
-        consumer = KafkaConsumer(topics["SINK_TOPIC"],
-                                 bootstrap_servers=settings.kafka_bootstrap_servers,
-                                 auto_offset_reset="earliest", consumer_timeout_ms=1000)
-        predictions: list[dict] = []
-        deadline = time.monotonic() + 180
-        while len(predictions) < N_RECORDS and time.monotonic() < deadline:
-            predictions += [json.loads(m.value) for m in consumer]
-        consumer.close()
-        assert len(predictions) == N_RECORDS
-
+        flink.submit("stream.py", dict(par_env, PARALLELISM="2"))
+        wait_for(lambda: len(sink.ids) >= n, 180, f"predictions for all {n} records")
         # one served model, merged from both learners, that has seen every record
-        store = ModelStore(redis_client, settings.model_key)
-        meta = _poll(lambda: (m := store.load_meta()) and m.get("samples_seen") == N_RECORDS
-                     and m, 60, f"a served model that has seen all {N_RECORDS} records")
-        assert meta["learners"] == 2, meta
+        meta = settled_meta(store, n)
+        assert meta["samples_seen"] == n and meta["learners"] == 2, meta
         history = [h["version"] for h in store.history()]
         assert history == sorted(history) and len(history) >= 2
-        X, y = load_digits(return_X_y=True)
-        accuracy = (store.load().model.predict(X) == y).mean()
-        print(f"parallelism 2, {N_RECORDS} records: served model accuracy on digits {accuracy:.3f},"
-              f" {meta['version']} versions")
-        # measured: 0.930 at parallelism 2 after these 900 records, 0.928 for one learner on the
-        # same stream; two learners that never merged score ~0.84 here. The margin is for the
-        # producer's random partitioning and the timing of the merges
-        assert accuracy > 0.88, accuracy
+        accuracy, alone = served_accuracy(store), one_learner_accuracy(n)
+        print(f"\nparallelism 2, {n} records: served model accuracy on digits {accuracy:.3f} "
+              f"(one learner: {alone:.3f}), {meta['version']} versions")
+        # measured: 0.930 against 0.928 for one learner on a shuffled stream, 0.806 against
+        # 0.820 on digits in their file order; two learners that never merged lose ~9 points.
+        # The margin is for the random partitioning and the timing of the merges
+        assert accuracy > alone - 0.04, (accuracy, alone)
     finally:
-        if job_id:
-            subprocess.run(["flink", "cancel", "-m", settings.flink_rest_url.split("://", 1)[-1],
-                            job_id], cwd=ROOT, env=env, capture_output=True, timeout=60)
-        admin.delete_topics(list(topics.values()))
-        admin.close()
+        sink.stop()
+
+
+def test_one_of_two_taskmanagers_killed(par_env, settings, redis_client, flink):
+    """Two TaskManagers, one learner on each: kill -9 of one TaskManager JVM. Flink restarts the
+    job, the surviving learner is not blocked, nothing acknowledged is lost from the sink, and
+    the served model never goes backwards."""
+    started_tm2 = not pid_alive("flink-taskmanager-2")
+    env2 = dict(os.environ, TASKMANAGERS="2")
+    subprocess.run(["bash", str(ROOT / "stack" / "up.sh"), "flink"], env=env2, check=True,
+                   cwd=ROOT, timeout=240)
+    n = 3000
+    produce(settings.kafka_bootstrap_servers, par_env["SOURCE_TOPIC"], records(n))
+    sink = Sink(settings.kafka_bootstrap_servers, par_env["SINK_TOPIC"])
+    store = ModelStore(redis_client, settings.model_key)
+    versions = Versions(store)
+    sink.start()
+    versions.start()
+    try:
+        job = flink.submit("stream.py", dict(par_env, PARALLELISM="2", UDF_MODE="row"))
+        hosts = wait_for(lambda: flink.fully_running(job) and subtask_hosts(flink, job), 90,
+                         "the job RUNNING")
+        assert len(set(hosts)) == 2, f"both subtasks on one TaskManager: {hosts}"
+        wait_for(lambda: len(sink.ids) >= n // 4, 120, "a quarter of the records predicted")
+        child = RUN / "flink-taskmanager-2.child.pid"
+        victim = int(child.read_text())
+        os.kill(victim, signal.SIGKILL)
+        killed = time.monotonic()
+        wait_for(lambda: (p := int(child.read_text())) != victim and alive(p), 60,
+                 "the supervisor to start a new TaskManager")
+        wait_for(lambda: flink.fully_running(job) and len(set(subtask_hosts(flink, job))) >= 1,
+                 120, "the job RUNNING again")
+        print(f"\nTaskManager 2 killed -> job RUNNING again after {time.monotonic() - killed:.1f} s")
+        wait_for(lambda: len(sink.ids) >= n, 180, f"predictions for all {n} records")
+        missing = {f"r-{i}" for i in range(n)} - set(sink.ids)
+        assert not missing, f"{len(missing)} acknowledged records never predicted"
+        meta = settled_meta(store, n)
+        seen = versions.stop()
+        for (v0, s0), (v1, s1) in zip(seen, seen[1:]):
+            assert v1 > v0 and s1 >= s0, f"the served model went backwards: {seen}"
+        print(f"served model: version {meta['version']}, samples_seen {meta['samples_seen']} for "
+              f"{n} records (replayed ones count again), accuracy {served_accuracy(store):.3f}")
+    finally:
+        sink.stop()
+        versions.stop()
+        flink.cancel_submitted()
+        if started_tm2:
+            stack_script("down.sh", "flink-taskmanager-2")
+        stack_script("up.sh", "flink")
+
+
+def subtask_hosts(flink: FlinkJobs, job: str) -> list[str]:
+    """The TaskManager of each subtask of the job's first operator chain."""
+    vertex = flink.job(job)["vertices"][0]["id"]
+    detail = flink._call(f"/jobs/{job}/vertices/{vertex}")
+    return [s.get("taskmanager-id") or s.get("host", "") for s in detail["subtasks"]]
+
+
+def test_savepoint_restart_at_another_parallelism(par_env, settings, redis_client, flink):
+    """`flink stop --savepointPath` at parallelism 2, then `flink run -s … ` at 3: training goes on
+    from the merged model and the source offsets (no record predicted twice or skipped)."""
+    first, second = 600, 300
+    produce(settings.kafka_bootstrap_servers, par_env["SOURCE_TOPIC"], records(first))
+    sink = Sink(settings.kafka_bootstrap_servers, par_env["SINK_TOPIC"])
+    sink.start()
+    store = ModelStore(redis_client, settings.model_key)
+    savepoints = STATE / "flink" / "savepoints"
+    try:
+        job = flink.submit("stream.py", dict(par_env, PARALLELISM="2"))
+        wait_for(lambda: len(sink.ids) >= first, 180, f"predictions for all {first} records")
+        settled_meta(store, first)
+        out = subprocess.run([venv_tool("flink"), "stop", "-m", flink.address, "--savepointPath",
+                              f"file://{savepoints}", job], cwd=ROOT, env=par_env,
+                             capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, out.stdout + out.stderr
+        path = re.search(r"Savepoint completed\. Path: (\S+)", out.stdout)
+        assert path, out.stdout
+        before = settled_meta(store, first)
+        assert before["samples_seen"] == first  # the stop merged and published everything
+
+        produce(settings.kafka_bootstrap_servers, par_env["SOURCE_TOPIC"],
+                records(second, start=first))
+        flink.submit("stream.py", dict(par_env, PARALLELISM="3"), flink_options=("-s", path.group(1)))
+        wait_for(lambda: len(sink.ids) >= first + second, 180, "predictions for the new records")
+        assert all(count == 1 for count in sink.ids.values()), "a record was predicted twice"
+        after = settled_meta(store, first + second)
+        assert after["version"] > before["version"] and after["learners"] == 3, after
+        assert after["samples_seen"] == first + second
+    finally:
+        sink.stop()
