@@ -43,7 +43,11 @@ UDF_GROUP = "online_ml"
 
 
 class FlinkUnreachable(OSError):
-    """The REST API did not answer (cluster down, wrong FLINK_REST_URL)."""
+    """The REST API did not answer (cluster down, wrong FLINK_REST_URL). ``refused``: the
+    connection was refused, i.e. nothing listens there (the JobManager process is gone), as
+    opposed to a timeout (it may be alive and busy)."""
+
+    refused = False
 
 
 def readiness(overview: dict, taskmanagers: int = 1, free_slots: int = 0) -> tuple[bool, str]:
@@ -98,8 +102,10 @@ class FlinkRest:
             raise
         except (OSError, ValueError) as exc:  # URLError, refused, timeout, bad URL
             reason = getattr(exc, "reason", exc)
-            raise FlinkUnreachable(f"the Flink REST API at {self.base} does not answer: "
-                                   f"{reason}") from None
+            unreachable = FlinkUnreachable(f"the Flink REST API at {self.base} does not answer: "
+                                           f"{reason}")
+            unreachable.refused = isinstance(reason, ConnectionRefusedError)
+            raise unreachable from None
         return json.loads(body) if body else None
 
     # -- the cluster -------------------------------------------------------------------------------

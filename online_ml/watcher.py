@@ -6,7 +6,8 @@ nothing trains any more while the producer goes on writing and the board goes on
 a model that no longer learns. Every ``WATCH_INTERVAL_SECONDS`` the watcher asks Flink's REST API
 for the training job (``JOB_NAME``) and
 
-* brings back a job it has seen running that is now gone (no job of that name) or ``FAILED``:
+* brings back a job it has seen running that is now gone (no job of that name, or a JobManager
+  that refuses connections: its process is gone, and with it the job) or ``FAILED``:
   ``flink run -m <REST address> -d -py stream.py`` from the repository, with the environment the
   watcher was started with, when the cluster has room for it (:func:`room_for`), with backoff.
   The new job resumes from the Kafka group's committed offsets (Flink's Kafka source commits
@@ -81,6 +82,10 @@ VISIBLE_TIMEOUT = 60.0  # a submitted job Flink does not list after this was los
 #: down, make up) rather than restarted by its supervisor, and `make demo` submits the job.
 MEMORY_TRUST_SECONDS = 60.0
 STOPPED, RESUMED = "training_stopped", "training_resumed"
+#: `flink run` started while the JobManager restarts retries its submission every second for
+#: two minutes (Flink's defaults: 20 tries 3 s apart; a loaded 2-core machine restarted the
+#: JobManager in up to 49 s)
+CLIENT_RETRY = ("-Drest.retry.max-attempts=120", "-Drest.retry.delay=1s")
 _JOB_ID = re.compile(r"JobID ([0-9a-f]{32})")
 
 
@@ -107,6 +112,7 @@ class Memory:
     source_offsets: int | None = None  # sum of the source topic's end offsets
     records_at: float | None = None  # when they last grew
     message: str = ""
+    refused: bool = False  # unreachable because nothing listens: the JobManager process is gone
 
     def to_record(self) -> dict:
         return dataclasses.asdict(self)
@@ -148,10 +154,12 @@ def alert(kind: str, memory: Memory, previous: str, now: float) -> dict:
     return out
 
 
-def observe(memory: Memory, jobs: list[dict] | None, now: float) -> Memory:
-    """The memory after one look at the jobs of that name (``None``: Flink did not answer)."""
+def observe(memory: Memory, jobs: list[dict] | None, now: float, refused: bool = False) -> Memory:
+    """The memory after one look at the jobs of that name (``None``: Flink did not answer;
+    ``refused``: because the connection was refused)."""
     m = dataclasses.replace(memory, pending_alerts=list(memory.pending_alerts))
     previous = m.state
+    m.refused = jobs is None and refused
     if jobs is None:
         state, job_id = UNREACHABLE, m.job_id
     else:
@@ -197,8 +205,16 @@ def backoff(resubmits: int) -> float:
 
 
 def wants_resubmit(m: Memory) -> bool:
-    """A job seen running is gone or failed, was not stopped on purpose, and none is on its way."""
-    return (m.state in BRING_BACK and m.watched_job is not None and not m.cancelled
+    """A job seen running is gone or failed, was not stopped on purpose, and none is on its way.
+
+    Gone includes a JobManager that refuses connections: a standalone cluster without high
+    availability loses its jobs with its JobManager process, so `flink run` can start while the
+    supervisor restarts it (the client builds the job meanwhile and retries the submission until
+    the REST API answers). A JobManager that does not answer in time may be alive and busy with
+    the job: then nothing is submitted.
+    """
+    gone = m.state in BRING_BACK or (m.state == UNREACHABLE and m.refused)
+    return (gone and m.watched_job is not None and not m.cancelled
             and m.action is None and m.submitted_job is None)
 
 
@@ -257,11 +273,15 @@ class Watcher:
         self.proc_out: Any = None
         self.stopping = threading.Event()
 
-    def _jobs(self) -> list[dict] | None:
+    def _look(self, now: float) -> Memory:
+        """One look at the jobs of that name: the memory after it."""
         try:
-            return self.rest.jobs_named(self.settings.job_name)
-        except (FlinkUnreachable, urllib.error.HTTPError, ValueError, KeyError):
-            return None
+            jobs, refused = self.rest.jobs_named(self.settings.job_name), False
+        except FlinkUnreachable as exc:
+            jobs, refused = None, exc.refused
+        except (urllib.error.HTTPError, ValueError, KeyError):
+            jobs, refused = None, False
+        return observe(self.memory, jobs, now, refused)
 
     def _load(self, now: float) -> None:
         try:
@@ -280,7 +300,7 @@ class Watcher:
         if not self.loaded:
             self._load(now)
         before = self.memory.state
-        self.memory = observe(self.memory, self._jobs(), now)
+        self.memory = self._look(now)
         if self.memory.state != before:
             log.info("training job '%s': %s -> %s (%s)", self.settings.job_name, before,
                      self.memory.state, self.memory.job_id)
@@ -296,19 +316,21 @@ class Watcher:
         return self.memory
 
     def _resubmit(self, now: float) -> None:
-        try:
-            ok, why = room_for(self.rest.overview(), max(1, self.settings.parallelism))
-        except (FlinkUnreachable, urllib.error.HTTPError) as exc:
-            ok, why = False, str(exc)
-        if not ok:
-            self.memory.message = f"waiting to resubmit: {why}"
-            return
+        if not self.memory.refused:  # else there is no cluster to ask yet
+            try:
+                ok, why = room_for(self.rest.overview(), max(1, self.settings.parallelism))
+            except (FlinkUnreachable, urllib.error.HTTPError) as exc:
+                ok, why = False, str(exc)
+            if not ok:
+                self.memory.message = f"waiting to resubmit: {why}"
+                return
         # check again right before submitting: never two jobs
-        self.memory = observe(self.memory, self._jobs(), now)
+        self.memory = self._look(now)
         if not due(self.memory, now):
             return
         self.proc_out = tempfile.TemporaryFile()
-        command = [self.flink_cli, "run", "-m", self.rest.address, "-d", "-py", str(self.script)]
+        command = [self.flink_cli, "run", "-m", self.rest.address, "-d", *CLIENT_RETRY,
+                   "-py", str(self.script)]
         log.warning("training job '%s' is %s: resubmitting it (%s in a row): %s",
                     self.settings.job_name, self.memory.state, self.memory.resubmits + 1,
                     " ".join(command))

@@ -73,10 +73,24 @@ def test_a_job_lost_with_the_jobmanager_is_brought_back_and_alerts_come_in_pairs
     assert m.pending_alerts[1]["down_seconds"] == 28.0  # from the first look that was not running
 
 
-def test_unreachable_flink_is_an_outage_but_nothing_is_submitted_blind():
-    m = run(Memory(job_name="J"), [job("a", "RUNNING")], None)
+def test_a_jobmanager_that_does_not_answer_in_time_may_still_run_the_job():
+    m = run(Memory(job_name="J"), [job("a", "RUNNING")], None)  # a timeout: alive but busy?
     assert m.state == "unreachable" and kinds(m) == ["training_stopped"]
     assert not due(m, 10)
+
+
+def test_a_jobmanager_that_refuses_connections_has_lost_the_job():
+    """Nothing listens: its process died, and with it the job (no HA). `flink run` starts while
+    the supervisor restarts the JobManager, and only once."""
+    m = run(Memory(job_name="J"), [job("a", "RUNNING")])
+    m = observe(m, None, 2, refused=True)
+    assert m.state == "unreachable" and due(m, 2)
+    m = submitted(m, 2)
+    m = observe(m, None, 4, refused=True)
+    assert not due(m, 4)  # one submission at a time
+    m = observe(m, [], 6)  # the new JobManager answers, our job is not listed yet
+    assert not due(m, 6)
+    assert not due(observe(Memory(job_name="J"), None, 2, refused=True), 2)  # never seen running
 
 
 def test_the_watcher_does_not_start_training_it_has_not_seen_running():
