@@ -410,6 +410,15 @@ def _mark_stopped(settings: Settings) -> int:
     return 0
 
 
+def _settings_or_none() -> Settings | None:
+    """The settings; a bad one is named on stderr instead (exit code 2), without a traceback."""
+    try:
+        return Settings.from_env()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m online_ml.watcher",
                                      description=__doc__.splitlines()[0])
@@ -423,10 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("status", help="print the training state; exit 0 when a watcher reports")
     commands.add_parser("mark-stopped", help="the job is stopped on purpose: do not bring it back")
     args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_env()
-    except ValueError as exc:  # a bad setting: say which, no traceback
-        print(f"error: {exc}", file=sys.stderr)
+    settings = _settings_or_none()
+    if settings is None:
         return 2
     try:
         if args.command == "status":
