@@ -9,7 +9,7 @@ import pytest
 from online_ml.harness.paths import PY, ROOT
 
 PROGRAMS = [["model_server.py"], ["kafka_producer.py", "--count", "1"], ["redis_clear.py"],
-            ["stream.py"]]
+            ["stream.py"], ["-m", "online_ml.watcher"]]
 BAD = [("REDIS_PORT", "abc", "REDIS_PORT"), ("UDF_MODE", "sideways", "UDF_MODE"),
        ("LEARNER_PARAMS", "{alpha", "LEARNER_PARAMS"), ("BATCH_SIZE", "0", "BATCH_SIZE")]
 
