@@ -42,7 +42,8 @@ def par_env(settings, redis_client, kafka_service, flink_service):
                "DEAD_LETTER_TOPIC": topics.create(f"test_par_dead_{suffix}"),
                "ALERT_TOPIC": topics.create(f"test_par_alerts_{suffix}"),
                "KAFKA_GROUP_ID": topics.group(f"group_{suffix}")}
-        yield dict(os.environ, **env, MODEL_KEY=settings.model_key,
+        # a job name of its own: the stack's job watcher looks after the demo's job only
+        yield dict(os.environ, **env, JOB_NAME=f"test_parallel_{suffix}", MODEL_KEY=settings.model_key,
                    REDIS_DB=str(settings.redis_db), SYNC_INTERVAL_SECONDS="1",
                    BACKUP_INTERVAL_SECONDS="2", PATH=f"{VENV_BIN}:{os.environ['PATH']}")
 
