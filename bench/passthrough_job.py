@@ -1,12 +1,17 @@
-"""Passthrough job for the throughput benchmark: Kafka source -> Kafka sink, no UDF.
+"""Passthrough job for the throughput benchmark: Kafka source -> Kafka sink, no learning.
 
 It declares its tables through ``stream.build_job`` (so the raw source and sink DDL are exactly the
 training job's: same connector, format, startup mode and options) and then inserts the source
-values unchanged. Its rate is the ceiling that Kafka and Flink alone allow on this machine; the
-training job's rate is reported as a fraction of it.
+values unchanged. Two modes:
+
+- ``--mode jvm`` (default): no UDF at all. Its rate is the ceiling that Kafka and Flink alone
+  allow on this machine; the training job's rate is reported as a fraction of it.
+- ``--mode python``: a pandas UDF that only returns its input, with the batch UDF's Arrow batch
+  and bundle sizes (``BATCH_SIZE``). Every record crosses to a Python worker and back as in the
+  batch training job, so this is the realistic ceiling of any Python UDF here.
 
     SOURCE_TOPIC=... SINK_TOPIC=... flink run -m localhost:8081 -d -pyfs stream.py \
-        -py bench/passthrough_job.py --group-id G
+        -py bench/passthrough_job.py --group-id G [--mode python]
 
 ``-pyfs stream.py`` puts the training job's script on the job's Python path (the CLI's driver runs
 this file with bench/ first on the path, not the repository).
@@ -15,30 +20,57 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
-from pyflink.table import EnvironmentSettings, TableEnvironment
+from pyflink.table import DataTypes, EnvironmentSettings, TableEnvironment
+from pyflink.table.udf import udf
 
 import stream
 from online_ml.config import Settings
 
 JOB_NAME = "bench passthrough"
+MODES = ("jvm", "python")
 
 
-def build_passthrough(t_env: TableEnvironment, settings: Settings, group_id: str | None = None):
-    """The training job's tables, without its UDF: INSERT INTO sink SELECT value FROM source."""
+def copy_values(values):
+    """The python passthrough's pandas UDF: the Arrow batch back as it came."""
+    return values
+
+
+def build_passthrough(t_env: TableEnvironment, settings: Settings, group_id: str | None = None,
+                      mode: str = "jvm"):
+    """The training job's tables, without its learning: INSERT INTO sink SELECT value FROM
+    source, in ``python`` mode through a copy-only pandas UDF."""
     stream.build_job(t_env, settings, group_id)  # declares `source`, `sink` (UDF unused)
-    t_env.get_config().set("pipeline.name", JOB_NAME)
-    return t_env.sql_query("SELECT `value` FROM source")
+    config = t_env.get_config()
+    if mode == "jvm":
+        config.set("pipeline.name", JOB_NAME)
+        return t_env.sql_query("SELECT `value` FROM source")
+    config.set("pipeline.name", f"{JOB_NAME} (python)")
+    # build_job ships <stream.py's folder>/online_ml with the job; with -pyfs stream.py that
+    # folder is a temporary copy without it, and a Python operator's missing file makes the
+    # submission hang in retries. The worker imports online_ml from the venv (and the UDF
+    # below needs nothing from it): ship only the files that exist.
+    files = [f for f in (config.get("python.files", "") or "").split(",") if f]
+    config.set("python.files", ",".join(f for f in files if os.path.exists(f)))
+    # the batch training job's Arrow batch and bundle (stream.build_job sets them in batch mode)
+    config.set("python.fn-execution.arrow.batch.size", str(settings.batch_size))
+    config.set("python.fn-execution.bundle.size", str(max(settings.batch_size, 1000)))
+    t_env.create_temporary_system_function(
+        "copy_values", udf(copy_values, result_type=DataTypes.BYTES(), func_type="pandas"))
+    return t_env.sql_query("SELECT copy_values(`value`) AS `value` FROM source")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--group-id", help="Kafka consumer group (default: KAFKA_GROUP_ID)")
+    parser.add_argument("--mode", choices=MODES, default="jvm",
+                        help="jvm: no UDF (default); python: a copy-only pandas UDF")
     args, _ = parser.parse_known_args(argv)
     settings = Settings.from_env()
     t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
-    result = build_passthrough(t_env, settings, args.group_id).execute_insert("sink")
+    result = build_passthrough(t_env, settings, args.group_id, args.mode).execute_insert("sink")
     job = result.get_job_client()
     print(f"submitted '{JOB_NAME}'" + (f" as job {job.get_job_id()}" if job else ""))
     return 0

@@ -1,16 +1,19 @@
 """Run the benchmarks against the local stack (`make up` first): one table per benchmark, JSON in
 bench/results/<name>.json with the machine, the parameters and the results.
 
-    python bench/run.py                          # everything, full size (about 15-20 minutes)
+    python bench/run.py                          # everything, full size (about 40 minutes)
     python bench/run.py --smoke                  # tiny sizes: checks that each benchmark runs
     python bench/run.py --only serving freshness
     python bench/run.py --only throughput --records 2000000 --batch-sizes 500 2000
+    python bench/run.py --only scaleout --scaleout-variants row-1 row-2 row-4-off
 
 Benchmarks: throughput (training, end to end through Kafka and Flink), serving (POST /predict
-latency, project server vs the tutorial's way) and freshness (labelled record in Kafka -> first
-prediction by a model that learned it). Each compares its variants within one run, so the ratios
-hold on a busy machine even when the absolute numbers move. They use their own topics, consumer
-groups and Redis keys (db BENCH_REDIS_DB, default 2) and remove them at the end.
+latency, project server vs the tutorial's way), freshness (labelled record in Kafka -> first
+prediction by a model that learned it) and scaleout (the job at parallelism 1, 2 and 4 on one and
+two TaskManagers, merged learners against independent ones). Each compares its variants within
+one run, so the ratios hold on a busy machine even when the absolute numbers move. They use their
+own topics, consumer groups and Redis keys (db BENCH_REDIS_DB, default 2) and remove them at the
+end.
 """
 from __future__ import annotations
 
@@ -27,13 +30,14 @@ import common
 
 from online_ml.harness.paths import instance_environment
 
-BENCHMARKS = ("throughput", "serving", "freshness")
+BENCHMARKS = ("throughput", "serving", "freshness", "scaleout")
 # Params attribute <- command-line option, per benchmark module
 OVERRIDES = {
     "throughput": {"records": "records", "seconds": "seconds", "batch_sizes": "batch_sizes",
                    "variants": "variants"},
     "serving": {"concurrency": "concurrency", "seconds": "serve_seconds", "servers": "servers"},
     "freshness": {"intervals": "intervals", "trials": "trials", "mode": "mode"},
+    "scaleout": {"passes": "passes", "variants": "scaleout_variants"},
 }
 
 
@@ -57,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds of sink output per Flink variant")
     t.add_argument("--batch-sizes", type=int, nargs="+", metavar="B",
                    help="BATCH_SIZE values of the batch UDF")
-    t.add_argument("--variants", nargs="+", choices=("passthrough", "row", "batch", "python"),
+    t.add_argument("--variants", nargs="+",
+                   choices=("passthrough", "python-passthrough", "row", "batch", "python"),
                    help="throughput variants to run (default: all)")
     s = p.add_argument_group("serving")
     s.add_argument("--concurrency", type=int, nargs="+", metavar="C",
@@ -71,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="BACKUP_INTERVAL_SECONDS values (default 10 1)")
     f.add_argument("--trials", type=int, metavar="N", help="trials per interval")
     f.add_argument("--mode", choices=("row", "batch"), help="UDF_MODE of the freshness jobs")
+    o = p.add_argument_group("scaleout")
+    o.add_argument("--passes", type=int, metavar="P",
+                   help="passes over digits preloaded into the source topic (default 3)")
+    o.add_argument("--scaleout-variants", nargs="+", metavar="V",
+                   help="jobs to run: <row|batch>-<N>[-off][-<k>tm], e.g. row-1 row-4 row-4-off "
+                        "batch-2-2tm (default: N=1, 2, 4 in both modes, row N=4 without sync, "
+                        "row N=2 and 4 on two TaskManagers)")
     return p
 
 

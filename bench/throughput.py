@@ -10,6 +10,9 @@ Variants, all in one run so that their ratios hold on a noisy machine:
 
 (a) ``passthrough``: bench/passthrough_job.py, the training job's source and sink without the UDF:
     the ceiling of Kafka + Flink on this machine;
+(a') ``python-passthrough``: the same job with a pandas UDF that only returns its input, at the
+    batch UDF's Arrow batch size (the largest of ``batch_sizes``): every record goes to a Python
+    worker and back, so this is the realistic ceiling of any Python UDF here;
 (b) ``row UDF``: stream.py with UDF_MODE=row (one Python call per record, the tutorial's way);
 (c) ``batch UDF``: stream.py with UDF_MODE=batch at several BATCH_SIZE values;
 (d) the same learner in a plain Python loop, without Flink or Kafka, over the same records:
@@ -50,7 +53,9 @@ class Params:
     backup_interval: float = 10.0
     seed: int = 42
     first_record_timeout: float = 240.0
-    variants: tuple[str, ...] = ("passthrough", "row", "batch", "python")
+    python_passthrough_batch: int | None = None  # BATCH_SIZE of the python passthrough; None:
+    # the largest of batch_sizes
+    variants: tuple[str, ...] = ("passthrough", "python-passthrough", "row", "batch", "python")
     notes: list = field(default_factory=list)
 
     @classmethod
@@ -231,7 +236,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     rows: list[dict] = []
     with Topics(settings) as topics:
         try:
-            if set(p.variants) & {"passthrough", "row", "batch"}:
+            if set(p.variants) & {"passthrough", "python-passthrough", "row", "batch"}:
                 source = topics.create(f"bench_{rid}_source")
                 common.progress(f"throughput: preloading {p.records:,} records into {source}")
                 loaded = preload(settings, source, p.records, p.seed, procs=p.preload_procs)
@@ -252,6 +257,13 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                     "passthrough (no UDF)", "bench/passthrough_job.py", base_env,
                     ["--group-id", topics.group(f"bench_{rid}_g_pass")], predicts=False,
                     flink_options=("-pyfs", "stream.py"), **shared))
+            if "python-passthrough" in p.variants:
+                b = p.python_passthrough_batch or max(p.batch_sizes)
+                rows.append(run_flink_variant(
+                    f"python passthrough (copy-only pandas UDF, B={b})",
+                    "bench/passthrough_job.py", dict(base_env, BATCH_SIZE=str(b)),
+                    ["--group-id", topics.group(f"bench_{rid}_g_pypass"), "--mode", "python"],
+                    predicts=False, flink_options=("-pyfs", "stream.py"), **shared))
             if "row" in p.variants:
                 key = f"bench_{rid}_row"
                 keys.append(key)
@@ -275,10 +287,14 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
 
     by_name = {r["variant"]: r for r in rows}
     ceiling = by_name.get("passthrough (no UDF)", {}).get("records_per_s")
+    py_ceiling = next((r["records_per_s"] for r in rows
+                       if r["variant"].startswith("python passthrough")), None)
     row_rate = by_name.get("row UDF", {}).get("records_per_s")
     for r in rows:
         rate = r.get("records_per_s")
         r["ratio_to_passthrough"] = round(rate / ceiling, 4) if rate and ceiling else None
+        r["ratio_to_python_passthrough"] = (round(rate / py_ceiling, 4)
+                                            if rate and py_ceiling else None)
         r["x_row_udf"] = round(rate / row_rate, 1) if rate and row_rate else None
     batch_rows = [r for r in rows if r["variant"].startswith("batch UDF") and r["records_per_s"]]
     best = max(batch_rows, key=lambda r: r["records_per_s"], default=None)
@@ -289,6 +305,8 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         common.target("batch UDF / row UDF", best["x_row_udf"] if best else None, 50, ">=", detail),
         common.target("batch UDF / passthrough", best["ratio_to_passthrough"] if best else None, 0.5,
                ">=", detail),
+        common.target("batch UDF / python passthrough",
+                      best["ratio_to_python_passthrough"] if best else None, 0.5, ">=", detail),
     ]
     params = {k: v for k, v in vars(p).items() if k != "notes"}
     job_settings = Settings.from_env()
@@ -304,7 +322,9 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
 COLUMNS = [("variant", "variant", ""), ("records", "records", ""),
            ("seconds", "seconds", ".1f"), ("rec/s", "records_per_s", ",.0f"),
            ("steady rec/s", "steady_records_per_s", ",.0f"),
-           ("vs passthrough", "ratio_to_passthrough", ".1%"), ("x row UDF", "x_row_udf", ",.1f"),
+           ("vs passthrough", "ratio_to_passthrough", ".1%"),
+           ("vs py passthrough", "ratio_to_python_passthrough", ".1%"),
+           ("x row UDF", "x_row_udf", ",.1f"),
            ("acc 1st pass", "acc_first_epoch", ".3f"), ("acc last 1797", "acc_last_epoch", ".3f"),
            ("startup s", "startup_s", ".0f")]
 

@@ -23,8 +23,10 @@ TARGET_KEYS = {"target", "value", "limit", "op", "met"}
 @pytest.fixture(scope="module")
 def smoke_results(tmp_path_factory, redis_service, kafka_service, flink_service):
     out = tmp_path_factory.mktemp("bench")
+    # each benchmark submits a few jobs, and one `flink run` took 1-2 minutes on the loaded
+    # 2-core machine: the whole smoke run took 21 minutes there (scaleout: 4 of them)
     done = subprocess.run([PY, "bench/run.py", "--smoke", "--out", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=2400)
     assert done.returncode == 0, f"bench/run.py --smoke failed:\n{done.stdout}\n{done.stderr}"
     return out, done.stdout
 
@@ -49,7 +51,8 @@ def load(out, name: str) -> dict:
 
 def test_tables_are_printed(smoke_results):
     _, stdout = smoke_results
-    for title in ("training throughput", "serving: POST /predict", "freshness:", "targets"):
+    for title in ("training throughput", "serving: POST /predict", "freshness:", "scale-out:",
+                  "targets"):
         assert title in stdout, f"no {title!r} table in the output:\n{stdout}"
 
 
@@ -58,15 +61,18 @@ def test_throughput_json(smoke_results):
     rows = {r["variant"]: r for r in doc["results"]}
     batch = [v for v in rows if v.startswith("batch UDF B=")]
     python = [v for v in rows if v.startswith("python:")]
-    assert "passthrough (no UDF)" in rows and "row UDF" in rows and batch and python, list(rows)
+    py_pass = [v for v in rows if v.startswith("python passthrough")]
+    assert "passthrough (no UDF)" in rows and "row UDF" in rows and batch and python and py_pass, \
+        list(rows)
     for row in rows.values():
         assert {"records", "seconds", "records_per_s", "ratio_to_passthrough",
-                "x_row_udf"} <= row.keys(), row
+                "ratio_to_python_passthrough", "x_row_udf"} <= row.keys(), row
         assert row["records"] > 0
     for name in ["row UDF", *batch, *python]:
         assert 0 <= rows[name]["acc_first_epoch"] <= 1, rows[name]
     assert {t["target"] for t in doc["targets"]} == {
-        "batch UDF records/s", "batch UDF / row UDF", "batch UDF / passthrough"}
+        "batch UDF records/s", "batch UDF / row UDF", "batch UDF / passthrough",
+        "batch UDF / python passthrough"}
     assert doc["parameters"]["preload"]["records"] == doc["parameters"]["records"]
 
 
@@ -93,3 +99,21 @@ def test_freshness_json(smoke_results):
         for t in row["trial_details"]:
             assert t["served_version"] >= t["first_version_with_it"] >= 1, t
     assert len(doc["targets"]) == 2
+
+
+def test_scaleout_json(smoke_results):
+    doc = load(smoke_results[0], "scaleout")
+    rows = {r["spec"]: r for r in doc["results"]}
+    assert set(rows) == {"row-1", "row-2"}, list(rows)
+    for row in rows.values():
+        assert "error" not in row, row
+        assert {"records", "records_per_s", "acc_pass1", "acc_last_pass", "served_accuracy",
+                "samples_seen", "seen_ratio", "merges", "merges_per_s", "redis_commands_per_s",
+                "record_to_served_s", "taskmanagers_used"} <= row.keys(), row
+        assert row["records"] == doc["parameters"]["records"]
+        assert 0 <= row["acc_pass1"] <= 1 and 0 <= row["served_accuracy"] <= 1, row
+        assert row["samples_seen"] > 0 and row["parallelism"] == int(row["spec"][-1]), row
+    assert {t["target"] for t in doc["targets"]} == {
+        "row N=4 served accuracy - N=1 (points)", "row N=4 last-pass accuracy - N=1 (points)",
+        "batch N=4 served accuracy - N=1 (points)", "batch N=4 last-pass accuracy - N=1 (points)",
+        "row N=2 / N=1 records/s"}
