@@ -68,6 +68,7 @@ class Pipeline:
             "DEAD_LETTER_TOPIC": topics.create(f"{tag}_dead_letter"),
             "ALERT_TOPIC": topics.create(f"{tag}_alerts"),
             "KAFKA_GROUP_ID": topics.group(f"{tag}_group"), "MODEL_KEY": self.key,
+            "JOB_NAME": f"bench {tag}",  # never taken for the demo's job by the job watcher
             "REDIS_DB": str(common.BENCH_REDIS_DB), "BACKUP_INTERVAL_SECONDS": f"{interval:g}",
         }
         if p.mode:

@@ -245,7 +245,9 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                 loaded = None
             base_env = {"SOURCE_TOPIC": source if loaded else "",
                         "REDIS_DB": str(common.BENCH_REDIS_DB),
-                        "BACKUP_INTERVAL_SECONDS": str(p.backup_interval)}
+                        "BACKUP_INTERVAL_SECONDS": str(p.backup_interval),
+                        # a name of its own: the stack's job watcher never takes it for the demo's
+                        "JOB_NAME": f"bench throughput {rid}"}
             if loaded and set(p.variants) & {"row", "batch"}:
                 # the job's side outputs (bad records, accuracy alerts) stay in the benchmark too
                 base_env["DEAD_LETTER_TOPIC"] = topics.create(f"bench_{rid}_dead_letter")

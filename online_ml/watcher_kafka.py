@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from online_ml.config import Settings
 
 if TYPE_CHECKING:
-    from online_ml.watcher import Memory
+    from online_ml.watcher_rules import Memory
 
 log = logging.getLogger("online_ml.watcher")
 

@@ -12,7 +12,7 @@ import dataclasses
 import pytest
 
 from online_ml import training_state
-from online_ml.watcher import (
+from online_ml.watcher_rules import (
     BACKOFF_MAX,
     MEMORY_TRUST_SECONDS,
     STABLE_SECONDS,
