@@ -26,8 +26,9 @@ Rules, chosen so that an operator gets one message per incident and no noise:
 from __future__ import annotations
 
 import json
-from collections import deque
 from dataclasses import dataclass
+
+from online_ml.learner import RollingAccuracy
 
 __all__ = ["AccuracyAlarm", "AlertEvent", "DROP", "RECOVERED"]
 
@@ -84,28 +85,23 @@ class AccuracyAlarm:
         self.window = int(window)
         self.warmup = int(warmup)
         self.hysteresis = float(hysteresis)
-        self._hits: deque[bool] = deque(maxlen=self.window)
-        self._correct = 0
+        self.recent = RollingAccuracy(self.window)
         self.active = False
         self.fired = 0  # accuracy_drop events raised so far
 
     @property
     def rolling_accuracy(self) -> float:
-        return self._correct / len(self._hits) if self._hits else 0.0
+        return self.recent.get()
 
     def update(self, correct: bool, samples_seen: int, ts: str | None = None) -> AlertEvent | None:
         """Score one prediction; return the event it triggers, if any.
 
         ``samples_seen`` is the learner's count after this record (it continues across restarts).
         """
-        hit = bool(correct)
-        if len(self._hits) == self.window:
-            self._correct -= self._hits[0]
-        self._hits.append(hit)
-        self._correct += hit
-        if samples_seen < self.warmup or len(self._hits) < self.window:
+        self.recent.add(correct)
+        if samples_seen < self.warmup or self.recent.n < self.window:
             return None
-        accuracy = self._correct / self.window
+        accuracy = self.recent.get()
         if not self.active and accuracy < self.threshold:
             self.active = True
             self.fired += 1

@@ -89,7 +89,11 @@ class RollingAccuracy:
         self._correct = 0
 
     def update(self, y_true: Hashable, y_pred: Hashable | None) -> None:
-        hit = y_pred is not None and y_pred == y_true
+        self.add(y_pred is not None and y_pred == y_true)
+
+    def add(self, hit: bool) -> None:
+        """One prediction, right or wrong."""
+        hit = bool(hit)
         if len(self._hits) == self.window:
             self._correct -= self._hits[0]
         self._hits.append(hit)

@@ -121,6 +121,7 @@ class Trainer:
                     restored = dict(counters_as_meta(meta.get("counters", {})),
                                     recent_feedback_ids=meta.get("recent_feedback_ids", []),
                                     alerts_fired=served.get("alerts_fired", 0),
+                                    alert_active=served.get("alert_active", False),
                                     version=served.get("version", 0))
                     return StoredModel(model, restored), True
                 return self.store.load(), True
@@ -168,6 +169,9 @@ class Trainer:
             {str(k): _count(by_reason, k) for k in by_reason} if isinstance(by_reason, dict)
             else {})
         self.alarm.fired = max(self.alarm.fired, _count(meta, "alerts_fired"))
+        # an incident open when the model was backed up is still open: a restart in the middle
+        # of it must not raise a second accuracy_drop (it ends with one "recovered")
+        self.alarm.active = self.alarm.active or meta.get("alert_active") is True
 
     # -- what the synchroniser sees of us (online_ml.sync_protocol.Local) ----------------------
     def locked(self) -> threading.Lock:
@@ -221,41 +225,57 @@ class Trainer:
             log.warning("rejected record #%d of kind %s: %s", n, exc.reason, exc)
         return self.settings.dead_letter_topic, dead_letter(value, exc)
 
-    def _score(self, hit: bool, outputs: list[Output]) -> None:
-        """Feed one prediction to the alarm (called under the lock, after learning)."""
-        event = self.alarm.update(hit, self.learner.samples_seen)
-        if event is not None:
-            outputs.append((self.settings.alert_topic, self._alert(event)))
-
     def _alert(self, event: AlertEvent) -> str:
         (log.warning if event.kind == "accuracy_drop" else log.info)("%s", event.message())
         return event.to_json(model_key=self.settings.model_key)
 
+    def _decode(self, value: str | bytes | None) -> Record | Output:
+        """The record, or (a bad one) its dead letter."""
+        try:
+            return decode_record(value if value is not None else b"")
+        except BadRecord as exc:
+            return self._reject(value, exc)
+
+    def _learned(self, record: Record, predicted: int, seen: int, outputs: list[Output]) -> bool:
+        """The step after learning one record, the same in both modes (under the lock): its
+        feedback id, its prediction for ``SINK_TOPIC``, the alarm (``seen``: samples after it)
+        and the alert it may raise. Returns whether the prediction was right."""
+        self._note_feedback(record)
+        outputs.append((self.settings.sink_topic, encode_prediction(record, predicted)))
+        hit = predicted == record.actual_y
+        event = self.alarm.update(hit, seen)
+        if event is not None:
+            outputs.append((self.settings.alert_topic, self._alert(event)))
+        return hit
+
+    def _after_learning(self, records: int, started: float) -> None:
+        """Count what was learned, then back up or sync when due (with others: heartbeat too)."""
+        self._dirty = True
+        self.sync.learned(records)
+        self.last_train_us = int((time.perf_counter() - started) * 1e6 / max(1, records))
+
+    def _maybe_sync(self) -> None:
+        if self._thread is None or self.sync.due() or self.sync.live > 1:
+            self.maybe_backup()
+
     def process(self, value: str | bytes | None) -> tuple[list[Output], int | None, int | None]:
-        """Handle one raw Kafka value.
+        """Handle one raw Kafka value (row mode).
 
         Returns ``(outputs, actual_y, predict_y)``. ``outputs`` holds ``(topic, value)`` pairs:
         the prediction for ``SINK_TOPIC`` (or, for a bad record, its dead letter for
         ``DEAD_LETTER_TOPIC``, and then ``actual_y`` is None), followed by an alert for
         ``ALERT_TOPIC`` when this record starts or ends an incident.
         """
-        try:
-            record = decode_record(value if value is not None else b"")
-        except BadRecord as exc:
-            return [self._reject(value, exc)], None, None
+        record = self._decode(value)
+        if not isinstance(record, Record):
+            return [record], None, None
         outputs: list[Output] = []
         started = time.perf_counter()
         with self._lock:
             predicted = self.learner.learn_one(record.x, record.actual_y)
-            self._note_feedback(record)
-            self._dirty = True
-            self.sync.learned(1)
-            prediction = (self.settings.sink_topic, encode_prediction(record, predicted))
-            outputs.append(prediction)
-            self._score(predicted == record.actual_y, outputs)
-        self.last_train_us = int((time.perf_counter() - started) * 1e6)
-        if self._thread is None or self.sync.due() or self.sync.live > 1:
-            self.maybe_backup()
+            self._learned(record, predicted, self.learner.samples_seen, outputs)
+            self._after_learning(1, started)
+        self._maybe_sync()
         return outputs, record.actual_y, predicted
 
     def _note_feedback(self, record: Record) -> None:
@@ -281,7 +301,8 @@ class Trainer:
         return predict_chunk(self.learner.samples_seen, self.settings.max_predict_chunk)
 
     def process_many(self, values: Iterable) -> tuple[list[list[Output]], list[int], int]:
-        """Batch mode: handle many raw values in order.
+        """Batch mode: handle many raw values in order, learning them in chunks
+        (:meth:`predict_chunk`: each chunk is predicted with one model, then learned).
 
         Returns ``(outputs, labels_trained, n_correct)``; ``outputs[i]`` are the ``(topic,
         value)`` pairs for ``values[i]``, as :meth:`process` returns them.
@@ -290,38 +311,32 @@ class Trainer:
         outputs: list[list[Output]] = [[] for _ in values]
         good: list[tuple[int, Record]] = []
         for i, value in enumerate(values):
-            try:
-                good.append((i, decode_record(value if value is not None else b"")))
-            except BadRecord as exc:
-                outputs[i].append(self._reject(value, exc))
-        labels = [record.actual_y for _, record in good]
+            record = self._decode(value)
+            if isinstance(record, Record):
+                good.append((i, record))
+            else:
+                outputs[i].append(record)
         correct = 0
-        started = time.perf_counter()
         pos = 0
-        sink = self.settings.sink_topic
         while pos < len(good):
             chunk = good[pos:pos + self.predict_chunk()]
+            started = time.perf_counter()
             with self._lock:
                 predicted = self.learner.learn_many([r.x for _, r in chunk],
                                                     [r.actual_y for _, r in chunk])
                 seen = self.learner.samples_seen - len(chunk)
                 for (i, record), pred in zip(chunk, predicted):
-                    self._note_feedback(record)
-                    outputs[i].append((sink, encode_prediction(record, pred)))
-                    hit = pred == record.actual_y
-                    correct += hit
                     seen += 1
-                    event = self.alarm.update(hit, seen)
-                    if event is not None:
-                        outputs[i].append((self.settings.alert_topic, self._alert(event)))
-                self._dirty = True
-                self.sync.learned(len(chunk))
+                    correct += self._learned(record, pred, seen, outputs[i])
+                self._after_learning(len(chunk), started)
             pos += len(chunk)
-        if good:
-            self.last_train_us = int((time.perf_counter() - started) * 1e6 / len(good))
-        if self._thread is None or self.sync.due():
-            self.maybe_backup()
-        return outputs, labels, correct
+            # with others, a chunk is the unit of a sync round: merging once per Arrow batch
+            # (up to BATCH_SIZE records per learner) left the learners apart (issue 11)
+            if self.sync.live > 1 or pos >= len(good):
+                self._maybe_sync()
+        if not good:
+            self._maybe_sync()
+        return outputs, [record.actual_y for _, record in good], correct
 
     # -- backups -------------------------------------------------------------------------------
     def _defer_to_stored(self) -> bool:

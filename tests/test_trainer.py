@@ -161,6 +161,27 @@ def test_one_alert_per_accuracy_drop_then_recovery(mode, settings, redis_client)
     assert gauges["alerts_fired"]() == 1 and gauges["alert_active"]() == 0
 
 
+@pytest.mark.parametrize("mode", ["row", "batch"])
+def test_a_restart_during_an_incident_raises_no_second_alert(mode, settings, redis_client):
+    """Backed up while the accuracy alert is active, restarted, still bad: the restarted job
+    must not announce the same incident again, and ends it with one "recovered"."""
+    alerting = dataclasses.replace(settings, alert_threshold=0.5, alert_window=50,
+                                   alert_warmup=300, alert_hysteresis=0.1)
+    before = Trainer(alerting)
+    first = run(before, GOOD[:600] + [shifted(v) for v in GOOD[600:680]], mode)
+    assert [json.loads(v)["kind"] for outs in first for t, v in outs
+            if t == settings.alert_topic] == ["accuracy_drop"]
+    assert before.alarm.active
+    before.maybe_backup(force=True)
+    after = Trainer(alerting)  # the job restarted from that backup
+    assert after.alarm.active and after.alarm.fired == 1
+    outputs = run(after, [shifted(v) for v in GOOD[680:760]] + GOOD[760:1300], mode)
+    kinds = [json.loads(v)["kind"] for outs in outputs for t, v in outs
+             if t == settings.alert_topic]
+    assert kinds == ["recovered"]
+    assert after.alarm.fired == 1 and not after.alarm.active
+
+
 def test_no_alert_during_warmup(settings, redis_client):
     # a fresh model is wrong at first; with a warm-up of 300 that must not raise anything
     trainer = Trainer(dataclasses.replace(settings, alert_threshold=0.95, alert_window=50,
