@@ -236,7 +236,8 @@ class Trainer:
         except BadRecord as exc:
             return self._reject(value, exc)
 
-    def _learned(self, record: Record, predicted: int, seen: int, outputs: list[Output]) -> bool:
+    def _learned(self, record: Record, predicted: int | None, seen: int,
+                 outputs: list[Output]) -> bool:
         """The step after learning one record, the same in both modes (under the lock): its
         feedback id, its prediction for ``SINK_TOPIC``, the alarm (``seen``: samples after it)
         and the alert it may raise. Returns whether the prediction was right."""
