@@ -6,11 +6,18 @@ bench/results/<name>.json with the machine, the parameters and the results.
     python bench/run.py --only serving freshness
     python bench/run.py --only throughput --records 2000000 --batch-sizes 500 2000
     python bench/run.py --only scaleout --scaleout-variants row-1 row-2 row-4-off
+    python bench/run.py --only jobmanager_ha    # JobManager kill -9: watcher vs ZooKeeper HA
+
+jobmanager_ha kills the JobManager under the running job, the stack's job watcher against Flink's
+ZooKeeper high availability, each on a private stack instance of its own (never the stack on the
+default ports); it takes about 40 minutes, so `--smoke` leaves it out unless named with --only.
 
 Benchmarks: throughput (training, end to end through Kafka and Flink), serving (POST /predict
 latency, project server vs the tutorial's way), freshness (labelled record in Kafka -> first
 prediction by a model that learned it) and scaleout (the job at parallelism 1, 2 and 4 on one and
-two TaskManagers, merged learners against independent ones). Each compares its variants within
+two TaskManagers, merged learners against independent ones) and handwriting (real people's digits
+drawn as the board sends them: accuracy of the served model and of the tutorial's pipeline, the
+feature ablation, calibration; offline, no services). Each compares its variants within
 one run, so the ratios hold on a busy machine even when the absolute numbers move. They use their
 own topics, consumer groups and Redis keys (db BENCH_REDIS_DB, default 2) and remove them at the
 end.
@@ -30,7 +37,9 @@ import common
 
 from online_ml.harness.paths import instance_environment
 
-BENCHMARKS = ("throughput", "serving", "freshness", "scaleout")
+BENCHMARKS = ("throughput", "serving", "freshness", "scaleout", "handwriting", "jobmanager_ha")
+# too slow for a smoke run (each trial restarts JVMs: minutes): only when named with --only
+NOT_IN_SMOKE = ("jobmanager_ha",)
 # Params attribute <- command-line option, per benchmark module
 OVERRIDES = {
     "throughput": {"records": "records", "seconds": "seconds", "batch_sizes": "batch_sizes",
@@ -38,14 +47,18 @@ OVERRIDES = {
     "serving": {"concurrency": "concurrency", "seconds": "serve_seconds", "servers": "servers"},
     "freshness": {"intervals": "intervals", "trials": "trials", "mode": "mode"},
     "scaleout": {"passes": "passes", "variants": "scaleout_variants"},
+    "handwriting": {},
+    "jobmanager_ha": {"trials": "ha_trials", "variants": "ha_variants", "extras": "ha_extras",
+                      "jars": "jars", "session_timeout_ms": "zk_session_timeout_ms"},
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS),
-                   help="benchmarks to run (default: all)")
+    p.add_argument("--only", nargs="+", choices=BENCHMARKS,
+                   help="benchmarks to run (default: all; with --smoke all but "
+                        f"{', '.join(NOT_IN_SMOKE)})")
     p.add_argument("--smoke", action="store_true",
                    help="tiny sizes: that each benchmark runs and writes valid JSON (for CI)")
     p.add_argument("--quiet", action="store_true", help="no tables on stdout (JSON only)")
@@ -83,6 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="jobs to run: <row|batch>-<N>[-off][-<k>tm], e.g. row-1 row-4 row-4-off "
                         "batch-2-2tm (default: N=1, 2, 4 in both modes, row N=4 without sync, "
                         "row N=2 and 4 on two TaskManagers)")
+    j = p.add_argument_group("jobmanager_ha")
+    j.add_argument("--ha-trials", type=int, metavar="T", help="JobManager kills per variant (3)")
+    j.add_argument("--ha-variants", nargs="+", choices=("watcher", "zookeeper"),
+                   help="recovery variants (default: both)")
+    j.add_argument("--ha-extras", action=argparse.BooleanOptionalAction, default=None,
+                   help="also a cancelled and a FAILED job per variant (default: yes)")
+    j.add_argument("--jars", metavar="DIR",
+                   help="jars fetched by `make install` (default: the stack instance's)")
+    j.add_argument("--zk-session-timeout-ms", type=int, metavar="MS",
+                   help="Flink's ZooKeeper session timeout (default: Flink's)")
     return p
 
 
@@ -95,8 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("kafka").setLevel(logging.ERROR)  # its event-loop timing warnings
     failed: list[str] = []
     started = time.monotonic()
+    only = args.only or [b for b in BENCHMARKS if not (args.smoke and b in NOT_IN_SMOKE)]
     for name in BENCHMARKS:
-        if name not in args.only:
+        if name not in only:
             continue
         try:
             module = importlib.import_module(name)

@@ -166,35 +166,44 @@ def decode_data_url(data: str | bytes) -> bytes:
     return raw
 
 
-def ink_to_features(ink: np.ndarray) -> np.ndarray:
+def ink_to_features(ink: np.ndarray, deskew: bool = True, width: bool = False) -> np.ndarray:
     """The optdigits normalisation of an ink-coverage raster (0 = paper, 1 = ink).
 
-    Crop to the ink, scale the long side to 32 px keeping the aspect ratio (area averaging, so
-    thin strokes keep their weight), centre in 32x32, binarise at half coverage, count ink
-    pixels in each 4x4 block. Position and size of the drawing, and the size of the board,
-    therefore do not matter.
+    Remove the slant (``deskew``, online_ml/normalise.py), crop to the ink, scale the long side to
+    32 px keeping the aspect ratio (area averaging, so thin strokes keep their weight), centre in
+    32x32, binarise at half coverage, bring the stroke width near the pen's (``width``: done at
+    twice the resolution, then halved), count ink pixels in each 4x4 block. Position and size of
+    the drawing, and the size of the board, therefore do not matter.
     """
+    from . import normalise
+
     ink = np.asarray(ink, dtype=np.float32)
+    if deskew:
+        ink = normalise.deskew(ink)
     mask = ink >= 0.5
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
         raise FeatureError("empty drawing: no ink found")
     cols = np.flatnonzero(mask.any(axis=0))
     crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    side = BOX * (2 if width else 1)
     h, w = crop.shape
-    scale = BOX / max(h, w)
-    new_w = min(BOX, max(1, round(w * scale)))
-    new_h = min(BOX, max(1, round(h * scale)))
+    scale = side / max(h, w)
+    new_w = min(side, max(1, round(w * scale)))
+    new_h = min(side, max(1, round(h * scale)))
     if (new_h, new_w) != (h, w):
         from PIL import Image
 
         img = Image.fromarray(np.ascontiguousarray(crop))  # float32 -> mode "F"
         resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
         crop = np.asarray(img.resize((new_w, new_h), resample=resample), dtype=np.float32)
-    box = np.zeros((BOX, BOX), dtype=np.float32)
-    top, left = (BOX - new_h) // 2, (BOX - new_w) // 2
+    box = np.zeros((side, side), dtype=np.float32)
+    top, left = (side - new_h) // 2, (side - new_w) // 2
     box[top:top + new_h, left:left + new_w] = crop
     bits = box >= 0.5
+    if width:
+        bits = normalise.normalise_width(bits, PEN_WIDTH * side)
+        bits = bits.reshape(BOX, 2, BOX, 2).mean(axis=(1, 3)) >= 0.5
     counts = bits.reshape(BOX // BLOCK, BLOCK, BOX // BLOCK, BLOCK).sum(axis=(1, 3))
     return counts.reshape(-1).astype(np.float64)
 

@@ -61,7 +61,8 @@ def load_mnist() -> tuple[np.ndarray, np.ndarray]:
 
 def split(labels: Sequence[int] | np.ndarray, seed: int = 0,
           dev_fraction: float = 0.5) -> tuple[list[int], list[int]]:
-    """Indices of a development part and a test part, stratified by label, fixed by ``seed``."""
+    """Indices of a development part and a test part, stratified by label, fixed by ``seed``,
+    each in a seeded random order (so its first n are a random sample of it)."""
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels)
     dev: list[int] = []
@@ -71,7 +72,7 @@ def split(labels: Sequence[int] | np.ndarray, seed: int = 0,
         cut = int(round(len(idx) * dev_fraction))
         dev += idx[:cut].tolist()
         test += idx[cut:].tolist()
-    return sorted(dev), sorted(test)
+    return rng.permutation(dev).tolist(), rng.permutation(test).tolist()
 
 
 def ink_runs(img: np.ndarray, threshold: int = INK) -> list[tuple[int, int, int]]:

@@ -10,6 +10,7 @@
   var clearButton = document.getElementById("clear");
   var result = document.getElementById("result");
   var probabilities = document.getElementById("probabilities");
+  var unsure = document.getElementById("unsure");
   var modelVersion = document.getElementById("model-version");
   var samplesSeen = document.getElementById("samples-seen");
   var modelLearners = document.getElementById("model-learners");
@@ -215,8 +216,19 @@
     });
   }
 
+  // The server says when the model is unsure (online_ml/uncertainty.py): name the likely digits
+  // and ask to be taught, instead of stating one digit with a confidence nobody can read.
+  function showUnsure(answer) {
+    var candidates = answer && answer.sure === false ? answer.candidates || [] : [];
+    unsure.hidden = candidates.length < 2;
+    unsure.textContent = unsure.hidden ? "" : "not sure: " + candidates.join(" or ") +
+      "? Teach it: tell it below which digit it is.";
+    result.classList.toggle("is-unsure", !unsure.hidden);
+  }
+
   function clearAnswer() {
     result.textContent = "";
+    showUnsure(null);
     showProbabilities([]);
     hideFeedback();
   }
@@ -242,6 +254,7 @@
         }
         result.textContent = String(answer.predict_result);
         showProbabilities(answer.probabilities);
+        showUnsure(answer);
         showModel({
           version: answer.model_version, samples_seen: answer.samples_seen,
           accuracy: answer.accuracy, rolling_accuracy: answer.rolling_accuracy,

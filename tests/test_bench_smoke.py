@@ -52,7 +52,7 @@ def load(out, name: str) -> dict:
 def test_tables_are_printed(smoke_results):
     _, stdout = smoke_results
     for title in ("training throughput", "serving: POST /predict", "freshness:", "scale-out:",
-                  "targets"):
+                  "handwriting:", "targets"):
         assert title in stdout, f"no {title!r} table in the output:\n{stdout}"
 
 
@@ -117,3 +117,13 @@ def test_scaleout_json(smoke_results):
         "row N=4 served accuracy - N=1 (points)", "row N=4 last-pass accuracy - N=1 (points)",
         "batch N=4 served accuracy - N=1 (points)", "batch N=4 last-pass accuracy - N=1 (points)",
         "row N=2 / N=1 records/s"}
+
+
+def test_handwriting_json(smoke_results):
+    doc = load(smoke_results[0], "handwriting")
+    results = doc["results"]
+    assert {r["form"] for r in results["accuracy"]} == {"board", "cropped"}
+    assert any(r["pipeline"].startswith("tutorial") for r in results["accuracy"])
+    assert results["ablation"] and results["uncertainty"] and len(results["per_digit"]) == 10
+    assert {"real handwriting, board form, test accuracy",
+            "real handwriting, cropped form, test accuracy"} <= {t["target"] for t in doc["targets"]}

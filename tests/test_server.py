@@ -137,6 +137,23 @@ def test_predict_with_a_stored_model(client, store, model, digits):
     assert top[0]["p"] >= top[1]["p"] >= top[2]["p"]
 
 
+@pytest.mark.parametrize("threshold, sure", [(0.0, True), (1.01, False)])
+def test_predict_says_whether_the_model_is_sure(client, store, model, digits, monkeypatch,
+                                                threshold, sure):
+    """``sure`` and ``candidates`` (the board's "not sure: 3 or 8?"): one digit when sure, the
+    two most likely, the answer first, when not."""
+    from online_ml import uncertainty
+
+    monkeypatch.setattr(uncertainty, "SURE_THRESHOLD", threshold)
+    store.save(model, {"samples_seen": 1797})
+    answer = client.post("/predict", data={"imgStr": digit_data_url(digits.images[8])}).get_json()
+    assert answer["sure"] is sure
+    top = [p["digit"] for p in answer["probabilities"]]
+    assert answer["candidates"] == ([answer["predict_result"]] if sure else top[:2])
+    assert answer["candidates"][0] == answer["predict_result"]
+    assert sum(p["p"] for p in answer["probabilities"]) <= 1.0001
+
+
 def test_predict_accepts_json(client, store, model, digits):
     store.save(model, {"samples_seen": 10})
     answer = client.post("/predict", json={"imgStr": digit_data_url(digits.images[3])}).get_json()
@@ -147,6 +164,7 @@ def test_model_without_probabilities_still_predicts(client, store, digits):
     store.save(trained_model(loss="hinge"), {"samples_seen": 5})
     answer = client.post("/predict", data={"imgStr": digit_data_url(digits.images[5])}).get_json()
     assert answer["success"] is True and "probabilities" not in answer
+    assert "sure" not in answer  # no probabilities, no claim about them
 
 
 def test_a_new_version_is_picked_up_and_loaded_once(app, client, store, model, digits):

@@ -1,7 +1,8 @@
 """``POST /predict``: the tutorial's route. A drawing (form field ``imgStr``, or JSON) -> a digit.
 
 The answer keeps the tutorial's ``{"success": true, "predict_result": 7}`` and adds the model's
-version, the top-3 probabilities and what the page shows about the model.
+version, the top-3 calibrated probabilities, whether the model is sure (``"sure": false,
+"candidates": [3, 8]`` when it is not) and what the page shows about the model.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 from flask import current_app, jsonify, request
 
 from ..features import FeatureError, InputTooLarge, image_to_features
+from ..uncertainty import probabilities, verdict
 from .api import model_summary
 from .cache import ModelUnavailable
 from .errors import error
@@ -30,17 +32,19 @@ def _image_field() -> str | None:
     return request.form.get("imgStr")
 
 
-def _predict(model: Any, x: np.ndarray, k: int = 3) -> tuple[int, list[dict] | None]:
-    """The predicted digit and the top-k class probabilities, when the model has them (SGD with
-    hinge loss has not). One scoring pass: the digit is the most probable class."""
-    try:
-        proba = model.predict_proba(x)[0]
-    except (AttributeError, NotImplementedError):
-        return int(model.predict(x)[0]), None
-    order = np.argsort(proba)[::-1][:k]
-    classes = getattr(model, "classes_", np.arange(len(proba)))
-    return int(classes[order[0]]), [{"digit": int(classes[i]), "p": round(float(proba[i]), 4)}
-                                    for i in order]
+def _predict(model: Any, x: np.ndarray, k: int = 3) -> tuple[int, list[dict] | None, dict | None]:
+    """The predicted digit, the top-k calibrated class probabilities and whether the model is
+    sure (online_ml/uncertainty.py), when the model has probabilities (SGD with hinge loss has
+    not). One scoring pass: the digit is the most probable class."""
+    proba = probabilities(model, x)
+    if proba is None:
+        return int(model.predict(x)[0]), None, None
+    p = proba[0]
+    order = np.argsort(p)[::-1][:k]
+    classes = getattr(model, "classes_", np.arange(len(p)))
+    return (int(classes[order[0]]),
+            [{"digit": int(classes[i]), "p": round(float(p[i]), 4)} for i in order],
+            verdict(p, classes))
 
 
 def predict():
@@ -70,15 +74,17 @@ def predict():
                   x.shape[1])
         return error(f"the stored model expects {expected} features, the board gives "
                      f"{x.shape[1]}", 500)
-    digit, probabilities = _predict(stored.model, x)
+    digit, top, sure = _predict(stored.model, x)
     answer: dict[str, Any] = {
         "success": True,
         "predict_result": digit,
         "model_version": stored.version,
         "samples_seen": stored.meta.get("samples_seen"),
     }
-    if probabilities is not None:
-        answer["probabilities"] = probabilities
+    if top is not None:
+        answer["probabilities"] = top
+    if sure is not None:
+        answer.update(sure)  # "sure": bool, "candidates": the digit, or the two most likely
     for key, value in model_summary(stored.meta).items():
         answer.setdefault(key, value)
     if stale:

