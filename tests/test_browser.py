@@ -90,6 +90,23 @@ def _seven(box) -> list[list[tuple[float, float]]]:
     return [top + down, bar]
 
 
+def _predict_in_page(page) -> dict:
+    """Click Predict; the API's answer, once the page shows it. The board says "not sure: a or
+    b?" exactly when the answer is unsure, naming the answer's candidates."""
+    with page.expect_response(lambda r: r.url.endswith("/predict")) as response:
+        page.click("#predict")
+    answer = response.value.json()
+    page.wait_for_function("/^[0-9]$/.test(document.getElementById('result').textContent)",
+                           timeout=10_000)
+    unsure = page.locator("#unsure")
+    if answer.get("sure") is False:
+        assert unsure.is_visible()
+        assert unsure.inner_text().startswith("not sure: {} or {}?".format(*answer["candidates"]))
+    else:
+        assert not unsure.is_visible()
+    return answer
+
+
 def _consume_feedback(topic: str, timeout: float = 20.0) -> dict:
     from kafka import KafkaConsumer
 
@@ -157,10 +174,9 @@ def test_draw_predict_feedback_in_a_real_browser(server, settings, unique_topics
             svg = page.evaluate("window.digitBoard.toSvg()")
             assert svg.count("<path") == 2
 
-            page.click("#predict")
-            page.wait_for_function("/^[0-9]$/.test(document.getElementById('result').textContent)",
-                                   timeout=10_000)
+            answer = _predict_in_page(page)
             predicted = int(page.locator("#result").inner_text())
+            assert predicted == answer["predict_result"]
             assert page.locator("#probabilities li").count() == 3
             assert page.locator("#feedback").is_visible()
 
@@ -192,6 +208,19 @@ def test_draw_predict_feedback_in_a_real_browser(server, settings, unique_topics
 
             SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+            # a scribble no digit resembles: the model is unsure, and the board says so
+            page.click("#clear")
+            assert not page.locator("#unsure").is_visible()
+            page.mouse.move(box["x"] + 0.3 * box["width"], box["y"] + 0.5 * box["height"])
+            page.mouse.down()
+            page.mouse.move(box["x"] + 0.7 * box["width"], box["y"] + 0.52 * box["height"], steps=8)
+            page.mouse.up()
+            answer = _predict_in_page(page)
+            assert answer["sure"] is False, answer
+            first, second = answer["candidates"]
+            assert f"not sure: {first} or {second}?" in page.locator("#unsure").inner_text()
+            page.screenshot(path=str(SCREENSHOT.with_name("board-unsure.png")), full_page=True)
         finally:
             browser.close()
 
