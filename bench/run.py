@@ -98,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "row N=2 and 4 on two TaskManagers)")
     j = p.add_argument_group("jobmanager_ha")
     j.add_argument("--ha-trials", type=int, metavar="T", help="JobManager kills per variant (3)")
-    j.add_argument("--ha-variants", nargs="+", choices=("watcher", "zookeeper"),
-                   help="recovery variants (default: both)")
+    j.add_argument("--ha-variants", nargs="+", metavar="V",
+                   help="watcher, zookeeper (Flink's ZooKeeper session timeout), zookeeper-<N>s "
+                        "(N s session timeout); default: watcher zookeeper zookeeper-10s")
     j.add_argument("--ha-extras", action=argparse.BooleanOptionalAction, default=None,
                    help="also a cancelled and a FAILED job per variant (default: yes)")
     j.add_argument("--jars", metavar="DIR",

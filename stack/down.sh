@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stop what stack/up.sh and `make demo` started (only processes with our pid files), newest first.
 # Harmless when nothing runs. `stack/down.sh [name ...]` stops only those (redis, kafka, flink,
-# flink-jobmanager, flink-taskmanager, watcher, producer, server). Supervised services are stopped
+# flink-jobmanager, flink-taskmanager, watcher, producer, server, zookeeper). Supervised services are stopped
 # through their supervisor, which then does not restart them. The job watcher is stopped first
 # whenever the JobManager is stopped, and is told that the training job is stopped on purpose,
 # so that it does not bring the job back when the cluster comes up again.
@@ -18,7 +18,7 @@ done
 for a in "$@"; do  # `flink` means all of its processes, TaskManagers first
   if [ "$a" = flink ]; then names+=(watcher "${taskmanagers[@]}" flink-jobmanager); else names+=("$a"); fi
 done
-[ ${#names[@]} -gt 0 ] || names=(server producer watcher "${taskmanagers[@]}" flink-jobmanager kafka redis)
+[ ${#names[@]} -gt 0 ] || names=(server producer watcher "${taskmanagers[@]}" flink-jobmanager zookeeper kafka redis)
 stopping_jobmanager=0
 [[ " ${names[*]} " == *" flink-jobmanager "* ]] && stopping_jobmanager=1
 # The watcher first, so that it does not resubmit the job that is about to be cancelled.

@@ -21,6 +21,7 @@ fi
 FLINK_REST_PORT="${FLINK_REST_PORT:-8081}"
 export FLINK_REST_URL="${FLINK_REST_URL:-http://localhost:$FLINK_REST_PORT}"
 FLINK_RPC_PORT="${FLINK_RPC_PORT:-6123}"   # JobManager RPC (the TaskManager registers there)
+ZOOKEEPER_PORT="${ZOOKEEPER_PORT:-2181}"   # only bench/jobmanager_ha.py starts ZooKeeper
 export SERVER_PORT="${SERVER_PORT:-8066}"
 # TaskManager processes of the local cluster, each with its own Python workers: standing in for
 # several machines when the job runs at PARALLELISM > 1 (README "Parallel learners")

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Start the local services: `stack/up.sh [redis] [kafka] [flink] [watcher]` (default: all; `flink`
-# also starts the job watcher, which brings the training job back after a JobManager crash).
+# Start the local services: `stack/up.sh [redis] [kafka] [flink] [watcher] [zookeeper]` (default:
+# redis, kafka, flink; `flink` also starts the job watcher, which brings the training job back
+# after a JobManager crash). `zookeeper` (ZOOKEEPER_PORT) is not part of `make up`: only
+# bench/jobmanager_ha.py starts it, with FLINK_HA_ZOOKEEPER_QUORUM set, to measure Flink's own
+# ZooKeeper high availability against the watcher (README "Recovery without loss").
 # Idempotent: a running service is left alone, and only the missing part of one is started (e.g.
 # a TaskManager whose JobManager still runs). Each start waits until the service answers.
 # Every process runs under stack/supervise.sh, which restarts it (with backoff) when it dies
@@ -125,6 +128,22 @@ up_flink() {
   echo "localhost:$FLINK_REST_PORT" > "$conf/masters"; echo localhost > "$conf/workers"
   sed -e "s#@PYTHON@#$PY#g" -e "s#@STATE@#$STATE#g" -e "s#@REST_PORT@#$FLINK_REST_PORT#g" \
     -e "s#@RPC_PORT@#$FLINK_RPC_PORT#g" -e "s#@ROOT@#$ROOT#g" "$ROOT/stack/flink/config.yaml" > "$conf/config.yaml"
+  if [ -n "${FLINK_HA_ZOOKEEPER_QUORUM:-}" ]; then
+    # Opt-in (bench/jobmanager_ha.py): Flink's ZooKeeper HA services. Job graphs, checkpoint
+    # pointers and blobs go to storageDir; a restarted JobManager recovers the jobs from there.
+    cat >> "$conf/config.yaml" <<HA
+high-availability:
+  type: zookeeper
+  storageDir: file://$STATE/flink/ha
+  cluster-id: ${FLINK_HA_CLUSTER_ID:-/online-ml}
+  zookeeper:
+    quorum: $FLINK_HA_ZOOKEEPER_QUORUM
+HA
+    if [ -n "${FLINK_HA_ZOOKEEPER_SESSION_TIMEOUT:-}" ]; then
+      printf '    client:\n      session-timeout: %s\n' "$FLINK_HA_ZOOKEEPER_SESSION_TIMEOUT" >> "$conf/config.yaml"
+    fi
+    say "Flink high availability: ZooKeeper $FLINK_HA_ZOOKEEPER_QUORUM, storage $STATE/flink/ha"
+  fi
   if [ "${FLINK_PROMETHEUS:-0}" = 1 ]; then
     # Opt-in: Flink's Prometheus reporter (plugins/metrics-prometheus in the wheel) has no host
     # option and listens on ALL interfaces (checked in the 2.2.1 jar), so it is off by default.
@@ -154,6 +173,41 @@ PROM
   ok "Flink is up: WebUI $FLINK_REST_URL"
 }
 
+# --- ZooKeeper, standalone (opt-in, for bench/jobmanager_ha.py) ------------------------------------
+# One server bound to 127.0.0.1:ZOOKEEPER_PORT, its data in STATE/zookeeper, no admin server.
+zookeeper_ready() (  # a subshell: a refused connection must not end the script
+  # `srvr` (not `ruok`, which says imok before the database is loaded) names a Mode once serving
+  exec 3<>"/dev/tcp/127.0.0.1/$ZOOKEEPER_PORT" || exit 1
+  printf srvr >&3
+  timeout 3 grep -q '^Mode: ' <&3
+)
+up_zookeeper() {
+  if running_or_recovering zookeeper ZooKeeper zookeeper_ready; then ok "ZooKeeper already running on 127.0.0.1:$ZOOKEEPER_PORT"; return; fi
+  if port_busy_by_other zookeeper "$ZOOKEEPER_PORT"; then
+    fail "ZooKeeper: port $ZOOKEEPER_PORT is in use by a process this stack did not start (stop it or set ZOOKEEPER_PORT)"; return 1
+  fi
+  [ -d "$JARS/zookeeper" ] || { fail "ZooKeeper: jars missing in $JARS/zookeeper: run 'make install'"; return 1; }
+  say "Starting ZooKeeper (standalone) on 127.0.0.1:$ZOOKEEPER_PORT, data in $STATE/zookeeper"
+  local dir="$STATE/zookeeper" log="$LOGS/zookeeper.log"
+  mkdir -p "$dir/data"
+  cat > "$dir/zoo.cfg" <<CFG
+tickTime=2000
+dataDir=$dir/data
+clientPort=$ZOOKEEPER_PORT
+clientPortAddress=127.0.0.1
+admin.enableServer=false
+4lw.commands.whitelist=srvr
+autopurge.snapRetainCount=3
+autopurge.purgeInterval=1
+CFG
+  start_supervised zookeeper "$log" java -Xms64m -Xmx256m -cp "$JARS/zookeeper/*" \
+    -Dzookeeper.jmx.log4j.disable=true org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg"
+  if ! wait_until 60 "zookeeper ruok" zookeeper_ready; then
+    stop_pid zookeeper; die_with_log ZooKeeper "not serving on 127.0.0.1:$ZOOKEEPER_PORT within 60 s" "$log"; return 1
+  fi
+  ok "ZooKeeper is up (127.0.0.1:$ZOOKEEPER_PORT)"
+}
+
 # --- the job watcher (online_ml/watcher.py) ------------------------------------------------------
 # Every WATCH_INTERVAL_SECONDS it asks Flink for the training job (JOB_NAME); a job it saw running
 # that vanished (a JobManager restarted without it) or FAILED is submitted again with `flink run`,
@@ -181,6 +235,7 @@ for s in "${services[@]}"; do
     kafka) up_kafka ;;
     flink) up_flink; up_watcher ;;
     watcher) up_watcher ;;
-    *) fail "unknown service '$s' (redis, kafka, flink, watcher)"; exit 2 ;;
+    zookeeper) up_zookeeper ;;
+    *) fail "unknown service '$s' (redis, kafka, flink, watcher, zookeeper)"; exit 2 ;;
   esac
 done

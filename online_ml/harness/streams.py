@@ -134,6 +134,14 @@ class SinkTally(_Background):
             times = [start] + [t for t in self.arrivals if t > start]
         return max((b - a for a, b in zip(times, times[1:])), default=0.0)
 
+    def resumed_after(self, start: float) -> float | None:
+        """Monotonic time of the prediction that ended the longest gap since ``start``: when
+        the stream came back after an outage that began then (None: nothing read since)."""
+        with self.lock:
+            times = [start] + [t for t in self.arrivals if t > start]
+        gaps = [(b - a, b) for a, b in zip(times, times[1:])]
+        return max(gaps)[1] if gaps else None
+
     def duplicates(self) -> int:
         with self.lock:
             return sum(n - 1 for n in self.counts.values())

@@ -1,0 +1,159 @@
+"""A private stack instance: a state folder and ports of its own, its services started and stopped
+with the stack's own scripts (``stack/up.sh`` / ``down.sh``).
+
+Why: some measurements break or reconfigure what they run on -- ``kill -9`` of a JobManager,
+Flink with ZooKeeper high availability -- and must never do that to the stack on the default
+ports, which other people use. tests/conftest.py points a whole test run at another instance
+through the environment; a benchmark that needs a fresh cluster per trial makes its own with
+this class. Jars are not fetched again: ``jars`` links to those of the instance the environment
+names (``make install`` fetched them).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from online_ml.config import Settings
+from online_ml.harness.net import free_port
+from online_ml.harness.paths import ROOT, STATE, VENV_BIN
+from online_ml.harness.stack import alive
+
+#: Port variables of stack/env.sh that an instance sets (Kafka's is in KAFKA_BOOTSTRAP_SERVERS).
+PORT_VARIABLES = ("REDIS_PORT", "KAFKA_CONTROLLER_PORT", "FLINK_REST_PORT", "FLINK_RPC_PORT",
+                  "ZOOKEEPER_PORT")
+#: Variables of the calling environment that would point a client at another instance.
+FOREIGN = ("FLINK_REST_URL", "FLINK_CONF_DIR", "FLINK_LOG_DIR", "KAFKA_BOOTSTRAP_SERVERS",
+           "ONLINE_ML_STATE", "FLINK_HA_ZOOKEEPER_QUORUM", "FLINK_HA_CLUSTER_ID", *PORT_VARIABLES)
+
+
+class StackFailed(RuntimeError):
+    """A stack script of the instance failed (its output is in the message)."""
+
+
+class Instance(contextlib.AbstractContextManager):
+    """One private instance under ``root`` (a new temporary folder by default); the ``with``
+    block ends with ``stack/down.sh`` of everything it started, and the folder removed unless
+    ``keep``."""
+
+    def __init__(self, root: Path | None = None, jars: Path | None = None, keep: bool = False):
+        self.root = Path(root or tempfile.mkdtemp(prefix="online_ml_instance_"))
+        self.keep = keep
+        ports = {name: str(free_port()) for name in PORT_VARIABLES}
+        base = {k: v for k, v in os.environ.items() if k not in FOREIGN}
+        self.env: dict[str, str] = dict(
+            base, ONLINE_ML_STATE=str(self.root), **ports,
+            KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}",
+            FLINK_REST_URL=f"http://localhost:{ports['FLINK_REST_PORT']}",
+            FLINK_CONF_DIR=str(self.root / "flink" / "conf"),
+            FLINK_LOG_DIR=str(self.root / "logs" / "flink"),
+            PATH=f"{VENV_BIN}:{base.get('PATH', '')}")
+        source = Path(jars or STATE / "jars").resolve()
+        if not (source / "kafka").is_dir():
+            raise StackFailed(f"no Kafka jars in {source}: run 'make install'")
+        self.root.mkdir(parents=True, exist_ok=True)
+        link = self.root / "jars"
+        if not link.exists():
+            link.symlink_to(source, target_is_directory=True)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def port(self, name: str) -> int:
+        return int(self.env[name])
+
+    def settings(self, **overrides) -> Settings:
+        """Settings for clients of this instance (its Redis, Kafka and Flink)."""
+        return Settings.from_env(self.env, **overrides)
+
+    def script(self, name: str, *args: str, env: Mapping[str, str] | None = None,
+               timeout: float = 600) -> str:
+        """``stack/<name> args`` with this instance's environment (plus ``env``); its output."""
+        done = subprocess.run(["bash", str(ROOT / "stack" / name), *args], cwd=ROOT,
+                              env=dict(self.env, **(env or {})), capture_output=True, text=True,
+                              timeout=timeout)
+        if done.returncode != 0:
+            raise StackFailed(f"stack/{name} {' '.join(args)} failed ({done.returncode}):\n"
+                              f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        return done.stdout
+
+    def up(self, *services: str, env: Mapping[str, str] | None = None) -> str:
+        return self.script("up.sh", *services, env=env)
+
+    def down(self, *names: str) -> str:
+        return self.script("down.sh", *names, timeout=300)
+
+    def running(self) -> list[str]:
+        """The supervised services whose process runs (RUN/<name>.child.pid names a live one;
+        Flink's own pid files in RUN are not services)."""
+        names = [p.name[:-len(".child.pid")] for p in self.run_dir.glob("*.child.pid")]
+        return sorted(n for n in names if self.pid(n, child=True) is not None)
+
+    def pid(self, name: str, child: bool = False) -> int | None:
+        """The live process RUN/<name>[.child].pid names, or None."""
+        try:
+            pid = int((self.run_dir / f"{name}{'.child' if child else ''}.pid").read_text())
+        except (OSError, ValueError):
+            return None
+        return pid if alive(pid) else None
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
+        """Send ``sig`` to the service's own process (not its supervisor), after checking that
+        it is a JVM of this instance; returns its pid."""
+        pid = self.pid(name, child=True)
+        if pid is None:
+            raise StackFailed(f"{name} is not running in {self.root}")
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if not cmdline[0].endswith(b"java") or str(self.root).encode() not in b" ".join(cmdline):
+            raise StackFailed(f"pid {pid} of {name} is not a JVM of {self.root}: not killed")
+        os.kill(pid, sig)
+        return pid
+
+    def rss_mb(self, name: str) -> float | None:
+        """Resident memory of the service's own process, in MB."""
+        pid = self.pid(name, child=True)
+        try:
+            status = Path(f"/proc/{pid}/status").read_text() if pid else ""
+        except OSError:
+            return None
+        kb = next((int(line.split()[1]) for line in status.splitlines()
+                   if line.startswith("VmRSS:")), None)
+        return None if kb is None else round(kb / 1024, 1)
+
+    def listening_ports(self, name: str) -> list[int]:
+        """The TCP ports the service's own process listens on (from /proc, no tools needed)."""
+        pid = self.pid(name, child=True)
+        if pid is None:
+            return []
+        inodes = set()
+        with contextlib.suppress(OSError):
+            for fd in os.scandir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):  # a descriptor closed meanwhile
+                    target = os.readlink(fd.path)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+        ports = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with contextlib.suppress(OSError), open(table) as lines:
+                for line in list(lines)[1:]:
+                    fields = line.split()
+                    if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                        ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+        return sorted(ports)
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.down()
+        finally:
+            if not self.keep:
+                shutil.rmtree(self.root, ignore_errors=True)
