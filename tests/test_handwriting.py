@@ -74,7 +74,7 @@ def test_the_benchmark_runs_at_smoke_size(tmp_path, monkeypatch):
     import handwriting
 
     monkeypatch.setattr(common, "RESULTS", tmp_path)
-    out = handwriting.run(handwriting.Params(dev=20, test=20, epochs=1, round_trip=10),
+    out = handwriting.run(handwriting.Params(dev=20, test=20, epochs=1, round_trip=10, cost_drawings=5),
                           smoke=True, quiet=True)
     res = out["results"]
     assert {r["form"] for r in res["accuracy"]} == set(FORMS)
