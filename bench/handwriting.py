@@ -184,6 +184,10 @@ def _cost(model, n: int) -> list[dict]:
                            ("served (deskew)", {}),
                            ("deskew + stroke width (not served)", {"deskew": True, "width": True}))
     ] + [
+        {"step": "features + scoring, TTA of two variants (not served)", "ms": per_item(
+            lambda i: [model.decision_function(ev.ink_to_features(ink, **o)[None])
+                       for ink in [svg_ink(decode_data_url(urls[i]))]
+                       for o in ({}, {"width": True})])},
         {"step": "scoring, model's predict_proba (before)",
          "ms": per_item(lambda i: model.predict_proba(x[i:i + 1]))},
         {"step": "scoring, calibrated probabilities + sure rule (served)",
@@ -222,8 +226,17 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         for (s, f), ink in inks.items():
             feats[name, s, f] = ev.features_of(ink, name)
             row[f"{s}_{f}"] = float((model.predict(feats[name, s, f]) == ys[s]).mean())
-        row["round_trip"] = float((model.predict(ev.features_of(rt_inks, name)) == rt_expected).mean())
+        feats[name, "round_trip", ""] = ev.features_of(rt_inks, name)
+        row["round_trip"] = float((model.predict(feats[name, "round_trip", ""]) == rt_expected).mean())
         ablation.append(row)
+    # test-time augmentation: the mean of the decision values of two variants (not served)
+    tta: dict = {"variant": "TTA: mean of the last two (not served)"}
+    for s, f in [*inks, ("round_trip", "")]:
+        z = sum(model.decision_function(feats[v, s, f]) for v in (ev.SERVED, ev.WIDTH))
+        truth = rt_expected if s == "round_trip" else ys[s]
+        tta["round_trip" if s == "round_trip" else f"{s}_{f}"] = float(
+            (model.classes_[z.argmax(1)] == truth).mean())
+    ablation.append(tta)
 
     rows = []
     for f in FORMS:

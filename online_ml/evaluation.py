@@ -35,6 +35,7 @@ VARIANTS: dict[str, dict[str, bool]] = {
     "+ deskew (served)": {"deskew": True, "width": False},
 }
 SERVED = "+ deskew (served)"
+WIDTH = "+ deskew + stroke width"
 
 
 def stream_model(epochs: int = 3, seed: int = 0, learner: str | None = None,
