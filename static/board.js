@@ -455,10 +455,17 @@
     var accEl = document.getElementById("chart-accuracy");
     var thrEl = document.getElementById("chart-throughput");
     var pct = function (u, v) { return v === null || v === undefined ? "–" : v.toFixed(1) + " %"; };
+    // time axis from the first point to the last, at least a minute wide: with a single snapshot
+    // uPlot widens the range by years before asking, so read the data itself
+    var timeRange = function (u, min, max) {
+      var xs = (u.data && u.data[0]) || [];
+      if (!xs.length) return [min, max];
+      return [xs[0], Math.max(xs[xs.length - 1], xs[0] + 60)];
+    };
     charts.accuracy = new window.uPlot({
       width: chartWidth(accEl), height: 180,
       legend: { live: false },
-      scales: { y: { range: [0, 100] } },
+      scales: { x: { time: true, range: timeRange }, y: { range: [0, 100] } },
       series: [
         {},
         { label: "cumulative", stroke: "#1f6feb", width: 2, value: pct },
@@ -469,7 +476,8 @@
     charts.throughput = new window.uPlot({
       width: chartWidth(thrEl), height: 180,
       legend: { live: false },
-      scales: { y: { range: function (u, min, max) { return [0, Math.max(1, max * 1.15)]; } } },
+      scales: { x: { time: true, range: timeRange },
+                y: { range: function (u, min, max) { return [0, Math.max(1, max * 1.15)]; } } },
       series: [
         {},
         { label: "records/s", stroke: "#2da44e", width: 2, fill: "rgba(45,164,78,0.12)",
