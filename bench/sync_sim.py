@@ -29,199 +29,34 @@ Writes bench/results/sync_sim.json (or --out DIR).
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import sys
 import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+import common  # bench/ is on sys.path: this script's own folder
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from online_ml.sync_sim import (
+    DEFAULT_PARAMS,
+    TOLERANCE_POINTS,
+    Variant,
+    aggregate,
+    load_digits_arrays,
+    loss_points,
+    recommend,
+    simulate,
+    summing_diverges,
+)
 
-from online_ml import sync  # noqa: E402
-from online_ml.learner import OnlineLearner, make_model  # noqa: E402
-
-# The job's default learner (config.LEARNER_PARAMS) for "sgd"; nb takes no parameters.
-DEFAULT_PARAMS: dict[str, dict[str, Any]] = {"sgd": {"alpha": 0.001}, "nb": {}}
 SWEEP = (1, 10, 25, 50, 100, 250, 1000)
 SUM_EVERY = (250, 10)
 NB_EVERY = 100
 LEARNERS = 4
-TOLERANCE_POINTS = 1.0      # issue 11: "within 1 point of N = 1"
-DIVERGES_POINTS = 5.0       # summing "diverges": this far below averaging at the same k
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One way of running the stream: how many learners, how they sync, how often."""
-
-    model: str = "sgd"
-    learners: int = 1
-    sync: str = "none"      # "none" | "avg" (the project's rules) | "sum" (every rule "sum")
-    every: int = 0          # records per learner between merges (sync != "none")
-
-    @property
-    def name(self) -> str:
-        if self.learners == 1 and self.sync == "none":
-            return f"{self.model} 1 learner"
-        if self.sync == "none":
-            return f"{self.model} N={self.learners} no sync"
-        how = "merge" if self.model == "nb" and self.sync == "avg" else self.sync
-        return f"{self.model} N={self.learners} {how} k={self.every}"
-
-
-@dataclass
-class SimResult:
-    variant: Variant
-    per_pass: list[float]           # prequential accuracy of each pass, all learners together
-    served_accuracy: float          # the served model on the evaluation set
-    merges: int
-    seconds: float
-    seed: int
-    served: Any = field(repr=False)            # the served model itself
-    predictions: np.ndarray = field(repr=False)  # -1 where there was no prediction yet
-
-    def row(self) -> dict:
-        coef = getattr(self.served, "coef_", None)
-        return {"variant": self.variant.name, "model": self.variant.model,
-                "learners": self.variant.learners, "sync": self.variant.sync,
-                "every": self.variant.every or None, "per_pass": self.per_pass,
-                "last_pass": self.per_pass[-1], "served_accuracy": self.served_accuracy,
-                "merges": self.merges, "seconds": round(self.seconds, 2),
-                "coef_norm": float(np.linalg.norm(coef)) if coef is not None else None}
-
-
-def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
-
-    X, y = load_digits(return_X_y=True)
-    return X.astype(np.float64), y.astype(int)
-
-
-def stream_order(n: int, passes: int, seed: int) -> np.ndarray:
-    """Indices of the stream: ``passes`` permutations of ``range(n)``, pass p shuffled with the
-    seed ``(seed, p)``."""
-    return np.concatenate([np.random.default_rng((seed, p)).permutation(n) for p in range(passes)])
-
-
-def _make_learner(model: str, params: dict | None) -> OnlineLearner:
-    # No random_state, as in the job: partial_fit on one row draws a seed that only shuffles that
-    # one row, so the run is deterministic anyway.
-    params = dict(DEFAULT_PARAMS.get(model, {}) if params is None else params)
-    return OnlineLearner(make_model(model, **params))
-
-
-def _merge(learners: Sequence[OnlineLearner], bases: list, pending: list[int],
-           global_state: sync.State | None, mode: str) -> sync.State | None:
-    """One synchronous round: everybody contributes, the merger merges, everybody adopts."""
-    deltas = []
-    template = None
-    for i, learner in enumerate(learners):
-        state = sync.state_of(learner.model)
-        if state is None or pending[i] == 0:
-            continue
-        if template is None:
-            template = learner.model
-        deltas.append((sync.subtract(state, bases[i]), pending[i]))
-    if not deltas or template is None:
-        return global_state
-    rules = sync.rules_of(template)
-    if mode == "sum":
-        rules = {name: sync.SUM for name in rules}
-    merged = sync.merge_states(global_state, deltas, rules)
-    for i, learner in enumerate(learners):
-        if not sync.fitted(learner.model):  # never happens here (k >= 1), kept for correctness
-            learner.model = copy.deepcopy(template)
-        sync.set_state(learner.model, merged)
-        bases[i] = merged
-        pending[i] = 0
-    return merged
-
-
-def simulate(variant: Variant, X: np.ndarray, y: np.ndarray, passes: int = 3, seed: int = 0,
-             params: dict | None = None, X_eval: np.ndarray | None = None,
-             y_eval: np.ndarray | None = None) -> SimResult:
-    """Run ``variant`` over ``passes`` shuffled passes of ``(X, y)``; the served model is scored on
-    ``(X_eval, y_eval)`` (default: ``(X, y)``)."""
-    if variant.sync not in ("none", "avg", "sum"):
-        raise ValueError(f"unknown sync {variant.sync!r}")
-    if variant.sync != "none" and variant.every < 1:
-        raise ValueError("a synced variant needs every >= 1")
-    n = len(y)
-    order = stream_order(n, passes, seed)
-    learners = [_make_learner(variant.model, params) for _ in range(variant.learners)]
-    bases: list[sync.State | None] = [None] * variant.learners
-    pending = [0] * variant.learners
-    global_state: sync.State | None = None
-    merges = 0
-    block = variant.every * variant.learners
-    predictions = np.full(len(order), -1)
-    correct = [0] * passes
-    started = time.perf_counter()
-    for j, idx in enumerate(order):
-        i = j % variant.learners
-        pred = learners[i].learn_one(X[idx], int(y[idx]))
-        pending[i] += 1
-        if pred is not None:
-            predictions[j] = pred
-            correct[j // n] += int(pred == y[idx])
-        if variant.sync != "none" and (j + 1) % block == 0:
-            global_state = _merge(learners, bases, pending, global_state, variant.sync)
-            merges += 1
-    if variant.sync != "none" and any(pending):  # the tail: the served model includes it all
-        global_state = _merge(learners, bases, pending, global_state, variant.sync)
-        merges += 1
-    seconds = time.perf_counter() - started
-    served = learners[0].model
-    X_eval = X if X_eval is None else X_eval
-    y_eval = y if y_eval is None else y_eval
-    return SimResult(variant, [float(c / n) for c in correct], float(served.score(X_eval, y_eval)),
-                     merges, seconds, seed, served, predictions)
-
-
-def aggregate(runs: Sequence[dict]) -> dict:
-    """One variant's rows of several seeds -> their mean (merges: of the first; seconds: sum)."""
-    out = {k: v for k, v in runs[0].items() if k != "served_model"}
-    out["per_pass"] = [float(np.mean([r["per_pass"][p] for r in runs]))
-                       for p in range(len(runs[0]["per_pass"]))]
-    out["last_pass"] = out["per_pass"][-1]
-    out["served_accuracy"] = float(np.mean([r["served_accuracy"] for r in runs]))
-    out["seconds"] = round(sum(r["seconds"] for r in runs), 2)
-    if out["coef_norm"] is not None:
-        out["coef_norm"] = float(np.mean([r["coef_norm"] for r in runs]))
-    out["seeds"] = [{"per_pass": r["per_pass"], "served_accuracy": r["served_accuracy"]}
-                    for r in runs]
-    return out
-
-
-# -- verdicts ------------------------------------------------------------------------------------
-def loss_points(result: dict, reference: dict) -> tuple[float, float]:
-    """(last-pass, served) accuracy below the reference, in points (negative: better)."""
-    return (100 * (reference["last_pass"] - result["last_pass"]),
-            100 * (reference["served_accuracy"] - result["served_accuracy"]))
-
-
-def recommend(sweep: Sequence[dict], reference: dict, tolerance: float = TOLERANCE_POINTS
-              ) -> int | None:
-    """The largest k that keeps both the last pass and the served model within ``tolerance``
-    points of one learner (being better is fine); None if no k does."""
-    ok = [r["every"] for r in sweep if max(loss_points(r, reference)) <= tolerance]
-    return max(ok) if ok else None
-
-
-def summing_diverges(summed: dict, averaged: dict) -> bool:
-    """Summing overshoots: its last pass is far below averaging at the same k, or no better than
-    its own first pass (more data made it worse)."""
-    return (100 * (averaged["last_pass"] - summed["last_pass"]) > DIVERGES_POINTS
-            or summed["last_pass"] <= summed["per_pass"][0])
+TSUM_EVERY = (10, 100)  # the former rule (SGD's t_ summed) next to today's (averaged)
 
 
 def time_table(sweep: Sequence[dict], reference: dict, default: int | None, learners: int,
@@ -251,10 +86,11 @@ def time_table(sweep: Sequence[dict], reference: dict, default: int | None, lear
 
 
 # -- the run -------------------------------------------------------------------------------------
-def variants(ks: Sequence[int], sum_every: Sequence[int], nb_every: int, learners: int
-             ) -> list[Variant]:
+def variants(ks: Sequence[int], sum_every: Sequence[int], nb_every: int, learners: int,
+             tsum_every: Sequence[int] = ()) -> list[Variant]:
     out = [Variant("sgd", 1), Variant("sgd", learners)]
     out += [Variant("sgd", learners, "avg", k) for k in ks]
+    out += [Variant("sgd", learners, "avg-tsum", k) for k in tsum_every]
     out += [Variant("sgd", learners, "sum", k) for k in sum_every]
     out += [Variant("sgd", 2, "avg", 100)]
     out += [Variant("nb", 1), Variant("nb", learners, "avg", nb_every)]
@@ -297,17 +133,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore")
 
-    sys.path.insert(0, str(ROOT / "bench"))
-    import common  # the reporting helpers; imported here so simulate() needs none of it
-
     started = time.time()
     X, y = load_digits_arrays()
     Xs, ys = (X[:300], y[:300]) if args.smoke else (X, y)
     passes = 2 if args.smoke else args.passes
     ks = [1, 10, 100] if args.smoke else sorted(set(args.every))
     sum_every = [k for k in SUM_EVERY if k in ks] or [max(ks)]
+    tsum_every = [k for k in TSUM_EVERY if k in ks]
 
-    order = variants(ks, sum_every, NB_EVERY, args.learners)
+    order = variants(ks, sum_every, NB_EVERY, args.learners, tsum_every)
     ref_v = Variant("sgd", 1)
     sweep_v = [Variant("sgd", args.learners, "avg", k) for k in ks]
     runs: dict[tuple[Variant, int], dict] = {}   # (variant, seed) -> row + served model

@@ -7,8 +7,8 @@ the pure rules, unit-tested apart from Redis:
 
 * A learner's **state** is a dict of named arrays taken from its estimator, each with a merge
   rule: ``avg`` (weights and biases of the linear models and the MLP: averaged, weighted by the
-  samples behind each contribution, as in Zinkevich et al. 2010 and FedAvg) or ``sum`` (naive
-  Bayes' counts and SGD's step counter ``t_``: exact when added).
+  samples behind each contribution, as in Zinkevich et al. 2010 and FedAvg; SGD's step counter
+  ``t_`` too) or ``sum`` (naive Bayes' counts and the MLP's ``t_``: exact when added).
 * A learner keeps the **base** it last adopted (or handed over). Its **delta** is
   ``state - base``; the merge is ``global + Σ wᵢ·deltaᵢ`` for ``avg`` arrays
   (``wᵢ = nᵢ / Σ n``) and ``global + Σ deltaᵢ`` for ``sum`` arrays and for the counters.
@@ -88,7 +88,11 @@ def _arrays(model: Any) -> dict[str, tuple[Any, str]]:
                      "_standard_coef", "_standard_intercept"):
             if isinstance(getattr(model, name, None), np.ndarray):
                 out[name] = (getattr(model, name), AVG)
-        out["t_"] = (model.t_, SUM)
+        # SGD's step counter sets the learning rate (1 / (alpha * (t0 + t_))). Averaged like the
+        # weights, it counts the merged model's steps, not everybody's samples: N learners'
+        # steps averaged are one step on N samples, and summing t_ decayed the rate N times too
+        # fast (bench/sync_sim.py, variants "avg" against "avg-tsum").
+        out["t_"] = (model.t_, AVG)
     elif kind == "counts":
         out["class_count_"] = (model.class_count_, SUM)
         out["feature_count_"] = (model.feature_count_, SUM)

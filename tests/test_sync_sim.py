@@ -1,16 +1,11 @@
-"""The merge simulation of bench/sync_sim.py on a slice of `digits`: what a user of N parallel
-learners would notice. No services; a few seconds."""
+"""The merge simulation (online_ml/sync_sim.py, run by bench/sync_sim.py) on a slice of
+`digits`: what a user of N parallel learners would notice. No services; a few seconds."""
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-
-from sync_sim import Variant, load_digits_arrays, simulate
+from online_ml.sync_sim import Variant, load_digits_arrays, simulate
 
 
 @pytest.fixture(scope="module")
