@@ -51,6 +51,7 @@ class Params:
     round_trip: int = 300  # digits images redrawn as SVG
     tutorial: bool = True
     cost_drawings: int = 200
+    augment: int = 2  # affine variants learned per record by the training-time augmentation row
 
     @classmethod
     def smoke(cls) -> Params:
@@ -237,6 +238,16 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         tta["round_trip" if s == "round_trip" else f"{s}_{f}"] = float(
             (model.classes_[z.argmax(1)] == truth).mean())
     ablation.append(tta)
+    if p.augment:
+        common.progress(f"handwriting: training with {p.augment} affine variants per record")
+        aug_model = ev.stream_model(p.epochs, p.seed, augment=p.augment)
+        aug: dict = {"variant": f"+ deskew, model trained with {p.augment} affine variants per "
+                                "record (not served)"}
+        for s, f in [*inks, ("round_trip", "")]:
+            truth = rt_expected if s == "round_trip" else ys[s]
+            aug["round_trip" if s == "round_trip" else f"{s}_{f}"] = float(
+                (aug_model.predict(feats[ev.SERVED, s, f]) == truth).mean())
+        ablation.append(aug)
 
     rows = []
     for f in FORMS:

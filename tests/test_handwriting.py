@@ -74,11 +74,13 @@ def test_the_benchmark_runs_at_smoke_size(tmp_path, monkeypatch):
     import handwriting
 
     monkeypatch.setattr(common, "RESULTS", tmp_path)
-    out = handwriting.run(handwriting.Params(dev=20, test=20, epochs=1, round_trip=10, cost_drawings=5),
+    out = handwriting.run(handwriting.Params(dev=20, test=20, epochs=1, round_trip=10, cost_drawings=5,
+                                                    augment=1),
                           smoke=True, quiet=True)
     res = out["results"]
     assert {r["form"] for r in res["accuracy"]} == set(FORMS)
     assert len(res["ablation"]) >= 2 and all(0 <= r["round_trip"] <= 1 for r in res["ablation"])
+    assert any("affine variants" in r["variant"] for r in res["ablation"])
     assert len(res["per_digit"]) == 10 and np.array(res["confusion"]["board"]).sum() == 20
     assert {"accuracy_when_sure", "sure_share"} <= res["uncertainty"][0].keys()
     assert (tmp_path / "handwriting.json").exists()
