@@ -147,6 +147,8 @@ def measure(inst: Instance, flink: FlinkJobs, env: dict, settings, row: dict, fo
 
         old = inst.kill("flink-jobmanager")
         killed = time.monotonic()
+        if row["variant"] == "watcher":
+            flink.submitted.remove(first)  # gone with the JobManager (cancel_named does the rest)
         common.progress(f"killed the JobManager (pid {old}); waiting for the job")
         wait_for(lambda: rest_back(flink), 300, "the REST API to answer again", interval=0.25)
         row["rest_back_s"] = time.monotonic() - killed

@@ -3,7 +3,8 @@
 # skipped when its inputs have not changed since it last succeeded.
 #   1. Debian packages (redis-server, chromium for browser tests, cairo headers for pycairo)
 #   2. the Python venv from requirements-dev.txt + constraints.txt
-#   3. jars from Maven Central through stack/pom.xml (Kafka broker, Flink Kafka SQL connector)
+#   3. jars from Maven Central through stack/pom.xml (Kafka broker, Flink Kafka SQL connector,
+#      ZooKeeper for bench/jobmanager_ha.py)
 #   4. the connector into the wheel's Flink lib/, and a `flink` command in the venv's bin
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -51,8 +52,8 @@ fi
 
 # 3. jars from Maven Central ------------------------------------------------------------------
 pom_hash=$(sha1sum "$ROOT/stack/pom.xml" | cut -d' ' -f1)
-if ! stamp_ok jars "$pom_hash" || [ ! -d "$JARS/kafka" ]; then
-  say "Fetching jars from Maven Central (Kafka $KAFKA_VERSION broker, Flink Kafka connector $FLINK_KAFKA_CONNECTOR_VERSION)"
+if ! stamp_ok jars "$pom_hash" || [ ! -d "$JARS/kafka" ] || [ ! -d "$JARS/zookeeper" ]; then
+  say "Fetching jars from Maven Central (Kafka $KAFKA_VERSION broker, Flink Kafka connector $FLINK_KAFKA_CONNECTOR_VERSION, ZooKeeper)"
   rm -rf "$JARS"
   if ! mvn -B -q -f "$ROOT/stack/pom.xml" -Djars.dir="$JARS" package >"$LOGS/maven.log" 2>&1; then
     fail "Maven could not fetch the jars; see $LOGS/maven.log"; tail -n 15 "$LOGS/maven.log" >&2; exit 1

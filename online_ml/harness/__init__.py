@@ -14,6 +14,8 @@ small and import their heavy dependencies (Kafka, Redis, PIL) only when used:
 * :mod:`.waiting` -- ``wait_for``: poll with a deadline, one failure type for pytest and bench;
 * :mod:`.net` -- a free port, a JSON GET/POST;
 * :mod:`.stack` -- start and stop the local services through ``stack/up.sh`` / ``down.sh``;
+* :mod:`.instance` -- a private stack instance (own state folder and ports) for what must not
+  run on the shared one, e.g. killing its JobManager;
 * :mod:`.redis_server` -- a private redis-server a test may stop and start;
 * :mod:`.kafka` -- topics that clean up after themselves, reading and writing records;
 * :mod:`.flink` -- ``flink run`` as a user types it, and cancelling what was submitted;
