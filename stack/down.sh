@@ -23,7 +23,7 @@ stopping_jobmanager=0
 [[ " ${names[*]} " == *" flink-jobmanager "* ]] && stopping_jobmanager=1
 # The watcher first, so that it does not resubmit the job that is about to be cancelled.
 if [[ " ${names[*]} " == *" watcher "* ]] || [ "$stopping_jobmanager" = 1 ]; then
-  if pid_alive watcher; then say "Stopping watcher (pid $(cat "$RUN/watcher.pid"))"; stop_pid watcher 30; fi
+  if pid_alive watcher; then say "Stopping watcher (pid $(pid_of watcher))"; stop_pid watcher 30; fi
   rm -f "$RUN/watcher.pid"
 fi
 # Cancel running jobs first: the UDF's close() then writes a last model backup to Redis.
@@ -35,7 +35,7 @@ fi
 for n in "${names[@]}"; do
   [ "$n" != watcher ] || continue  # stopped above
   if pid_alive "$n"; then
-    say "Stopping $n (pid $(cat "$RUN/$n.pid"))"
+    say "Stopping $n (pid $(pid_of "$n"))"
     stop_pid "$n" 30
   else
     rm -f "$RUN/$n.pid"

@@ -6,11 +6,36 @@ say()  { printf '\033[1m==>\033[0m %s\n' "$*"; }
 ok()   { printf '    \033[32mok\033[0m %s\n' "$*"; }
 fail() { printf '\033[31mERROR\033[0m %s\n' "$*" >&2; }
 
-# pid_alive NAME: true when RUN/NAME.pid names a live process.
-pid_alive() {
-  local f="$RUN/$1.pid"
-  [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null
+# A pid file holds "PID STARTTIME": the process's start time (/proc/PID/stat field 22, clock
+# ticks since boot) tells our process from an unrelated one that got the same pid later (after a
+# crash or a reboot). Nothing is signalled unless both match.
+# start_time PID: field 22 of /proc/PID/stat (the command name may hold spaces and parentheses).
+start_time() {
+  local stat rest
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  rest=${stat##*) }
+  # shellcheck disable=SC2086
+  set -- $rest
+  echo "${20}"
 }
+
+# write_pid NAME PID: record PID and its start time in RUN/NAME.pid.
+write_pid() { echo "$2 $(start_time "$2" || echo 0)" > "$RUN/$1.pid"; }
+
+# pid_of NAME: the pid in RUN/NAME.pid when that process is alive and is the one we started.
+pid_of() {
+  local f="$RUN/$1.pid" pid started now
+  [ -f "$f" ] || return 1
+  read -r pid started < "$f" || true
+  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  now=$(start_time "$pid") || return 1
+  # a pid file from before start times were recorded holds the pid alone: trusted as before
+  [ -z "${started:-}" ] || [ "$started" = "$now" ] || return 1
+  echo "$pid"
+}
+
+# pid_alive NAME: true when RUN/NAME.pid names a live process that we started.
+pid_alive() { pid_of "$1" >/dev/null; }
 
 # port_open PORT: true when something accepts TCP connections on 127.0.0.1:PORT.
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -30,7 +55,10 @@ wait_until() {
 stop_pid() {
   local name="$1" grace="${2:-20}" f="$RUN/$1.pid" pid
   [ -f "$f" ] || return 0
-  pid=$(cat "$f")
+  if ! pid=$(pid_of "$name"); then  # gone, or its pid now belongs to someone else: hands off
+    rm -f "$f" "$RUN/$name.child.pid"
+    return 0
+  fi
   if kill -0 "$pid" 2>/dev/null; then
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     local deadline=$((SECONDS + grace))
@@ -51,7 +79,7 @@ start_bg() {
   local name="$1" logfile="$2"; shift 2
   mkdir -p "$RUN" "$(dirname "$logfile")"
   setsid "$@" >>"$logfile" 2>&1 < /dev/null &
-  echo $! > "$RUN/$name.pid"
+  write_pid "$name" $!
 }
 
 # start_supervised NAME LOGFILE CMD...: like start_bg, but under stack/supervise.sh, which starts

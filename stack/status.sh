@@ -9,9 +9,9 @@ for n in redis kafka flink-jobmanager "${tms[@]}" watcher producer server; do
   if pid_alive "$n"; then
     child=""
     if [ -f "$RUN/$n.child.pid" ]; then
-      c=$(cat "$RUN/$n.child.pid")
+      c=$(cut -d' ' -f1 "$RUN/$n.child.pid")
       if kill -0 "$c" 2>/dev/null; then child=", process $c"; else child=", restarting"; fi
     fi
-    printf '  %-18s running (pid %s%s)\n' "$n" "$(cat "$RUN/$n.pid")" "$child"
+    printf '  %-18s running (pid %s%s)\n' "$n" "$(pid_of "$n")" "$child"
   else printf '  %-18s stopped\n' "$n"; fi
 done

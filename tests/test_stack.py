@@ -123,3 +123,36 @@ def test_backoff_grows_while_the_child_keeps_dying(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         assert proc.wait(15) == 0
+
+
+# -- pid files: never signal a process we did not start ------------------------------------------
+def _start_time(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+
+
+@pytest.mark.parametrize("recorded, stopped", [("right", True), ("stale", False)])
+def test_down_signals_only_the_process_its_pid_file_started(tmp_path, recorded, stopped):
+    """After a crash or a reboot a pid file may name a pid that now belongs to an unrelated
+    process: `stack/down.sh` stops the process only when its start time is the recorded one, and
+    otherwise just removes the stale pid file."""
+    other = subprocess.Popen(["setsid", "sleep", "120"])  # its own session, like our services
+    try:
+        wait_for(lambda: alive(other.pid) and os.getpgid(other.pid) == other.pid, 10, "sleep")
+        start = _start_time(other.pid) if recorded == "right" else "12345"
+        run = tmp_path / "run"
+        run.mkdir()
+        (run / "server.pid").write_text(f"{other.pid} {start}\n")
+        out = subprocess.run(["bash", str(ROOT / "stack" / "down.sh"), "server"], cwd=ROOT,
+                             env=dict(os.environ, ONLINE_ML_STATE=str(tmp_path)),
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert not (run / "server.pid").exists()
+        if stopped:
+            assert other.wait(30) is not None
+        else:
+            time.sleep(1)
+            assert other.poll() is None and alive(other.pid), "down.sh signalled a foreign process"
+    finally:
+        if other.poll() is None:
+            other.kill()
+        other.wait(10)

@@ -102,8 +102,8 @@ class Instance(contextlib.AbstractContextManager):
     def pid(self, name: str, child: bool = False) -> int | None:
         """The live process RUN/<name>[.child].pid names, or None."""
         try:
-            pid = int((self.run_dir / f"{name}{'.child' if child else ''}.pid").read_text())
-        except (OSError, ValueError):
+            pid = int((self.run_dir / f"{name}{'.child' if child else ''}.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
             return None
         return pid if alive(pid) else None
 

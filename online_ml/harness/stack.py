@@ -33,8 +33,8 @@ def alive(pid: int) -> bool:
 def pid_alive(name: str) -> bool:
     """Whether the stack's pid file RUN/<name>.pid names a live process."""
     try:
-        return alive(int((RUN / f"{name}.pid").read_text()))
-    except (OSError, ValueError):
+        return alive(int((RUN / f"{name}.pid").read_text().split()[0]))
+    except (OSError, ValueError, IndexError):
         return False
 
 
@@ -62,3 +62,31 @@ class Stack:
         names = [n for s in reversed(self.started) for n in reversed(SERVICES[s])]
         if names:
             stack_script("down.sh", *names)
+
+
+def session_of(pid: int) -> int | None:
+    """The session id of ``pid`` (``/proc/<pid>/stat`` field 6), None if it is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def stack_sockets() -> list[dict]:
+    """The listening TCP sockets of the stack's processes, each with its ``service``: every
+    service is started in a session of its own (``setsid``) led by the pid in RUN/<name>.pid,
+    and everything it starts, a TaskManager's Python workers included, stays in that session."""
+    from online_ml.harness.net import listening_sockets
+
+    services: dict[int, str] = {}
+    for pid_file in RUN.glob("*.pid"):
+        try:
+            services[int(pid_file.read_text().split()[0])] = pid_file.stem
+        except (OSError, ValueError, IndexError):
+            continue
+    out = []
+    for sock in listening_sockets():
+        sid = session_of(sock["pid"]) if sock["pid"] is not None else None
+        if sid in services:
+            out.append(dict(sock, service=services[sid]))
+    return out
