@@ -26,11 +26,19 @@ if pid_alive producer; then
 else
   say "Starting the producer: python kafka_producer.py (10 records/s)"
   start_supervised producer "$LOGS/producer.log" "$PY" "$ROOT/kafka_producer.py"
-  sleep 1; pid_alive producer || { die_with_log producer "exited at start" "$LOGS/producer.log"; exit 1; }
+  # the producer itself, not its supervisor (which outlives a producer that dies at start):
+  # the same child process still runs 3 s after it started
+  wait_until 10 "producer" test -s "$RUN/producer.child.pid" || true
+  first=$(child_pid producer || true); sleep 3
+  if [ -z "$first" ] || [ "$(child_pid producer || true)" != "$first" ]; then
+    stop_pid producer; die_with_log producer "exited at start" "$LOGS/producer.log"; exit 1
+  fi
 fi
 
 server_ready() { "$PY" -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$SERVER_PORT/healthz', timeout=2)"; }
-if pid_alive server && server_ready; then
+if pid_alive server; then
+  # ours already: wait for it (it may be restarting) rather than start a second supervisor
+  wait_until 30 "server" server_ready || { die_with_log "prediction server" "running (pid $(pid_of server)) but no answer on :$SERVER_PORT within 30 s" "$LOGS/server.log"; exit 1; }
   ok "prediction server already running"
 else
   # the production server (the tutorial's `python model_server.py` is Flask's development

@@ -34,6 +34,14 @@ pid_of() {
   echo "$pid"
 }
 
+# child_pid NAME: the live process a supervisor of ours runs (RUN/NAME.child.pid).
+child_pid() {
+  local c
+  pid_alive "$1" || return 1
+  c=$(cut -d' ' -f1 "$RUN/$1.child.pid" 2>/dev/null) || return 1
+  [[ "$c" =~ ^[0-9]+$ ]] && kill -0 "$c" 2>/dev/null && echo "$c"
+}
+
 # pid_alive NAME: true when RUN/NAME.pid names a live process that we started.
 pid_alive() { pid_of "$1" >/dev/null; }
 
