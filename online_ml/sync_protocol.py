@@ -420,10 +420,13 @@ class Synchronizer:
         own contribution, if still pending, is merged in the same round."""
         self._adopt(local, force=True)
 
-    def flush(self, local: Local, timeout: float) -> bool:
+    def flush(self, local: Local, timeout: float | None = None) -> bool:
         """On a clean stop: hand over everything learned here and see it merged (by the
         publisher, or by us once the publisher has left and the lease is free). True when
-        nothing learned here is left unmerged."""
+        nothing learned here is left unmerged. The default timeout: until a dead publisher's
+        lease has expired and two more sync intervals have passed."""
+        if timeout is None:
+            timeout = self.remote.lease_ttl_ms / 1000 + 2 * self.interval + 3
         end = time.monotonic() + max(0.0, timeout)
         while True:
             self.tick(local)
