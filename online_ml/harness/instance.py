@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from online_ml.config import Settings
-from online_ml.harness.net import free_port
+from online_ml.harness.net import free_port, listening_sockets
 from online_ml.harness.paths import ROOT, STATE, VENV_BIN
 from online_ml.harness.stack import alive
 
@@ -135,21 +135,7 @@ class Instance(contextlib.AbstractContextManager):
         pid = self.pid(name, child=True)
         if pid is None:
             return []
-        inodes = set()
-        with contextlib.suppress(OSError):
-            for fd in os.scandir(f"/proc/{pid}/fd"):
-                with contextlib.suppress(OSError):  # a descriptor closed meanwhile
-                    target = os.readlink(fd.path)
-                    if target.startswith("socket:["):
-                        inodes.add(target[8:-1])
-        ports = set()
-        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-            with contextlib.suppress(OSError), open(table) as lines:
-                for line in list(lines)[1:]:
-                    fields = line.split()
-                    if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
-                        ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-        return sorted(ports)
+        return sorted({s["port"] for s in listening_sockets() if s["pid"] == pid})
 
     def __exit__(self, *exc: object) -> None:
         try:
