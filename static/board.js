@@ -303,6 +303,11 @@
         b.dataset.digit === String(predicted));
     });
     setFeedbackEnabled(true);
+    // a new drawing: what was said about the previous one's feedback no longer applies
+    feedbackToken++;
+    showFeedbackStatus("");
+    delete feedbackBox.dataset.feedbackId;
+    delete feedbackBox.dataset.includedIn;
     feedbackBox.hidden = false;
   }
 

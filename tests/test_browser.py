@@ -220,6 +220,8 @@ def test_draw_predict_feedback_in_a_real_browser(server, settings, unique_topics
             assert answer["sure"] is False, answer
             first, second = answer["candidates"]
             assert f"not sure: {first} or {second}?" in page.locator("#unsure").inner_text()
+            # the previous drawing's "included" note is gone: the buttons teach this one
+            assert page.locator("#feedback-status").inner_text() == ""
             page.screenshot(path=str(SCREENSHOT.with_name("board-unsure.png")), full_page=True)
         finally:
             browser.close()
