@@ -11,6 +11,7 @@
   var result = document.getElementById("result");
   var probabilities = document.getElementById("probabilities");
   var unsure = document.getElementById("unsure");
+  var explainBox = document.getElementById("explain");
   var modelVersion = document.getElementById("model-version");
   var samplesSeen = document.getElementById("samples-seen");
   var modelLearners = document.getElementById("model-learners");
@@ -226,9 +227,42 @@
     result.classList.toggle("is-unsure", !unsure.hidden);
   }
 
+  // What the model saw (the 64 features as grey levels) and, for the answer, which cells pushed
+  // for it (green) or against it (red): weight x feature, from the server (explain=1).
+  function paintCells(canvas, values, colour) {
+    var c = canvas.getContext("2d");
+    var cell = canvas.width / 8;
+    c.clearRect(0, 0, canvas.width, canvas.height);
+    for (var i = 0; i < 64; i++) {
+      c.fillStyle = colour(values[i]);
+      c.fillRect((i % 8) * cell, Math.floor(i / 8) * cell, cell, cell);
+    }
+  }
+
+  function showExplanation(answer) {
+    var features = answer && answer.features;
+    explainBox.hidden = !(features && features.length === 64);
+    if (explainBox.hidden) return;
+    paintCells(document.getElementById("seen"), features, function (v) {
+      var g = Math.round(255 - (255 * Math.min(16, Math.max(0, v))) / 16);
+      return "rgb(" + g + "," + g + "," + g + ")";
+    });
+    var pushed = document.getElementById("pushed");
+    var contributions = answer.contributions;
+    pushed.parentNode.hidden = !(contributions && contributions.length === 64);
+    if (pushed.parentNode.hidden) return;
+    var scale = Math.max.apply(null, contributions.map(Math.abs)) || 1;
+    paintCells(pushed, contributions, function (v) {
+      var a = Math.min(1, Math.abs(v) / scale).toFixed(3);
+      return v >= 0 ? "rgba(26,127,55," + a + ")" : "rgba(207,34,46," + a + ")";
+    });
+    document.getElementById("explain-digit").textContent = String(answer.predict_result);
+  }
+
   function clearAnswer() {
     result.textContent = "";
     showUnsure(null);
+    showExplanation(null);
     showProbabilities([]);
     hideFeedback();
   }
@@ -245,6 +279,7 @@
     var drawing = toDataUrl();
     var body = new URLSearchParams();
     body.set("imgStr", drawing);
+    body.set("explain", "1");
     getJson("predict", { method: "POST", body: body })
       .then(function (answer) {
         if (!answer.success) {
@@ -255,6 +290,7 @@
         result.textContent = String(answer.predict_result);
         showProbabilities(answer.probabilities);
         showUnsure(answer);
+        showExplanation(answer);
         showModel({
           version: answer.model_version, samples_seen: answer.samples_seen,
           accuracy: answer.accuracy, rolling_accuracy: answer.rolling_accuracy,

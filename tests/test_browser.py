@@ -98,6 +98,9 @@ def _predict_in_page(page) -> dict:
     answer = response.value.json()
     page.wait_for_function("/^[0-9]$/.test(document.getElementById('result').textContent)",
                            timeout=10_000)
+    # what the model saw, next to the drawing (the board asks with explain=1)
+    assert len(answer["features"]) == 64 and page.locator("#explain").is_visible()
+    assert page.locator("#explain-digit").inner_text() == str(answer["predict_result"])
     unsure = page.locator("#unsure")
     if answer.get("sure") is False:
         assert unsure.is_visible()

@@ -154,6 +154,22 @@ def test_predict_says_whether_the_model_is_sure(client, store, model, digits, mo
     assert sum(p["p"] for p in answer["probabilities"]) <= 1.0001
 
 
+def test_predict_explains_on_request(client, store, model, digits):
+    """``explain``: the 64 features the model saw and each cell's part in the answer's score."""
+    store.save(model, {"samples_seen": 1797})
+    url = digit_data_url(digits.images[4])
+    plain = client.post("/predict", data={"imgStr": url}).get_json()
+    assert "features" not in plain and "contributions" not in plain
+    answer = client.post("/predict", data={"imgStr": url, "explain": "1"}).get_json()
+    x = np.array(answer["features"])
+    assert x.shape == (64,) and x.min() >= 0 and x.max() <= 16
+    k = list(model.classes_).index(answer["predict_result"])
+    score = model.decision_function(x[None])[0][k]
+    assert abs(sum(answer["contributions"]) + model.intercept_[k] - score) < 0.05 * max(1, abs(score))
+    as_json = client.post("/predict", json={"imgStr": url, "explain": True}).get_json()
+    assert as_json["features"] == answer["features"]
+
+
 def test_predict_accepts_json(client, store, model, digits):
     store.save(model, {"samples_seen": 10})
     answer = client.post("/predict", json={"imgStr": digit_data_url(digits.images[3])}).get_json()

@@ -2,7 +2,8 @@
 
 The answer keeps the tutorial's ``{"success": true, "predict_result": 7}`` and adds the model's
 version, the top-3 calibrated probabilities, whether the model is sure (``"sure": false,
-"candidates": [3, 8]`` when it is not) and what the page shows about the model.
+"candidates": [3, 8]`` when it is not), with ``explain=1`` what the model saw and what each cell
+contributed, and what the page shows about the model.
 """
 from __future__ import annotations
 
@@ -30,6 +31,25 @@ def _image_field() -> str | None:
             return body["imgStr"]
         return None
     return request.form.get("imgStr")
+
+
+def _wants_explanation() -> bool:
+    if request.is_json:
+        body = request.get_json(silent=True)
+        return isinstance(body, dict) and body.get("explain") in (True, 1, "1", "true")
+    return request.form.get("explain", "") in ("1", "true")
+
+
+def _explain(model: Any, x: np.ndarray, digit: int) -> dict:
+    """What the model saw (the 64 features, 8x8 row by row, 0..16) and, for a linear model, what
+    each cell contributed to the predicted digit's score (weight x feature; positive = for it),
+    so a person can see why a "1" became a 3. Opt-in (``explain``): it doubles the answer."""
+    out: dict[str, Any] = {"features": [round(float(v), 2) for v in x[0]]}
+    coef = getattr(model, "coef_", None)
+    classes = list(getattr(model, "classes_", []))
+    if coef is not None and digit in classes and np.ndim(coef) == 2 and len(coef) == len(classes):
+        out["contributions"] = [round(float(v), 3) for v in coef[classes.index(digit)] * x[0]]
+    return out
 
 
 def _predict(model: Any, x: np.ndarray, k: int = 3) -> tuple[int, list[dict] | None, dict | None]:
@@ -85,6 +105,8 @@ def predict():
         answer["probabilities"] = top
     if sure is not None:
         answer.update(sure)  # "sure": bool, "candidates": the digit, or the two most likely
+    if _wants_explanation():
+        answer.update(_explain(stored.model, x, digit))
     for key, value in model_summary(stored.meta).items():
         answer.setdefault(key, value)
     if stale:
