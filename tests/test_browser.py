@@ -49,7 +49,7 @@ def stored_model(redis_client, settings, monkeypatch):
 
     digits = load_digits()
     store = model_store.ModelStore(redis_client, prefix=settings.model_key)
-    learner = OnlineLearner(make_model())
+    learner = OnlineLearner(make_model(settings.learner, **settings.learner_kwargs()))  # the job's default
     per_backup = 100  # 10 s at 10 records/s
     n = len(digits.target)
     backups = -(-n // per_backup)
