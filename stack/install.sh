@@ -14,7 +14,8 @@ stamp_ok() { [ -f "$STATE/$1.stamp" ] && [ "$(cat "$STATE/$1.stamp")" = "$2" ]; 
 stamp_set() { echo "$2" > "$STATE/$1.stamp"; }
 
 # 1. Debian packages --------------------------------------------------------------------------
-APT_PACKAGES=(redis-server chromium libcairo2-dev pkg-config docker-compose)
+# gcc: stack/loopback/loopback_bind.c (keeps the TaskManagers' Python worker endpoints on loopback)
+APT_PACKAGES=(redis-server chromium libcairo2-dev pkg-config docker-compose gcc libc6-dev)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

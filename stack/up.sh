@@ -25,7 +25,7 @@ running_or_recovering() {
   local name="$1" what="$2"; shift 2
   pid_alive "$name" || return 1
   "$@" >/dev/null 2>&1 && return 0
-  say "$what is restarting under its supervisor (pid $(cat "$RUN/$name.pid")); waiting for it"
+  say "$what is restarting under its supervisor (pid $(pid_of "$name")); waiting for it"
   wait_until 90 "$what" "$@" && return 0
   fail "$what: supervised but not answering after 90 s; stopping it to start it again"
   stop_pid "$name" 30
@@ -33,7 +33,8 @@ running_or_recovering() {
 }
 
 # --- Redis ------------------------------------------------------------------------------------
-redis_ping() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" --no-auth-warning -a "$REDIS_PASSWORD" ping | grep -q PONG; }
+# the password travels in the environment (REDISCLI_AUTH), never on a command line `ps` shows
+redis_ping() { REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping | grep -q PONG; }
 up_redis() {
   if running_or_recovering redis Redis redis_ping; then ok "Redis already running on 127.0.0.1:$REDIS_PORT"; return; fi
   if port_busy_by_other redis "$REDIS_PORT"; then
@@ -102,6 +103,20 @@ taskmanager_names() {
   local i; echo taskmanager
   for ((i = 2; i <= TASKMANAGERS; i++)); do echo "taskmanager-$i"; done
 }
+# loopback_shim: path of the built loopback_bind.so (built with gcc when missing or older than
+# its source); prints nothing and fails when it cannot be built.
+loopback_shim() {
+  local src="$ROOT/stack/loopback/loopback_bind.c" so="$STATE/lib/loopback_bind.so"
+  if [ ! -f "$so" ] || [ "$src" -nt "$so" ]; then
+    mkdir -p "$STATE/lib" "$LOGS"
+    if ! gcc -shared -fPIC -O2 -o "$so.tmp" "$src" -ldl >>"$LOGS/loopback_bind.log" 2>&1; then
+      fail "could not build $so (gcc; see $LOGS/loopback_bind.log): the TaskManagers' Python worker endpoints will listen on ALL interfaces" >&2
+      return 1
+    fi
+    mv "$so.tmp" "$so"
+  fi
+  echo "$so"
+}
 up_flink() {
   local conf="$STATE/flink/conf" flink_home
   flink_home=$("$PY" -c 'import os, pyflink; print(os.path.dirname(os.path.abspath(pyflink.__file__)))')
@@ -158,12 +173,18 @@ PROM
     say "Flink Prometheus reporter on ports ${FLINK_PROMETHEUS_PORTS:-9249-9250} (all interfaces!)"
   fi
   local -a fenv=(env FLINK_CONF_DIR="$conf" FLINK_LOG_DIR="$LOGS/flink" PATH="$VENV/bin:$PATH")
+  # TaskManagers: the Python worker's gRPC endpoints (Apache Beam's, no address setting) would
+  # listen on all interfaces; stack/loopback/loopback_bind.c turns those binds into loopback ones
+  local shim
+  shim=$(loopback_shim) || true
   # start-foreground execs the JVM: the supervisor's child is the JVM itself
   # each TaskManager: its own log/pid names (FLINK_IDENT_STRING); ports are picked at random
   local m
   for m in "${missing[@]}"; do
-    start_supervised "flink-$m" "$LOGS/flink/$m.out" "${fenv[@]}" FLINK_IDENT_STRING="online-ml-$m" \
-      "$flink_home/bin/${m%%-*}.sh" start-foreground
+    local -a preload=()
+    if [ "$m" != jobmanager ] && [ -n "$shim" ]; then preload=(LD_PRELOAD="$shim"); fi
+    start_supervised "flink-$m" "$LOGS/flink/$m.out" "${fenv[@]}" "${preload[@]}" \
+      FLINK_IDENT_STRING="online-ml-$m" "$flink_home/bin/${m%%-*}.sh" start-foreground
   done
   if ! wait_until 90 "flink overview" flink_ready; then
     for m in "${missing[@]}"; do stop_pid "flink-$m"; done

@@ -2,6 +2,7 @@
 with the flink CLI) -> predictions in Kafka -> model in Redis -> POST /predict -> Flink metrics."""
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
@@ -9,14 +10,19 @@ import requests
 
 from online_ml.harness.drawings import stroke_svg, svg_data_url
 from online_ml.harness.kafka import consume_json, producer_command
+from online_ml.harness.net import is_loopback
 from online_ml.harness.paths import PY
 from online_ml.harness.processes import Server
+from online_ml.harness.stack import stack_sockets
 from online_ml.harness.waiting import wait_for
 from online_ml.model_store import ModelStore
 
 pytestmark = pytest.mark.integration
 
 N_RECORDS = 400
+# the one exception (README "Services"): Flink's opt-in Prometheus reporter has no host option
+PROMETHEUS = os.environ.get("FLINK_PROMETHEUS") == "1"
+PROMETHEUS_PORTS = range(9249, 9260)
 ONE = svg_data_url(stroke_svg([[(150, 20), (150, 130)]]))  # a '1'-like stroke on the board
 
 
@@ -49,6 +55,14 @@ def test_stream_to_prediction_end_to_end(mode, job_env, settings, redis_client, 
     late = predictions[-100:]
     accuracy = sum(p["predict_y"] == p["actual_y"] for p in late) / len(late)
     assert accuracy > 0.6, f"prequential accuracy over the last 100 records: {accuracy:.2f}"
+
+    # with the job and its Python workers running, every port of the stack is on loopback
+    # (issue 9: PyFlink's process mode opens gRPC endpoints for its Python worker)
+    sockets = stack_sockets()
+    assert {s["service"] for s in sockets} >= {"redis", "kafka", "flink-jobmanager"}, sockets
+    exposed = [s for s in sockets if not is_loopback(s["address"])
+               and not (PROMETHEUS and s["port"] in PROMETHEUS_PORTS)]
+    assert not exposed, f"listening on more than loopback: {exposed}"
 
     # a model lands in Redis within one backup interval (plus slack for a busy machine)
     store = ModelStore(redis_client, settings.model_key)
