@@ -230,11 +230,13 @@ class Synchronizer:
             return False  # alone, the trainer's backup interval paces the rounds
         return self.pending_records >= self.every_records or self.clock() >= self.next_at
 
-    def look_around(self) -> None:
+    def look_around(self, force: bool = False) -> None:
         """Heartbeat and count the live learners every HEARTBEAT_SECONDS (cheap: one round trip),
-        so a learner notices the others within that, not a backup interval later."""
+        so a learner notices the others within that, not a backup interval later; ``force``:
+        now (batch mode, between chunks: at tens of thousands of records/s, half a second is a
+        whole pass of `digits` learned alone)."""
         now = self.clock()
-        if now < self.next_heartbeat_at:
+        if now < self.next_heartbeat_at and not force:
             return
         self.next_heartbeat_at = now + HEARTBEAT_SECONDS
         self.live = max(1, len(self.remote.heartbeat(self.id, time.time())))

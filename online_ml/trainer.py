@@ -311,6 +311,11 @@ class Trainer(Backups):
             pos += len(chunk)
             # with others, a chunk is the unit of a sync round: merging once per Arrow batch
             # (up to BATCH_SIZE records per learner) left the learners apart (issue 11)
+            if pos < len(good) and self.settings.sync != "off":
+                try:
+                    self.sync.look_around(force=True)
+                except Exception as exc:  # Redis down: the backup counts it
+                    log.debug("heartbeat failed: %s", exc)
             if self.sync.live > 1 or pos >= len(good):
                 self._maybe_sync()
         if not good:
