@@ -27,7 +27,6 @@ Redis down: ticks fail, learners go on learning locally and merge when it is bac
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import time
 import uuid
@@ -37,28 +36,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from online_ml import sync
-from online_ml.model_store import ModelStore, dumps, loads
+from online_ml.model_store import ModelStore, dumps
+from online_ml.sync_store import SyncStore
 
 log = logging.getLogger(__name__)
 
 RECENT_FEEDBACK_IDS = 100
 HEARTBEAT_SECONDS = 0.5
-
-_RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('pexpire', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('del', KEYS[1])
-end
-return 0
-"""
-
 
 class Local(Protocol):
     """What the synchroniser needs from the trainer that owns the local model."""
@@ -80,106 +64,6 @@ class MergeResult:
     contributors: int
     blob: bytes
     meta: dict
-
-
-class SyncStore:
-    """The Redis side: key names come from :class:`ModelStore`."""
-
-    def __init__(self, store: ModelStore, learner_timeout: float, lease_ttl: float):
-        self.store = store
-        self.r = store.r
-        self.learner_timeout = learner_timeout
-        self.lease_ttl_ms = max(1000, int(lease_ttl * 1000))
-        self.k_learners = store.sync_key("learners")
-        self.k_lease = store.sync_key("lease")
-        self.k_fence = store.sync_key("fence")
-        self.k_round = store.sync_key("round")
-        self.k_global = store.sync_key("global")
-        self.k_global_meta = store.sync_key("global:meta")
-        self._renew = self.r.register_script(_RENEW)
-
-    def heartbeat(self, learner: str, now: float) -> list[str]:
-        """Mark ``learner`` alive; return the live learners (sorted)."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.zadd(self.k_learners, {learner: now})
-        pipe.zremrangebyscore(self.k_learners, "-inf", now - self.learner_timeout)
-        pipe.zrange(self.k_learners, 0, -1)
-        live = pipe.execute()[-1]
-        return sorted(m.decode() if isinstance(m, bytes) else m for m in live)
-
-    def leave(self, learner: str, lease: str | None) -> None:
-        """Leave the live set and give up our lease (only if it is still ours). With a
-        contribution still pending we stay listed until the timeout, so the merger finds it."""
-        if not self.r.exists(self.store.contribution_key(learner)):
-            self.r.zrem(self.k_learners, learner)
-        if lease is not None:
-            self.r.eval(_RELEASE, 1, self.k_lease, lease)
-
-    def lease(self, learner: str, held: str | None) -> str | None:
-        """Renew our lease or take a free one; the lease value (``id:token``) or None."""
-        if held is not None and int(self._renew(keys=[self.k_lease],
-                                                args=[held, self.lease_ttl_ms])):
-            return held
-        current = self.r.get(self.k_lease)
-        if current is not None:
-            return None
-        token = int(self.r.incr(self.k_fence))
-        value = f"{learner}:{token}"
-        if self.r.set(self.k_lease, value, nx=True, px=self.lease_ttl_ms):
-            return value
-        return None
-
-    def contribute(self, learner: str, blob: bytes) -> bool:
-        """Hand over a contribution unless the previous one is still pending."""
-        return bool(self.r.set(self.store.contribution_key(learner), blob, nx=True,
-                               px=max(1000, int(self.learner_timeout * 1000))))
-
-    def state(self, learner: str) -> tuple[int, bool]:
-        """(current round, whether our contribution is still pending)."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.get(self.k_round)
-        pipe.exists(self.store.contribution_key(learner))
-        rnd, pending = pipe.execute()
-        return int(rnd or 0), bool(pending)
-
-    def load_global(self) -> tuple[Any, dict, int] | None:
-        """(model, meta, round) of the merged model, or None when there is none yet."""
-        blob, meta_raw = self.r.mget(self.k_global, self.k_global_meta)
-        if blob is None:
-            return None
-        meta = json.loads(meta_raw) if meta_raw else {}
-        return loads(blob), meta, int(meta.get("round", 0))
-
-    def contributions(self, learners: list[str]) -> dict[str, bytes]:
-        if not learners:
-            return {}
-        keys = [self.store.contribution_key(i) for i in learners]
-        return {i: b for i, b in zip(learners, self.r.mget(keys)) if b is not None}
-
-    def commit(self, lease: str, blob: bytes, meta: dict, consumed: list[str]) -> int | None:
-        """Write the merged model and delete what it merged, only while we hold the lease and
-        the consumed contributions are unchanged. The new round, or None (nothing written)."""
-        import redis
-
-        keys = [self.store.contribution_key(i) for i in consumed]
-        with self.r.pipeline(transaction=True) as pipe:
-            try:
-                pipe.watch(self.k_lease, self.k_round, *keys)
-                held = pipe.get(self.k_lease)
-                if held is None or (held.decode() if isinstance(held, bytes) else held) != lease:
-                    return None
-                rnd = int(pipe.get(self.k_round) or 0) + 1
-                meta = dict(meta, round=rnd)
-                pipe.multi()
-                pipe.set(self.k_global, blob)
-                pipe.set(self.k_global_meta, json.dumps(meta, sort_keys=True))
-                pipe.set(self.k_round, rnd)
-                if keys:
-                    pipe.delete(*keys)
-                pipe.execute()
-                return rnd
-            except redis.WatchError:
-                return None
 
 
 class Synchronizer:
