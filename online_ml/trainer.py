@@ -228,12 +228,13 @@ class Trainer(Backups):
         return hit
 
     def _after_learning(self, records: int, started: float) -> None:
-        """Count what was learned, then back up or sync when due (with others: heartbeat too)."""
+        """Count what was learned (under the lock; :meth:`_maybe_sync` follows outside it)."""
         self._dirty = True
         self.sync.learned(records)
         self.last_train_us = int((time.perf_counter() - started) * 1e6 / max(1, records))
 
     def _maybe_sync(self) -> None:
+        """Back up or sync when due; with other learners, tick so the heartbeat stays fresh."""
         if self._thread is None or self.sync.due() or self.sync.live > 1:
             self.maybe_backup()
 
