@@ -293,6 +293,9 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
     pending: collections.deque = collections.deque()
     try:
         for x, y in records:
+            if STOP.reason is not None:  # a signal asked us to stop: leave between two sends
+                stopped_by = f"stopped by {STOP.reason}"
+                break
             pacer.wait()
             future = producer.send(args.topic, value=make_message(x, y))
             progress.sent += 1
@@ -378,6 +381,22 @@ def _close(producer, err: TextIO) -> bool:
     return False
 
 
+class STOP:
+    """Set by the first Ctrl-C or SIGTERM: the send loop stops between two records, then
+    flushes and summarises. Raising KeyboardInterrupt from the handler instead could land inside
+    kafka-python while it holds a lock, and the flush after it then waited forever (seen once in
+    tests/test_load.py). A second signal still interrupts at once."""
+
+    reason: str | None = None
+
+
+def _on_stop_signal(signum, frame) -> None:
+    name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    if STOP.reason is not None:
+        raise KeyboardInterrupt(name)
+    STOP.reason = name
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parse_args(argv)
@@ -385,11 +404,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    def on_sigterm(signum, frame):  # `kill` behaves like Ctrl-C: flush and summarise
-        raise KeyboardInterrupt("SIGTERM")
-
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, on_sigterm)
+        signal.signal(signal.SIGINT, _on_stop_signal)
+        signal.signal(signal.SIGTERM, _on_stop_signal)  # `kill` behaves like Ctrl-C
     try:
         return run(args)
     except ForcedExit as exc:
