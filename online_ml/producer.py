@@ -383,9 +383,9 @@ def _close(producer, err: TextIO) -> bool:
 
 class STOP:
     """Set by the first Ctrl-C or SIGTERM: the send loop stops between two records, then
-    flushes and summarises. Raising KeyboardInterrupt from the handler instead could land inside
-    kafka-python while it holds a lock, and the flush after it then waited forever (seen once in
-    tests/test_load.py). A second signal still interrupts at once."""
+    flushes and summarises. Raising KeyboardInterrupt from the handler instead can land anywhere
+    inside kafka-python, e.g. while it holds a lock (a producer that ignored SIGINT for 30 s was
+    seen once in tests/test_load.py). A second signal still interrupts at once."""
 
     reason: str | None = None
 
