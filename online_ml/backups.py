@@ -31,7 +31,7 @@ MAX_BACKUP_BACKOFF_SECONDS = 60.0
 BACKOFF_CAP_INTERVALS = 6  # a failing backup is retried at least every 6 intervals (max 60 s)
 
 
-def _count(meta: dict, key: str) -> int:
+def meta_count(meta: dict, key: str) -> int:
     """A counter from model metadata: a non-negative int, 0 when missing or garbage."""
     try:
         return max(0, int(meta.get(key) or 0))
@@ -92,7 +92,7 @@ class Backups:
         Redis is still unreachable, which counts as a failed backup.
         """
         meta = self.store.load_meta()
-        stored_seen = _count(meta or {}, "samples_seen")
+        stored_seen = meta_count(meta or {}, "samples_seen")
         if meta is None or stored_seen <= self.learner.samples_seen:
             self._store_known = True
             return False

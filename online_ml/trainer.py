@@ -26,7 +26,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
 from online_ml.alerts import AccuracyAlarm, AlertEvent
-from online_ml.backups import Backups, _count
+from online_ml.backups import Backups, meta_count
 from online_ml.config import Settings
 from online_ml.learner import OnlineLearner, make_model, predict_chunk
 from online_ml.model_store import ModelFormatError, ModelStore, StoredModel
@@ -135,18 +135,18 @@ class Trainer(Backups):
             self.learner = OnlineLearner.from_stored(stored.model, meta)
         self.model_version = stored.version if stored is not None else 0
         # feedback from the drawing board: the page waits for a model that includes its record
-        self.feedback_seen = _count(meta, "feedback_seen")
+        self.feedback_seen = meta_count(meta, "feedback_seen")
         recent = meta.get("recent_feedback_ids")
         self.recent_feedback_ids: deque[str] = deque(
             (i for i in recent if isinstance(i, str)) if isinstance(recent, list) else (),
             maxlen=RECENT_FEEDBACK_IDS)
         # counters that continue from the backup, like sample_count
-        self.records_rejected = _count(meta, "records_rejected")
+        self.records_rejected = meta_count(meta, "records_rejected")
         by_reason = meta.get("rejected_by_reason")
         self.rejected_by_reason: Counter[str] = Counter(
-            {str(k): _count(by_reason, k) for k in by_reason} if isinstance(by_reason, dict)
+            {str(k): meta_count(by_reason, k) for k in by_reason} if isinstance(by_reason, dict)
             else {})
-        self.alarm.fired = max(self.alarm.fired, _count(meta, "alerts_fired"))
+        self.alarm.fired = max(self.alarm.fired, meta_count(meta, "alerts_fired"))
         # an incident open when the model was backed up is still open: a restart in the middle
         # of it must not raise a second accuracy_drop (it ends with one "recovered")
         self.alarm.active = self.alarm.active or meta.get("alert_active") is True
