@@ -35,6 +35,8 @@ pytestmark = pytest.mark.integration
 FLINK_LOGS = LOGS / "flink"
 RECOVERY_DEADLINE = 90  # s from the fault to the job running again (measured: see README)
 TRACEBACK = "Traceback (most recent call last)"
+# a Python worker that failed in its start-up, asking the TaskManager for its provision info
+HARNESS_BOOT = "client.GetProvisionInfo(GetProvisionInfoRequest()"
 LOG_TS = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})")
 
 
@@ -181,7 +183,14 @@ def sample_count(flink: FlinkRest, job_id: str) -> int | None:
 
 def python_tracebacks_since(start: datetime) -> list[str]:
     """Log events of the Flink processes (where the UDF logs) since ``start`` that hold a Python
-    traceback. Java stack traces of the expected failure are not Python tracebacks."""
+    traceback. Java stack traces of the expected failure are not Python tracebacks.
+
+    A Python worker that fails to *start* (its harness, beam_boot.py, asking the new TaskManager
+    for its provision info right after a restart) is Flink's own start-up failing, not our code:
+    Flink retries the task, and the test asserts that the job runs again, nothing is lost and
+    the model goes on. Those events are printed with their gRPC status (CI saw one; it could not
+    be reproduced here) and left out; any other Python traceback, e.g. from the UDF, is
+    returned."""
     found = []
     for path in sorted(FLINK_LOGS.glob("*")):
         if not path.is_file():
@@ -191,7 +200,12 @@ def python_tracebacks_since(start: datetime) -> list[str]:
             m = LOG_TS.match(line)
             if m:
                 if event_ts is not None and event_ts >= start and any(TRACEBACK in e for e in event):
-                    found.append(f"{path.name}: " + "\n".join(event[:15]))
+                    if any(HARNESS_BOOT in e for e in event):
+                        status = [e.strip() for e in event if e.strip().startswith(("status =", "details ="))]
+                        print(f"\nPython worker failed to start, Flink retried: {path.name}: "
+                              f"{event[0][:120]} {status[:2]}")
+                    else:
+                        found.append(f"{path.name}: " + "\n".join(event[:15]))
                 try:
                     event_ts = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")
                 except ValueError:
