@@ -161,8 +161,9 @@ def _cost(model, n: int) -> list[dict]:
     """CPU per board drawing of what this benchmark changed in /predict: the features before and
     after (decode + render + normalise), and scoring with the model's predict_proba or with the
     calibrated probabilities and the sure rule. In-process, so ratios, not server latency."""
-    from online_ml.features import decode_data_url, svg_ink
+    from online_ml.drawing_input import decode_data_url
     from online_ml.harness.drawings import board_svg, svg_data_url
+    from online_ml.svg_render import svg_ink
 
     rng = random.Random(11)
     urls = [svg_data_url(board_svg(i % 10, rng)) for i in range(n)]

@@ -19,9 +19,11 @@ from typing import Any
 import numpy as np
 
 from .config import Settings
-from .features import FeatureError, ink_to_features, svg_ink
+from .drawing_input import FeatureError
+from .features import ink_to_features
 from .learner import OnlineLearner, make_model
 from .producer import iter_records
+from .svg_render import svg_ink
 
 __all__ = ["VARIANTS", "stream_model", "affine_variant", "drawing_inks", "features_of",
            "per_digit", "confusion", "format_confusion"]

@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
-from online_ml import features
+from online_ml import svg_render
 from online_ml.features import (
     MAX_INPUT_CHARS,
     FeatureError,
@@ -176,16 +176,16 @@ def test_svg_is_rasterised_small_whatever_the_board_size(board, size, monkeypatc
     shrunk afterwards (the tutorial's way, ~100x the pixels). Checked on the raster itself, not
     with a stopwatch (timings on a shared machine fail for nothing; bench/serving.py measures)."""
     sizes = []
-    rasterise = features._rasterise
+    rasterise = svg_render._rasterise
 
     def spy(drawing):
         sizes.append((drawing.width, drawing.height))
         return rasterise(drawing)
 
-    monkeypatch.setattr(features, "_rasterise", spy)
+    monkeypatch.setattr(svg_render, "_rasterise", spy)
     image_to_features(jsignature(EIGHT, ox=40, oy=20, size=size, board=board))
     [(width, height)] = sizes
-    most = features.RENDER_SIZE + 2 * features.MARGIN + 1  # the pen lies within RENDER_SIZE
+    most = svg_render.RENDER_SIZE + 2 * svg_render.MARGIN + 1  # the pen lies within RENDER_SIZE
     assert max(width, height) <= most, f"rendered at {width}x{height} px for a {board} board"
 
 

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from online_ml import normalise
-from online_ml.features import decode_data_url, image_to_features, ink_to_features, svg_ink
+from online_ml.drawing_input import decode_data_url
+from online_ml.features import image_to_features, ink_to_features
 from online_ml.handwriting import FORMS, bitmap_svg, drawing, load_mnist, split
 from online_ml.harness.drawings import stroke_svg, svg_data_url
 from online_ml.harness.paths import ROOT
+from online_ml.svg_render import svg_ink
 
 
 def test_the_data_set_is_real_handwriting_shipped_in_a_wheel():
