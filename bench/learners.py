@@ -6,7 +6,16 @@ code path of the Flink job. Accuracy is reported per epoch (the first epoch is t
 seen this image" number; later epochs replay images already learned once), mean +- std over seeds,
 plus the cost per record.
 
+River, the reference library for online learning in Python, runs side by side
+(``river-softmax``: its ``StandardScaler | SoftmaxRegression(SGD(0.01))`` fed the same records as
+dicts, predict_one then learn_one). Each model trained on seed 0 is also scored on the development
+split of real handwriting (online_ml/handwriting.py, served features; the dev split only: this is
+where choices are made). The targets of issue 10 point 7 (our softmax learner against River, row
+against batch mode, real handwriting against the default learner) and the recommendation are
+computed at the end.
+
     python bench/learners.py [--epochs 3] [--seeds 0 1 2] [--only sgd-tutorial mlp-32]
+                             [--no-handwriting]
 
 Writes bench/results/learners.json.
 """
@@ -19,8 +28,10 @@ import statistics
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
+import common
 import numpy as np
 import sklearn
 
@@ -51,12 +62,45 @@ VARIANTS: dict[str, tuple[str, dict, int | str]] = {
     "multinomial-nb": ("nb", {}, 1),
     "mlp-32": ("mlp", {}, 1),
     "mlp-64-lr1e-2": ("mlp", {"hidden_layer_sizes": (64,), "learning_rate_init": 0.01}, 1),
+    # ours (online_ml/softmax.py, LEARNER=softmax): row mode and the batch UDF's chunking
+    "softmax": ("softmax", {}, 1),
+    "softmax-job1024": ("softmax", {}, "job:1024"),
+    # River's StandardScaler | SoftmaxRegression(optimizer=SGD(0.01)), dict per record
+    "river-softmax": ("river", {"lr": 0.01}, 1),
 }
 RANDOM_STATE_MODELS = {"sgd", "perceptron", "pa", "mlp"}
+DEFAULT = "sgd-log-l1-a1e-3"  # the job's default learner (config.py LEARNER, LEARNER_PARAMS)
+OURS, OURS_BATCH, RIVER = "softmax", "softmax-job1024", "river-softmax"
 
 
-def run_variant(name: str, epochs: int, seed: int) -> dict:
+def run_river(epochs: int, seed: int, lr: float) -> tuple[dict, Callable]:
+    """River's softmax regression on standardised inputs, record by record (its own API)."""
+    from river import linear_model, optim, preprocessing
+
+    model = preprocessing.StandardScaler() | linear_model.SoftmaxRegression(
+        optimizer=optim.SGD(lr))
+    n_per_epoch = len(load_dataset()[1])
+    correct = [0] * epochs
+    started = time.perf_counter()
+    for i, (x, y) in enumerate(iter_records(seed=seed, epochs=epochs)):
+        record = dict(enumerate(x))
+        correct[i // n_per_epoch] += model.predict_one(record) == y
+        model.learn_one(record, y)
+    elapsed = time.perf_counter() - started
+
+    def predict(X: np.ndarray) -> np.ndarray:
+        return np.array([model.predict_one(dict(enumerate(row.tolist()))) for row in X])
+
+    return {"per_epoch": [c / n_per_epoch for c in correct],
+            "overall": sum(correct) / (epochs * n_per_epoch),
+            "us_per_record": elapsed / (epochs * n_per_epoch) * 1e6}, predict
+
+
+def run_variant(name: str, epochs: int, seed: int) -> tuple[dict, Callable]:
+    """One variant on one stream order: its figures, and the trained model's ``predict``."""
     model_name, params, batch = VARIANTS[name]
+    if model_name == "river":
+        return run_river(epochs, seed, params["lr"])
     if model_name in RANDOM_STATE_MODELS:
         params = {**params, "random_state": seed}
     learner = OnlineLearner(make_model(model_name, **params))
@@ -97,7 +141,62 @@ def run_variant(name: str, epochs: int, seed: int) -> dict:
         # the learner counts its own (prequential) hits; learn-then-predict bypasses them
         "overall": sum(correct) / (epochs * n_per_epoch) if after else learner.accuracy,
         "us_per_record": elapsed / (epochs * n_per_epoch) * 1e6,
-    }
+    }, learner.model.predict
+
+
+def dev_handwriting() -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Features (as the server computes them) of the development split of real handwriting, in
+    each form, and its labels."""
+    from online_ml import evaluation as ev
+    from online_ml.handwriting import FORMS, drawing, load_mnist, split
+
+    _, labels = load_mnist()
+    dev_idx, _ = split(labels, 0)
+    feats = {f: ev.features_of(ev.drawing_inks([drawing(i, f, 0)[0] for i in dev_idx]), ev.SERVED)
+             for f in FORMS}
+    return feats, labels[dev_idx]
+
+
+def targets_of(rows: list[dict]) -> tuple[list[dict], str]:
+    """Issue 10 point 7's targets for our softmax learner, and the recommendation they give."""
+    by = {r["variant"]: r for r in rows}
+    if not {OURS, RIVER} <= set(by):
+        return [], f"recommendation: none (run at least {OURS} and {RIVER})"
+    ours, river = by[OURS], by[RIVER]
+    last = len(ours["epoch_mean"]) - 1
+    found = [
+        common.target(f"{OURS}: first pass", round(ours["epoch_mean"][0], 4), 0.91, ">="),
+        common.target(f"{OURS}: first pass - River's", round(
+            ours["epoch_mean"][0] - river["epoch_mean"][0], 4), 0.0, ">="),
+        common.target(f"{OURS}: pass {last + 1}", round(ours["epoch_mean"][last], 4), 0.971, ">="),
+        common.target(f"{OURS}: pass {last + 1} - River's", round(
+            ours["epoch_mean"][last] - river["epoch_mean"][last], 4), 0.0, ">="),
+        common.target(f"{OURS}: row-mode us/record, share of River's", round(
+            ours["us_per_record"] / river["us_per_record"], 3), 1.0, "<=",
+            f"{ours['us_per_record']:.0f} vs {river['us_per_record']:.0f} us"),
+    ]
+    if OURS_BATCH in by:
+        gap = max(abs(a - b) for a, b in zip(ours["epoch_mean"], by[OURS_BATCH]["epoch_mean"]))
+        found.append(common.target(f"{OURS} row vs {OURS_BATCH}: largest gap of a pass (points)",
+                                   round(100 * gap, 2), 1.0, "<="))
+    if DEFAULT in by and "dev_handwriting" in ours and "dev_handwriting" in by[DEFAULT]:
+        found.append(common.target(
+            f"real handwriting (dev, seed 0, both forms): {OURS} - default (points)",
+            round(100 * (ours["dev_handwriting"]["mean"] - by[DEFAULT]["dev_handwriting"]["mean"]),
+                  2), 0.0, ">=",
+            f"{ours['dev_handwriting']['mean']:.4f} vs {by[DEFAULT]['dev_handwriting']['mean']:.4f}"))
+    else:
+        found.append(common.target("real handwriting (dev) against the default", None, 0.0, ">=",
+                                   f"run {DEFAULT} too, without --no-handwriting"))
+    if any(t["met"] is None for t in found):
+        advice = "recommendation: none, the run is incomplete (see the n/a targets)"
+    elif all(t["met"] for t in found):
+        advice = (f"recommendation: LEARNER={OURS} meets every target: ahead of River and of the "
+                  "default on the stream, not behind the default on real handwriting")
+    else:
+        missed = ", ".join(t["target"] for t in found if not t["met"])
+        advice = f"recommendation: keep the default; {OURS} misses: {missed}"
+    return found, advice
 
 
 def main(argv=None) -> int:
@@ -106,13 +205,17 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--only", nargs="+", choices=list(VARIANTS), default=None)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "learners.json")
+    p.add_argument("--no-handwriting", action="store_true",
+                   help="skip scoring each model on the dev split of real handwriting")
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore")  # MLP convergence warnings on single-row partial_fit
 
     names = args.only or list(VARIANTS)
+    dev = None if args.no_handwriting else dev_handwriting()
     rows = []
     for name in names:
-        runs = [run_variant(name, args.epochs, s) for s in args.seeds]
+        results = [run_variant(name, args.epochs, s) for s in args.seeds]
+        runs = [r for r, _ in results]
         row = {
             "variant": name,
             "model": VARIANTS[name][0],
@@ -127,24 +230,37 @@ def main(argv=None) -> int:
             "us_per_record": statistics.median(r["us_per_record"] for r in runs),
             "runs": runs,
         }
+        if dev is not None:
+            predict = results[0][1]
+            scores = {f: float((predict(X) == dev[1]).mean()) for f, X in dev[0].items()}
+            row["dev_handwriting"] = {"seed": args.seeds[0], **scores,
+                                      "mean": statistics.mean(scores.values())}
         rows.append(row)
         print(f"  done {name}", file=sys.stderr, flush=True)
 
     base = next((r for r in rows if r["variant"] == "sgd-tutorial"), rows[0])
     header = (f"{'variant':<22}" + "".join(f"{'epoch ' + str(e + 1):>16}"
                                            for e in range(args.epochs))
-              + f"{'overall':>9}{'us/rec':>8}{'x cost':>8}")
+              + f"{'overall':>9}{'us/rec':>8}{'x cost':>8}{'hw dev':>8}")
     print(f"prequential accuracy (predict, then partial_fit), digits n={len(load_dataset()[1])}, "
           f"seeds {args.seeds}, mean +- std")
     print(header)
     print("-" * len(header))
     for r in sorted(rows, key=lambda r: -r["epoch_mean"][0]):
         cells = "".join(f"{m:>10.4f}+-{s:.3f}" for m, s in zip(r["epoch_mean"], r["epoch_std"]))
+        hw = f"{r['dev_handwriting']['mean']:>8.4f}" if "dev_handwriting" in r else f"{'-':>8}"
         print(f"{r['variant']:<22}{cells}{r['overall_mean']:>9.4f}{r['us_per_record']:>8.0f}"
-              f"{r['us_per_record'] / base['us_per_record']:>8.2f}")
+              f"{r['us_per_record'] / base['us_per_record']:>8.2f}{hw}")
     best = max(rows, key=lambda r: r["epoch_mean"][0])
     print(f"best first-epoch accuracy: {best['variant']} ({best['epoch_mean'][0]:.4f}); "
-          f"tutorial default: {base['epoch_mean'][0]:.4f}")
+          f"{base['variant']}: {base['epoch_mean'][0]:.4f}")
+    if dev is not None:
+        print(f"hw dev: accuracy on the development split of real handwriting (n={len(dev[1])} "
+              f"per form, mean of the forms), model trained on seed {args.seeds[0]}")
+    targets, advice = targets_of(rows)
+    if targets:
+        print(common.targets_table(targets))
+    print(advice)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
@@ -155,6 +271,8 @@ def main(argv=None) -> int:
         "python": platform.python_version(),
         "sklearn": sklearn.__version__,
         "rows": rows,
+        "targets": targets,
+        "recommendation": advice,
     }, indent=2))
     print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
     return 0

@@ -59,6 +59,8 @@ TRUSTED_TYPES = [
     "sklearn.linear_model._sgd_fast.Log",
     "sklearn.linear_model._sgd_fast.ModifiedHuber",
     "sklearn.linear_model._sgd_fast.SquaredHinge",
+    # LEARNER=softmax: plain numpy arrays and floats in an sklearn-style estimator of ours
+    "online_ml.softmax.OnlineSoftmax",
     "numpy.dtype",
     "numpy.ndarray",
     "builtins.int",

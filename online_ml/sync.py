@@ -8,7 +8,11 @@ the pure rules, unit-tested apart from Redis:
 * A learner's **state** is a dict of named arrays taken from its estimator, each with a merge
   rule: ``avg`` (weights and biases of the linear models and the MLP: averaged, weighted by the
   samples behind each contribution, as in Zinkevich et al. 2010 and FedAvg; SGD's step counter
-  ``t_`` too) or ``sum`` (naive Bayes' counts and the MLP's ``t_``: exact when added).
+  ``t_`` too) or ``sum`` (naive Bayes' counts and the MLP's ``t_``: exact when added). The
+  softmax learner (online_ml/softmax.py) averages everything: its weights, their running
+  average, AdaGrad's accumulated squared gradients (the merged model's, not everybody's summed:
+  summed, they would shrink every step N times too fast) and its step counter ``t_`` (which sets
+  the averaging horizon), for the reasons SGD's ``t_`` is averaged.
 * A learner keeps the **base** it last adopted (or handed over). Its **delta** is
   ``state - base``; the merge is ``global + Σ wᵢ·deltaᵢ`` for ``avg`` arrays
   (``wᵢ = nᵢ / Σ n``) and ``global + Σ deltaᵢ`` for ``sum`` arrays and for the counters.
@@ -18,7 +22,7 @@ the pure rules, unit-tested apart from Redis:
   base)``, then ``base := global``. At parallelism 1 the only contribution is the learner's own,
   so the global equals its model and nothing changes.
 
-A fresh linear or naive-Bayes model starts from zeros, so its base is zero; an MLP starts from
+A fresh linear, softmax or naive-Bayes model starts from zeros, so its base is zero; an MLP starts from
 random weights that differ per learner, so a fresh MLP contributes nothing until it has adopted
 the first global (what it learned before that, at most one sync interval, is dropped).
 
@@ -57,11 +61,18 @@ class NotMergeable(ValueError):
 
 
 # -- what a model's state is ---------------------------------------------------------------------
+SOFTMAX_ARRAYS = ("weights_", "bias_", "avg_weights_", "avg_bias_", "accum_", "accum_bias_")
+
+
 def _kind(model: Any) -> str:
     from sklearn.linear_model._stochastic_gradient import BaseSGDClassifier
     from sklearn.naive_bayes import MultinomialNB
     from sklearn.neural_network import MLPClassifier
 
+    from .softmax import OnlineSoftmax
+
+    if isinstance(model, OnlineSoftmax):
+        return "softmax"
     if isinstance(model, BaseSGDClassifier):  # SGDClassifier, Perceptron, the PA replacement
         return "linear"
     if isinstance(model, MultinomialNB):
@@ -70,8 +81,8 @@ def _kind(model: Any) -> str:
         return "mlp"
     raise NotMergeable(
         f"{type(model).__name__} cannot be merged across parallel learners; at parallelism > 1 "
-        "use one of the mergeable learners: sgd, perceptron, pa (averaged weights), nb (added "
-        "counts) or mlp (averaged weights)")
+        "use one of the mergeable learners: sgd, perceptron, pa, softmax (averaged weights), nb "
+        "(added counts) or mlp (averaged weights)")
 
 
 def check_mergeable(model: Any) -> None:
@@ -92,6 +103,10 @@ def _arrays(model: Any) -> dict[str, tuple[Any, str]]:
         # weights, it counts the merged model's steps, not everybody's samples: N learners'
         # steps averaged are one step on N samples, and summing t_ decayed the rate N times too
         # fast (bench/sync_sim.py, variants "avg" against "avg-tsum").
+        out["t_"] = (model.t_, AVG)
+    elif kind == "softmax":
+        for name in SOFTMAX_ARRAYS:
+            out[name] = (getattr(model, name), AVG)
         out["t_"] = (model.t_, AVG)
     elif kind == "counts":
         out["class_count_"] = (model.class_count_, SUM)
@@ -149,6 +164,8 @@ def initialise(model: Any, like: State, classes: Sequence[int]) -> None:
     kind = _kind(model)
     if kind == "linear":
         n_features = like["coef_"].shape[1]
+    elif kind == "softmax":
+        n_features = like["weights_"].shape[1]
     elif kind == "counts":
         n_features = like["feature_count_"].shape[1]
     else:
