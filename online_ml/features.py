@@ -42,13 +42,23 @@ from .drawing_input import (
     looks_like_svg,
     png_ink,
 )
-from .svg_render import BOX, PEN_WIDTH, svg_ink
+from .svg_render import BOX, PEN_WIDTH, SvgDrawing, svg_ink
 
 __all__ = ["FeatureError", "InputTooLarge", "image_to_features", "ink_to_features", "MAX_INPUT_CHARS",
-           "decode_data_url", "svg_ink", "png_ink", "warm_up"]
+           "decode_data_url", "svg_ink", "png_ink", "warm_up", "strokes_to_features", "INK_RANGE"]
 
 # -- geometry of the optdigits preprocessing ----------------------------------------------------
 BLOCK = 4  # block size counted into one feature -> 8x8 features of 0..16
+#: Ink (pixels of the 32x32 box, the sum of the 64 features) of ``digits`` images: 5th and 95th
+#: percentile over the whole data set (tests/test_features.py checks them). A drawing's strokes
+#: are redrawn with a pen that brings its ink into this range.
+INK_RANGE = (260.0, 370.0)
+#: The thinnest and widest pen (fraction of the box) the ink range may ask for, and how many
+#: renderings it may cost beyond the first.
+PEN_LIMITS = (2.0 / 32, 12.0 / 32)
+PEN_TRIES = 2
+#: How far inside the range a re-rendering aims (the ink is only about linear in the pen).
+INK_AIM = 10.0
 
 
 # -- public API -----------------------------------------------------------------------------------
@@ -60,27 +70,66 @@ def image_to_features(data: str | bytes) -> np.ndarray:
     """
     raw = decode_data_url(data)
     if raw.startswith(PNG_MAGIC):
-        ink = png_ink(raw)
-    elif looks_like_svg(raw):
-        ink = svg_ink(raw)
-    else:
-        raise FeatureError("input is neither an SVG nor a PNG image")
-    return ink_to_features(ink)
+        return ink_to_features(png_ink(raw))
+    if looks_like_svg(raw):
+        return strokes_to_features(SvgDrawing(raw))
+    raise FeatureError("input is neither an SVG nor a PNG image")
+
+
+def strokes_to_features(drawing: SvgDrawing, fit_ink: bool = True, **options) -> np.ndarray:
+    """Features of an SVG drawing, its strokes redrawn with a pen that gives it as much ink as
+    ``digits`` digits carry.
+
+    Every class of ``digits`` carries about the same ink (mean ~310 of 1024 pixels for a "1" as
+    for an "8"; 5-95 % range ``INK_RANGE``): the optdigits preprocessing normalised it, so a
+    "1" there is a thick bar. Drawn with one pen, a "1" (one short stroke) carries half that
+    ink and reads as a faint 3 to the model. So: render with ``PEN_WIDTH``; if the ink is
+    outside ``INK_RANGE``, re-render with the pen scaled by the ink missing (ink grows about
+    linearly with the pen), at most ``PEN_TRIES`` times, keeping the result nearest the range.
+    Filled shapes (bitmaps drawn as SVG, ``digits`` drawn back) have no pen: left as they are.
+    ``fit_ink=False`` keeps the one pen (as before); ``options`` go to :func:`ink_to_features`.
+    """
+    pen = PEN_WIDTH
+    x = ink_to_features(drawing.ink(pen), **options)
+    if not fit_ink or not drawing.has_strokes:
+        return x
+    for _ in range(PEN_TRIES):
+        miss = _ink_miss(x)
+        if miss == 0:
+            break
+        target = INK_RANGE[0] + INK_AIM if miss < 0 else INK_RANGE[1] - INK_AIM
+        new_pen = min(max(pen * target / max(float(x.sum()), 1.0), PEN_LIMITS[0]), PEN_LIMITS[1])
+        if abs(new_pen - pen) < 1e-6:
+            break
+        candidate = ink_to_features(drawing.ink(new_pen), **options)
+        if abs(_ink_miss(candidate)) >= abs(miss):
+            break
+        x, pen = candidate, new_pen
+    return x
+
+
+def _ink_miss(x: np.ndarray) -> float:
+    """How far the features' ink is outside ``INK_RANGE`` (negative: too little)."""
+    ink = float(x.sum())
+    return min(ink - INK_RANGE[0], 0.0) + max(ink - INK_RANGE[1], 0.0)
 
 
 def warm_up() -> None:
     """Import and exercise the renderer once, so the first user does not wait ~0.2 s for it."""
     svg = (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
            b'<path d="M 1 1 L 9 9" stroke="#000" fill="none"/></svg>')
-    ink_to_features(svg_ink(svg))
+    strokes_to_features(SvgDrawing(svg))
 
 
-def ink_to_features(ink: np.ndarray, deskew: bool = True, width: bool = False) -> np.ndarray:
+def ink_to_features(ink: np.ndarray, deskew: bool = True, width: bool = False,
+                    centre: str = "mass") -> np.ndarray:
     """The optdigits normalisation of an ink-coverage raster (0 = paper, 1 = ink).
 
     Remove the slant (``deskew``, online_ml/normalise.py), crop to the ink, scale the long side to
     32 px keeping the aspect ratio (area averaging, so thin strokes keep their weight), centre in
-    32x32, binarise at half coverage, bring the stroke width near the pen's (``width``: done at
+    32x32 (``centre="mass"``: across by the centre of mass, so a 1's flag does not push its stem
+    off the centre line where every ``digits`` 1 has it; down by the box; ``"box"``: both by the
+    bounding box), binarise at half coverage, bring the stroke width near the pen's (``width``: done at
     twice the resolution, then halved), count ink pixels in each 4x4 block. Position and size of
     the drawing, and the size of the board, therefore do not matter.
     """
@@ -108,6 +157,13 @@ def ink_to_features(ink: np.ndarray, deskew: bool = True, width: bool = False) -
         crop = np.asarray(img.resize((new_w, new_h), resample=resample), dtype=np.float32)
     box = np.zeros((side, side), dtype=np.float32)
     top, left = (side - new_h) // 2, (side - new_w) // 2
+    if centre == "mass":
+        across = crop.sum(axis=0, dtype=np.float64)
+        if across.sum() > 0:
+            cx = float((across * np.arange(new_w)).sum() / across.sum())
+            left = min(max(int(round(side / 2 - 0.5 - cx)), 0), side - new_w)
+    elif centre != "box":
+        raise ValueError(f"centre must be 'mass' or 'box', not {centre!r}")
     box[top:top + new_h, left:left + new_w] = crop
     bits = box >= 0.5
     if width:

@@ -25,7 +25,8 @@ from .drawing_input import MAX_DIMENSION, FeatureError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["svg_ink", "RENDER_SIZE", "PEN_WIDTH", "MARGIN", "MAX_SVG_ELEMENTS", "MAX_PATH_NUMBERS"]
+__all__ = ["svg_ink", "SvgDrawing", "RENDER_SIZE", "PEN_WIDTH", "MARGIN", "MAX_SVG_ELEMENTS",
+           "MAX_PATH_NUMBERS"]
 
 #: Most SVG elements accepted: svglib converts one in ~0.4 ms; a drawing has one per stroke.
 MAX_SVG_ELEMENTS = 500
@@ -194,72 +195,89 @@ def _shape_bounds(shape, ctm: tuple) -> tuple[float, float, float, float] | None
     return min(xs), min(ys), max(xs), max(ys)
 
 
-def svg_ink(raw: bytes, pen_width: float | None = PEN_WIDTH) -> np.ndarray:
-    """Rasterise an SVG drawing's ink so its long side is about ``RENDER_SIZE`` px.
+class SvgDrawing:
+    """An SVG drawing parsed and converted once, whose ink can be rendered with several pens.
 
-    Rendering straight at the small target scale (instead of at the board's size and shrinking
-    afterwards) keeps the cost at about a millisecond whatever the board size. With
-    ``pen_width`` (fraction of the 32 px box) every stroke is redrawn with that round pen;
-    ``None`` keeps the drawing's own stroke widths, scaled with the drawing.
+    Why: the features choose the pen from the ink a first rendering gives (a "1" is one short
+    stroke and needs a wider pen than an "8" to carry the ink ``digits`` digits carry), and
+    parsing and converting is half the cost of a rendering.
     """
-    root = _parse_svg(raw)
 
-    from reportlab.graphics.shapes import Drawing, Group
-    from svglib.svglib import SvgRenderer
+    def __init__(self, raw: bytes):
+        root = _parse_svg(raw)
 
-    logging.getLogger("svglib.svglib").setLevel(logging.ERROR)  # it warns about unknown attrs
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            drawing = SvgRenderer("").render(root)
-    except FeatureError:
-        raise
-    except Exception as exc:
-        log.info("svglib could not convert the SVG: %r", exc)
-        raise FeatureError(f"SVG could not be rendered: {exc}") from None
+        from svglib.svglib import SvgRenderer
 
-    ink_shapes: list = []
-    _prepare_shapes(drawing, (1, 0, 0, 1, 0, 0), ink_shapes)
-    bounds = [b for b in (_shape_bounds(s, m) for s, m in ink_shapes) if b is not None]
-    if not bounds:
-        raise FeatureError("empty drawing: the SVG contains no visible strokes or shapes")
-    x0 = min(b[0] for b in bounds)
-    y0 = min(b[1] for b in bounds)
-    x1 = max(b[2] for b in bounds)
-    y1 = max(b[3] for b in bounds)
-    if not all(math.isfinite(v) and abs(v) <= 100 * MAX_DIMENSION for v in (x0, y0, x1, y1)):
-        raise FeatureError("SVG coordinates are absurd (far outside any drawing board)")
-    extent = max(x1 - x0, y1 - y0)
+        logging.getLogger("svglib.svglib").setLevel(logging.ERROR)  # it warns about unknown attrs
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.drawing = SvgRenderer("").render(root)
+        except FeatureError:
+            raise
+        except Exception as exc:
+            log.info("svglib could not convert the SVG: %r", exc)
+            raise FeatureError(f"SVG could not be rendered: {exc}") from None
 
-    pen_px = RENDER_SIZE * pen_width if pen_width else 0.0
-    if extent <= 1e-9:  # a single dot: only the pen gives it a size
-        scale = 1.0
-        if not pen_px:
-            raise FeatureError("empty drawing: the ink has no extent")
-    else:
-        scale = (RENDER_SIZE - pen_px) / extent
-    if pen_px:
-        for shape, ctm in ink_shapes:
-            if getattr(shape, "strokeColor", None) is not None and hasattr(shape, "strokeWidth"):
-                # the pen is fixed in output pixels; undo the shape's own transforms and ours
-                local = math.sqrt(abs(ctm[0] * ctm[3] - ctm[1] * ctm[2])) or 1.0
-                shape.strokeWidth = pen_px / (scale * local)
-                shape.strokeLineCap = 1
-                shape.strokeLineJoin = 1
-                shape.strokeDashArray = None
-    else:  # own stroke widths: leave room for them (we do not know them exactly)
-        widest = max((getattr(s, "strokeWidth", 0) or 0) * math.sqrt(abs(m[0] * m[3] - m[1] * m[2]))
-                     for s, m in ink_shapes)
-        pen_px = min(widest * scale, RENDER_SIZE)
+        self.ink_shapes: list = []
+        _prepare_shapes(self.drawing, (1, 0, 0, 1, 0, 0), self.ink_shapes)
+        bounds = [b for b in (_shape_bounds(s, m) for s, m in self.ink_shapes) if b is not None]
+        if not bounds:
+            raise FeatureError("empty drawing: the SVG contains no visible strokes or shapes")
+        self.bounds = (min(b[0] for b in bounds), min(b[1] for b in bounds),
+                       max(b[2] for b in bounds), max(b[3] for b in bounds))
+        if not all(math.isfinite(v) and abs(v) <= 100 * MAX_DIMENSION for v in self.bounds):
+            raise FeatureError("SVG coordinates are absurd (far outside any drawing board)")
+        #: whether a pen changes anything: strokes, not only filled shapes
+        self.has_strokes = any(getattr(s, "strokeColor", None) is not None
+                               and hasattr(s, "strokeWidth") for s, _ in self.ink_shapes)
 
-    pad = pen_px / 2 + MARGIN
-    width = int(math.ceil((x1 - x0) * scale + 2 * pad))
-    height = int(math.ceil((y1 - y0) * scale + 2 * pad))
-    outer = Group(*drawing.contents)
-    outer.transform = (scale, 0, 0, scale, pad - scale * x0, pad - scale * y0)
-    small = Drawing(width, height)
-    small.add(outer)
-    return _rasterise(small)
+    def ink(self, pen_width: float | None = PEN_WIDTH) -> np.ndarray:
+        """The ink, rasterised so its long side is about ``RENDER_SIZE`` px.
+
+        Rendering straight at the small target scale (instead of at the board's size and
+        shrinking afterwards) keeps the cost at about a millisecond whatever the board size. With
+        ``pen_width`` (fraction of the 32 px box) every stroke is redrawn with that round pen;
+        ``None`` keeps the drawing's own stroke widths, scaled with the drawing.
+        """
+        from reportlab.graphics.shapes import Drawing, Group
+
+        x0, y0, x1, y1 = self.bounds
+        extent = max(x1 - x0, y1 - y0)
+        pen_px = RENDER_SIZE * pen_width if pen_width else 0.0
+        if extent <= 1e-9:  # a single dot: only the pen gives it a size
+            scale = 1.0
+            if not pen_px:
+                raise FeatureError("empty drawing: the ink has no extent")
+        else:
+            scale = (RENDER_SIZE - pen_px) / extent
+        if pen_px:
+            for shape, ctm in self.ink_shapes:
+                if getattr(shape, "strokeColor", None) is not None and hasattr(shape, "strokeWidth"):
+                    # the pen is fixed in output pixels; undo the shape's own transforms and ours
+                    local = math.sqrt(abs(ctm[0] * ctm[3] - ctm[1] * ctm[2])) or 1.0
+                    shape.strokeWidth = pen_px / (scale * local)
+                    shape.strokeLineCap = 1
+                    shape.strokeLineJoin = 1
+                    shape.strokeDashArray = None
+        else:  # own stroke widths: leave room for them (we do not know them exactly)
+            widest = max((getattr(s, "strokeWidth", 0) or 0) * math.sqrt(abs(m[0] * m[3] - m[1] * m[2]))
+                         for s, m in self.ink_shapes)
+            pen_px = min(widest * scale, RENDER_SIZE)
+
+        pad = pen_px / 2 + MARGIN
+        width = int(math.ceil((x1 - x0) * scale + 2 * pad))
+        height = int(math.ceil((y1 - y0) * scale + 2 * pad))
+        outer = Group(*self.drawing.contents)
+        outer.transform = (scale, 0, 0, scale, pad - scale * x0, pad - scale * y0)
+        small = Drawing(width, height)
+        small.add(outer)
+        return _rasterise(small)
+
+
+def svg_ink(raw: bytes, pen_width: float | None = PEN_WIDTH) -> np.ndarray:
+    """An SVG drawing's ink, rendered once (see :meth:`SvgDrawing.ink`)."""
+    return SvgDrawing(raw).ink(pen_width)
 
 
 def _rasterise(drawing) -> np.ndarray:

@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
-from online_ml import svg_render
+from online_ml import features, svg_render
 from online_ml.features import (
     MAX_INPUT_CHARS,
     FeatureError,
@@ -29,6 +29,7 @@ from online_ml.harness.drawings import (
     stroke_svg,
     svg_data_url,
 )
+from online_ml.svg_render import SvgDrawing
 
 
 # -- helpers: draw things the way a board would -------------------------------------------------
@@ -184,9 +185,10 @@ def test_svg_is_rasterised_small_whatever_the_board_size(board, size, monkeypatc
 
     monkeypatch.setattr(svg_render, "_rasterise", spy)
     image_to_features(jsignature(EIGHT, ox=40, oy=20, size=size, board=board))
-    [(width, height)] = sizes
+    assert 1 <= len(sizes) <= 1 + features.PEN_TRIES  # once more per pen tried
     most = svg_render.RENDER_SIZE + 2 * svg_render.MARGIN + 1  # the pen lies within RENDER_SIZE
-    assert max(width, height) <= most, f"rendered at {width}x{height} px for a {board} board"
+    for width, height in sizes:
+        assert max(width, height) <= most, f"rendered at {width}x{height} px for a {board} board"
 
 
 def test_ink_to_features_counts_blocks():
@@ -252,3 +254,63 @@ def test_too_large_input_is_refused_before_decoding():
     large (decoding it first would have said "base64"), so its size costs nothing to reject."""
     with pytest.raises(InputTooLarge, match="too large"):
         image_to_features("data:image/svg+xml;base64," + "@" * MAX_INPUT_CHARS)
+
+
+# -- looking like digits: the pen fitted to digits' ink, centred by mass ------------------------
+def test_ink_range_is_what_digits_images_carry(digits):
+    """INK_RANGE is the 5th..95th percentile of the ink (sum of the 64 counts) of digits images,
+    about the same for every class: a "1" there carries as much ink as an "8"."""
+    ink = digits.data.sum(axis=1)
+    assert np.percentile(ink, 5) == pytest.approx(features.INK_RANGE[0], abs=5)
+    assert np.percentile(ink, 95) == pytest.approx(features.INK_RANGE[1], abs=5)
+    per_class = [ink[digits.target == c].mean() for c in range(10)]
+    assert max(per_class) - min(per_class) < 0.1 * np.mean(per_class)
+
+
+@pytest.mark.parametrize("name", ["plain", "flag", "base", "flag and base"])
+def test_a_drawn_one_carries_digits_ink_and_stands_in_the_middle(name):
+    """One short stroke drawn with the standard pen carries half the ink of a digits "1" (~156
+    of ~313): the pen is widened until it is in INK_RANGE. Its flag does not push the stem off
+    the middle columns, where every digits "1" has it (centred across by mass, not by box)."""
+    from online_ml.harness.mouse_digits import SET, board_svg_of
+
+    strokes = next(d for digit, n, d in SET if digit == 1 and n == name)
+    x = image_to_features(svg_data_url(board_svg_of(strokes))).reshape(8, 8)
+    assert features.INK_RANGE[0] - 20 <= x.sum() <= features.INK_RANGE[1] + 20
+    columns = x.sum(axis=0)
+    assert columns.argmax() in (3, 4) and columns[3:5].sum() >= 0.5 * columns.sum()
+    one_pen = features.strokes_to_features(
+        SvgDrawing(board_svg_of(strokes).encode()), fit_ink=False)
+    assert one_pen.sum() < features.INK_RANGE[0]  # what the board gave before
+
+
+def test_filled_shapes_keep_their_ink():
+    """Bitmaps drawn as SVG (and digits drawn back) have no pen: their ink is not changed."""
+    svg = digit_rects_svg(load_digits().images[1]).encode()
+    drawing = SvgDrawing(svg)
+    assert not drawing.has_strokes
+    assert np.array_equal(features.strokes_to_features(drawing),
+                          features.strokes_to_features(drawing, fit_ink=False))
+
+
+@pytest.fixture(scope="module")
+def users_model():
+    """The model a user gets: the default learner after three passes of the default stream."""
+    from online_ml.evaluation import stream_model
+
+    return stream_model(epochs=3, seed=0)
+
+
+def test_clean_mouse_digits_are_read_right(users_model):
+    """Issue 10: our own clean mouse drawings (several per digit), read offline through the
+    server's path by the model a user gets: at least 9 in 10 right, and a 1 drawn plain, with a
+    flag or with a base is a 1 (tests/test_browser.py draws the same set in Chromium).
+    Measured: 38 of 42; the misses are named in the README (bench/handwriting.py prints them)."""
+    from online_ml.evaluation import mouse_drawings, stroke_features
+
+    svgs, y, names = mouse_drawings()
+    answers = users_model.predict(stroke_features(svgs))
+    missed = [f"{d} {n} -> {a}" for d, n, a in zip(y, names, answers) if a != d]
+    assert (answers == y).mean() >= 0.9, missed
+    ones = {n: a for d, n, a in zip(y, names, answers) if d == 1}
+    assert all(ones[n] == 1 for n in ("plain", "flag", "base", "short flag", "slight lean")), ones
