@@ -8,7 +8,7 @@ plus the cost per record.
 
 River, the reference library for online learning in Python, runs side by side
 (``river-softmax``: its ``StandardScaler | SoftmaxRegression(SGD(0.01))`` fed the same records as
-dicts, predict_one then learn_one). Each model trained on seed 0 is also scored on the development
+dicts, predict_one then learn_one). Each trained model (every seed) is also scored on the development
 split of real handwriting (online_ml/handwriting.py, served features; the dev split only: this is
 where choices are made). The targets of issue 10 point 7 (our softmax learner against River, row
 against batch mode, real handwriting against the default learner) and the recommendation are
@@ -65,6 +65,9 @@ VARIANTS: dict[str, tuple[str, dict, int | str]] = {
     # ours (online_ml/softmax.py, LEARNER=softmax): row mode and the batch UDF's chunking
     "softmax": ("softmax", {}, 1),
     "softmax-job1024": ("softmax", {}, "job:1024"),
+    # what each of its choices earns: predicting with the last weights, no weight decay
+    "softmax-last-weights": ("softmax", {"average": 0.0}, 1),
+    "softmax-no-l2": ("softmax", {"l2": 0.0}, 1),
     # River's StandardScaler | SoftmaxRegression(optimizer=SGD(0.01)), dict per record
     "river-softmax": ("river", {"lr": 0.01}, 1),
 }
@@ -163,25 +166,33 @@ def targets_of(rows: list[dict]) -> tuple[list[dict], str]:
     if not {OURS, RIVER} <= set(by):
         return [], f"recommendation: none (run at least {OURS} and {RIVER})"
     ours, river = by[OURS], by[RIVER]
-    last = len(ours["epoch_mean"]) - 1
     found = [
         common.target(f"{OURS}: first pass", round(ours["epoch_mean"][0], 4), 0.91, ">="),
         common.target(f"{OURS}: first pass - River's", round(
             ours["epoch_mean"][0] - river["epoch_mean"][0], 4), 0.0, ">="),
-        common.target(f"{OURS}: pass {last + 1}", round(ours["epoch_mean"][last], 4), 0.971, ">="),
-        common.target(f"{OURS}: pass {last + 1} - River's", round(
-            ours["epoch_mean"][last] - river["epoch_mean"][last], 4), 0.0, ">="),
-        common.target(f"{OURS}: row-mode us/record, share of River's", round(
-            ours["us_per_record"] / river["us_per_record"], 3), 1.0, "<=",
-            f"{ours['us_per_record']:.0f} vs {river['us_per_record']:.0f} us"),
     ]
+    if len(ours["epoch_mean"]) >= 3:
+        found += [
+            common.target(f"{OURS}: third pass", round(ours["epoch_mean"][2], 4), 0.971, ">="),
+            common.target(f"{OURS}: third pass - River's", round(
+                ours["epoch_mean"][2] - river["epoch_mean"][2], 4), 0.0, ">="),
+        ]
+    else:
+        found.append(common.target(f"{OURS}: third pass", None, 0.971, ">=", "run --epochs 3"))
+    found.append(common.target(
+        f"{OURS}: row-mode us/record, share of River's",
+        round(ours["us_per_record"] / river["us_per_record"], 3), 1.0, "<=",
+        f"{ours['us_per_record']:.0f} vs {river['us_per_record']:.0f} us"))
     if OURS_BATCH in by:
         gap = max(abs(a - b) for a, b in zip(ours["epoch_mean"], by[OURS_BATCH]["epoch_mean"]))
         found.append(common.target(f"{OURS} row vs {OURS_BATCH}: largest gap of a pass (points)",
                                    round(100 * gap, 2), 1.0, "<="))
+    else:
+        found.append(common.target(f"{OURS} row vs batch mode", None, 1.0, "<=",
+                                   f"run {OURS_BATCH} too"))
     if DEFAULT in by and "dev_handwriting" in ours and "dev_handwriting" in by[DEFAULT]:
         found.append(common.target(
-            f"real handwriting (dev, seed 0, both forms): {OURS} - default (points)",
+            f"real handwriting (dev, both forms, mean of seeds): {OURS} - default (points)",
             round(100 * (ours["dev_handwriting"]["mean"] - by[DEFAULT]["dev_handwriting"]["mean"]),
                   2), 0.0, ">=",
             f"{ours['dev_handwriting']['mean']:.4f} vs {by[DEFAULT]['dev_handwriting']['mean']:.4f}"))
@@ -191,8 +202,9 @@ def targets_of(rows: list[dict]) -> tuple[list[dict], str]:
     if any(t["met"] is None for t in found):
         advice = "recommendation: none, the run is incomplete (see the n/a targets)"
     elif all(t["met"] for t in found):
-        advice = (f"recommendation: LEARNER={OURS} meets every target: ahead of River and of the "
-                  "default on the stream, not behind the default on real handwriting")
+        advice = (f"recommendation: make LEARNER={OURS} the default: it meets every target (ahead "
+                  "of River on the stream at a fraction of its cost, row and batch mode agree, not "
+                  "behind the default on real handwriting)")
     else:
         missed = ", ".join(t["target"] for t in found if not t["met"])
         advice = f"recommendation: keep the default; {OURS} misses: {missed}"
@@ -230,16 +242,18 @@ def main(argv=None) -> int:
             "us_per_record": statistics.median(r["us_per_record"] for r in runs),
             "runs": runs,
         }
-        if dev is not None:
-            predict = results[0][1]
-            scores = {f: float((predict(X) == dev[1]).mean()) for f, X in dev[0].items()}
-            row["dev_handwriting"] = {"seed": args.seeds[0], **scores,
-                                      "mean": statistics.mean(scores.values())}
+        if dev is not None:  # each seed's final model, both forms
+            per_seed = [{f: float((predict(X) == dev[1]).mean()) for f, X in dev[0].items()}
+                        for _, predict in results]
+            row["dev_handwriting"] = {
+                **{f: statistics.mean(s[f] for s in per_seed) for f in dev[0]},
+                "mean": statistics.mean(v for s in per_seed for v in s.values()),
+                "per_seed": per_seed}
         rows.append(row)
         print(f"  done {name}", file=sys.stderr, flush=True)
 
     base = next((r for r in rows if r["variant"] == "sgd-tutorial"), rows[0])
-    header = (f"{'variant':<22}" + "".join(f"{'epoch ' + str(e + 1):>16}"
+    header = (f"{'variant':<26}" + "".join(f"{'epoch ' + str(e + 1):>16}"
                                            for e in range(args.epochs))
               + f"{'overall':>9}{'us/rec':>8}{'x cost':>8}{'hw dev':>8}")
     print(f"prequential accuracy (predict, then partial_fit), digits n={len(load_dataset()[1])}, "
@@ -249,14 +263,14 @@ def main(argv=None) -> int:
     for r in sorted(rows, key=lambda r: -r["epoch_mean"][0]):
         cells = "".join(f"{m:>10.4f}+-{s:.3f}" for m, s in zip(r["epoch_mean"], r["epoch_std"]))
         hw = f"{r['dev_handwriting']['mean']:>8.4f}" if "dev_handwriting" in r else f"{'-':>8}"
-        print(f"{r['variant']:<22}{cells}{r['overall_mean']:>9.4f}{r['us_per_record']:>8.0f}"
+        print(f"{r['variant']:<26}{cells}{r['overall_mean']:>9.4f}{r['us_per_record']:>8.0f}"
               f"{r['us_per_record'] / base['us_per_record']:>8.2f}{hw}")
     best = max(rows, key=lambda r: r["epoch_mean"][0])
     print(f"best first-epoch accuracy: {best['variant']} ({best['epoch_mean'][0]:.4f}); "
           f"{base['variant']}: {base['epoch_mean'][0]:.4f}")
     if dev is not None:
         print(f"hw dev: accuracy on the development split of real handwriting (n={len(dev[1])} "
-              f"per form, mean of the forms), model trained on seed {args.seeds[0]}")
+              f"per form), mean of the forms and of the models trained on seeds {args.seeds}")
     targets, advice = targets_of(rows)
     if targets:
         print(common.targets_table(targets))
