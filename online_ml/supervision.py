@@ -41,6 +41,8 @@ import xmlrpc.client
 from pathlib import Path
 from typing import Any
 
+from online_ml import procfs
+
 #: Set in the environment of every process the stack starts: the state folder's path.
 MARK = "ONLINE_ML_STACK"
 #: supervisord states in which a service counts as up (or coming back up on its own).
@@ -86,7 +88,8 @@ class Supervisor:
 
     def start_daemon(self, timeout: float = 20) -> None:
         """Start supervisord unless it runs. A new one supervises nothing yet: what a dead one
-        left (services still running without it, stale files) is cleaned up first."""
+        left (services still running without it, stale files) is cleaned up first, and so are
+        services a checkout from before supervisord started (they are started again, supervised)."""
         if self.running():
             return
         self.home.mkdir(parents=True, exist_ok=True)
@@ -97,6 +100,8 @@ class Supervisor:
 
     def _start_daemon(self, timeout: float) -> None:
         self.stop_orphans()
+        for name in self.legacy_services():  # a stack of a checkout from before supervisord
+            self.stop_legacy(name)
         for d in (self.run, self.logs, self.programs):
             d.mkdir(parents=True, exist_ok=True)
         for f in [*self.programs.iterdir(), self.socket, self.run / "supervisord.pid"]:
@@ -195,11 +200,37 @@ files={esc(self.programs)}/*.conf
     def stop(self, name: str) -> bool:
         """Stop service ``name`` with its process group (TERM, then KILL after
         STOP_WAIT_SECONDS) and stop supervising it. False if it was not supervised."""
+        legacy = self.stop_legacy(name)
         if not self.running():
-            return False
+            return legacy
         known = self.info(name) is not None
         self._remove(self.rpc(), name)
-        return known
+        return known or legacy
+
+    def stop_legacy(self, name: str, grace: float = STOP_WAIT_SECONDS) -> bool:
+        """A service started by a checkout from before supervisord (stack/supervise.sh under a
+        pid file ``RUN/<name>.pid`` holding "PID STARTTIME"): TERM its process group, KILL what
+        is left after ``grace`` s, remove its pid files. Only when the pid's start time is the
+        recorded one (a pid file may name a reused pid after a reboot). True if it was stopped."""
+        f = self.run / f"{name}.pid"
+        try:
+            pid_text, started = f.read_text().split()[:2]
+            pid = int(pid_text)
+        except (OSError, ValueError):
+            pid, started = 0, ""
+        ours = pid > 1 and procfs.start_time(pid) == started
+        if ours:
+            procfs.terminate([pid], grace, group=True)
+        if f.exists():
+            f.unlink(missing_ok=True)
+            (self.run / f"{name}.child.pid").unlink(missing_ok=True)
+        return ours
+
+    def legacy_services(self) -> list[str]:
+        """Names of the pid files a checkout from before supervisord left in RUN (Flink's own
+        pid files there, flink-online-ml-*.pid, are not ours)."""
+        return sorted(p.stem for p in self.run.glob("*.pid") if not p.stem.endswith(".child")
+                      and p.stem != "supervisord" and not p.stem.startswith("flink-online-ml-"))
 
     def info(self, name: str) -> dict | None:
         if not self.running():
@@ -231,37 +262,13 @@ files={esc(self.programs)}/*.conf
     def orphans(self) -> list[int]:
         """Live processes carrying this instance's mark while its supervisord is gone: the
         services a crashed supervisord left running. Only our own marked processes count."""
-        mark = f"{MARK}={self.state}".encode()
-        found = []
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit() or int(proc.name) == os.getpid():
-                continue
-            if mark in _environ(int(proc.name)):
-                found.append(int(proc.name))
-        return sorted(found)
+        return procfs.carrying([f"{MARK}={self.state}"])
 
     def stop_orphans(self, grace: float = 20) -> list[int]:
         """TERM the orphans, KILL what is left after ``grace`` s; returns their pids."""
         pids = self.orphans()
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            for pid in pids:
-                try:
-                    os.kill(pid, sig)
-                except OSError:
-                    pass
-            deadline = time.monotonic() + grace
-            while sig == signal.SIGTERM and time.monotonic() < deadline and any(
-                    _alive(p) for p in pids):
-                time.sleep(0.3)
+        procfs.terminate(pids, grace)
         return pids
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie counts as dead)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def launch(spec_path: str) -> None:
@@ -273,32 +280,12 @@ def launch(spec_path: str) -> None:
     os.execvpe(spec["argv"][0], spec["argv"], env)
 
 
-def _environ(pid: int) -> list[bytes]:
-    try:
-        return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        return []  # gone, or not ours to read
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def leftovers(state: Path, name: str) -> list[int]:
     """Processes of service ``name`` of the instance in ``state`` whose process group leader
     (the service's process: supervisord makes each one a group leader) is dead: what a dead
     service left behind. A restarted service leads a new group, so it is never among them."""
-    marks = {f"{MARK}={state}".encode(), f"SUPERVISOR_PROCESS_NAME={name}".encode()}
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit() and marks <= set(_environ(int(proc.name))):
-            pgid = _pgid(int(proc.name))
-            if pgid is not None and not _alive(pgid):
-                found.append(int(proc.name))
-    return sorted(found)
+    return [pid for pid in procfs.carrying([f"{MARK}={state}", f"SUPERVISOR_PROCESS_NAME={name}"])
+            if (group := procfs.pgid(pid)) is not None and not procfs.alive(group)]
 
 
 def reaper(stdin: Any = None, stdout: Any = None) -> None:
@@ -368,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
             what = f"pid {info['pid']}" if info["pid"] else info["spawnerr"] or ""
             print(f"  {info['name']:<18} {info['statename'].lower():<9} {what}")
     elif a.cmd == "down":
+        for name in sv.legacy_services():
+            if sv.stop_legacy(name):
+                print(f"stopped {name}, started by a checkout from before supervisord")
         if sv.running():
             if not sv.services():
                 sv.shutdown()

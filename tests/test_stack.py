@@ -22,6 +22,7 @@ import pytest
 from online_ml.harness.paths import ROOT
 from online_ml.harness.stack import alive
 from online_ml.harness.waiting import wait_for
+from online_ml.procfs import start_time
 from online_ml.supervision import Supervisor
 
 #: a service that starts a child of its own, like a TaskManager starts Python workers
@@ -208,4 +209,29 @@ def test_down_after_a_reboot_signals_nothing(tmp_path):
         assert not sv.socket.exists() and not (sv.run / "supervisord.pid").exists()
     finally:
         other.kill()
+        other.wait(10)
+
+
+@pytest.mark.parametrize("recorded, stopped", [("right", True), ("stale", False)])
+def test_down_stops_a_service_of_a_checkout_from_before_supervisord(tmp_path, recorded, stopped):
+    """A stack started by stack/supervise.sh left pid files "PID STARTTIME": down.sh stops such
+    a service (with its group) only when the pid's start time is the recorded one, and otherwise
+    just removes the stale pid file (the pid may belong to someone else by now)."""
+    other = subprocess.Popen(["setsid", "sleep", "120"])  # its own group, like those services
+    try:
+        wait_for(lambda: alive(other.pid) and os.getpgid(other.pid) == other.pid, 10, "sleep")
+        start = start_time(other.pid) if recorded == "right" else "12345"
+        run = tmp_path / "state" / "run"
+        run.mkdir(parents=True)
+        (run / "server.pid").write_text(f"{other.pid} {start}\n")
+        out = down(tmp_path / "state", "server")
+        assert not (run / "server.pid").exists()
+        if stopped:
+            assert other.wait(30) is not None, out.stdout
+        else:
+            time.sleep(1)
+            assert other.poll() is None and alive(other.pid), "down.sh signalled a foreign process"
+    finally:
+        if other.poll() is None:
+            other.kill()
         other.wait(10)

@@ -7,28 +7,17 @@ already running is used and left running; only what this session started is stop
 """
 from __future__ import annotations
 
-import os
 import subprocess
-from pathlib import Path
 
 from online_ml.harness.paths import ROOT
+from online_ml.procfs import alive, pgid
 from online_ml.supervision import UP_STATES, Supervisor
+
+__all__ = ["alive", "pid_alive", "service_pid", "stack_script", "Stack", "stack_sockets"]
 
 #: The supervised services (online_ml/supervision.py) of each part of the stack, in start order.
 SERVICES = {"redis": ["redis"], "kafka": ["kafka"],
             "flink": ["flink-jobmanager", "flink-taskmanager"]}
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie counts as dead)."""
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def pid_alive(name: str) -> bool:
@@ -67,14 +56,6 @@ class Stack:
             stack_script("down.sh", *names)
 
 
-def pgid_of(pid: int) -> int | None:
-    """The process group of ``pid`` (``/proc/<pid>/stat`` field 5), None if it is gone."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def stack_sockets() -> list[dict]:
     """The listening TCP sockets of the stack's processes, each with its ``service``: supervisord
     makes every service's process the leader of a process group of its own, and everything it
@@ -84,7 +65,7 @@ def stack_sockets() -> list[dict]:
     services = {info["pid"]: info["name"] for info in Supervisor().services() if info["pid"]}
     out = []
     for sock in listening_sockets():
-        group = pgid_of(sock["pid"]) if sock["pid"] is not None else None
+        group = pgid(sock["pid"]) if sock["pid"] is not None else None
         if group in services:
             out.append(dict(sock, service=services[group]))
     return out
