@@ -179,6 +179,11 @@ def markdown_targets(targets: Sequence[dict]) -> str:
     return markdown_table(TARGET_COLUMNS, _target_rows(targets))
 
 
+def print_markdown(columns: Sequence[tuple[str, str, str]], result: dict) -> None:
+    """A benchmark's table and targets in Markdown, for the README."""
+    print(markdown_table(columns, result["rows"]) + "\n\n" + markdown_targets(result["targets"]))
+
+
 def targets_table(targets: Sequence[dict]) -> str:
     return table("targets", TARGET_COLUMNS, _target_rows(targets))
 

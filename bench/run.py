@@ -7,10 +7,13 @@ bench/results/<name>.json with the machine, the parameters and the results.
     python bench/run.py --only throughput --records 2000000 --batch-sizes 500 2000
     python bench/run.py --only scaleout --scaleout-variants row-1 row-2 row-4-off
     python bench/run.py --only jobmanager_ha    # JobManager kill -9: watcher vs ZooKeeper HA
+    python bench/run.py --only recovery         # the fault tests, 3 runs: the recovery table
 
 jobmanager_ha kills the JobManager under the running job, the stack's job watcher against Flink's
 ZooKeeper high availability, each on a private stack instance of its own (never the stack on the
-default ports); it takes about 40 minutes, so `--smoke` leaves it out unless named with --only.
+default ports); it takes about 40 minutes, so `--smoke` leaves it out unless named with --only;
+so does recovery (the fault tests of tests/test_recovery.py and tests/test_jobmanager.py, run
+several times on a private instance, about 8 minutes per run).
 
 Benchmarks: throughput (training, end to end through Kafka and Flink), serving (POST /predict
 latency, project server vs the tutorial's way), freshness (labelled record in Kafka -> first
@@ -37,9 +40,10 @@ import common
 
 from online_ml.harness.paths import instance_environment
 
-BENCHMARKS = ("throughput", "serving", "freshness", "scaleout", "handwriting", "jobmanager_ha")
+BENCHMARKS = ("throughput", "serving", "freshness", "scaleout", "handwriting", "jobmanager_ha",
+              "recovery")
 # too slow for a smoke run (each trial restarts JVMs: minutes): only when named with --only
-NOT_IN_SMOKE = ("jobmanager_ha",)
+NOT_IN_SMOKE = ("jobmanager_ha", "recovery")
 # Params attribute <- command-line option, per benchmark module
 OVERRIDES = {
     "throughput": {"records": "records", "seconds": "seconds", "batch_sizes": "batch_sizes",
@@ -50,6 +54,7 @@ OVERRIDES = {
     "handwriting": {},
     "jobmanager_ha": {"trials": "ha_trials", "variants": "ha_variants", "extras": "ha_extras",
                       "jars": "jars", "session_timeout_ms": "zk_session_timeout_ms"},
+    "recovery": {"runs": "recovery_runs"},
 }
 
 
@@ -107,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="jars fetched by `make install` (default: the stack instance's)")
     j.add_argument("--zk-session-timeout-ms", type=int, metavar="MS",
                    help="Flink's ZooKeeper session timeout (default: Flink's)")
+    r = p.add_argument_group("recovery")
+    r.add_argument("--recovery-runs", type=int, metavar="N",
+                   help="runs of the fault tests on a private instance (3)")
     return p
 
 

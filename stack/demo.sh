@@ -26,9 +26,9 @@ if pid_alive producer; then
 else
   say "Starting the producer: python kafka_producer.py (10 records/s)"
   start_supervised producer "$LOGS/producer.log" "$PY" "$ROOT/kafka_producer.py"
-  # the producer itself, not its supervisor (which outlives a producer that dies at start):
-  # the same child process still runs 3 s after it started
-  wait_until 10 "producer" test -s "$RUN/producer.child.pid" || true
+  # the producer itself, not only supervisord's record of it (a producer that dies at start is
+  # started again): the same process still runs 3 s after it started
+  wait_until 10 "producer" child_pid producer || true
   first=$(child_pid producer || true); sleep 3
   if [ -z "$first" ] || [ "$(child_pid producer || true)" != "$first" ]; then
     stop_pid producer; die_with_log producer "exited at start" "$LOGS/producer.log"; exit 1

@@ -6,8 +6,8 @@
 # ZooKeeper high availability against the watcher (README "Recovery without loss").
 # Idempotent: a running service is left alone, and only the missing part of one is started (e.g.
 # a TaskManager whose JobManager still runs). Each start waits until the service answers.
-# Every process runs under stack/supervise.sh, which restarts it (with backoff) when it dies
-# unexpectedly; RUN/<name>.pid names the supervisor, RUN/<name>.child.pid the process itself.
+# Every process runs under supervisord (online_ml/supervision.py; `make status` shows them), which
+# starts it again when it dies unexpectedly (with backoff when it keeps dying at start).
 # A failed start names the service, the reason and its log, and stops what it half-started.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -19,16 +19,25 @@ port_busy_by_other() {  # port in use, but not by the process we started
   port_open "$2" && ! pid_alive "$1"
 }
 
-# running_or_recovering NAME WHAT READY_CMD...: true when our supervisor of NAME runs and the
-# service answers, waiting up to 90 s when the supervisor is restarting it. False: start it.
+# can_start NAME WHAT PORT SETTING JARS: PORT is not taken by a process this stack did not start,
+# and the service's jars (JARS/<JARS>, from `make install`) are there; says what is wrong if not.
+can_start() {
+  if port_busy_by_other "$1" "$3"; then
+    fail "$2: port $3 is in use by a process this stack did not start (stop it or set $4)"; return 1
+  fi
+  [ -d "$JARS/$5" ] || { fail "$2: jars missing in $JARS/$5: run 'make install'"; return 1; }
+}
+
+# running_or_recovering NAME WHAT READY_CMD...: true when supervisord runs NAME and the
+# service answers, waiting up to 90 s while supervisord restarts it. False: start it.
 running_or_recovering() {
   local name="$1" what="$2"; shift 2
   pid_alive "$name" || return 1
   "$@" >/dev/null 2>&1 && return 0
-  say "$what is restarting under its supervisor (pid $(pid_of "$name")); waiting for it"
+  say "$what is restarting under supervisord; waiting for it"
   wait_until 90 "$what" "$@" && return 0
   fail "$what: supervised but not answering after 90 s; stopping it to start it again"
-  stop_pid "$name" 30
+  stop_pid "$name"
   return 1
 }
 
@@ -67,10 +76,7 @@ CONF
 kafka_ready() { "$PY" "$ROOT/stack/kafka_topics.py" --check; }
 up_kafka() {
   if running_or_recovering kafka Kafka kafka_ready; then ok "Kafka already running on $KAFKA_BOOTSTRAP_SERVERS"; return; fi
-  if port_busy_by_other kafka "$KAFKA_PORT"; then
-    fail "Kafka: port $KAFKA_PORT is in use by a process this stack did not start (stop it or set KAFKA_BOOTSTRAP_SERVERS)"; return 1
-  fi
-  [ -d "$JARS/kafka" ] || { fail "Kafka: jars missing in $JARS/kafka: run 'make install'"; return 1; }
+  can_start kafka Kafka "$KAFKA_PORT" KAFKA_BOOTSTRAP_SERVERS kafka || return 1
   say "Starting Kafka $KAFKA_VERSION (KRaft) on $KAFKA_BOOTSTRAP_SERVERS"
   local dir="$STATE/kafka" log="$LOGS/kafka.log"
   mkdir -p "$dir/data" "$LOGS/kafka"
@@ -204,10 +210,7 @@ zookeeper_ready() (  # a subshell: a refused connection must not end the script
 )
 up_zookeeper() {
   if running_or_recovering zookeeper ZooKeeper zookeeper_ready; then ok "ZooKeeper already running on 127.0.0.1:$ZOOKEEPER_PORT"; return; fi
-  if port_busy_by_other zookeeper "$ZOOKEEPER_PORT"; then
-    fail "ZooKeeper: port $ZOOKEEPER_PORT is in use by a process this stack did not start (stop it or set ZOOKEEPER_PORT)"; return 1
-  fi
-  [ -d "$JARS/zookeeper" ] || { fail "ZooKeeper: jars missing in $JARS/zookeeper: run 'make install'"; return 1; }
+  can_start zookeeper ZooKeeper "$ZOOKEEPER_PORT" ZOOKEEPER_PORT zookeeper || return 1
   say "Starting ZooKeeper (standalone) on 127.0.0.1:$ZOOKEEPER_PORT, data in $STATE/zookeeper"
   local dir="$STATE/zookeeper" log="$LOGS/zookeeper.log"
   mkdir -p "$dir/data"

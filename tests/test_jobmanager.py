@@ -30,8 +30,9 @@ from online_ml import training_state
 from online_ml.config import Settings
 from online_ml.flink_rest import TERMINAL, FlinkRest
 from online_ml.harness.kafka import consume_json
-from online_ml.harness.paths import LOGS, PY, ROOT, RUN
-from online_ml.harness.stack import alive, stack_script
+from online_ml.harness.measurements import record
+from online_ml.harness.paths import LOGS, PY, ROOT
+from online_ml.harness.stack import service_pid, stack_script
 from online_ml.harness.streams import PacedProducer, SinkTally, StoreTrail
 from online_ml.harness.waiting import wait_for
 from online_ml.model_store import ModelStore
@@ -120,11 +121,10 @@ def training_record(store: ModelStore) -> dict:
 
 
 def jobmanager_pid() -> int:
-    child = RUN / "flink-jobmanager.child.pid"
-    pid = int(child.read_text()) if child.exists() else None
-    assert pid is not None and alive(pid), (
-        f"{child} is missing or names no live process: the JobManager is not supervised "
-        f"(restart the stack with `make down && make up`)")
+    pid = service_pid("flink-jobmanager")
+    assert pid is not None, (
+        "supervisord has no running flink-jobmanager: the JobManager is not supervised "
+        "(restart the stack with `make down && make up`)")
     return pid
 
 
@@ -224,6 +224,9 @@ def test_jobmanager_killed_the_watcher_brings_the_job_back(watched_env, settings
         assert after_back < RECOVERY_DEADLINE, (
             f"the job ran again {after_back:.0f} s after the JobManager was back ({running_again:.0f} s "
             f"after the kill; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+        record("jobmanager_kill", running_s=running_again, after_jm_s=after_back,
+               rest_back_s=rest_back, prediction_s=first_prediction, acked=len(acked), lost=0,
+               duplicates=sink.duplicates())
     finally:
         health.halt.set()
         app.extensions["online_ml"].close()
@@ -232,11 +235,7 @@ def test_jobmanager_killed_the_watcher_brings_the_job_back(watched_env, settings
 
 
 def jobmanager_pid_or_none() -> int | None:
-    try:
-        pid = int((RUN / "flink-jobmanager.child.pid").read_text())
-    except (OSError, ValueError):
-        return None
-    return pid if alive(pid) else None
+    return service_pid("flink-jobmanager")
 
 
 def test_a_cancelled_job_is_not_brought_back(watched_env, settings, unique_topics, redis_client,

@@ -20,8 +20,8 @@ from sklearn.datasets import load_digits
 from online_ml.config import Settings
 from online_ml.harness.flink import FlinkJobs
 from online_ml.harness.kafka import Topics, produce
-from online_ml.harness.paths import ROOT, RUN, STATE, VENV_BIN, venv_tool
-from online_ml.harness.stack import alive, pid_alive, stack_script
+from online_ml.harness.paths import ROOT, STATE, VENV_BIN, venv_tool
+from online_ml.harness.stack import pid_alive, service_pid, stack_script
 from online_ml.harness.waiting import wait_for
 from online_ml.learner import OnlineLearner, make_model
 from online_ml.model_store import ModelStore
@@ -167,12 +167,12 @@ def test_one_of_two_taskmanagers_killed(par_env, settings, redis_client, flink):
                          "the job RUNNING")
         assert len(set(hosts)) == 2, f"both subtasks on one TaskManager: {hosts}"
         wait_for(lambda: len(sink.ids) >= n // 4, 120, "a quarter of the records predicted")
-        child = RUN / "flink-taskmanager-2.child.pid"
-        victim = int(child.read_text())
+        victim = service_pid("flink-taskmanager-2")
+        assert victim is not None, "TaskManager 2 is not supervised"
         os.kill(victim, signal.SIGKILL)
         killed = time.monotonic()
-        wait_for(lambda: (p := int(child.read_text())) != victim and alive(p), 60,
-                 "the supervisor to start a new TaskManager")
+        wait_for(lambda: service_pid("flink-taskmanager-2") not in (None, victim), 60,
+                 "supervisord to start a new TaskManager")
         wait_for(lambda: flink.fully_running(job) and len(set(subtask_hosts(flink, job))) >= 1,
                  120, "the job RUNNING again")
         print(f"\nTaskManager 2 killed -> job RUNNING again after {time.monotonic() - killed:.1f} s")

@@ -23,8 +23,9 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from online_ml.flink_rest import FlinkRest
 from online_ml.harness.flink import FlinkJobs
-from online_ml.harness.paths import LOGS, RUN
-from online_ml.harness.stack import alive, stack_script
+from online_ml.harness.measurements import record
+from online_ml.harness.paths import LOGS
+from online_ml.harness.stack import service_pid, stack_script
 from online_ml.harness.waiting import wait_for
 from online_ml.model_store import ModelStore
 from online_ml.producer import load_dataset
@@ -217,15 +218,14 @@ def python_tracebacks_since(start: datetime) -> list[str]:
 
 
 def supervised_taskmanager_pid() -> int:
-    """The TaskManager JVM's pid, from the supervisor's child pid file. Without it the test
-    cannot kill the TaskManager, and the fault it exists for would go untested: fail, saying
-    why, rather than skip."""
-    child = RUN / "flink-taskmanager.child.pid"
-    pid = int(child.read_text()) if child.exists() else None
-    assert pid is not None and alive(pid), (
-        f"{child} is missing or names no live process, so the TaskManager is not supervised "
-        f"(a stack started by an older stack/up.sh?): restart the stack with "
-        f"`make down && make up`")
+    """The TaskManager JVM's pid, from supervisord. Without it the test cannot kill the
+    TaskManager, and the fault it exists for would go untested: fail, saying why, rather than
+    skip."""
+    pid = service_pid("flink-taskmanager")
+    assert pid is not None, (
+        "supervisord has no running flink-taskmanager, so the TaskManager is not supervised "
+        "(a stack started by an older stack/up.sh?): restart the stack with "
+        "`make down && make up`")
     return pid
 
 
@@ -285,8 +285,8 @@ def test_taskmanager_killed_mid_stream(recovery_env, settings, unique_topics, re
         os.kill(old_tm, signal.SIGKILL)
         killed_at = time.monotonic()
 
-        new_tm = wait_for(lambda: (p := int((RUN / "flink-taskmanager.child.pid").read_text())) != old_tm
-                          and alive(p) and p, 60, "the supervisor to start a new TaskManager")
+        new_tm = wait_for(lambda: (p := service_pid("flink-taskmanager")) not in (None, old_tm) and p,
+                          60, "supervisord to start a new TaskManager")
         wait_for(lambda: failures(flink, job_id) > failures_before, RECOVERY_DEADLINE,
                  "Flink to notice the lost TaskManager")
         wait_for(lambda: flink.fully_running(job_id), RECOVERY_DEADLINE, "the job to run again")
@@ -323,8 +323,10 @@ def test_taskmanager_killed_mid_stream(recovery_env, settings, unique_topics, re
         watcher.stop()
         watcher.assert_never_backwards()
         assert python_tracebacks_since(test_start) == []
-        tm_out = (FLINK_LOGS / "taskmanager.out").read_text(errors="replace")
-        assert "died unexpectedly (killed by signal KILL)" in tm_out
+        supervisord_log = (LOGS / "supervisord.log").read_text(errors="replace")
+        assert "exited: flink-taskmanager (terminated by SIGKILL; not expected)" in supervisord_log
+        record("taskmanager_kill", running_s=running_after, prediction_s=first_prediction_after,
+               acked=len(acked), lost=0, duplicates=duplicates)
     finally:
         cleanup(flink, producer, sink, watcher)
         stack_script("up.sh", "flink")  # healthy again for the next tests
@@ -366,11 +368,14 @@ def test_kafka_broker_restarted_under_job(recovery_env, settings, unique_topics,
         acked = producer.stop()
         wait_for(lambda: acked <= sink.seen(), 90,
                  f"predictions for all {len(acked)} acknowledged records")
+        duplicates = sum(c - 1 for c in sink.ids.values())
         print(f"{len(acked)} records acknowledged (of {producer.sent} sent), all predicted; "
-              f"{sum(c - 1 for c in sink.ids.values())} predicted twice")
+              f"{duplicates} predicted twice")
         watcher.stop()
         watcher.assert_never_backwards()
         assert python_tracebacks_since(test_start) == []
+        record("kafka_restart", down_s=broker_back - t0, prediction_s=first_prediction_after,
+               failovers=failures(flink, job_id), acked=len(acked), lost=0, duplicates=duplicates)
     finally:
         stack_script("up.sh", "kafka")  # healthy again, for the cancel and for the next tests
         cleanup(flink, producer, sink, watcher)

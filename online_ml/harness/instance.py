@@ -22,7 +22,7 @@ from pathlib import Path
 from online_ml.config import Settings
 from online_ml.harness.net import free_port, listening_sockets
 from online_ml.harness.paths import ROOT, STATE, VENV_BIN
-from online_ml.harness.stack import alive
+from online_ml.supervision import Supervisor
 
 #: Port variables of stack/env.sh that an instance sets (Kafka's is in KAFKA_BOOTSTRAP_SERVERS).
 PORT_VARIABLES = ("REDIS_PORT", "KAFKA_CONTROLLER_PORT", "FLINK_REST_PORT", "FLINK_RPC_PORT",
@@ -94,23 +94,17 @@ class Instance(contextlib.AbstractContextManager):
         return self.script("down.sh", *names, timeout=300)
 
     def running(self) -> list[str]:
-        """The supervised services whose process runs (RUN/<name>.child.pid names a live one;
-        Flink's own pid files in RUN are not services)."""
-        names = [p.name[:-len(".child.pid")] for p in self.run_dir.glob("*.child.pid")]
-        return sorted(n for n in names if self.pid(n, child=True) is not None)
+        """The supervised services whose process runs (supervisord's record)."""
+        return sorted(i["name"] for i in Supervisor(self.root).services() if i["pid"])
 
-    def pid(self, name: str, child: bool = False) -> int | None:
-        """The live process RUN/<name>[.child].pid names, or None."""
-        try:
-            pid = int((self.run_dir / f"{name}{'.child' if child else ''}.pid").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
-        return pid if alive(pid) else None
+    def pid(self, name: str) -> int | None:
+        """The pid of the service's running process, or None."""
+        return Supervisor(self.root).pid(name)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
-        """Send ``sig`` to the service's own process (not its supervisor), after checking that
+        """Send ``sig`` to the service's own process, after checking that
         it is a JVM of this instance; returns its pid."""
-        pid = self.pid(name, child=True)
+        pid = self.pid(name)
         if pid is None:
             raise StackFailed(f"{name} is not running in {self.root}")
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -121,7 +115,7 @@ class Instance(contextlib.AbstractContextManager):
 
     def rss_mb(self, name: str) -> float | None:
         """Resident memory of the service's own process, in MB."""
-        pid = self.pid(name, child=True)
+        pid = self.pid(name)
         try:
             status = Path(f"/proc/{pid}/status").read_text() if pid else ""
         except OSError:
@@ -132,7 +126,7 @@ class Instance(contextlib.AbstractContextManager):
 
     def listening_ports(self, name: str) -> list[int]:
         """The TCP ports the service's own process listens on (from /proc, no tools needed)."""
-        pid = self.pid(name, child=True)
+        pid = self.pid(name)
         if pid is None:
             return []
         return sorted({s["port"] for s in listening_sockets() if s["pid"] == pid})

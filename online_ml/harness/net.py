@@ -53,11 +53,17 @@ def listening_sockets() -> list[dict[str, Any]]:
     owners: dict[str, tuple[int, str]] = {}
     for fd_dir in Path("/proc").glob("[0-9]*/fd"):
         try:
-            links = [os.readlink(fd) for fd in fd_dir.iterdir()]
+            fds = list(fd_dir.iterdir())
             command = (fd_dir.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(
                 errors="replace").strip()
         except OSError:
-            continue
+            continue  # gone, or not ours to read
+        links = []
+        for fd in fds:  # a busy JVM closes fds while we look: skip those, not the process
+            try:
+                links.append(os.readlink(fd))
+            except OSError:
+                continue
         for link in links:
             if link.startswith("socket:[") and link[8:-1] in inodes:
                 owners[link[8:-1]] = (int(fd_dir.parent.name), command)

@@ -7,35 +7,27 @@ already running is used and left running; only what this session started is stop
 """
 from __future__ import annotations
 
-import os
 import subprocess
-from pathlib import Path
 
-from online_ml.harness.paths import ROOT, RUN
+from online_ml.harness.paths import ROOT
+from online_ml.procfs import alive, pgid
+from online_ml.supervision import UP_STATES, Supervisor
 
-#: The pid files (RUN/<name>.pid) of each service, in start order.
+__all__ = ["alive", "pid_alive", "service_pid", "stack_script", "Stack", "stack_sockets"]
+
+#: The supervised services (online_ml/supervision.py) of each part of the stack, in start order.
 SERVICES = {"redis": ["redis"], "kafka": ["kafka"],
             "flink": ["flink-jobmanager", "flink-taskmanager"]}
 
 
-def alive(pid: int) -> bool:
-    """Whether ``pid`` is a live process (a zombie counts as dead)."""
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def pid_alive(name: str) -> bool:
-    """Whether the stack's pid file RUN/<name>.pid names a live process."""
-    try:
-        return alive(int((RUN / f"{name}.pid").read_text().split()[0]))
-    except (OSError, ValueError, IndexError):
-        return False
+    """Whether service ``name`` of the stack instance in use is supervised and up."""
+    return Supervisor().state_of(name) in UP_STATES
+
+
+def service_pid(name: str) -> int | None:
+    """The pid of service ``name``'s running process (supervisord's record), None without one."""
+    return Supervisor().pid(name)
 
 
 def stack_script(script: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -64,29 +56,16 @@ class Stack:
             stack_script("down.sh", *names)
 
 
-def session_of(pid: int) -> int | None:
-    """The session id of ``pid`` (``/proc/<pid>/stat`` field 6), None if it is gone."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def stack_sockets() -> list[dict]:
-    """The listening TCP sockets of the stack's processes, each with its ``service``: every
-    service is started in a session of its own (``setsid``) led by the pid in RUN/<name>.pid,
-    and everything it starts, a TaskManager's Python workers included, stays in that session."""
+    """The listening TCP sockets of the stack's processes, each with its ``service``: supervisord
+    makes every service's process the leader of a process group of its own, and everything it
+    starts, a TaskManager's Python workers included, stays in that group."""
     from online_ml.harness.net import listening_sockets
 
-    services: dict[int, str] = {}
-    for pid_file in RUN.glob("*.pid"):
-        try:
-            services[int(pid_file.read_text().split()[0])] = pid_file.stem
-        except (OSError, ValueError, IndexError):
-            continue
+    services = {info["pid"]: info["name"] for info in Supervisor().services() if info["pid"]}
     out = []
     for sock in listening_sockets():
-        sid = session_of(sock["pid"]) if sock["pid"] is not None else None
-        if sid in services:
-            out.append(dict(sock, service=services[sid]))
+        group = pgid(sock["pid"]) if sock["pid"] is not None else None
+        if group in services:
+            out.append(dict(sock, service=services[group]))
     return out
