@@ -14,7 +14,6 @@ import glob
 import importlib.metadata
 import json
 import logging
-import math
 import os
 import platform
 import re
@@ -29,6 +28,9 @@ from typing import Any
 from online_ml.config import Settings
 from online_ml.flink_rest import FlinkRest
 from online_ml.harness.paths import ROOT, STATE
+from online_ml.harness.verdicts import fmt, target
+
+__all__ = ["fmt", "target"]  # re-exported: every benchmark writes common.fmt, common.target
 
 log = logging.getLogger("bench")
 
@@ -119,20 +121,6 @@ def machine_info(settings: Settings | None = None) -> dict:
 
 
 # -- output ----------------------------------------------------------------------------------------
-def fmt(value: Any, spec: str = "") -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and not math.isfinite(value):
-        return "-"
-    if spec:
-        return format(value, spec)
-    if isinstance(value, float):
-        return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.3g}"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    return str(value)
-
-
 def table(title: str, columns: Sequence[tuple[str, str, str]], rows: Iterable[dict]) -> str:
     """A plain text table; ``columns`` are ``(header, key, format spec)``."""
     rows = list(rows)
@@ -157,13 +145,6 @@ def markdown_table(columns: Sequence[tuple[str, str, str]], rows: Iterable[dict]
     for r in rows:
         out.append("| " + " | ".join(fmt(r.get(k), s) for _, k, s in columns) + " |")
     return "\n".join(out)
-
-
-def target(name: str, value: float | None, limit: float, op: str, detail: str = "") -> dict:
-    """One target and whether this run met it (``op`` is ``>=`` or ``<=``)."""
-    met = None if value is None else (value >= limit if op == ">=" else value <= limit)
-    return {"target": name, "value": value, "limit": limit, "op": op, "met": met,
-            "detail": detail}
 
 
 def _target_rows(targets: Sequence[dict]) -> list[dict]:

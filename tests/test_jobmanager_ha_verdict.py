@@ -3,19 +3,23 @@ recovery is faster and by how much, the 60 s target per variant, the moving part
 ZooKeeper HA wins on every axis. The benchmark itself kills JVMs and is not run here."""
 from __future__ import annotations
 
-import sys
+from dataclasses import dataclass
 
 import pytest
 
-from online_ml.harness.paths import ROOT
+
+@dataclass
+class Params:  # what the verdicts read of bench/jobmanager_ha.py's Params
+    variants: tuple[str, ...] = ("watcher", "zookeeper", "zookeeper-10s")
+    deadline: float = 60.0
+    observe: float = 90.0
 
 
 @pytest.fixture(scope="module")
 def ha():
-    sys.path.insert(0, str(ROOT / "bench"))
-    import jobmanager_ha
+    from online_ml.harness import ha_verdicts
 
-    return jobmanager_ha
+    return ha_verdicts
 
 
 def rows(variant: str, running: list[float], rest: float = 30.0, lost: int = 0) -> list[dict]:
@@ -35,7 +39,7 @@ PARTS = {
 
 
 def test_the_faster_variant_and_the_deadline_are_computed(ha):
-    p = ha.Params(variants=("watcher", "zookeeper"))
+    p = Params(variants=("watcher", "zookeeper"))
     trial_rows = rows("watcher", [70.0, 80.0, 75.0]) + rows("zookeeper", [50.0, 55.0, 100.0])
     extras = {"watcher": {"cancelled_stayed": True, "failed_back_s": 40.0},
               "zookeeper": {"cancelled_stayed": True, "failed_back_s": None}}
@@ -61,7 +65,7 @@ def test_moving_parts_count_what_a_variant_adds(ha):
 
 
 def test_the_fastest_zookeeper_variant_is_compared(ha):
-    p = ha.Params()
+    p = Params()
     trial_rows = (rows("watcher", [70.0]) + rows("zookeeper", [60.0])
                   + rows("zookeeper-10s", [40.0]))
     parts = dict(PARTS, **{"zookeeper-10s": PARTS["zookeeper"]})
@@ -75,6 +79,6 @@ def test_the_fastest_zookeeper_variant_is_compared(ha):
 
 def test_a_variant_without_completed_trials_gets_no_verdict(ha):
     failed = [{"variant": "zookeeper", "trial": 1, "error": "WaitTimeout: ..."}]
-    _, words = ha.verdicts(rows("watcher", [60.0]) + failed, {}, PARTS, ha.Params())
+    _, words = ha.verdicts(rows("watcher", [60.0]) + failed, {}, PARTS, Params())
     assert words[-1] == ("overall: no verdict, the watcher or ZooKeeper HA has no completed "
                          "trial")
