@@ -179,3 +179,43 @@ def test_an_unfitted_merger_takes_the_merged_state(digits):
     sync.set_state(merger, sync.state_of(a))
     assert merger.t_ == 200
     assert np.array_equal(merger.predict(X), a.predict(X))
+
+
+# -- through the job's loop, against a private Redis ----------------------------------------------
+@pytest.mark.integration
+@pytest.mark.parametrize("mode", ["row", "batch"])
+def test_the_job_trains_backs_up_and_restarts_with_it(mode):
+    """Trainer.process (row UDF) or process_many (batch UDF) with LEARNER=softmax: it learns, its
+    backup goes through skops and the trusted list, a restarted job continues from it."""
+    import dataclasses
+
+    from online_ml.config import Settings
+    from online_ml.harness.records import good_records
+    from online_ml.harness.redis_server import PrivateRedis
+    from online_ml.trainer import Trainer
+
+    values = list(good_records())[:600]
+    now = [1000.0]
+    with PrivateRedis() as server:
+        settings = dataclasses.replace(
+            Settings(), redis_port=server.port, redis_password=server.password, redis_db=1,
+            model_key="test_softmax", learner="softmax", learner_params="{}",
+            backup_interval_seconds=10)
+        trainer = Trainer(settings, clock=lambda: now[0])
+        if mode == "row":
+            hits = 0
+            for v in values:
+                _, actual, predicted = trainer.process(v)
+                hits += predicted == actual
+        else:
+            hits = sum(trainer.process_many(values[i:i + 100])[2] for i in range(0, 600, 100))
+        assert isinstance(trainer.learner.model, OnlineSoftmax)
+        assert trainer.learner.samples_seen == 600
+        assert hits / 600 > 0.8 and trainer.learner.accuracy > 0.8, trainer.learner
+        now[0] += 10
+        assert trainer.maybe_backup() is True
+        again = Trainer(settings)
+        assert isinstance(again.learner.model, OnlineSoftmax)
+        assert again.learner.samples_seen == 600 and again.learner.model.t_ == 600
+        again.process(values[0])
+        assert again.learner.samples_seen == 601
