@@ -13,7 +13,10 @@ Variants, all in one run so that their ratios hold on a noisy machine:
 (a') ``python-passthrough``: the same job with a pandas UDF that only returns its input, at the
     batch UDF's Arrow batch size (the largest of ``batch_sizes``): every record goes to a Python
     worker and back, so this is the realistic ceiling of any Python UDF here;
-(b) ``row UDF``: stream.py with UDF_MODE=row (one Python call per record, the tutorial's way);
+(b) ``row UDF``: stream.py with UDF_MODE=row (one Python call per record, the tutorial's way),
+    in PyFlink's default process mode (a Python worker talking gRPC with the TaskManager);
+(b') ``row-thread``: the same with PYTHON_EXECUTION_MODE=thread (the UDF inside the TaskManager
+    JVM through pemja, no Python worker, no sockets);
 (c) ``batch UDF``: stream.py with UDF_MODE=batch at several BATCH_SIZE values;
 (d) the same learner in a plain Python loop, without Flink or Kafka, over the same records:
     ``OnlineLearner.learn_one`` on decoded records, ``Trainer.process`` (the row UDF's body) and
@@ -21,25 +24,41 @@ Variants, all in one run so that their ratios hold on a noisy machine:
 
 Accuracy is prequential (each record predicted before it is learned): over the first pass over
 the 1797 digits (every image new to the model) and over the last 1797 records of the variant.
+
+While each Flink variant runs, the TCP ports its job added to the TaskManager (the JVM and the
+processes it started, i.e. the Python workers) are listed from /proc, with their addresses:
+what each execution mode opens (issue 9, point 6).
+
+``python bench/throughput.py --private`` runs it all on a private stack instance
+(online_ml.harness.instance: state folder and ports of its own), not on the running stack.
 """
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
+import os
 import re
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import common
 
 from online_ml.config import Settings
 from online_ml.harness.flink import FlinkJobs
 from online_ml.harness.kafka import TopicReader, Topics, preload
+from online_ml.harness.net import is_loopback, listening_sockets
+from online_ml.harness.paths import STATE
 from online_ml.harness.waiting import GiveUp, wait_for
 
 EPOCH = 1797  # images in sklearn's digits: one pass = every image seen once
+ROW_THREAD = "row UDF, thread mode"
+# pemja (thread mode) loads libpython once per JVM; a later job's class loader cannot (FLINK-37727)
+PEMJA_ONCE = "NoSuchFieldException: loadedLibraryNames"
 
 
 @dataclass
@@ -55,7 +74,10 @@ class Params:
     first_record_timeout: float = 240.0
     python_passthrough_batch: int | None = None  # BATCH_SIZE of the python passthrough; None:
     # the largest of batch_sizes
+    # "row-thread" is not in the default: on Java 17 PyFlink 2.2.1 runs thread mode once per
+    # TaskManager JVM (README "Services"), so it runs on a fresh private instance (--private)
     variants: tuple[str, ...] = ("passthrough", "python-passthrough", "row", "batch", "python")
+    all_variants = ("passthrough", "python-passthrough", "row", "row-thread", "batch", "python")
     notes: list = field(default_factory=list)
 
     @classmethod
@@ -82,13 +104,68 @@ def _predictions(records) -> list[tuple[int | None, int]]:
     return out
 
 
+TASKMANAGER_MAIN = "org.apache.flink.runtime.taskexecutor.TaskManagerRunner"
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every process /proc lets us read."""
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        out[int(stat.parent.name)] = (ppid, cmd)
+    return out
+
+
+def taskmanager_sockets(state: Path) -> list[dict]:
+    """The listening sockets of the TaskManagers of the stack instance in ``state`` and of every
+    process they started (PyFlink's Python workers), found by command line and parent, so that
+    it holds whichever process manager started them."""
+    procs = _processes()
+    tms = {pid for pid, (_, cmd) in procs.items() if TASKMANAGER_MAIN in cmd and str(state) in cmd}
+
+    def in_tree(pid: int | None) -> bool:
+        for _ in range(64):  # up the parent chain
+            if pid is None or pid <= 1:
+                return False
+            if pid in tms:
+                return True
+            pid = procs.get(pid, (None, ""))[0]
+        return False
+
+    return [s for s in listening_sockets() if in_tree(s["pid"])]
+
+
+def stack_state() -> Path:
+    """The state folder of the stack instance the environment names (as stack/env.sh does)."""
+    return Path(os.environ.get("ONLINE_ML_STATE") or STATE).resolve()
+
+
+def added_sockets(before: list[dict], during: list[dict]) -> dict:
+    """What a job added to the TaskManager's listening sockets: count, how many not on
+    loopback, and ``address:port command`` of each (for the JSON)."""
+    old = {(s["address"], s["port"]) for s in before}
+    new = [s for s in during if (s["address"], s["port"]) not in old]
+    return {"job_ports": len(new),
+            "job_ports_not_loopback": sum(not is_loopback(s["address"]) for s in new),
+            "job_sockets": [f"{s['address']}:{s['port']} pid {s['pid']} {s['command'][:80]}"
+                            for s in new]}
+
+
 def run_flink_variant(name: str, script: str, env: dict, args: list[str], p: Params,
                       settings: Settings, flink: FlinkJobs, topics: Topics, rid: str,
-                      predicts: bool, flink_options: tuple[str, ...] = ()) -> dict:
+                      predicts: bool, flink_options: tuple[str, ...] = (),
+                      sockets: Callable[[], list[dict]] | None = None) -> dict:
     slug = re.sub(r"[^A-Za-z0-9]+", "_", name.split(" (")[0]).strip("_")
     sink = topics.create(f"bench_{rid}_{slug}_sink")
     env = dict(env, SINK_TOPIC=sink)
     reader = TopicReader(settings, sink)
+    sockets = sockets or (lambda: taskmanager_sockets(stack_state()))
+    before = sockets()
+    during: list[dict] = []
     submitted = time.time()
     common.progress(f"throughput: submitting {name}")
     job = flink.submit(script, env, args, flink_options)
@@ -97,10 +174,14 @@ def run_flink_variant(name: str, script: str, env: dict, args: list[str], p: Par
             state = flink.state(job)
             if state in ("FAILED", "CANCELED", "FINISHED"):
                 raise GiveUp(f"job {name} is {state}: {flink.failure_if_any(job)}")
+            if flink.restarts_if_known(job) and PEMJA_ONCE in flink.failure_if_any(job):
+                raise GiveUp(f"job {name} fails at start ({PEMJA_ONCE}): thread mode ran "
+                             f"on this TaskManager before; run it on a fresh one (--private)")
             return reader.end_offset() > 0
 
         wait_for(started, p.first_record_timeout, f"the first record of {name} in {sink}",
                  interval=0.2)
+        during = sockets()  # the job's Python side is up: it has produced a record
         first_seen = time.monotonic()
         while time.monotonic() - first_seen < p.seconds and reader.end_offset() < p.records:
             time.sleep(0.2)
@@ -125,6 +206,7 @@ def run_flink_variant(name: str, script: str, env: dict, args: list[str], p: Par
         "exhausted_topic": count >= p.records,
         "job_id": job,
         "job_restarts": restarts,
+        **added_sockets(before, during),
     }
     if predicts:
         k = min(EPOCH, count)
@@ -236,7 +318,8 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     rows: list[dict] = []
     with Topics(settings) as topics:
         try:
-            if set(p.variants) & {"passthrough", "python-passthrough", "row", "batch"}:
+            if set(p.variants) & {"passthrough", "python-passthrough", "row", "row-thread",
+                                  "batch"}:
                 source = topics.create(f"bench_{rid}_source")
                 common.progress(f"throughput: preloading {p.records:,} records into {source}")
                 loaded = preload(settings, source, p.records, p.seed, procs=p.preload_procs)
@@ -248,7 +331,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                         "BACKUP_INTERVAL_SECONDS": str(p.backup_interval),
                         # a name of its own: the stack's job watcher never takes it for the demo's
                         "JOB_NAME": f"bench throughput {rid}"}
-            if loaded and set(p.variants) & {"row", "batch"}:
+            if loaded and set(p.variants) & {"row", "row-thread", "batch"}:
                 # the job's side outputs (bad records, accuracy alerts) stay in the benchmark too
                 base_env["DEAD_LETTER_TOPIC"] = topics.create(f"bench_{rid}_dead_letter")
                 base_env["ALERT_TOPIC"] = topics.create(f"bench_{rid}_alerts")
@@ -266,12 +349,23 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                     "bench/passthrough_job.py", dict(base_env, BATCH_SIZE=str(b)),
                     ["--group-id", topics.group(f"bench_{rid}_g_pypass"), "--mode", "python"],
                     predicts=False, flink_options=("-pyfs", "stream.py"), **shared))
-            if "row" in p.variants:
-                key = f"bench_{rid}_row"
+            # the row UDF in both of PyFlink's execution modes, one after the other
+            for variant, name, execution in (("row", "row UDF", "process"),
+                                             ("row-thread", ROW_THREAD, "thread")):
+                if variant not in p.variants:
+                    continue
+                key = f"bench_{rid}_{variant}"
                 keys.append(key)
-                rows.append(run_flink_variant(
-                    "row UDF", "stream.py", dict(base_env, UDF_MODE="row", MODEL_KEY=key),
-                    ["--group-id", topics.group(f"bench_{rid}_g_row")], predicts=True, **shared))
+                try:
+                    rows.append(run_flink_variant(
+                        name, "stream.py", dict(base_env, UDF_MODE="row", MODEL_KEY=key,
+                                                PYTHON_EXECUTION_MODE=execution),
+                        ["--group-id", topics.group(f"bench_{rid}_g_{variant}")], predicts=True,
+                        **shared))
+                except GiveUp as exc:  # the other variants still run
+                    if execution != "thread":
+                        raise
+                    rows.append({"variant": name, "kind": "flink", "error": str(exc)[:500]})
             if "batch" in p.variants:
                 for b in p.batch_sizes:
                     key = f"bench_{rid}_batch{b}"
@@ -310,6 +404,9 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         common.target("batch UDF / python passthrough",
                       best["ratio_to_python_passthrough"] if best else None, 0.5, ">=", detail),
     ]
+    exec_targets, exec_words = execution_modes(by_name)
+    targets += exec_targets
+    p.notes.extend(exec_words)
     params = {k: v for k, v in vars(p).items() if k != "notes"}
     job_settings = Settings.from_env()
     params.update(parallelism=1, preload=loaded,
@@ -321,6 +418,40 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     return common.finish(path, rows, targets, report(rows, targets, p.notes), smoke, quiet)
 
 
+def execution_modes(by_name: dict[str, dict]) -> tuple[list[dict], list[str]]:
+    """Targets and words on PyFlink's execution modes for the row UDF: what thread mode does to
+    the throughput, and which ports each mode's job opens on the TaskManager."""
+    proc, thread = by_name.get("row UDF"), by_name.get(ROW_THREAD)
+    targets: list[dict] = []
+    words: list[str] = []
+    if thread is None:  # not asked for: the default run's targets stay as they are
+        return targets, words
+    if thread.get("error"):
+        return targets, [f"execution mode: the row UDF in thread mode did not run: {thread['error']}"]
+    exposed = [r for r in by_name.values() if r.get("kind") == "flink"
+               and r.get("job_ports_not_loopback")]
+    python_jobs = [r for r in by_name.values() if r.get("kind") == "flink"
+                   and not r["variant"].startswith("passthrough (")]
+    targets.append(common.target(
+        "Python UDF jobs: ports opened not on loopback", sum(
+            r.get("job_ports_not_loopback", 0) for r in python_jobs) if python_jobs else None, 0,
+        "<=", ", ".join(r["variant"] for r in exposed) or "every port the jobs opened is loopback"))
+    if thread:
+        targets.append(common.target("row UDF, thread mode: ports the job opens",
+                                     thread.get("job_ports"), 0, "<=",
+                                     "no Python worker, no gRPC endpoints"))
+    if proc and thread and proc.get("records_per_s") and thread.get("records_per_s"):
+        ratio = thread["records_per_s"] / proc["records_per_s"]
+        words.append(
+            f"execution mode: the row UDF in thread mode ran at {thread['records_per_s']:,.0f} "
+            f"records/s, x{ratio:.2f} process mode's {proc['records_per_s']:,.0f} "
+            f"({'faster' if ratio > 1.05 else 'slower' if ratio < 0.95 else 'the same, within 5%'}"
+            f"); the job opened {proc.get('job_ports')} port(s) on the TaskManager in process "
+            f"mode ({proc.get('job_ports_not_loopback')} not on loopback), "
+            f"{thread.get('job_ports')} in thread mode")
+    return targets, words
+
+
 COLUMNS = [("variant", "variant", ""), ("records", "records", ""),
            ("seconds", "seconds", ".1f"), ("rec/s", "records_per_s", ",.0f"),
            ("steady rec/s", "steady_records_per_s", ",.0f"),
@@ -328,9 +459,66 @@ COLUMNS = [("variant", "variant", ""), ("records", "records", ""),
            ("vs py passthrough", "ratio_to_python_passthrough", ".1%"),
            ("x row UDF", "x_row_udf", ",.1f"),
            ("acc 1st pass", "acc_first_epoch", ".3f"), ("acc last 1797", "acc_last_epoch", ".3f"),
-           ("startup s", "startup_s", ".0f")]
+           ("startup s", "startup_s", ".0f"), ("job ports", "job_ports", ""),
+           ("not loopback", "job_ports_not_loopback", "")]
 
 
 def report(rows, targets, notes=()) -> str:
     return common.report("training throughput (Kafka -> Flink at parallelism 1 -> Kafka; python: "
                          "no Flink, no Kafka)", COLUMNS, rows, targets, notes)
+
+
+def run_private(p: Params, smoke: bool = False, quiet: bool = False,
+                jars: str | None = None) -> dict:
+    """:func:`run` on a private stack instance (Redis, Kafka, Flink of its own, stopped and
+    removed at the end): the stack on the default ports, which others use, is not touched."""
+    from online_ml.harness.instance import Instance
+
+    with Instance(jars=Path(jars) if jars else None) as inst:
+        common.progress(f"throughput: private stack instance in {inst.env['ONLINE_ML_STATE']}")
+        inst.up("redis", "kafka", "flink")
+        saved = dict(os.environ)
+        os.environ.clear()
+        os.environ.update(inst.env)  # Settings.from_env, `flink run` and the socket listing
+        try:
+            return run(p, smoke, quiet)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--private", action="store_true",
+                        help="on a private stack instance (default: the running stack, as "
+                             "bench/run.py does)")
+    parser.add_argument("--variants", nargs="+", choices=Params.all_variants,
+                        help="variants to run (default: all)")
+    parser.add_argument("--records", type=int, help="records preloaded into the source topic")
+    parser.add_argument("--seconds", type=float, help="seconds of sink output per Flink variant")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", help="BATCH_SIZE values")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes (the numbers mean nothing)")
+    parser.add_argument("--markdown", action="store_true", help="also print Markdown tables")
+    parser.add_argument("--jars", help="jars fetched by `make install` (private instance)")
+    args = parser.parse_args(argv)
+    p = Params.smoke() if args.smoke else Params()
+    for name in ("variants", "records", "seconds", "batch_sizes"):
+        if getattr(args, name) is not None:
+            setattr(p, name, tuple(getattr(args, name)) if name in ("variants", "batch_sizes")
+                    else getattr(args, name))
+    result = (run_private(p, args.smoke, jars=args.jars) if args.private
+              else run(p, args.smoke))
+    if args.markdown:
+        print(common.markdown_table(COLUMNS, result["rows"]))
+        print()
+        print(common.markdown_targets(result["targets"]))
+    return 0
+
+
+if __name__ == "__main__":
+    import logging
+    import sys
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    sys.exit(main())

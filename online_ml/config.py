@@ -19,6 +19,27 @@ def _env(name: str, default: str, environ: Mapping[str, str]) -> str:
     return default if value is None or value == "" else value
 
 
+EXECUTION_MODES = ("process", "thread")
+
+
+def check_execution_mode(udf_mode: str, execution_mode: str) -> None:
+    """Refuse what Flink would fail on only once the job runs: its thread mode does not run
+    pandas UDFs (UDF_MODE=batch).
+
+    >>> check_execution_mode("row", "thread")
+    >>> check_execution_mode("batch", "thread")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: PYTHON_EXECUTION_MODE=thread runs no pandas UDFs: UDF_MODE=batch needs ...
+    """
+    if execution_mode not in EXECUTION_MODES:
+        raise ValueError(f"PYTHON_EXECUTION_MODE must be 'process' or 'thread', "
+                         f"got {execution_mode!r}")
+    if execution_mode == "thread" and udf_mode == "batch":
+        raise ValueError("PYTHON_EXECUTION_MODE=thread runs no pandas UDFs: UDF_MODE=batch needs "
+                         "PYTHON_EXECUTION_MODE=process (the default)")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Runtime configuration shared by the producer, the job, the server and the tools."""
@@ -43,6 +64,11 @@ class Settings:
     # the job's UDF: "row" (one record per call, the tutorial's) or "batch" (pandas, per Arrow batch)
     udf_mode: str = "row"
     batch_size: int = 5000
+    # where the job's Python UDF runs (Flink's python.execution-mode): "process", Flink's default,
+    # a Python worker per TaskManager talking gRPC with the JVM (local sockets, see README
+    # "Services"), or "thread", the UDF inside the TaskManager JVM through pemja (no sockets;
+    # scalar functions only: not UDF_MODE=batch, a pandas UDF)
+    python_execution_mode: str = "process"
     # batch mode predicts a chunk of records, then learns it; the chunk grows with experience
     # (samples_seen / 16, between 8 and this cap): see README "Mini-batch mode"
     max_predict_chunk: int = 1024
@@ -111,6 +137,7 @@ class Settings:
         settings = cls(**values)
         if settings.udf_mode not in ("row", "batch"):
             raise ValueError(f"UDF_MODE must be 'row' or 'batch', got {settings.udf_mode!r}")
+        check_execution_mode(settings.udf_mode, settings.python_execution_mode)
         try:
             params = json.loads(settings.learner_params)
         except ValueError as exc:
