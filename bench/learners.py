@@ -253,7 +253,8 @@ def main(argv=None) -> int:
         print(f"  done {name}", file=sys.stderr, flush=True)
 
     base = next((r for r in rows if r["variant"] == "sgd-tutorial"), rows[0])
-    header = (f"{'variant':<26}" + "".join(f"{'epoch ' + str(e + 1):>16}"
+    width = max(len(r["variant"]) for r in rows) + 2
+    header = (f"{'variant':<{width}}" + "".join(f"{'epoch ' + str(e + 1):>16}"
                                            for e in range(args.epochs))
               + f"{'overall':>9}{'us/rec':>8}{'x cost':>8}{'hw dev':>8}")
     print(f"prequential accuracy (predict, then partial_fit), digits n={len(load_dataset()[1])}, "
@@ -263,7 +264,7 @@ def main(argv=None) -> int:
     for r in sorted(rows, key=lambda r: -r["epoch_mean"][0]):
         cells = "".join(f"{m:>10.4f}+-{s:.3f}" for m, s in zip(r["epoch_mean"], r["epoch_std"]))
         hw = f"{r['dev_handwriting']['mean']:>8.4f}" if "dev_handwriting" in r else f"{'-':>8}"
-        print(f"{r['variant']:<26}{cells}{r['overall_mean']:>9.4f}{r['us_per_record']:>8.0f}"
+        print(f"{r['variant']:<{width}}{cells}{r['overall_mean']:>9.4f}{r['us_per_record']:>8.0f}"
               f"{r['us_per_record'] / base['us_per_record']:>8.2f}{hw}")
     best = max(rows, key=lambda r: r["epoch_mean"][0])
     print(f"best first-epoch accuracy: {best['variant']} ({best['epoch_mean'][0]:.4f}); "
