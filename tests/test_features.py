@@ -314,3 +314,22 @@ def test_clean_mouse_digits_are_read_right(users_model):
     assert (answers == y).mean() >= 0.9, missed
     ones = {n: a for d, n, a in zip(y, names, answers) if d == 1}
     assert all(ones[n] == 1 for n in ("plain", "flag", "base", "short flag", "slight lean")), ones
+
+
+def test_a_digit_fills_the_height_and_at_most_six_of_eight_columns(digits):
+    """digits images fill all 8 rows and use at most about 6 of the 8 columns, so a drawing's
+    height fills the box and its width is squeezed to MAX_WIDTH (a wide 0 no longer fills the
+    width at part of the height); only a dash keeps its aspect ratio."""
+    used = (digits.images > 2).any(axis=1).sum(axis=1)  # columns with ink, per image
+    assert np.percentile(used, 95) <= 7 and used.mean() < 6.2
+    wide_zero = [arc(50, 50, 48, 30, 0, 360)]
+    x = image_to_features(jsignature(wide_zero, ox=20, oy=20)).reshape(8, 8)
+    rows, cols = np.flatnonzero(x.sum(axis=1)), np.flatnonzero(x.sum(axis=0))
+    assert (rows[0], rows[-1]) == (0, 7)
+    assert cols[-1] - cols[0] + 1 <= 6
+    old = features.strokes_to_features(
+        SvgDrawing(base64.b64decode(jsignature(wide_zero, ox=20, oy=20).split(",", 1)[1])),
+        fit="long side").reshape(8, 8)
+    assert np.flatnonzero(old.sum(axis=1)).size < 8  # the long side filled the width instead
+    dash = image_to_features(jsignature([[(10, 50), (90, 50)]], ox=20, oy=20)).reshape(8, 8)
+    assert np.flatnonzero(dash.sum(axis=1)).size <= 3  # still a dash, not a block

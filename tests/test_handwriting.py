@@ -83,6 +83,8 @@ def test_the_benchmark_runs_at_smoke_size(tmp_path, monkeypatch):
     assert {r["form"] for r in res["accuracy"]} == set(FORMS)
     assert len(res["ablation"]) >= 2 and all(0 <= r["round_trip"] <= 1 for r in res["ablation"])
     assert any("affine variants" in r["variant"] for r in res["ablation"])
+    assert [r["px"] for r in res["widths"]] == list(handwriting.WIDTHS)  # how MAX_WIDTH was chosen
+    assert [r["n"] for r in res["mouse"]] == [42] * len(res["mouse"])  # our mouse drawings
     assert len(res["per_digit"]) == 10 and np.array(res["confusion"]["board"]).sum() == 20
     assert {"accuracy_when_sure", "sure_share"} <= res["uncertainty"][0].keys()
     assert (tmp_path / "handwriting.json").exists()
