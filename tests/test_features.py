@@ -305,7 +305,7 @@ def test_clean_mouse_digits_are_read_right(users_model):
     """Issue 10: our own clean mouse drawings (several per digit), read offline through the
     server's path by the model a user gets: at least 9 in 10 right, and a 1 drawn plain, with a
     flag or with a base is a 1 (tests/test_browser.py draws the same set in Chromium).
-    Measured: 38 of 42; the misses are named in the README (bench/handwriting.py prints them)."""
+    Measured: 39 of 42; the misses are named in the README (bench/handwriting.py prints them)."""
     from online_ml.evaluation import mouse_drawings, stroke_features
 
     svgs, y, names = mouse_drawings()
