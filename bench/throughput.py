@@ -35,10 +35,12 @@ what each execution mode opens (issue 9, point 6).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
 import re
+import statistics
 import time
 import uuid
 from collections import deque
@@ -72,10 +74,11 @@ class Params:
     backup_interval: float = 10.0
     seed: int = 42
     first_record_timeout: float = 240.0
+    thread_first: bool = False  # row-thread before row (--repeat alternates the order)
     python_passthrough_batch: int | None = None  # BATCH_SIZE of the python passthrough; None:
     # the largest of batch_sizes
     # "row-thread" is not in the default: on Java 17 PyFlink 2.2.1 runs thread mode once per
-    # TaskManager JVM (README "Services"), so it runs on a fresh private instance (--private)
+    # TaskManager JVM (README, "Python execution mode"): it runs on a fresh private instance
     variants: tuple[str, ...] = ("passthrough", "python-passthrough", "row", "batch", "python")
     all_variants = ("passthrough", "python-passthrough", "row", "row-thread", "batch", "python")
     notes: list = field(default_factory=list)
@@ -350,8 +353,8 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                     ["--group-id", topics.group(f"bench_{rid}_g_pypass"), "--mode", "python"],
                     predicts=False, flink_options=("-pyfs", "stream.py"), **shared))
             # the row UDF in both of PyFlink's execution modes, one after the other
-            for variant, name, execution in (("row", "row UDF", "process"),
-                                             ("row-thread", ROW_THREAD, "thread")):
+            row_variants = [("row", "row UDF", "process"), ("row-thread", ROW_THREAD, "thread")]
+            for variant, name, execution in row_variants[::-1] if p.thread_first else row_variants:
                 if variant not in p.variants:
                     continue
                 key = f"bench_{rid}_{variant}"
@@ -418,6 +421,16 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     return common.finish(path, rows, targets, report(rows, targets, p.notes), smoke, quiet)
 
 
+def default_kept(ratio: float, how: str) -> str:
+    """The default execution mode, from the measured ratio thread / process and what thread mode
+    cannot do (README, "Python execution mode")."""
+    return ("default kept: process mode -- thread mode " + (
+        f"makes the row UDF x{ratio:.2f} as fast ({how}), but " if ratio >= 1.05 else
+        f"does not make the row UDF faster (x{ratio:.2f}, {how}), and ")
+        + "it runs no pandas UDF (the batch UDF), its UDF metrics do not reach Flink, and "
+        "PyFlink 2.2.1 on Java 17 runs it in one job per TaskManager JVM")
+
+
 def execution_modes(by_name: dict[str, dict]) -> tuple[list[dict], list[str]]:
     """Targets and words on PyFlink's execution modes for the row UDF: what thread mode does to
     the throughput, and which ports each mode's job opens on the TaskManager."""
@@ -449,6 +462,7 @@ def execution_modes(by_name: dict[str, dict]) -> tuple[list[dict], list[str]]:
             f"); the job opened {proc.get('job_ports')} port(s) on the TaskManager in process "
             f"mode ({proc.get('job_ports_not_loopback')} not on loopback), "
             f"{thread.get('job_ports')} in thread mode")
+        words.append(default_kept(ratio, "this run"))
     return targets, words
 
 
@@ -487,6 +501,58 @@ def run_private(p: Params, smoke: bool = False, quiet: bool = False,
             os.environ.update(saved)
 
 
+REPEAT_COLUMNS = [("run", "run", ""), ("first", "first", ""),
+                  ("process rec/s", "process_rec_s", ",.0f"), ("thread rec/s", "thread_rec_s", ",.0f"),
+                  ("thread / process", "ratio", ".2f"), ("ports, process", "process_ports", ""),
+                  ("ports, thread", "thread_ports", ""), ("not loopback", "not_loopback", ""),
+                  ("load", "load", ".1f")]
+
+
+def repeated(p: Params, runs: int, private: bool, smoke: bool) -> dict:
+    """``runs`` runs of row and row-thread, each on a fresh instance when ``private``, the order
+    alternating (drift on a shared machine cancels out); the ratio's median is the verdict."""
+    started = time.time()
+    out = []
+    for i in range(runs):
+        pi = dataclasses.replace(p, thread_first=bool(i % 2), notes=[])
+        res = run_private(pi, smoke, quiet=True) if private else run(pi, smoke, quiet=True)
+        by_name = {r["variant"]: r for r in res["rows"]}
+        proc, thread = by_name.get("row UDF", {}), by_name.get(ROW_THREAD, {})
+        rates = proc.get("records_per_s"), thread.get("records_per_s")
+        out.append({"run": i + 1, "first": "thread" if pi.thread_first else "process",
+                    "process_rec_s": rates[0], "thread_rec_s": rates[1],
+                    "ratio": round(rates[1] / rates[0], 3) if all(rates) else None,
+                    "process_ports": proc.get("job_ports"), "thread_ports": thread.get("job_ports"),
+                    "not_loopback": (proc.get("job_ports_not_loopback") or 0)
+                    + (thread.get("job_ports_not_loopback") or 0),
+                    "load": (common.loadavg() or [None])[0],
+                    "error": thread.get("error") or proc.get("error")})
+    ratios = sorted(r["ratio"] for r in out if r["ratio"] is not None)
+    median = statistics.median(ratios) if ratios else None
+    targets = [common.target("row UDF, thread mode: ports the job opens (worst run)",
+                             max((r["thread_ports"] for r in out if r["thread_ports"] is not None),
+                                 default=None), 0, "<="),
+               common.target("Python UDF jobs: ports opened not on loopback",
+                             sum(r["not_loopback"] for r in out), 0, "<=")]
+    words = [f"{r['run']}: {r['error']}" for r in out if r["error"]]
+    if median is not None:
+        words.append(
+            f"thread mode / process mode, row UDF, median of {len(ratios)} run(s): x{median:.2f} "
+            f"(from x{ratios[0]:.2f} to x{ratios[-1]:.2f}); "
+            + ("thread mode is faster in every run" if ratios[0] > 1 else
+               "thread mode is slower in every run" if ratios[-1] < 1 else
+               "neither mode is faster in every run"))
+        words.append(default_kept(median, "median"))
+    path = common.write_result("throughput_execution_mode", dict(vars(p), runs=runs,
+                                                                 private=private),
+                               out, targets, common.machine_info(), started, smoke,
+                               extra={"verdict": words})
+    text = common.report("row UDF: PyFlink process mode vs thread mode (each run on a fresh "
+                         "private instance)" if private else "row UDF: process vs thread mode",
+                         REPEAT_COLUMNS, out, targets, words)
+    return common.finish(path, out, targets, text, smoke, quiet=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--private", action="store_true",
@@ -500,16 +566,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (the numbers mean nothing)")
     parser.add_argument("--markdown", action="store_true", help="also print Markdown tables")
     parser.add_argument("--jars", help="jars fetched by `make install` (private instance)")
+    parser.add_argument("--repeat", type=int, metavar="N",
+                        help="N runs of row and row-thread only (a fresh instance each with "
+                             "--private, the order alternating): a table of the runs, the median "
+                             "ratio")
     args = parser.parse_args(argv)
     p = Params.smoke() if args.smoke else Params()
     for name in ("variants", "records", "seconds", "batch_sizes"):
         if getattr(args, name) is not None:
             setattr(p, name, tuple(getattr(args, name)) if name in ("variants", "batch_sizes")
                     else getattr(args, name))
-    result = (run_private(p, args.smoke, jars=args.jars) if args.private
-              else run(p, args.smoke))
+    if args.repeat:
+        p.variants = ("row", "row-thread")
+        result = repeated(p, args.repeat, args.private, args.smoke)
+        columns = REPEAT_COLUMNS
+    else:
+        result = (run_private(p, args.smoke, jars=args.jars) if args.private
+                  else run(p, args.smoke))
+        columns = COLUMNS
     if args.markdown:
-        print(common.markdown_table(COLUMNS, result["rows"]))
+        print(common.markdown_table(columns, result["rows"]))
         print()
         print(common.markdown_targets(result["targets"]))
     return 0
