@@ -57,12 +57,11 @@ class Params:
 
     @classmethod
     def smoke(cls) -> Params:
-        return cls(dev=40, test=40, epochs=1, round_trip=20, cost_drawings=10, width_sweep=False)
+        return cls(dev=40, test=40, epochs=1, round_trip=20, cost_drawings=10, augment=1)
 
 
 def _tutorial_features(svgs: list[str]) -> np.ndarray:
-    sys.path.insert(0, str(common.ROOT / "bench"))
-    from tutorial_server import svg_to_features
+    from tutorial_server import svg_to_features  # bench/, this script's folder
 
     out = []
     with tempfile.TemporaryDirectory(prefix="bench_handwriting_") as workdir:
