@@ -35,9 +35,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OUTPUT_TABLE = "outputs"  # the table build_job's result is inserted into
 # measured (README, "Python execution mode"): PyFlink 2.2.1 runs a Table API scalar function in
 # thread mode with a metric group of its own that nothing reports (its Java operator passes none)
+# and calls the UDF's close() only at the end of bounded input, never on cancel
 THREAD_MODE_WARNING = ("warning: PYTHON_EXECUTION_MODE=thread: the UDF's metrics (group online_ml: "
-                       "sample_count, accuracies, backups, ...) do not reach Flink in thread mode; "
-                       "predictions, backups and alerts do")
+                       "sample_count, accuracies, backups, ...) do not reach Flink, and a cancel "
+                       "skips the last model backup (close() is not called); predictions, timer "
+                       "backups and alerts work")
 
 
 class OnlineLearning(ScalarFunction):

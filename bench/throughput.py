@@ -427,8 +427,9 @@ def default_kept(ratio: float, how: str) -> str:
     return ("default kept: process mode -- thread mode " + (
         f"makes the row UDF x{ratio:.2f} as fast ({how}), but " if ratio >= 1.05 else
         f"does not make the row UDF faster (x{ratio:.2f}, {how}), and ")
-        + "it runs no pandas UDF (the batch UDF), its UDF metrics do not reach Flink, and "
-        "PyFlink 2.2.1 on Java 17 runs it in one job per TaskManager JVM")
+        + "it runs no pandas UDF (the batch UDF), its UDF metrics do not reach Flink, a cancel "
+        "skips the UDF's close(), and PyFlink 2.2.1 on Java 17 runs it in one job per "
+        "TaskManager JVM")
 
 
 def execution_modes(by_name: dict[str, dict]) -> tuple[list[dict], list[str]]:
