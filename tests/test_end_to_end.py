@@ -9,8 +9,10 @@ import pytest
 import requests
 
 from online_ml.harness.drawings import stroke_svg, svg_data_url
-from online_ml.harness.kafka import consume_json, producer_command
-from online_ml.harness.net import is_loopback
+from online_ml.harness.flink import FlinkJobs
+from online_ml.harness.instance import Instance
+from online_ml.harness.kafka import Topics, consume_json, producer_command
+from online_ml.harness.net import is_loopback, listening_sockets
 from online_ml.harness.paths import PY
 from online_ml.harness.processes import Server
 from online_ml.harness.stack import stack_sockets
@@ -94,3 +96,47 @@ def test_stream_to_prediction_end_to_end(mode, job_env, settings, redis_client, 
         lambda: (m := flink.udf_metrics(job_id)).get("sample_count") == str(N_RECORDS + 20)
         and int(m.get("backups_succeeded", 0)) >= 1 and m, 30, "the backup in the metrics")
     assert int(metrics["model_version"]) >= meta["version"]
+
+
+def test_thread_mode_runs_the_row_udf_without_sockets():
+    """PYTHON_EXECUTION_MODE=thread (issue 9, point 6): the row UDF runs inside the TaskManager
+    JVM, its predictions arrive, the job adds no listening port at all, and the backup timer
+    thread saves the model (close() is not called on cancel in thread mode: PyFlink 2.2.1 calls
+    the UDF's close() only at the end of bounded input; README, "Python execution mode").
+    On a private stack instance: PyFlink 2.2.1 on Java 17 runs thread mode only in the first job
+    of a TaskManager JVM (pemja, FLINK-37727; README, "Python execution mode"): a fresh one."""
+    with Instance() as inst:
+        inst.up("redis", "kafka", "flink")
+        root = inst.env["ONLINE_ML_STATE"]
+        settings = inst.settings(redis_db=1, model_key="test_thread_mode")
+
+        def instance_ports() -> set[tuple[str, int]]:  # its JVMs have the state folder in argv
+            return {(s["address"], s["port"]) for s in listening_sockets() if root in s["command"]}
+
+        with Topics(settings) as topics, FlinkJobs(settings.flink_rest_url) as flink:
+            names = {role: topics.create(f"test_thread_{role}") for role in
+                     ("source", "sink", "dead", "alerts")}
+            produce(settings, names["source"], N_RECORDS)
+            before = instance_ports()
+            job_env = dict(inst.env, JOB_NAME="test thread mode", UDF_MODE="row",
+                           PYTHON_EXECUTION_MODE="thread", SOURCE_TOPIC=names["source"],
+                           SINK_TOPIC=names["sink"], DEAD_LETTER_TOPIC=names["dead"],
+                           ALERT_TOPIC=names["alerts"], KAFKA_GROUP_ID="test_thread",
+                           MODEL_KEY=settings.model_key, REDIS_DB="1",
+                           BACKUP_INTERVAL_SECONDS="2")
+            job_id = flink.submit("stream.py", job_env)
+            predictions = consume_json(settings.kafka_bootstrap_servers, names["sink"],
+                                       N_RECORDS, 180)
+            assert len(predictions) == N_RECORDS, (
+                f"{len(predictions)} predictions of {N_RECORDS}: {flink.failure_if_any(job_id)}")
+            late = predictions[-100:]
+            accuracy = sum(p["predict_y"] == p["actual_y"] for p in late) / len(late)
+            assert accuracy > 0.6, f"prequential accuracy over the last 100 records: {accuracy:.2f}"
+            added = instance_ports() - before
+            assert not added, f"thread mode opened ports: {sorted(added)}"
+            assert all(is_loopback(a) for a, _ in instance_ports()), instance_ports()
+            # the backup timer thread runs inside the JVM too: every record is in Redis
+            store = ModelStore(settings.redis_client(), settings.model_key)
+            meta = wait_for(lambda: (m := store.load_meta()) and m["samples_seen"] == N_RECORDS
+                            and m, 2 + 13, "a timer backup of every record in Redis")
+            assert meta["version"] >= 1
