@@ -201,8 +201,8 @@ files={esc(self.programs)}/*.conf
         """Stop service ``name`` with its process group (TERM, then KILL after
         STOP_WAIT_SECONDS) and stop supervising it. False if it was not supervised."""
         legacy = self.stop_legacy(name)
-        if not self.running():
-            return legacy
+        if not self.running():  # supervisord crashed: what it left of this service
+            return bool(self.stop_orphans(name=name)) or legacy
         known = self.info(name) is not None
         self._remove(self.rpc(), name)
         return known or legacy
@@ -259,14 +259,16 @@ files={esc(self.programs)}/*.conf
         return [p for p in self.rpc().getAllProcessInfo() if p["group"] != "reaper"]
 
     # --- after a crash of supervisord --------------------------------------------------------
-    def orphans(self) -> list[int]:
-        """Live processes carrying this instance's mark while its supervisord is gone: the
-        services a crashed supervisord left running. Only our own marked processes count."""
-        return procfs.carrying([f"{MARK}={self.state}"])
+    def orphans(self, name: str | None = None) -> list[int]:
+        """Live processes carrying this instance's mark (of service ``name`` only, if given)
+        while its supervisord is gone: what a crashed supervisord left running. Only our own
+        marked processes count."""
+        marks = [f"{MARK}={self.state}"] + ([f"SUPERVISOR_PROCESS_NAME={name}"] if name else [])
+        return procfs.carrying(marks)
 
-    def stop_orphans(self, grace: float = 20) -> list[int]:
-        """TERM the orphans, KILL what is left after ``grace`` s; returns their pids."""
-        pids = self.orphans()
+    def stop_orphans(self, grace: float = 20, name: str | None = None) -> list[int]:
+        """TERM the orphans (of ``name``), KILL what is left after ``grace`` s; their pids."""
+        pids = self.orphans(name)
         procfs.terminate(pids, grace)
         return pids
 
@@ -327,7 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     for cmd in ("stop", "up", "pid", "state"):
         sub.add_parser(cmd).add_argument("name")
     sub.add_parser("status")
-    sub.add_parser("down", help="stop supervisord, or the services a crashed one left")
+    d = sub.add_parser("down", help="stop supervisord once it supervises nothing, or the services "
+                                    "a crashed one left")
+    d.add_argument("--all", action="store_true",
+                   help="also services of a checkout from before supervisord (make down)")
     sub.add_parser("launch").add_argument("spec")
     sub.add_parser("reaper")
     a = p.parse_args(argv)
@@ -355,13 +360,13 @@ def main(argv: list[str] | None = None) -> int:
             what = f"pid {info['pid']}" if info["pid"] else info["spawnerr"] or ""
             print(f"  {info['name']:<18} {info['statename'].lower():<9} {what}")
     elif a.cmd == "down":
-        for name in sv.legacy_services():
+        for name in sv.legacy_services() if a.all else []:  # a partial down stops only the named
             if sv.stop_legacy(name):
                 print(f"stopped {name}, started by a checkout from before supervisord")
         if sv.running():
             if not sv.services():
                 sv.shutdown()
-        else:
+        elif a.all:
             left = sv.stop_orphans()
             if left:
                 print(f"supervisord was gone: stopped {len(left)} process(es) it had started "

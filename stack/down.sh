@@ -42,5 +42,6 @@ for n in "${names[@]}"; do
   stop_pid "$n"
 done
 # supervisord itself once it supervises nothing; or what a crashed one left behind
-if [ "$everything" = 1 ] || [ -z "$(sv status)" ]; then sv down; fi
+if [ "$everything" = 1 ]; then sv down --all
+elif [ -z "$(sv status)" ]; then sv down; fi
 ok "stopped"

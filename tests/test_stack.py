@@ -235,3 +235,24 @@ def test_down_stops_a_service_of_a_checkout_from_before_supervisord(tmp_path, re
         if other.poll() is None:
             other.kill()
         other.wait(10)
+
+
+def test_a_partial_down_stops_only_the_named_service(sv, tmp_path):
+    """`down.sh NAME` stops NAME, also for an old checkout's stack and after a crash of
+    supervisord: never the other services (a helper's `down.sh flink-taskmanager` once took an
+    old stack's Redis and Kafka with it)."""
+    old = subprocess.Popen(["setsid", "sleep", "120"])  # an old checkout's "redis"
+    try:
+        wait_for(lambda: alive(old.pid) and os.getpgid(old.pid) == old.pid, 10, "sleep")
+        pid = sv.start("sleeper", tmp_path / "sleeper.log", SLEEPER)
+        other = sv.start("other", tmp_path / "other.log", SLEEPER)
+        (sv.run / "redis.pid").write_text(f"{old.pid} {start_time(old.pid)}\n")
+        os.kill(int((sv.run / "supervisord.pid").read_text()), signal.SIGKILL)
+        wait_for(lambda: not sv.running(), 10, "supervisord gone")
+        down(sv.state, "sleeper")
+        wait_for(lambda: not alive(pid), 25, "the named orphan stopped")
+        time.sleep(1)
+        assert alive(other) and old.poll() is None, "a partial down stopped a service not named"
+    finally:
+        old.kill()
+        old.wait(10)
