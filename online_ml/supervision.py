@@ -233,12 +233,14 @@ files={esc(self.programs)}/*.conf
                       and p.stem != "supervisord" and not p.stem.startswith("flink-online-ml-"))
 
     def info(self, name: str) -> dict | None:
-        if not self.running():
+        """supervisord's record of service ``name``; None when it is not supervised or no
+        supervisord answers (one RPC: callers poll this)."""
+        if not self.socket.exists():
             return None
         try:
             info: dict = self.rpc().getProcessInfo(name)
             return info
-        except xmlrpc.client.Fault:
+        except (OSError, xmlrpc.client.Error):  # Fault (unknown name) is an xmlrpc Error
             return None
 
     def state_of(self, name: str) -> str | None:
