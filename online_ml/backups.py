@@ -132,7 +132,9 @@ class Backups:
                 self.sync.look_around()
         except Exception as exc:  # Redis down: the backup below fails and counts it
             log.debug("heartbeat failed: %s", exc)
-        sync_due = self.sync.due()
+        # forced with other learners around: a sync round now (merge what they handed over)
+        sync_due = self.sync.due() or (force and self.settings.sync != "off"
+                                       and self.sync.live > 1)
         if not sync_due and (not self._dirty or (not force and now < self._next_backup_at)):
             return False
         if not (self._backup_lock.acquire(timeout=10) if force
@@ -155,6 +157,10 @@ class Backups:
                 meta, snapshot = self._publish_own()
                 return self._backed_up(now, meta, snapshot)
             self.sync.tick(cast(Local, self))
+            if self.sync.pending_records > 0:
+                # learning not handed over (our last contribution is still pending, or the merge
+                # was not committed): tick again later even if nothing new is learned by then
+                self._dirty = True
             merged = self.sync.last_merge
             lease = self.sync.lease
             if (lease is None or merged is None or merged.round <= self._published_round
@@ -213,8 +219,10 @@ class Backups:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self.settings.sync != "off":
+            self._dirty = True  # tick once more whatever the timers say: hand over or merge
         self.maybe_backup(force=True)
-        if not self.sync.is_publisher and self.sync.contributions_sent:
+        if self.settings.sync != "off" and not self.sync.is_publisher:
             # the learners of a cancelled job stop together: each hands over what it learned
             # and waits until it is merged, by the publisher or, once that one has left, by
             # itself (the last one takes the lease and publishes the final model)

@@ -9,9 +9,11 @@ alone, every backup interval). A tick:
 2. **Lease**: the learner holding ``P:sync:lease`` (``SET NX PX``, value ``<id>:<token>`` with a
    token from ``INCR P:sync:fence``, renewed by compare-and-expire) is the one **merger and
    publisher**. When it dies the lease expires and the next learner to tick takes it over.
-3. **Others contribute**: ``SET P:sync:c:<id> <delta> NX PX <timeout>``: at most one pending
-   contribution per learner; until it is merged the learner keeps accumulating locally. A
-   contribution that is not merged in time expires: a stalled learner costs at most that.
+3. **Others contribute**: ``SET P:sync:c:<id> <delta> NX PX <10 timeouts>``: at most one pending
+   contribution per learner; until it is merged the learner keeps accumulating locally. The
+   merger reads the contributions of the live learners only: a dead learner's is not merged and
+   expires as garbage (it costs at most that one interval); a live learner's is merged even when
+   the merger stalled for longer than the timeout.
 4. **The merger merges**: its own delta plus every pending contribution (online_ml/sync.py:
    weighted average of weights, sum of counts and counters) into the global model, written in
    one transaction that also deletes the merged contributions and increments ``P:sync:round``,
@@ -37,7 +39,7 @@ from typing import Any, Protocol
 
 from online_ml import sync
 from online_ml.model_store import ModelStore, dumps
-from online_ml.sync_store import SyncStore
+from online_ml.sync_store import COMMITTED, LEASE_LOST, SyncStore
 
 log = logging.getLogger(__name__)
 
@@ -274,9 +276,13 @@ class Synchronizer:
                 "merged_at": time.time(), "recent_feedback_ids": recent,
                 "learners": self.live}
         blob = dumps(model)
-        rnd = self.remote.commit(lease, blob, meta, consumed)
-        if rnd is None:
+        outcome, rnd = self.remote.commit(lease, blob, meta, consumed)
+        if outcome == LEASE_LOST:
             self.lease = None
+            return
+        if outcome != COMMITTED:
+            log.info("merge not committed (the round or a contribution changed meanwhile); "
+                     "merging again at the next tick")
             return
         with local.locked():
             mine = local.current_model()

@@ -29,6 +29,10 @@ return 0
 """
 
 
+CONTRIBUTION_TTL_TIMEOUTS = 10
+COMMITTED, LEASE_LOST, RETRY = "committed", "lease lost", "retry"
+
+
 class SyncStore:
     """The Redis side: key names come from :class:`ModelStore`."""
 
@@ -37,6 +41,11 @@ class SyncStore:
         self.r = store.r
         self.learner_timeout = learner_timeout
         self.lease_ttl_ms = max(1000, int(lease_ttl * 1000))
+        # a pending contribution outlives its learner's heartbeat by far: the merger reads only
+        # the live learners' contributions, so a dead learner's is not merged (it expires later,
+        # as garbage), while a live learner's survives a merger that stalled past the timeout
+        self.contribution_ttl_ms = max(60_000, int(CONTRIBUTION_TTL_TIMEOUTS * learner_timeout
+                                                   * 1000))
         self.k_learners = store.sync_key("learners")
         self.k_lease = store.sync_key("lease")
         self.k_fence = store.sync_key("fence")
@@ -79,7 +88,7 @@ class SyncStore:
     def contribute(self, learner: str, blob: bytes) -> bool:
         """Hand over a contribution unless the previous one is still pending."""
         return bool(self.r.set(self.store.contribution_key(learner), blob, nx=True,
-                               px=max(1000, int(self.learner_timeout * 1000))))
+                               px=self.contribution_ttl_ms))
 
     def state(self, learner: str) -> tuple[int, bool]:
         """(current round, whether our contribution is still pending)."""
@@ -103,9 +112,13 @@ class SyncStore:
         keys = [self.store.contribution_key(i) for i in learners]
         return {i: b for i, b in zip(learners, self.r.mget(keys)) if b is not None}
 
-    def commit(self, lease: str, blob: bytes, meta: dict, consumed: list[str]) -> int | None:
+    def commit(self, lease: str, blob: bytes, meta: dict,
+               consumed: list[str]) -> tuple[str, int]:
         """Write the merged model and delete what it merged, only while we hold the lease and
-        the consumed contributions are unchanged. The new round, or None (nothing written)."""
+        the round and the consumed contributions are unchanged. ``(COMMITTED, new round)``;
+        ``(LEASE_LOST, 0)`` when the lease is not ours (nothing written); ``(RETRY, 0)`` when
+        something else changed in between (nothing written, the lease still ours: merge again
+        at the next tick, nothing is lost)."""
         import redis
 
         keys = [self.store.contribution_key(i) for i in consumed]
@@ -114,7 +127,7 @@ class SyncStore:
                 pipe.watch(self.k_lease, self.k_round, *keys)
                 held = pipe.get(self.k_lease)
                 if held is None or (held.decode() if isinstance(held, bytes) else held) != lease:
-                    return None
+                    return LEASE_LOST, 0
                 rnd = int(pipe.get(self.k_round) or 0) + 1
                 meta = dict(meta, round=rnd)
                 pipe.multi()
@@ -124,6 +137,6 @@ class SyncStore:
                 if keys:
                     pipe.delete(*keys)
                 pipe.execute()
-                return rnd
+                return COMMITTED, rnd
             except redis.WatchError:
-                return None
+                return RETRY, 0
