@@ -258,6 +258,55 @@ def test_direct_cairo_rendering_gives_renderpms_pixels(name, urls, monkeypatch):
         image_to_features(url)
 
 
+def _public_state(node) -> dict:
+    return {k: v for k, v in node.__dict__.items() if not k.startswith("_") and k != "contents"}
+
+
+def _assert_same_shapes(a, b, where: str = "drawing") -> None:
+    assert type(a) is type(b), (where, type(a), type(b))
+    assert _public_state(a) == _public_state(b), where
+    children_a, children_b = getattr(a, "contents", []), getattr(b, "contents", [])
+    assert len(children_a) == len(children_b), where
+    for i, (x, y) in enumerate(zip(children_a, children_b)):
+        _assert_same_shapes(x, y, f"{where}/{i}")
+
+
+def test_the_boards_svg_is_converted_to_svglibs_very_shapes():
+    """Our board's SVG (static/board.js; online_ml/harness/drawings.py writes the same) is turned
+    into reportlab shapes without svglib (svg_render._board_drawing, ~0.6 ms less a request):
+    the same tree, points, transforms and attributes as svglib's, on the benchmark's drawings and
+    our mouse digits, on boards of other sizes too; anything else is left to svglib."""
+    import random
+    import urllib.parse
+
+    from online_ml.drawing_input import decode_data_url
+    from online_ml.harness.drawings import drawings
+    from online_ml.harness.mouse_digits import SET, board_svg_of
+    svgs = [decode_data_url(urllib.parse.parse_qs(body.decode())["imgStr"][0])
+            for _, body in drawings(40, 7)]
+    svgs += [board_svg_of(d, board).encode() for board in ((360, 240), (301, 157))
+             for _, _, d in SET]
+    rng = random.Random(5)  # negative and fractional coordinates, other boards
+    svgs += [stroke_svg(TEMPLATES[rng.randrange(10)], ox=rng.uniform(-30, 150),
+                        oy=rng.uniform(-20, 40), size=rng.uniform(0.3, 1.4),
+                        board=(rng.randrange(100, 900), rng.randrange(80, 600))).encode()
+             for _ in range(20)]
+    svgs.append(stroke_svg(SEVEN, head=JSIGNATURE_HEAD).encode())  # the same root once parsed
+    for raw in svgs:
+        fast = svg_render._board_drawing(svg_render._parse_svg(raw))
+        assert fast is not None, raw[:200]
+        _assert_same_shapes(fast, svg_render._svglib_drawing(svg_render._parse_svg(raw)))
+    board = stroke_svg(SEVEN, ox=20, oy=10)
+    others = [stroke_svg(SEVEN, color="#3355ff"),
+              board.replace('stroke-width="8"', 'stroke-width="8px"'),
+              board.replace(' d="M', ' transform="scale(2)" d="M'),
+              board.replace(" L ", " l ", 1), board.replace("<path", '<path id="a"', 1),
+              board.replace('viewBox', 'preserveAspectRatio="none" viewBox'), EMPTY_BOARD,
+              digit_rects_svg(np.eye(8) * 16)]
+    for svg in others:
+        assert svg_render._board_drawing(svg_render._parse_svg(svg.encode())) is None, svg[:300]
+
+
 def test_shapes_the_direct_renderer_does_not_draw_go_through_renderpm(monkeypatch):
     """Rectangles, circles, polylines (``digits`` drawn back, hand-written SVG): renderPM."""
     calls = []
