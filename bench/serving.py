@@ -137,10 +137,18 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         r["rps_vs_tutorial"] = (round(r["requests_per_s"] / base["requests_per_s"], 2)
                                 if base and base["requests_per_s"] and r["requests_per_s"]
                                 else None)
-    p8 = by.get(("project", 8))
+        # the machine's speed cancels out: the tutorial's code does not change between runs
+        cpu, base_cpu = (r.get("server_cpu_ms_per_request"),
+                         base.get("server_cpu_ms_per_request") if base else None)
+        r["cpu_vs_tutorial"] = round(cpu / base_cpu, 3) if cpu and base_cpu else None
+    p1, p8 = by.get(("project", 1)), by.get(("project", 8))
+    cpu1 = p1.get("server_cpu_ms_per_request") if p1 else None
     targets = [common.target("project /predict p99 at concurrency 8 (ms)",
                       p8["p99_ms"] if p8 else None, 30, "<=",
-                      "" if p8 else "concurrency 8 not measured")]
+                      "" if p8 else "concurrency 8 not measured"),
+               common.target("project server CPU per /predict at concurrency 1 (ms)", cpu1, 2.5,
+                      "<=", "the server processes' CPU time over the run / requests answered"
+                      if cpu1 is not None else "concurrency 1 not measured")]
     params = dict(vars(p), board=list(BOARD), pen_width=PEN_WIDTH, model_key_db=common.BENCH_REDIS_DB,
                   load_generator="python threads, one keep-alive http.client connection each",
                   model_version=meta.get("version"), model_size_bytes=meta.get("size_bytes"))
@@ -151,7 +159,8 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
 COLUMNS = [("server", "server", ""), ("clients", "concurrency", "d"),
            ("requests", "requests", ""), ("req/s", "requests_per_s", ",.1f"),
            ("p50 ms", "p50_ms", ".1f"), ("p95 ms", "p95_ms", ".1f"), ("p99 ms", "p99_ms", ".1f"),
-           ("errors", "errors", "d"), ("server CPU ms/req", "server_cpu_ms_per_request", ".1f"),
+           ("errors", "errors", "d"), ("server CPU ms/req", "server_cpu_ms_per_request", ".2f"),
+           ("CPU vs tutorial", "cpu_vs_tutorial", ".2f"),
            ("p99 vs tutorial", "p99_vs_tutorial", ".2f"),
            ("req/s vs tutorial", "rps_vs_tutorial", ".1f"),
            ("drawings recognised", "drawings_recognised", ".0%")]

@@ -87,6 +87,9 @@ def test_serving_json(smoke_results):
         assert row["requests"] > 0
         assert row["errors"] == 0, f"{row['server']} answered errors: {row['status']}"
     assert doc["targets"][0]["target"].startswith("project /predict p99 at concurrency 8")
+    cpu = doc["targets"][1]
+    assert cpu["target"].startswith("project server CPU per /predict at concurrency 1")
+    assert cpu["value"] == rows[("project", 1)]["server_cpu_ms_per_request"] and cpu["limit"] == 2.5
 
 
 def test_freshness_json(smoke_results):

