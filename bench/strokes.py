@@ -45,7 +45,7 @@ TEMPLATE_VARIANTS = {
 
 @dataclass
 class Params:
-    models: int = 8  # serving benchmark's models (random_state 0..models-1)
+    models: int = 40  # serving benchmark's models (random_state 0..models-1)
     drawings: int = 40  # as bench/serving.py
     seed: int = 7
     epochs: int = 3  # the user's model (stream_model)
@@ -95,9 +95,16 @@ def _ones_rows(user_model, models: list, softmax_model) -> tuple[list[dict], dic
                  for f in ("board", "cropped")}
         row = {"reader": name, **share,
                "all": float(np.mean([(a == 1).mean() for a in answers])),
-               "mouse": ", ".join(str(int(m.predict(mouse)[0])) for m in ms)}
+               "mouse": _answers([int(m.predict(mouse)[0]) for m in ms])}
         rows.append(row)
     return rows, {"n": len(family)}
+
+
+def _answers(answers: list[int]) -> str:
+    """One model's answer, or how many of several answer 1."""
+    if len(answers) == 1:
+        return str(answers[0])
+    return f"1 for {answers.count(1)} of {len(answers)}"
 
 
 def _digits_ones() -> dict:
