@@ -39,6 +39,7 @@ from online_ml.svg_render import SvgDrawing
 TEMPLATE_VARIANTS = {
     "one pen, long side, centred by the box, no deskew (the 95 % run)":
         {"fit_ink": False, "centre": "box", "fit": "long side", "deskew": False},
+    "served without deskewing": {"deskew": False},
     "served": {},
 }
 
@@ -158,7 +159,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
          "value": f"{facts['stem_ink_per_row_base']:.1f} / {facts['stem_ink_per_row_no_base']:.1f}"},
         {"what": "base's centre right of the stem's top (columns)",
          "value": f"{facts['base_right_of_stem_top']:.2f}"}]
-    before, served = templates
+    before, served = templates[0], templates[-1]
     user, knn = ones[0], ones[-1]
     targets = [
         common.target("templates: served - 95 % run's features (mean recognised, points)",
