@@ -26,6 +26,7 @@ from .producer import iter_records
 from .svg_render import SvgDrawing, svg_ink
 
 __all__ = ["VARIANTS", "STROKE_VARIANTS", "mouse_drawings", "stroke_features", "stream_model",
+           "batch_model",
            "affine_variant", "drawing_inks", "features_of", "per_digit", "confusion", "format_confusion"]
 
 #: Feature pipelines compared in the ablation: keyword arguments of ``ink_to_features``. The last
@@ -75,6 +76,29 @@ def stream_model(epochs: int = 3, seed: int = 0, learner: str | None = None,
         model.learn_one(x, y)
         for _ in range(augment):
             model.model.partial_fit(affine_variant(x, rng)[None], [y], classes=model.classes)
+    return model.model
+
+
+def batch_model(epochs: int = 2, seed: int = 1, batch: int = 64, random_state: int | None = None) -> Any:
+    """The model bench/serving.py serves: the job's learner, ``epochs`` passes of the producer's
+    order (seed ``seed``) learned ``batch`` records at a time (``learn_many``). That benchmark
+    leaves ``random_state`` unset, and SGD's ``partial_fit`` shuffles each batch, so two of its
+    runs serve different models; a fixed ``random_state`` gives one of them, reproducibly."""
+    settings = Settings.from_env()
+    estimator = make_model(settings.learner, **settings.learner_kwargs())
+    if random_state is not None and "random_state" in estimator.get_params():
+        estimator.set_params(random_state=random_state)
+    model = OnlineLearner(estimator)
+    xs: list = []
+    ys: list = []
+    for x, y in iter_records(seed=seed, epochs=epochs):
+        xs.append(x)
+        ys.append(y)
+        if len(xs) == batch:
+            model.learn_many(xs, ys)
+            xs, ys = [], []
+    if xs:
+        model.learn_many(xs, ys)
     return model.model
 
 

@@ -88,3 +88,19 @@ def test_the_benchmark_runs_at_smoke_size(tmp_path):
     n_test = doc["parameters"]["test"]
     assert len(res["per_digit"]) == 10 and np.array(res["confusion"]["board"]).sum() == n_test
     assert {"accuracy_when_sure", "sure_share"} <= res["uncertainty"][0].keys()
+
+
+def test_the_strokes_benchmark_runs_at_smoke_size(tmp_path):
+    """bench/strokes.py --smoke as a user runs it: the templates under both feature paths over
+    the serving benchmark's possible models, and the 1s with a flag and a base, per reader."""
+    done = subprocess.run([PY, str(ROOT / "bench" / "strokes.py"), "--smoke"], cwd=ROOT,
+                          env=dict(os.environ, BENCH_RESULTS_DIR=str(tmp_path)),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    doc = json.loads((tmp_path / "strokes.json").read_text())
+    res = doc["results"]
+    assert [r["models"] for r in res["templates"]] == [doc["parameters"]["models"]] * 3
+    assert all(0 <= r["mean"] <= 1 for r in res["templates"])
+    assert len(res["ones"]) == 4 and all(0 <= r["all"] <= 1 for r in res["ones"])
+    assert res["digits_ones"]["n"] == 182
+    assert {t["target"] for t in doc["targets"]} >= {"flagged and based 1s answered 1 (the user's model)"}

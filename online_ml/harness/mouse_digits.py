@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 from .drawings import Point, arc
 
-__all__ = ["SET", "mouse_path", "strokes_on_board", "board_svg_of"]
+__all__ = ["SET", "mouse_path", "strokes_on_board", "board_svg_of", "flagged_based_ones"]
 
 Drawing = list[list[Point]]
 
@@ -120,3 +120,48 @@ def board_svg_of(drawing: Drawing, board: tuple[float, float] = (360, 240)) -> s
     from .drawings import stroke_svg
 
     return stroke_svg(strokes_on_board(drawing, board), board=board)
+
+
+#: A "1" with both a flag and a base, varied the way people vary it: the flag's start (its length
+#: and angle) and the base's ends (its width and where it sits under the stem), in a 100x100 box.
+FLAGS: list[Point] = [(36, 22), (42, 16), (30, 28)]
+BASES: list[tuple[float, float]] = [(34, 70), (28, 76), (38, 66), (30, 62)]
+#: Boards (size, the digit's height as a share of it) the board form is drawn on.
+BOARDS: list[tuple[tuple[float, float], float]] = [((360, 240), 0.7), ((300, 150), 0.5),
+                                                   ((300, 150), 0.85)]
+
+
+def flagged_based_ones(seed: int = 3) -> list[tuple[str, str, str]]:
+    """(form, name, SVG) of 1s with a flag and a base: every flag with every base, on each board
+    of ``BOARDS`` at a random place (``board``) and as an SVG just the ink's size with a thin pen
+    (``cropped``, as the tutorial's jSignature page sends it) — 48 drawings.
+
+    Why: the mouse set has one such 1; whether it is a 1 must not hang on one drawing's size,
+    place or proportions.
+
+    >>> ones = flagged_based_ones()
+    >>> len(ones), sorted({form for form, _, _ in ones})
+    (48, ['board', 'cropped'])
+    """
+    import random
+
+    from .drawings import stroke_svg
+
+    rng = random.Random(seed)
+    out = []
+    for flag in FLAGS:
+        for left, right in BASES:
+            drawing: Drawing = [[flag, (52, 6), (52, 94)], [(left, 94), (right, 94)]]
+            name = f"flag from {flag}, base {left}..{right}"
+            for board, height in BOARDS:
+                scale = board[1] * height / 100
+                ox, oy = rng.uniform(0, board[0] - 100 * scale), rng.uniform(0, board[1] - 100 * scale)
+                strokes = [mouse_path(s, ox, oy, scale) for s in drawing]
+                out.append(("board", name, stroke_svg(strokes, board=board)))
+            strokes = [mouse_path(s, 0, 0, 0.9) for s in drawing]
+            x0 = min(x for s in strokes for x, _ in s) - 3
+            y0 = min(y for s in strokes for _, y in s) - 3
+            strokes = [[(x - x0, y - y0) for x, y in s] for s in strokes]
+            size = (max(x for s in strokes for x, _ in s) + 3, max(y for s in strokes for _, y in s) + 3)
+            out.append(("cropped", name, stroke_svg(strokes, board=size, width=3)))
+    return out

@@ -1,0 +1,205 @@
+"""Drawn strokes, offline: why the serving benchmark's stroke templates score what they score, and
+how a "1" with both a flag and a base is read.
+
+No services, about a minute.
+
+* Templates: the drawings bench/serving.py posts (online_ml/harness/drawings.py, 40 drawings, seed
+  7) through the features of the 95 % run (one pen, long side, centred by the box, no deskew: the
+  code of that run gives the same 64 values) and today's served features, each scored by ``models``
+  models trained the way bench/serving.py trains its model (online_ml/evaluation.py,
+  ``batch_model``) with SGD's ``random_state`` 0, 1, ... — that benchmark leaves it unset, so each
+  of its runs serves another of these models.
+* A "1" with a flag and a base: 48 drawings (online_ml/harness/mouse_digits.py,
+  ``flagged_based_ones``: three flags, four bases, three boards and a cropped form), answered by the
+  model a user gets (``stream_model``: LEARNER and LEARNER_PARAMS as set), by the serving
+  benchmark's models, by LEARNER=softmax trained on the same stream, and by the 5 nearest
+  ``digits`` images (is the drawing, as features, among digits' 1s?).
+* What ``digits`` 1s look like: how many have a base or a flag, their ink and stem.
+
+    python bench/strokes.py [--markdown]
+"""
+from __future__ import annotations
+
+import sys
+import time
+import urllib.parse
+from dataclasses import dataclass
+
+import common
+import numpy as np
+
+from online_ml import evaluation as ev
+from online_ml.drawing_input import decode_data_url
+from online_ml.features import strokes_to_features
+from online_ml.harness.drawings import drawings
+from online_ml.harness.mouse_digits import flagged_based_ones
+from online_ml.svg_render import SvgDrawing
+
+#: Feature paths compared on the templates: keyword arguments of ``strokes_to_features``.
+TEMPLATE_VARIANTS = {
+    "one pen, long side, centred by the box, no deskew (the 95 % run)":
+        {"fit_ink": False, "centre": "box", "fit": "long side", "deskew": False},
+    "served without deskewing": {"deskew": False},
+    "served": {},
+}
+
+
+@dataclass
+class Params:
+    models: int = 40  # serving benchmark's models (random_state 0..models-1)
+    drawings: int = 40  # as bench/serving.py
+    seed: int = 7
+    epochs: int = 3  # the user's model (stream_model)
+
+    @classmethod
+    def smoke(cls) -> Params:
+        return cls(models=2, drawings=10, epochs=1)
+
+
+def _template_rows(p: Params, models: list) -> list[dict]:
+    samples = drawings(p.drawings, p.seed)
+    svgs = [decode_data_url(urllib.parse.parse_qs(body.decode())["imgStr"][0]) for _, body in samples]
+    y = np.array([d for d, _ in samples])
+    rows = []
+    for name, options in TEMPLATE_VARIANTS.items():
+        x = np.array([strokes_to_features(SvgDrawing(raw), **options) for raw in svgs])
+        acc = [float((m.predict(x) == y).mean()) for m in models]
+        missed = np.zeros(10, dtype=int)
+        for m in models:
+            np.add.at(missed, y[m.predict(x) != y], 1)
+        rows.append({"features": name, "models": len(models), "mean": float(np.mean(acc)),
+                     "min": min(acc), "max": max(acc),
+                     "missed": ", ".join(f"{d}: {n}/{len(models) * int((y == d).sum())}"
+                                         for d, n in enumerate(missed) if n)})
+    return rows
+
+
+def _ones_rows(user_model, models: list, softmax_model) -> tuple[list[dict], dict]:
+    from sklearn.datasets import load_digits
+    from sklearn.neighbors import KNeighborsClassifier
+
+    digits = load_digits()
+    family = flagged_based_ones()
+    x = np.array([strokes_to_features(SvgDrawing(svg.encode())) for _, _, svg in family])
+    forms = np.array([form for form, _, _ in family])
+    knn = KNeighborsClassifier(5).fit(digits.data, digits.target)
+    mouse_svgs, _, names = ev.mouse_drawings()
+    mouse = ev.stroke_features([mouse_svgs[names.index("flag and base")]])
+    readers = [("the user's model (stream_model)", [user_model]),
+               (f"serving benchmark's models (random_state 0..{len(models) - 1})", models),
+               ("LEARNER=softmax on the user's stream", [softmax_model]),
+               ("5 nearest digits images", [knn])]
+    rows = []
+    for name, ms in readers:
+        answers = [m.predict(x) for m in ms]
+        share = {f: float(np.mean([(a[forms == f] == 1).mean() for a in answers]))
+                 for f in ("board", "cropped")}
+        row = {"reader": name, **share,
+               "all": float(np.mean([(a == 1).mean() for a in answers])),
+               "mouse": _answers([int(m.predict(mouse)[0]) for m in ms])}
+        rows.append(row)
+    return rows, {"n": len(family)}
+
+
+def _answers(answers: list[int]) -> str:
+    """One model's answer, or how many of several answer 1."""
+    if len(answers) == 1:
+        return str(answers[0])
+    return f"1 for {answers.count(1)} of {len(answers)}"
+
+
+def _digits_ones() -> dict:
+    """How ``digits`` draws a 1: a base (a bottom row at least 4 blocks wide), a flag (ink in the
+    top three rows at least 2 columns left of the stem), the ink, and the stem's ink per row."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    ones = digits.images[digits.target == 1]
+    stem = ones[:, 3:6].sum(axis=1).argmax(axis=1)
+    flag = np.array([c >= 2 and o[:3, :c - 1].max() >= 8 for o, c in zip(ones, stem)])
+    base = (ones[:, 7] >= 8).sum(axis=1) >= 4
+    ink = ones.sum(axis=(1, 2))
+    stem_row = ones[:, 1:6].sum(axis=(1, 2)) / 5
+    x = np.arange(8)
+    base_cx = (ones[:, 7] * x).sum(axis=1) / np.maximum(ones[:, 7].sum(axis=1), 1)
+    top_cx = (ones[:, :4].sum(axis=1) * x).sum(axis=1) / ones[:, :4].sum(axis=(1, 2))
+    return {"n": len(ones), "base": int(base.sum()), "flag": int(flag.sum()),
+            "flag_and_base": int((flag & base).sum()),
+            "ink_base": float(ink[base].mean()), "ink_no_base": float(ink[~base].mean()),
+            "stem_ink_per_row_base": float(stem_row[base].mean()),
+            "stem_ink_per_row_no_base": float(stem_row[~base].mean()),
+            "base_right_of_stem_top": float((base_cx - top_cx)[base].mean())}
+
+
+TEMPLATE_COLUMNS = [("features (templates of bench/serving.py)", "features", ""), ("models", "models", "d"),
+                    ("recognised, mean", "mean", ".3f"), ("min", "min", ".3f"), ("max", "max", ".3f"),
+                    ("missed (digit: misses/drawings)", "missed", "")]
+ONES_COLUMNS = [("1 with a flag and a base, read by", "reader", ""), ("board", "board", ".3f"),
+                ("cropped", "cropped", ".3f"), ("all", "all", ".3f"),
+                ("the mouse set's drawing", "mouse", "")]
+DIGITS_COLUMNS = [("digits 1s", "what", ""), ("value", "value", "")]
+
+
+def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
+    started = time.time()
+    machine = common.machine_info()
+    common.progress(f"strokes: training {p.models} models as bench/serving.py does, and the user's")
+    models = [ev.batch_model(random_state=r) for r in range(p.models)]
+    user_model = ev.stream_model(p.epochs, 0)
+    softmax_model = ev.stream_model(p.epochs, 0, learner="softmax", params={})
+    templates = _template_rows(p, models)
+    ones, info = _ones_rows(user_model, models, softmax_model)
+    facts = _digits_ones()
+    digits_rows = [
+        {"what": "with a base / a flag / both", "value": f"{facts['base']} / {facts['flag']} / "
+                                                          f"{facts['flag_and_base']} of {facts['n']}"},
+        {"what": "ink with a base / without",
+         "value": f"{facts['ink_base']:.0f} / {facts['ink_no_base']:.0f}"},
+        {"what": "stem ink per row (rows 1-5) with a base / without",
+         "value": f"{facts['stem_ink_per_row_base']:.1f} / {facts['stem_ink_per_row_no_base']:.1f}"},
+        {"what": "base's centre right of the stem's top (columns)",
+         "value": f"{facts['base_right_of_stem_top']:.2f}"}]
+    before, served = templates[0], templates[-1]
+    user, knn = ones[0], ones[-1]
+    targets = [
+        common.target("templates: served - 95 % run's features (mean recognised, points)",
+                      round(100 * (served["mean"] - before["mean"]), 1), 0, ">=",
+                      f"{served['mean']:.3f} vs {before['mean']:.3f}"),
+        common.target("flagged and based 1s among digits' 1s (5 nearest)", round(knn["all"], 3), 0.9, ">=",
+                      f"of {info['n']}"),
+        common.target("flagged and based 1s answered 1 (the user's model)", round(user["all"], 3), 1.0, ">=",
+                      f"mouse set's: {user['mouse']}"),
+    ]
+    text = "\n\n".join([
+        common.table("the serving benchmark's templates, per feature path, over its possible models",
+                     TEMPLATE_COLUMNS, templates),
+        common.table(f"a 1 with a flag and a base ({info['n']} drawings): share answered 1",
+                     ONES_COLUMNS, ones),
+        common.table("how digits draws a 1", DIGITS_COLUMNS, digits_rows),
+        common.targets_table(targets)])
+    results = {"templates": templates, "ones": ones, "digits_ones": facts, "digits_rows": digits_rows}
+    path = common.write_result("strokes", dict(vars(p)), results, targets, machine, started, smoke)
+    out = common.finish(path, templates, targets, text, smoke, quiet)
+    out["results"] = results
+    return out
+
+
+def main() -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--markdown", action="store_true", help="the tables in Markdown too")
+    args = ap.parse_args()
+    out = run(Params.smoke() if args.smoke else Params(), smoke=args.smoke)
+    if args.markdown:
+        res = out["results"]
+        print(common.markdown_table(TEMPLATE_COLUMNS, res["templates"]) + "\n\n"
+              + common.markdown_table(ONES_COLUMNS, res["ones"]) + "\n\n"
+              + common.markdown_table(DIGITS_COLUMNS, res["digits_rows"]) + "\n\n"
+              + common.markdown_targets(out["targets"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
