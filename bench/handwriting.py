@@ -15,8 +15,9 @@ No services: everything runs in this process, offline.
   (SGDClassifier alpha=0.01) trained on the same stream.
 * Ablation: each feature variant on test and dev, and on ``digits`` redrawn as SVG (share of the
   answers unchanged from the raw features: that must not get worse).
-* Uncertainty: softmax temperature and "sure" threshold fitted on dev, scored on test, against the
-  values the server uses (online_ml/uncertainty.py).
+* Uncertainty: softmax temperature and "sure" threshold fitted on dev for the stream model's
+  learner (printed: "calibration fitted on the dev split for LEARNER=..."), scored on test, against
+  the values the server uses for that learner (online_ml/uncertainty.py ``CALIBRATIONS``).
 
     python bench/handwriting.py            (or python bench/run.py --only handwriting)
 """
@@ -93,18 +94,21 @@ def _uncertainty(model, dev_x, dev_y, test_x, test_y) -> tuple[list[dict], dict]
     z_dev = unc.logits(model, dev_x)
     z_test = unc.logits(model, test_x)
     temperature = unc.fit_temperature(z_dev, dev_y, classes) if z_dev is not None else None
-    rows, chosen = [], {"temperature": temperature}
+    served = unc.calibration(model)  # what the server uses for this model's learner
+    rows, chosen = [], {"learner": unc.learner_of(model), "temperature": temperature,
+                        "served": {"temperature": served.temperature,
+                                   "threshold": served.threshold}}
     variants = [("model's predict_proba", lambda X: model.predict_proba(X)),
                 (f"softmax T={temperature:.2f} (fitted on dev)",
                  lambda X: unc.softmax(unc.logits(model, X), temperature)),
-                (f"server: softmax T={unc.TEMPERATURE:g}, sure >= {unc.SURE_THRESHOLD:g}",
-                 lambda X: unc.softmax(unc.logits(model, X), unc.TEMPERATURE))]
+                (f"server: softmax T={served.temperature:g}, sure >= {served.threshold:g}",
+                 lambda X: unc.softmax(unc.logits(model, X), served.temperature))]
     del z_test
     for name, proba in variants:
         p_dev, p_test = proba(dev_x), proba(test_x)
         hit_dev = np.asarray(classes)[p_dev.argmax(1)] == dev_y
         server = name.startswith("server")
-        threshold = unc.SURE_THRESHOLD if server else unc.choose_threshold(p_dev.max(1), hit_dev)
+        threshold = served.threshold if server else unc.choose_threshold(p_dev.max(1), hit_dev)
         if name.startswith("softmax"):
             chosen["threshold"] = threshold
         order = np.argsort(-p_test, axis=1)
@@ -196,7 +200,8 @@ def _cost(model, n: int) -> list[dict]:
         {"step": "scoring, model's predict_proba (before)",
          "ms": per_item(lambda i: model.predict_proba(x[i:i + 1]))},
         {"step": "scoring, calibrated probabilities + sure rule (served)",
-         "ms": per_item(lambda i: unc.verdict(unc.probabilities(model, x[i:i + 1])[0], classes))},
+         "ms": per_item(lambda i: unc.verdict(unc.probabilities(model, x[i:i + 1])[0], classes,
+                                              unc.calibration(model).threshold))},
     ]
 
 
@@ -332,11 +337,20 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     unc_rows, chosen = _uncertainty(model, dev_x, np.concatenate([ys["dev"]] * len(FORMS)),
                                     test_x, np.concatenate([ys["test"]] * len(FORMS)))
 
-    served = {r["form"]: r["accuracy"] for r in rows[:len(FORMS)]}
+    learner = chosen["learner"] or type(model).__name__
+    server_cal = unc.calibration(model)
+    fitted_text = (f"calibration fitted on the dev split for LEARNER={learner}: "
+                   f"Calibration(temperature={chosen['temperature']:.3g}, "
+                   f"threshold={chosen['threshold']:.3f}); the server uses "
+                   f"Calibration(temperature={server_cal.temperature:g}, "
+                   f"threshold={server_cal.threshold:g}) (online_ml/uncertainty.py CALIBRATIONS)")
+    common.progress(fitted_text)
+    accuracy_of = {r["form"]: r["accuracy"] for r in rows[:len(FORMS)]}
     before = ablation[0]["round_trip"]
     served_rt = next(a["round_trip"] for a in ablation if a["variant"] == ev.SERVED)
     server_unc = unc_rows[-1]
-    targets = [common.target(f"real handwriting, {f} form, test accuracy", served[f], 0.70, ">=")
+    targets = [common.target(f"real handwriting, {f} form, test accuracy", accuracy_of[f], 0.70,
+                             ">=")
                for f in FORMS]
     if widths:
         best = next(r for r in widths if r["chosen"].startswith("best"))
@@ -354,10 +368,11 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                       0, ">=", f"{served_rt:.3f} vs {before:.3f}"),
         common.target("right when sure (test, server's threshold)", server_unc["accuracy_when_sure"],
                       unc.SURE_PRECISION, ">="),
-        _within("server TEMPERATURE / T fitted on dev", unc.TEMPERATURE / chosen["temperature"],
+        _within(f"server temperature ({learner}) / T fitted on dev",
+                server_cal.temperature / chosen["temperature"],
                 0.9, 1.1, f"fitted {chosen['temperature']:.3f}"),
-        _within("server SURE_THRESHOLD - threshold chosen on dev",
-                unc.SURE_THRESHOLD - chosen["threshold"], -0.05, 0.05,
+        _within(f"server sure threshold ({learner}) - threshold chosen on dev",
+                server_cal.threshold - chosen["threshold"], -0.05, 0.05,
                 f"chosen {chosen['threshold']:.3f}"),
     ]
 
@@ -379,6 +394,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                      UNC_COLUMNS, unc_rows),
         common.table("what 'sure' can promise: threshold chosen on dev for each promise, calibrated "
                      "probabilities", OPT_COLUMNS, chosen["options"]),
+        fitted_text,
         common.table("cost: in-process CPU per board drawing", COST_COLUMNS, cost),
         common.targets_table(targets)])
     params = dict(vars(p), n_dev=len(parts["dev"]), n_test=len(parts["test"]), forms=list(FORMS),

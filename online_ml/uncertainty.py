@@ -1,12 +1,18 @@
 """Probabilities a person can read as confidence, and when to say "not sure".
 
-Why: the default model is one-vs-rest logistic SGD. Its ``predict_proba`` normalises ten
-independent sigmoids, which on a drawing unlike the training data gives 100 % / 0 %, 50 / 50 or a
-flat 10 % — nothing that says how often the answer is right. Here the ten decision values go
-through one softmax with a temperature fitted on the development split of real handwriting
-(``python bench/handwriting.py`` prints the fitted value), and the answer is "sure" only when the
-top probability reaches a threshold chosen on the same split so that sure answers are right at
-least ``SURE_PRECISION`` of the time. Unsure answers name the two most likely digits.
+Why: a model's own ``predict_proba`` need not say how often its answer is right. The one-vs-rest
+logistic SGD (``LEARNER=sgd``) normalises ten independent sigmoids, which on a drawing unlike the
+training data gives 100 % / 0 %, 50 / 50 or a flat 10 %. Here the ten decision values go through
+one softmax with a temperature fitted on the development split of real handwriting, and the answer
+is "sure" only when the top probability reaches a threshold chosen on the same split so that sure
+answers are right at least ``SURE_PRECISION`` of the time. Unsure answers name the two most likely
+digits.
+
+Both numbers belong to a learner: the default softmax regression's scores are logits already (its
+temperature is close to 1), SGD's are in the thousands. ``CALIBRATIONS`` holds them per learner
+name (``LEARNER``), each fitted by ``LEARNER=<name> python bench/handwriting.py`` (it prints the
+values fitted on the development split); the server picks them by the type of the model it serves
+(:func:`calibration`), not by its own ``LEARNER`` setting, which may disagree with what is stored.
 
 >>> import numpy as np
 >>> p = softmax(np.array([[2.0, 1.0, 0.0]]), temperature=1.0)
@@ -16,30 +22,81 @@ least ``SURE_PRECISION`` of the time. Unsure answers name the two most likely di
 {'sure': False, 'candidates': [0, 2]}
 >>> verdict(np.array([0.9, 0.05, 0.05]), [0, 1, 2], threshold=0.6)
 {'sure': True, 'candidates': [0]}
+>>> from online_ml.learner import make_model
+>>> calibration(make_model("softmax")) == CALIBRATIONS["softmax"]
+True
+>>> calibration(make_model("sgd")).temperature
+2020.0
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["TEMPERATURE", "SURE_THRESHOLD", "SURE_PRECISION", "softmax", "logits",
-           "probabilities", "fit_temperature", "choose_threshold", "verdict",
-           "expected_calibration_error"]
+__all__ = ["Calibration", "CALIBRATIONS", "UNFITTED", "SURE_PRECISION", "learner_of",
+           "calibration", "softmax", "logits", "probabilities", "fit_temperature",
+           "choose_threshold", "verdict", "expected_calibration_error"]
 
-#: Softmax temperature of the decision values, fitted on the development split of real
-#: handwriting for the default model after three passes (bench/handwriting.py with the ink-fitted
-#: pen and the capped width of features.py: 2020). The default SGD's decision values are in the
-#: thousands (L1, 64 inputs of 0..16), hence its size.
-TEMPERATURE = 2020.0
 #: What "sure" promises: on the development split, sure answers were right at least this often.
-#: 0.9 ("right 9 times in 10 when it says it is sure"): 0.95 left only ~9 % of real handwriting
-#: sure, 0.85 makes "sure" wrong one time in seven (bench/handwriting.py prints the options).
+#: 0.9 ("right 9 times in 10 when it says it is sure"): with LEARNER=sgd, 0.95 left 40 % of real
+#: handwriting sure, 0.85 made "sure" wrong one time in seven (bench/handwriting.py prints the
+#: options).
 SURE_PRECISION = 0.9
-#: Top probability from which an answer is "sure": the lowest that kept SURE_PRECISION on the
-#: development split (bench/handwriting.py: 0.672 with today's features).
-SURE_THRESHOLD = 0.67
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How one learner's scores become probabilities, and from which top probability it is sure.
+
+    temperature : the decision values are divided by it before the softmax.
+    threshold : the lowest top probability that kept ``SURE_PRECISION`` on the development split.
+    """
+
+    temperature: float
+    threshold: float
+
+
+#: Per learner name (``LEARNER``), fitted on the development split of real handwriting for the
+#: model the job trains on the default stream (three passes) with that learner's default
+#: ``LEARNER_PARAMS`` (``LEARNER=<name> LEARNER_PARAMS='{}' python bench/handwriting.py``, with
+#: the ink-fitted pen and the capped width of features.py; README "When the model is not sure"):
+#:
+#: * ``softmax`` (the default): fitted T 0.86, threshold 0.667 — its scores are logits;
+#: * ``sgd`` (one-vs-rest log-loss SGD, alpha 0.001): fitted T 2020.1, threshold 0.672 — its
+#:   decision values are in the thousands (L1, 64 inputs of 0..16). The tutorial's alpha=0.01
+#:   has smaller ones: with it, the probabilities come out flatter than they should.
+CALIBRATIONS: dict[str, Calibration] = {
+    "softmax": Calibration(temperature=0.86, threshold=0.667),
+    "sgd": Calibration(temperature=2020.0, threshold=0.67),
+}
+#: Any other model with probabilities (``nb``, ``mlp``): its own ``predict_proba`` (they have no
+#: decision values to scale) and the sure rule the server always used; neither is fitted for them.
+UNFITTED = Calibration(temperature=1.0, threshold=0.67)
+
+
+def learner_of(model: Any) -> str | None:
+    """The ``LEARNER`` name a model was made by, from its type (None if not one we calibrated).
+
+    By type, not by the ``LEARNER`` setting: a server may serve a model stored by a job that ran
+    with another learner (an SGD model stored before softmax became the default keeps training
+    and being served as SGD)."""
+    from sklearn.linear_model import SGDClassifier
+
+    from .softmax import OnlineSoftmax
+
+    if isinstance(model, OnlineSoftmax):
+        return "softmax"
+    if isinstance(model, SGDClassifier):
+        return "sgd"
+    return None
+
+
+def calibration(model: Any) -> Calibration:
+    """The temperature and sure threshold fitted for this model's learner (``UNFITTED`` else)."""
+    return CALIBRATIONS.get(learner_of(model) or "", UNFITTED)
 
 
 def softmax(z: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -74,15 +131,17 @@ def _linear_scores(model: Any, X: np.ndarray) -> np.ndarray:
     return model.decision_function(X)
 
 
-def probabilities(model: Any, X: np.ndarray, temperature: float = TEMPERATURE) -> np.ndarray | None:
-    """Calibrated class probabilities (softmax of the decision values at ``temperature``) for a
-    probabilistic linear model; the model's own ``predict_proba`` for other probabilistic models;
-    None for a model without probabilities (SGD with hinge loss: its margins are no odds)."""
+def probabilities(model: Any, X: np.ndarray, temperature: float | None = None
+                  ) -> np.ndarray | None:
+    """Calibrated class probabilities (softmax of the decision values at ``temperature``, by
+    default the one fitted for the model's learner) for a probabilistic linear model; the model's
+    own ``predict_proba`` for other probabilistic models; None for a model without probabilities
+    (SGD with hinge loss: its margins are no odds)."""
     if not hasattr(model, "predict_proba"):
         return None
     z = logits(model, X)
     if z is not None:
-        return softmax(z, temperature)
+        return softmax(z, calibration(model).temperature if temperature is None else temperature)
     try:
         return np.asarray(model.predict_proba(X), dtype=np.float64)
     except (AttributeError, NotImplementedError):
@@ -118,11 +177,9 @@ def choose_threshold(top_p: np.ndarray, correct: np.ndarray,
     return float(round(top_p[order][ok[-1]], 3))
 
 
-def verdict(proba: np.ndarray, classes: Sequence[int] | np.ndarray,
-            threshold: float | None = None) -> dict:
-    """``{"sure": bool, "candidates": [digits]}``: the top digit if sure, else the top two.
-    ``threshold`` defaults to ``SURE_THRESHOLD`` (read at call time)."""
-    threshold = SURE_THRESHOLD if threshold is None else threshold
+def verdict(proba: np.ndarray, classes: Sequence[int] | np.ndarray, threshold: float) -> dict:
+    """``{"sure": bool, "candidates": [digits]}``: the top digit if sure (top probability at
+    least ``threshold``: the model's ``calibration(model).threshold``), else the top two."""
     order = np.argsort(-np.asarray(proba))
     sure = bool(proba[order[0]] >= threshold)
     return {"sure": sure, "candidates": [int(classes[i]) for i in order[:1 if sure else 2]]}

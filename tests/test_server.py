@@ -37,6 +37,13 @@ def digit_data_url(img8: np.ndarray) -> str:
     return svg_data_url(digit_rects_svg(img8))
 
 
+def digit_data_features(img8: np.ndarray) -> np.ndarray:
+    """The 64 features the server computes from ``digit_data_url(img8)``."""
+    from online_ml.features import image_to_features
+
+    return image_to_features(digit_data_url(img8)).reshape(1, -1)
+
+
 def wait_until(condition, timeout: float = 10.0, what: str = "condition"):
     return wait_for(condition, timeout, what, interval=0.05)
 
@@ -144,7 +151,9 @@ def test_predict_says_whether_the_model_is_sure(client, store, model, digits, mo
     two most likely, the answer first, when not."""
     from online_ml import uncertainty
 
-    monkeypatch.setattr(uncertainty, "SURE_THRESHOLD", threshold)
+    monkeypatch.setitem(uncertainty.CALIBRATIONS, "sgd",
+                        uncertainty.Calibration(uncertainty.CALIBRATIONS["sgd"].temperature,
+                                                threshold))
     store.save(model, {"samples_seen": 1797})
     answer = client.post("/predict", data={"imgStr": digit_data_url(digits.images[8])}).get_json()
     assert answer["sure"] is sure
@@ -152,6 +161,46 @@ def test_predict_says_whether_the_model_is_sure(client, store, model, digits, mo
     assert answer["candidates"] == ([answer["predict_result"]] if sure else top[:2])
     assert answer["candidates"][0] == answer["predict_result"]
     assert sum(p["p"] for p in answer["probabilities"]) <= 1.0001
+
+
+def job_model(learner: str, digits) -> object:
+    """A model as the job trains it with ``learner``'s default LEARNER_PARAMS (three passes)."""
+    from online_ml.learner import OnlineLearner, make_model
+
+    params = {"alpha": 0.001, "random_state": 0} if learner == "sgd" else {}
+    online = OnlineLearner(make_model(learner, **params))
+    for _ in range(3):
+        online.learn_many(digits.data, digits.target)
+    return online.model
+
+
+@pytest.mark.parametrize("learner", ["softmax", "sgd"])
+def test_the_served_models_learner_sets_its_probabilities_whatever_learner_is_set(
+        make_app, redis_client, settings, store, digits, learner):
+    """The default softmax model and an SGD model stored by an older job are each served with
+    their own temperature and sure threshold (online_ml/uncertainty.py CALIBRATIONS), chosen by
+    the stored model's type, not by the server's LEARNER setting, which here says the other."""
+    from online_ml import uncertainty
+
+    stored = job_model(learner, digits)
+    other = "sgd" if learner == "softmax" else "softmax"
+    app = make_app({"TESTING": True, "SETTINGS": dataclasses.replace(settings, learner=other),
+                    "REDIS_CLIENT": redis_client, "VERSION_CHECK_INTERVAL": 0})
+    store.save(stored, {"samples_seen": 1797})
+    own = uncertainty.CALIBRATIONS[learner]
+    for i in (0, 8, 13):
+        answer = app.test_client().post(
+            "/predict", data={"imgStr": digit_data_url(digits.images[i])}).get_json()
+        z = uncertainty.logits(stored, digit_data_features(digits.images[i]))
+        expected = uncertainty.softmax(z, own.temperature)[0]
+        top = answer["probabilities"]
+        assert top[0]["digit"] == answer["predict_result"] == int(stored.classes_[expected.argmax()])
+        assert top[0]["p"] == pytest.approx(expected.max(), abs=1e-4)
+        assert answer["sure"] is bool(expected.max() >= own.threshold)
+    # a clean digit drawn as the board sends it: a trained model of either learner is sure of it
+    answer = app.test_client().post(
+        "/predict", data={"imgStr": digit_data_url(digits.images[0])}).get_json()
+    assert answer["sure"] is True and answer["candidates"] == [answer["predict_result"]]
 
 
 def test_predict_explains_on_request(client, store, model, digits):

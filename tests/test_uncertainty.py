@@ -62,3 +62,50 @@ def test_linear_scores_are_the_models_decision_function():
     assert np.array_equal(unc._linear_scores(model, X), model.decision_function(X))
     with np.testing.assert_raises(ValueError):  # what sklearn refuses, it still refuses
         unc._linear_scores(model, np.full((1, 64), np.nan))
+
+
+# -- one calibration per learner ---------------------------------------------------------------
+def test_each_learner_has_its_own_calibration_chosen_by_the_models_type():
+    from online_ml.learner import make_model
+
+    softmax_model, sgd_model = make_model("softmax"), make_model("sgd", alpha=0.001)
+    assert unc.learner_of(softmax_model) == "softmax" and unc.learner_of(sgd_model) == "sgd"
+    assert unc.calibration(softmax_model) == unc.CALIBRATIONS["softmax"]
+    assert unc.calibration(sgd_model) == unc.CALIBRATIONS["sgd"]
+    # the values fitted on the development split (README "When the model is not sure")
+    assert 0.5 < unc.CALIBRATIONS["softmax"].temperature < 1.5
+    assert unc.CALIBRATIONS["sgd"].temperature == 2020.0
+    assert unc.CALIBRATIONS["sgd"].threshold == 0.67
+    assert unc.calibration(make_model("nb")) == unc.UNFITTED  # not fitted: its own predict_proba
+
+
+def _mixed_3_and_8() -> np.ndarray:
+    digits = load_digits()
+    return ((digits.data[digits.target == 3][0] + digits.data[digits.target == 8][0]) / 2)[None]
+
+
+def test_each_learner_is_sure_of_a_clean_digit_and_not_of_a_mixed_one_with_its_own_values():
+    """With its own temperature and threshold, each trained learner is sure of a digit it learned
+    and unsure of a 3 drawn over an 8; with the other learner's values it is not (SGD's 2020
+    flattens the softmax's logits to ~10 %: never sure)."""
+    from online_ml.learner import OnlineLearner, make_model
+
+    digits = load_digits()
+    x_mixed = _mixed_3_and_8()
+    for name, params in (("softmax", {}), ("sgd", {"alpha": 0.001, "random_state": 0})):
+        learner = OnlineLearner(make_model(name, **params))
+        for _ in range(3):
+            learner.learn_many(digits.data, digits.target)
+        model, own = learner.model, unc.CALIBRATIONS[name]
+        clean = unc.probabilities(model, digits.data[:200])  # the model's own temperature
+        assert np.allclose(clean, unc.softmax(unc.logits(model, digits.data[:200]),
+                                              own.temperature))
+        sure = [unc.verdict(p, model.classes_, own.threshold)["sure"] for p in clean]
+        assert np.mean(sure) > 0.8, name
+        mixed = unc.verdict(unc.probabilities(model, x_mixed)[0], model.classes_, own.threshold)
+        assert mixed["sure"] is False and set(mixed["candidates"]) & {3, 8}, (name, mixed)
+    softmax_model = OnlineLearner(make_model("softmax"))
+    softmax_model.learn_many(digits.data, digits.target)
+    flat = unc.probabilities(softmax_model.model, digits.data[:200],
+                             unc.CALIBRATIONS["sgd"].temperature)
+    assert flat.max() < 0.2  # SGD's temperature on softmax logits: ~10 % everywhere

@@ -15,7 +15,7 @@ import numpy as np
 from flask import current_app, jsonify, request
 
 from ..features import FeatureError, InputTooLarge, image_to_features
-from ..uncertainty import probabilities, verdict
+from ..uncertainty import calibration, probabilities, verdict
 from .api import model_summary
 from .cache import ModelUnavailable
 from .errors import error
@@ -55,8 +55,10 @@ def _explain(model: Any, x: np.ndarray, digit: int) -> dict:
 def _predict(model: Any, x: np.ndarray, k: int = 3) -> tuple[int, list[dict] | None, dict | None]:
     """The predicted digit, the top-k calibrated class probabilities and whether the model is
     sure (online_ml/uncertainty.py), when the model has probabilities (SGD with hinge loss has
-    not). One scoring pass: the digit is the most probable class."""
-    proba = probabilities(model, x)
+    not). One scoring pass: the digit is the most probable class. The temperature and the sure
+    threshold are those of the served model's learner, by its type (``calibration``)."""
+    fitted = calibration(model)
+    proba = probabilities(model, x, fitted.temperature)
     if proba is None:
         return int(model.predict(x)[0]), None, None
     p = proba[0]
@@ -64,7 +66,7 @@ def _predict(model: Any, x: np.ndarray, k: int = 3) -> tuple[int, list[dict] | N
     classes = getattr(model, "classes_", np.arange(len(p)))
     return (int(classes[order[0]]),
             [{"digit": int(classes[i]), "p": round(float(p[i]), 4)} for i in order],
-            verdict(p, classes))
+            verdict(p, classes, fitted.threshold))
 
 
 def predict():
