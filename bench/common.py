@@ -165,6 +165,29 @@ def print_markdown(columns: Sequence[tuple[str, str, str]], result: dict) -> Non
     print(markdown_table(columns, result["rows"]) + "\n\n" + markdown_targets(result["targets"]))
 
 
+def offline_main(doc: str | None, run: Any, params: Any,
+                 tables: Sequence[tuple[Sequence[tuple[str, str, str]], str]]) -> int:
+    """The ``main()`` of an offline benchmark: ``--smoke``, and ``--markdown`` printing each
+    ``(columns, results key)`` of ``tables`` (a key ``a.b`` reads ``results[a][b]``), then the
+    targets. ``run(params, smoke=...)`` returns what :func:`finish` returns, plus ``results``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--markdown", action="store_true", help="the tables in Markdown too")
+    args = ap.parse_args()
+    out = run(params.smoke() if args.smoke else params(), smoke=args.smoke)
+    if args.markdown:
+        parts = []
+        for columns, key in tables:
+            rows = out["results"]
+            for name in key.split("."):
+                rows = rows[name]
+            parts.append(markdown_table(columns, rows))
+        print("\n\n".join([*parts, markdown_targets(out["targets"])]))
+    return 0
+
+
 def targets_table(targets: Sequence[dict]) -> str:
     return table("targets", TARGET_COLUMNS, _target_rows(targets))
 

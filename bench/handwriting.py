@@ -410,25 +410,10 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
 
 
 def main() -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--smoke", action="store_true")
-    ap.add_argument("--markdown", action="store_true", help="the tables in Markdown too")
-    args = ap.parse_args()
-    out = run(Params.smoke() if args.smoke else Params(), smoke=args.smoke)
-    if args.markdown:
-        res = out["results"]
-        print(common.markdown_table(COLUMNS, res["accuracy"]) + "\n\n"
-              + common.markdown_table(ABL_COLUMNS, res["ablation"]) + "\n\n"
-              + common.markdown_table(WIDTH_COLUMNS, res["widths"]) + "\n\n"
-              + common.markdown_table(MOUSE_COLUMNS, res["mouse"]) + "\n\n"
-              + common.markdown_table(DIGIT_COLUMNS, res["per_digit"]) + "\n\n"
-              + common.markdown_table(UNC_COLUMNS, res["uncertainty"]) + "\n\n"
-              + common.markdown_table(OPT_COLUMNS, res["chosen_on_dev"]["options"]) + "\n\n"
-              + common.markdown_table(COST_COLUMNS, res["cost"]) + "\n\n"
-              + common.markdown_targets(out["targets"]))
-    return 0
+    return common.offline_main(__doc__, run, Params, [
+        (COLUMNS, "accuracy"), (ABL_COLUMNS, "ablation"), (WIDTH_COLUMNS, "widths"),
+        (MOUSE_COLUMNS, "mouse"), (DIGIT_COLUMNS, "per_digit"), (UNC_COLUMNS, "uncertainty"),
+        (OPT_COLUMNS, "chosen_on_dev.options"), (COST_COLUMNS, "cost")])
 
 
 if __name__ == "__main__":

@@ -185,20 +185,8 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
 
 
 def main() -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--smoke", action="store_true")
-    ap.add_argument("--markdown", action="store_true", help="the tables in Markdown too")
-    args = ap.parse_args()
-    out = run(Params.smoke() if args.smoke else Params(), smoke=args.smoke)
-    if args.markdown:
-        res = out["results"]
-        print(common.markdown_table(TEMPLATE_COLUMNS, res["templates"]) + "\n\n"
-              + common.markdown_table(ONES_COLUMNS, res["ones"]) + "\n\n"
-              + common.markdown_table(DIGITS_COLUMNS, res["digits_rows"]) + "\n\n"
-              + common.markdown_targets(out["targets"]))
-    return 0
+    return common.offline_main(__doc__, run, Params, [
+        (TEMPLATE_COLUMNS, "templates"), (ONES_COLUMNS, "ones"), (DIGITS_COLUMNS, "digits_rows")])
 
 
 if __name__ == "__main__":

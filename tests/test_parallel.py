@@ -22,7 +22,7 @@ from online_ml.harness.flink import FlinkJobs
 from online_ml.harness.kafka import Topics, produce
 from online_ml.harness.paths import ROOT, STATE, VENV_BIN, venv_tool
 from online_ml.harness.stack import pid_alive, service_pid, stack_script
-from online_ml.harness.waiting import wait_for
+from online_ml.harness.waiting import WaitTimeout, wait_for
 from online_ml.learner import OnlineLearner, make_model
 from online_ml.model_store import ModelStore
 from online_ml.producer import iter_records
@@ -114,6 +114,26 @@ def served_accuracy(store: ModelStore) -> float:
     return float((store.load().model.predict(X) == y).mean())
 
 
+def predicted(flink: FlinkJobs, job: str, sink: Sink, n: int, timeout: float, what: str) -> None:
+    """Wait until the sink holds predictions for ``n`` records; on a timeout, say what the job
+    was doing (its state, subtasks, restarts and last failure): a CI run once timed out here
+    with nothing else to go by."""
+    try:
+        wait_for(lambda: len(sink.ids) >= n, timeout, what)
+    except WaitTimeout as exc:
+        try:
+            state, info = flink.state(job), flink.job(job)
+            subtasks = [(v.get("name", "")[:40], v.get("status"), v.get("parallelism"))
+                        for v in info.get("vertices", [])]
+            overview = flink.overview()
+        except Exception as err:  # the REST API itself is the problem
+            state, subtasks, overview = f"unknown ({err!r})", [], {}
+        raise WaitTimeout(
+            f"{exc}: {len(sink.ids)} predicted; job {job} {state}, vertices {subtasks}, "
+            f"restarts {flink.restarts_if_known(job)}, cluster {overview}, last failure:\n"
+            f"{flink.failure_if_any(job)[:3000]}") from exc
+
+
 def settled_meta(store: ModelStore, samples: int, timeout: float = 60) -> dict:
     """The served model once it has seen ``samples`` records (merges lag one sync interval)."""
     return wait_for(lambda: (m := store.load_meta()) and m.get("samples_seen", 0) >= samples
@@ -122,14 +142,18 @@ def settled_meta(store: ModelStore, samples: int, timeout: float = 60) -> dict:
 
 # -- tests -----------------------------------------------------------------------------------------
 def test_two_learners_one_model(par_env, settings, redis_client, flink):
-    n = 900
+    # three passes of digits: after 900 records SGD's last iterate is too noisy to compare one
+    # run with another (one learner on digits: 0.900-0.940 over its last 100 of 900 records,
+    # 0.962-0.971 over its last 100 of 5,391), and a served model that ends on a few unaveraged
+    # steps read 0.755-0.94 in-process; CI once failed this test at 900 records, 0.878 vs 0.924
+    n = len(STREAM)
     produce(settings.kafka_bootstrap_servers, par_env["SOURCE_TOPIC"], records(n))
     sink = Sink(settings.kafka_bootstrap_servers, par_env["SINK_TOPIC"])
     sink.start()
     store = ModelStore(redis_client, settings.model_key)
     try:
-        flink.submit("stream.py", dict(par_env, PARALLELISM="2"))
-        wait_for(lambda: len(sink.ids) >= n, 180, f"predictions for all {n} records")
+        job = flink.submit("stream.py", dict(par_env, PARALLELISM="2"))
+        predicted(flink, job, sink, n, 300, f"predictions for all {n} records")
         # one served model, merged from both learners, that has seen every record
         meta = settled_meta(store, n)
         assert meta["samples_seen"] == n and meta["learners"] == 2, meta
@@ -138,10 +162,10 @@ def test_two_learners_one_model(par_env, settings, redis_client, flink):
         accuracy, alone = served_accuracy(store), one_learner_accuracy(n)
         print(f"\nparallelism 2, {n} records: served model accuracy on digits {accuracy:.3f} "
               f"(one learner: {alone:.3f}), {meta['version']} versions")
-        # measured: 0.930 against 0.928 for one learner on a shuffled stream, 0.806 against
-        # 0.820 on digits in their file order; two learners that never merged lose ~9 points.
-        # The margin is for the random partitioning and the timing of the merges
-        assert accuracy > alone - 0.04, (accuracy, alone)
+        # measured in-process (two Trainers in threads, random partitioning, 6 runs): 0.958-0.964
+        # against 0.967 for one learner; two learners that never merge lose ~9 points at 900
+        # records. The margin is for the partitioning and the timing of the merges
+        assert accuracy > alone - 0.02, (accuracy, alone)
     finally:
         sink.stop()
 
@@ -176,7 +200,7 @@ def test_one_of_two_taskmanagers_killed(par_env, settings, redis_client, flink):
         wait_for(lambda: flink.fully_running(job) and len(set(subtask_hosts(flink, job))) >= 1,
                  120, "the job RUNNING again")
         print(f"\nTaskManager 2 killed -> job RUNNING again after {time.monotonic() - killed:.1f} s")
-        wait_for(lambda: len(sink.ids) >= n, 180, f"predictions for all {n} records")
+        predicted(flink, job, sink, n, 180, f"predictions for all {n} records")
         missing = {f"r-{i}" for i in range(n)} - set(sink.ids)
         assert not missing, f"{len(missing)} acknowledged records never predicted"
         meta = settled_meta(store, n)
@@ -212,7 +236,7 @@ def test_savepoint_restart_at_another_parallelism(par_env, settings, redis_clien
     savepoints = STATE / "flink" / "savepoints"
     try:
         job = flink.submit("stream.py", dict(par_env, PARALLELISM="2"))
-        wait_for(lambda: len(sink.ids) >= first, 180, f"predictions for all {first} records")
+        predicted(flink, job, sink, first, 180, f"predictions for all {first} records")
         settled_meta(store, first)
         out = subprocess.run([venv_tool("flink"), "stop", "-m", flink.address, "--savepointPath",
                               f"file://{savepoints}", job], cwd=ROOT, env=par_env,
@@ -225,8 +249,9 @@ def test_savepoint_restart_at_another_parallelism(par_env, settings, redis_clien
 
         produce(settings.kafka_bootstrap_servers, par_env["SOURCE_TOPIC"],
                 records(second, start=first))
-        flink.submit("stream.py", dict(par_env, PARALLELISM="3"), flink_options=("-s", path.group(1)))
-        wait_for(lambda: len(sink.ids) >= first + second, 180, "predictions for the new records")
+        job = flink.submit("stream.py", dict(par_env, PARALLELISM="3"),
+                           flink_options=("-s", path.group(1)))
+        predicted(flink, job, sink, first + second, 180, "predictions for the new records")
         assert all(count == 1 for count in sink.ids.values()), "a record was predicted twice"
         after = settled_meta(store, first + second)
         assert after["version"] > before["version"] and after["learners"] == 3, after
