@@ -73,15 +73,20 @@ class Sink(threading.Thread):
     def __init__(self, bootstrap: str, topic: str):
         super().__init__(daemon=True)
         self.ids: dict[str, int] = {}
+        self.errors: list[str] = []
         self._halt = threading.Event()
         self.consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap,
                                       auto_offset_reset="earliest", consumer_timeout_ms=500)
 
     def run(self) -> None:
         while not self._halt.is_set():
-            for message in self.consumer:
-                rid = json.loads(message.value).get("id")
-                self.ids[rid] = self.ids.get(rid, 0) + 1
+            try:
+                for message in self.consumer:
+                    rid = json.loads(message.value).get("id")
+                    self.ids[rid] = self.ids.get(rid, 0) + 1
+            except Exception as exc:  # a broker hiccup must not end the count silently
+                self.errors.append(repr(exc))
+                time.sleep(0.5)
         self.consumer.close()
 
     def stop(self) -> None:
@@ -129,7 +134,8 @@ def predicted(flink: FlinkJobs, job: str, sink: Sink, n: int, timeout: float, wh
         except Exception as err:  # the REST API itself is the problem
             state, subtasks, overview = f"unknown ({err!r})", [], {}
         raise WaitTimeout(
-            f"{exc}: {len(sink.ids)} predicted; job {job} {state}, vertices {subtasks}, "
+            f"{exc}: {len(sink.ids)} predicted (sink errors: {sink.errors[-3:]}); "
+            f"job {job} {state}, vertices {subtasks}, "
             f"restarts {flink.restarts_if_known(job)}, cluster {overview}, last failure:\n"
             f"{flink.failure_if_any(job)[:3000]}") from exc
 
