@@ -153,6 +153,10 @@ def test_backoff_grows_while_a_service_keeps_dying_at_start(sv, tmp_path):
 def test_the_environment_and_not_the_command_line_carries_secrets(sv, tmp_path, monkeypatch):
     monkeypatch.setenv("REDIS_PASSWORD", "s3cret-only-in-env")
     pid = sv.start("sleeper", tmp_path / "sleeper.log", SLEEPER)
+    # the pid is the launcher's until it execs the service (a CI run read the environment in
+    # between and got nothing): wait for the service's own command line
+    wait_for(lambda: (cmd := Path(f"/proc/{pid}/cmdline").read_bytes())
+             and b"online_ml.supervision" not in cmd, 10, "the launcher to become the service")
     environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     assert b"REDIS_PASSWORD=s3cret-only-in-env" in environ
     assert b"s3cret" not in Path(f"/proc/{pid}/cmdline").read_bytes()
