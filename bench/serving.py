@@ -62,14 +62,20 @@ def recognised(url: str, samples: list[tuple[int, bytes]]) -> float | None:
 
 
 # -- the model both servers serve ------------------------------------------------------------------
+MODEL_RANDOM_STATE = 0
 def store_model(settings: Settings, key: str) -> dict:
-    """Train the job's learner on two passes over the digits and store it as a new version."""
+    """Train the job's learner on two passes over the digits and store it as a new version.
+    Seeded (``random_state`` 0 unless LEARNER_PARAMS sets one): unseeded, SGD shuffles each
+    mini-batch differently and every run served another model (bench/strokes.py: the templates'
+    "recognised" ranges 80-90 % over SGD's random states)."""
     from online_ml.learner import OnlineLearner, make_model
     from online_ml.model_store import ModelStore
     from online_ml.producer import iter_records
 
     name = getattr(settings, "learner", "sgd")
-    params = settings.learner_kwargs() if hasattr(settings, "learner_kwargs") else {}
+    params = dict(settings.learner_kwargs() if hasattr(settings, "learner_kwargs") else {})
+    if "random_state" in make_model(name).get_params():
+        params.setdefault("random_state", MODEL_RANDOM_STATE)
     learner = OnlineLearner(make_model(name, **params))
     xs, ys = [], []
     for x, y in iter_records(seed=1, epochs=2):
@@ -151,7 +157,8 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                       if cpu1 is not None else "concurrency 1 not measured")]
     params = dict(vars(p), board=list(BOARD), pen_width=PEN_WIDTH, model_key_db=common.BENCH_REDIS_DB,
                   load_generator="python threads, one keep-alive http.client connection each",
-                  model_version=meta.get("version"), model_size_bytes=meta.get("size_bytes"))
+                  model_version=meta.get("version"), model_size_bytes=meta.get("size_bytes"),
+                  model_random_state=MODEL_RANDOM_STATE)
     path = common.write_result("serving", params, rows, targets, machine, started, smoke)
     return common.finish(path, rows, targets, report(rows, targets), smoke, quiet)
 

@@ -7,8 +7,8 @@ No services, about a minute.
   7) through the features of the 95 % run (one pen, long side, centred by the box, no deskew: the
   code of that run gives the same 64 values) and today's served features, each scored by ``models``
   models trained the way bench/serving.py trains its model (online_ml/evaluation.py,
-  ``batch_model``) with SGD's ``random_state`` 0, 1, ... — that benchmark leaves it unset, so each
-  of its runs serves another of these models.
+  ``batch_model``) with SGD's ``random_state`` 0, 1, ... — that benchmark left it unset, so each
+  of its runs served another of these models; it now serves the first (``random_state`` 0).
 * A "1" with a flag and a base: 48 drawings (online_ml/harness/mouse_digits.py,
   ``flagged_based_ones``: three flags, four bases, three boards and a cropped form), answered by the
   model a user gets (``stream_model``: LEARNER and LEARNER_PARAMS as set), by the serving
