@@ -52,14 +52,15 @@ class OnlineLearning(ScalarFunction):
 
     trainer: Trainer  # built in open(), on the TaskManager
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, learners: int = 1):
         self.settings = settings
+        self.learners = learners  # the job's parallelism: the learners start together
 
     def open(self, function_context: FunctionContext):
         from online_ml.trainer import Trainer
 
         logging.basicConfig(level=logging.INFO)
-        self.trainer = Trainer(self.settings)
+        self.trainer = Trainer(self.settings, learners=self.learners)
         self.trainer.start_background_backups()
         group = function_context.get_metric_group().add_group("online_ml")
         # the tutorial's metrics
@@ -115,11 +116,21 @@ class OnlineLearningBatch(OnlineLearning):
                          dtype=object)
 
 
-def make_udf(settings: Settings):
+def make_udf(settings: Settings, learners: int = 1):
     result_type = DataTypes.ARRAY(DataTypes.STRING())
     if settings.udf_mode == "batch":
-        return udf(OnlineLearningBatch(settings), result_type=result_type, func_type="pandas")
-    return udf(OnlineLearning(settings), result_type=result_type)
+        return udf(OnlineLearningBatch(settings, learners), result_type=result_type,
+                   func_type="pandas")
+    return udf(OnlineLearning(settings, learners), result_type=result_type)
+
+
+def job_parallelism(config) -> int:
+    """The parallelism the job runs at: PARALLELISM, else `flink run -p N` (the CLI puts it in
+    the configuration the script sees), else the cluster's default."""
+    try:
+        return max(1, int(config.get("parallelism.default", "1")))
+    except (TypeError, ValueError):
+        return 1
 
 
 def build_job(t_env: TableEnvironment, settings: Settings, group_id: str | None = None):
@@ -163,7 +174,8 @@ def build_job(t_env: TableEnvironment, settings: Settings, group_id: str | None 
             {kafka},
             'topic' = '{topics}'
         )""")
-    t_env.create_temporary_system_function("online_learning", make_udf(settings))
+    t_env.create_temporary_system_function("online_learning",
+                                           make_udf(settings, job_parallelism(config)))
     t_env.create_temporary_view(
         "udf_outputs", t_env.sql_query("SELECT online_learning(`value`) AS items FROM source"))
     return t_env.sql_query(

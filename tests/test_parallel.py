@@ -48,6 +48,19 @@ def par_env(settings, redis_client, kafka_service, flink_service):
                    BACKUP_INTERVAL_SECONDS="2", PATH=f"{VENV_BIN}:{os.environ['PATH']}")
 
 
+@pytest.fixture(scope="module")
+def two_taskmanagers(flink_service):
+    """A second TaskManager process, standing in for a second machine (`TASKMANAGERS=2 make
+    up`); stopped at the end if this module started it."""
+    started = not pid_alive("flink-taskmanager-2")
+    subprocess.run(["bash", str(ROOT / "stack" / "up.sh"), "flink"],
+                   env=dict(os.environ, TASKMANAGERS="2"), check=True, cwd=ROOT, timeout=240)
+    yield
+    if started:
+        stack_script("down.sh", "flink-taskmanager-2")
+    stack_script("up.sh", "flink")
+
+
 STREAM = [(x, y) for x, y in itertools.islice(iter_records(seed=5, epochs=3), 3 * 1797)]
 
 
@@ -147,7 +160,7 @@ def settled_meta(store: ModelStore, samples: int, timeout: float = 60) -> dict:
 
 
 # -- tests -----------------------------------------------------------------------------------------
-def test_two_learners_one_model(par_env, settings, redis_client, flink):
+def test_two_learners_one_model(par_env, settings, redis_client, flink, two_taskmanagers):
     # three passes of digits: after 900 records SGD's last iterate is too noisy to compare one
     # run with another (one learner on digits: 0.900-0.940 over its last 100 of 900 records,
     # 0.962-0.971 over its last 100 of 5,391), and a served model that ends on a few unaveraged
@@ -159,6 +172,9 @@ def test_two_learners_one_model(par_env, settings, redis_client, flink):
     store = ModelStore(redis_client, settings.model_key)
     try:
         job = flink.submit("stream.py", dict(par_env, PARALLELISM="2"))
+        hosts = wait_for(lambda: flink.fully_running(job) and subtask_hosts(flink, job), 90,
+                         "the job RUNNING")
+        assert len(set(hosts)) == 2, f"both subtasks on one TaskManager: {hosts}"
         predicted(flink, job, sink, n, 300, f"predictions for all {n} records")
         # one served model, merged from both learners, that has seen every record
         meta = settled_meta(store, n)
@@ -176,14 +192,11 @@ def test_two_learners_one_model(par_env, settings, redis_client, flink):
         sink.stop()
 
 
-def test_one_of_two_taskmanagers_killed(par_env, settings, redis_client, flink):
+def test_one_of_two_taskmanagers_killed(par_env, settings, redis_client, flink,
+                                        two_taskmanagers):
     """Two TaskManagers, one learner on each: kill -9 of one TaskManager JVM. Flink restarts the
     job, the surviving learner is not blocked, nothing acknowledged is lost from the sink, and
     the served model never goes backwards."""
-    started_tm2 = not pid_alive("flink-taskmanager-2")
-    env2 = dict(os.environ, TASKMANAGERS="2")
-    subprocess.run(["bash", str(ROOT / "stack" / "up.sh"), "flink"], env=env2, check=True,
-                   cwd=ROOT, timeout=240)
     n = 3000
     produce(settings.kafka_bootstrap_servers, par_env["SOURCE_TOPIC"], records(n))
     sink = Sink(settings.kafka_bootstrap_servers, par_env["SINK_TOPIC"])
@@ -218,10 +231,6 @@ def test_one_of_two_taskmanagers_killed(par_env, settings, redis_client, flink):
     finally:
         sink.stop()
         versions.stop()
-        flink.cancel_submitted()
-        if started_tm2:
-            stack_script("down.sh", "flink-taskmanager-2")
-        stack_script("up.sh", "flink")
 
 
 def subtask_hosts(flink: FlinkJobs, job: str) -> list[str]:

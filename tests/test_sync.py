@@ -196,3 +196,37 @@ def test_a_stale_publisher_is_fenced_out(sync_settings, redis_client):
     with pytest.raises(FencedOut):
         store.save_blob(dumps(make_model()), {"samples_seen": 2}, fence=(lease_key, "me:3"))
     assert store.load_meta()["samples_seen"] == 1
+
+
+@pytest.mark.integration
+def test_learners_of_one_job_wait_for_each_other_before_they_learn(sync_settings, redis_client):
+    """A job at parallelism 2: the first learner to open waits until the second is live, so
+    neither learns alone, and both start from the same stored model; a peer that never comes
+    costs one learner timeout, once."""
+    store = ModelStore(redis_client, sync_settings.model_key)
+    store.save(make_model(), {"samples_seen": 7})
+    opened: dict[str, float] = {}
+    trainers: dict[str, Trainer] = {}
+
+    def open_learner(name: str) -> None:
+        trainers[name] = Trainer(sync_settings, learners=2)
+        opened[name] = time.monotonic()
+
+    started = time.monotonic()
+    first = threading.Thread(target=open_learner, args=("first",))
+    first.start()
+    time.sleep(1.0)
+    assert "first" not in opened, "the first learner did not wait for the second"
+    open_learner("second")
+    first.join(10)
+    assert opened["first"] - started >= 1.0 and abs(opened["first"] - opened["second"]) < 0.5
+    # both saw each other live, both start from the stored model
+    assert {(t.sync.live, t.learner.samples_seen) for t in trainers.values()} == {(2, 7)}
+    for t in trainers.values():
+        t.close()
+
+    timeout = sync_settings.learner_timeout_seconds
+    started = time.monotonic()
+    alone = Trainer(sync_settings, learners=3)  # two peers that never come
+    assert alone.sync.live < 3 and timeout <= time.monotonic() - started < timeout + 2
+    alone.close()
