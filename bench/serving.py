@@ -63,6 +63,8 @@ def recognised(url: str, samples: list[tuple[int, bytes]]) -> float | None:
 
 # -- the model both servers serve ------------------------------------------------------------------
 MODEL_RANDOM_STATE = 0
+
+
 def store_model(settings: Settings, key: str) -> dict:
     """Train the job's learner on two passes over the digits and store it as a new version.
     Seeded (``random_state`` 0 unless LEARNER_PARAMS sets one): unseeded, SGD shuffles each

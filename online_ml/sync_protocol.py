@@ -125,7 +125,13 @@ class Synchronizer:
         if now < self.next_heartbeat_at and not force:
             return
         self.next_heartbeat_at = now + HEARTBEAT_SECONDS
-        self.live = max(1, len(self.remote.heartbeat(self.id, time.time())))
+        self._heartbeat()
+
+    def _heartbeat(self) -> list[str]:
+        """Mark us alive and count the live learners (wall time: compared across hosts)."""
+        live = self.remote.heartbeat(self.id, time.time())
+        self.live = max(1, len(live))
+        return live
 
     def meet(self, expected: int, timeout: float,
              sleep: Callable[[float], None] = time.sleep) -> int:
@@ -139,7 +145,7 @@ class Synchronizer:
         deadline = self.clock() + max(0.0, timeout)
         while True:
             try:
-                self.live = max(1, len(self.remote.heartbeat(self.id, time.time())))
+                self._heartbeat()
             except Exception as exc:  # Redis down: the ticks retry later
                 log.info("could not meet the other learners: %s", exc)
                 return 1
@@ -161,8 +167,7 @@ class Synchronizer:
         """Heartbeat, lease, contribute or merge, adopt. Raises on Redis errors (the trainer
         counts them and retries); local learning is never lost by a failed tick."""
         now = self.clock()
-        live = self.remote.heartbeat(self.id, time.time())  # wall time: compared across hosts
-        self.live = max(1, len(live))
+        live = self._heartbeat()
         self.lease = self.remote.lease(self.id, self.lease)
         self.next_at = now + (self.interval if self.live > 1 else self.solo_interval)
         if self.lease is not None:

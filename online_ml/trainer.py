@@ -288,7 +288,7 @@ class Trainer(Backups):
         grew N times faster (up to MAX_PREDICT_CHUNK records learned apart between merges)."""
         n = predict_chunk(self.learner.samples_seen, self.settings.max_predict_chunk)
         if self.sync.live > 1 and self.settings.sync != "off":
-            n = min(n, max(1, self.settings.sync_every_records))
+            n = min(n, self.settings.sync_every_records)
         return n
 
     def process_many(self, values: Iterable) -> tuple[list[list[Output]], list[int], int]:

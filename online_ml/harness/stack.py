@@ -7,6 +7,7 @@ already running is used and left running; only what this session started is stop
 """
 from __future__ import annotations
 
+import os
 import subprocess
 
 from online_ml.harness.paths import ROOT
@@ -30,10 +31,13 @@ def service_pid(name: str) -> int | None:
     return Supervisor().pid(name)
 
 
-def stack_script(script: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    """Run ``stack/<script> args...`` and capture its output (the caller checks the code)."""
+def stack_script(script: str, *args: str, timeout: float = 240,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``stack/<script> args...`` (``env`` on top of ours) and capture its output (the caller
+    checks the code)."""
     return subprocess.run(["bash", str(ROOT / "stack" / script), *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+                          env=dict(os.environ, **(env or {})), capture_output=True, text=True,
+                          timeout=timeout)
 
 
 class Stack:
