@@ -268,11 +268,28 @@ files={esc(self.programs)}/*.conf
         marks = [f"{MARK}={self.state}"] + ([f"SUPERVISOR_PROCESS_NAME={name}"] if name else [])
         return procfs.carrying(marks)
 
-    def stop_orphans(self, grace: float = 20, name: str | None = None) -> list[int]:
-        """TERM the orphans (of ``name``), KILL what is left after ``grace`` s; their pids."""
-        pids = self.orphans(name)
-        procfs.terminate(pids, grace)
-        return pids
+    def stop_orphans(self, grace: float = 20, name: str | None = None,
+                     rounds: int = 5) -> list[int]:
+        """TERM the orphans (of ``name``), KILL what is left after ``grace`` s; their pids.
+
+        A process caught in the middle of an ``exec`` (a service's launcher becoming the service)
+        shows an empty environment for an instant, so one look can miss it, and it runs on (a CI
+        run saw that): look again until two looks in a row find nothing, at most ``rounds``
+        times."""
+        stopped: list[int] = []
+        quiet = 0
+        for _ in range(rounds):
+            pids = [p for p in self.orphans(name) if p not in stopped]
+            if pids:
+                procfs.terminate(pids, grace)
+                stopped += pids
+                quiet = 0
+            else:
+                quiet += 1
+                if quiet == 2:
+                    break
+                time.sleep(0.2)
+        return stopped
 
 
 def launch(spec_path: str) -> None:

@@ -196,6 +196,29 @@ def test_up_after_a_crash_of_supervisord_starts_clean(sv, tmp_path):
     assert new != pid and services(sv) == {"sleeper": new}
 
 
+def test_an_orphan_missed_by_one_look_is_stopped_by_the_next(sv, monkeypatch):
+    """A process in the middle of an exec shows an empty environment for an instant (a launcher
+    becoming its service: a CI run left such an orphan running). One look that misses it must not
+    leave it running."""
+    marked = subprocess.Popen(["sleep", "1000"], env=dict(os.environ, **{
+        "ONLINE_ML_STACK": str(sv.state)}))
+    try:
+        wait_for(lambda: marked.pid in sv.orphans(), 10, "the marked sleep")
+        looks = []
+        real = sv.orphans
+
+        def orphans(name=None):  # the first look sees nothing, as during an exec
+            looks.append(name)
+            return real(name) if len(looks) > 1 else []
+
+        monkeypatch.setattr(sv, "orphans", orphans)
+        assert sv.stop_orphans(grace=5) == [marked.pid]
+        assert marked.wait(10) is not None and len(looks) >= 3  # found, then two quiet looks
+    finally:
+        marked.kill()
+        marked.wait(10)
+
+
 def test_down_after_a_reboot_signals_nothing(tmp_path):
     """After a reboot the state folder names a supervisord pid and a socket that are stale; the
     pid may belong to an unrelated process by now. down.sh signals nothing (no process carries
