@@ -14,13 +14,16 @@ a fitted learner's model, then ``set_state``: what the protocol's ``adopt_model`
 
 Variants, all in one run: one learner (the reference); N=4 without sync (each learner sees a
 quarter of the stream; "the served model" is one learner's); N=4 averaging (the project's rules:
-weights averaged by samples, counters summed) every k records; N=4 summing every delta at full
-weight (all rules ``sum``); N=2 averaging; naive Bayes, which merges exactly by adding counts.
-From the sweep it computes the recommended ``SYNC_EVERY_RECORDS`` and how many records per
+weights averaged by samples with the √K step, counters summed) every k records; the same with
+SGD's ``t_`` summed (``avg-tsum``) and with the plain mean, no √K step (``avg1``); N=4 summing
+every delta at full weight (all rules ``sum``); N=2 averaging; naive Bayes, which merges exactly
+by adding counts. From the sweep it computes the largest k within one point of one learner in
+lockstep (an upper bound for the job, whose learners are not in lockstep: bench/sync_live.py
+measures the job's protocol and picks ``SYNC_EVERY_RECORDS``) and how many records per
 learner a time-based ``SYNC_INTERVAL_SECONDS`` amounts to at the demo's rate and at row-mode
 throughput. One seed is one stream order: differences of a few tenths of a point between
 neighbouring k are within its noise (a pass has 1797 records), so ``--seeds 0 1 2`` gives the mean
-and the recommendation per seed (three times the runtime).
+and the largest k per seed (three times the runtime).
 
     python bench/sync_sim.py [--seeds 0] [--passes 3] [--jobs 2] [--smoke]
 
@@ -40,6 +43,7 @@ from pathlib import Path
 import common  # bench/ is on sys.path: this script's own folder
 import numpy as np
 
+from online_ml.config import Settings
 from online_ml.sync_sim import (
     DEFAULT_PARAMS,
     TOLERANCE_POINTS,
@@ -57,6 +61,7 @@ SUM_EVERY = (250, 10)
 NB_EVERY = 100
 LEARNERS = 4
 TSUM_EVERY = (10, 100)  # the former rule (SGD's t_ summed) next to today's (averaged)
+AVG1_EVERY = (10, 100, 250)  # the plain average (no √K step) next to today's rule
 
 
 def time_table(sweep: Sequence[dict], reference: dict, default: int | None, learners: int,
@@ -87,10 +92,11 @@ def time_table(sweep: Sequence[dict], reference: dict, default: int | None, lear
 
 # -- the run -------------------------------------------------------------------------------------
 def variants(ks: Sequence[int], sum_every: Sequence[int], nb_every: int, learners: int,
-             tsum_every: Sequence[int] = ()) -> list[Variant]:
+             tsum_every: Sequence[int] = (), avg1_every: Sequence[int] = ()) -> list[Variant]:
     out = [Variant("sgd", 1), Variant("sgd", learners)]
     out += [Variant("sgd", learners, "avg", k) for k in ks]
     out += [Variant("sgd", learners, "avg-tsum", k) for k in tsum_every]
+    out += [Variant("sgd", learners, "avg1", k) for k in avg1_every]
     out += [Variant("sgd", learners, "sum", k) for k in sum_every]
     out += [Variant("sgd", 2, "avg", 100)]
     out += [Variant("nb", 1), Variant("nb", learners, "avg", nb_every)]
@@ -140,8 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ks = [1, 10, 100] if args.smoke else sorted(set(args.every))
     sum_every = [k for k in SUM_EVERY if k in ks] or [max(ks)]
     tsum_every = [k for k in TSUM_EVERY if k in ks]
+    avg1_every = [k for k in AVG1_EVERY if k in ks]
 
-    order = variants(ks, sum_every, NB_EVERY, args.learners, tsum_every)
+    order = variants(ks, sum_every, NB_EVERY, args.learners, tsum_every, avg1_every)
     ref_v = Variant("sgd", 1)
     sweep_v = [Variant("sgd", args.learners, "avg", k) for k in ks]
     runs: dict[tuple[Variant, int], dict] = {}   # (variant, seed) -> row + served model
@@ -178,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = {v: mean_of(v) for v in dict.fromkeys(order)}
     ref = results[ref_v]
     sweep = [results[v] for v in sweep_v]
+    configured = Settings().sync_every_records
     per_seed_default = {s: recommend([runs[(v, s)] for v in sweep_v], runs[(ref_v, s)])
                         for s in args.seeds}
     nb_ref = results[Variant("nb", 1)]
@@ -200,22 +208,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     diverges = {k: summing_diverges(results[Variant("sgd", args.learners, "sum", k)],
                                     results[Variant("sgd", args.learners, "avg", k)])
                 for k in sum_every if Variant("sgd", args.learners, "avg", k) in results}
-    times = time_table(sweep, ref, default, args.learners, args.demo_rate, args.row_rate,
+    # the √K step against the plain average: (last-pass, served) gain in points per k
+    step_gain = {k: (100 * (results[Variant("sgd", args.learners, "avg", k)]["last_pass"]
+                            - results[Variant("sgd", args.learners, "avg1", k)]["last_pass"]),
+                     100 * (results[Variant("sgd", args.learners, "avg", k)]["served_accuracy"]
+                            - results[Variant("sgd", args.learners, "avg1", k)]["served_accuracy"]))
+                 for k in avg1_every}
+    times = time_table(sweep, ref, configured, args.learners, args.demo_rate, args.row_rate,
                        args.intervals)
-    at_default = next((r for r in sweep if r["every"] == default), None)
+    at_default = next((r for r in sweep if r["every"] == configured), None)
     targets = [
-        common.target(f"N={args.learners} avg k={default}: last pass below 1 learner (pt)",
+        common.target(f"N={args.learners} avg k={configured} (the default): last pass below 1 "
+                      "learner (pt)",
                       round(loss_points(at_default, ref)[0], 2) if at_default else None,
                       TOLERANCE_POINTS, "<="),
-        common.target(f"N={args.learners} avg k={default}: served model below 1 learner (pt)",
+        common.target(f"N={args.learners} avg k={configured} (the default): served model below "
+                      "1 learner (pt)",
                       round(loss_points(at_default, ref)[1], 2) if at_default else None,
                       TOLERANCE_POINTS, "<="),
     ]
     elapsed = time.time() - started
     verdicts = {
-        "recommended_sync_every_records": default,
+        "lockstep_largest_sync_every_records": default,
+        "configured_sync_every_records": configured,
         "recommended_per_seed": {str(k): v for k, v in per_seed_default.items()},
         "summing_diverges": {str(k): v for k, v in diverges.items()},
+        "sqrt_step_gain_points": {str(k): [round(a, 2), round(b, 2)]
+                                  for k, (a, b) in step_gain.items()},
+        "sqrt_step_helps_at_default": (configured in step_gain
+                                       and min(step_gain[configured]) >= 0),
         "nb_merged_equals_single_learner": nb_exact,
         "runtime_s": round(elapsed, 1),
     }
@@ -231,16 +252,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
         common.table("time-based sync in records per learner (measured k from the averaging "
                      f"sweep at N={args.learners}; effective k = min(interval, "
-                     f"SYNC_EVERY_RECORDS={default}))", TIME_COLUMNS, times),
+                     f"SYNC_EVERY_RECORDS={configured}))", TIME_COLUMNS, times),
         "",
         common.targets_table(targets),
         "",
-        f"recommended SYNC_EVERY_RECORDS = {default}  (largest k with last-pass and served "
-        f"accuracy at most {TOLERANCE_POINTS:g} point below 1 learner)" if default else
+        f"largest k in lockstep with last-pass and served accuracy at most "
+        f"{TOLERANCE_POINTS:g} point below 1 learner: {default} (an upper bound: the job's "
+        f"learners are not in lockstep; bench/sync_live.py measures its protocol and picks the "
+        f"default, SYNC_EVERY_RECORDS={configured})" if default else
         f"no k keeps both within {TOLERANCE_POINTS:g} point of 1 learner: no recommended default",
     ]
     if len(args.seeds) > 1:
-        lines.append("recommended per seed: " + ", ".join(
+        lines.append("largest k in lockstep per seed: " + ", ".join(
             f"seed {s}: {k}" for s, k in per_seed_default.items()))
     for k, d in diverges.items():
         r = results[Variant("sgd", args.learners, "sum", k)]
@@ -248,6 +271,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines.append(f"summing at k={k}: {'DIVERGES' if d else 'does not diverge'} (last pass "
                      f"{r['last_pass']:.4f} vs averaging {a['last_pass']:.4f}, |w| "
                      f"{r['coef_norm']:.1f} vs {a['coef_norm']:.1f})")
+    for k, (a, b) in step_gain.items():
+        lines.append(f"the √K step at k={k}, against the plain average: last pass {a:+.2f} pt, "
+                     f"served {b:+.2f} pt")
     lines.append(f"nb merged every {NB_EVERY} == nb single learner (same counts): {nb_exact}")
     lines.append(f"runtime {elapsed:.1f} s")
     text = "\n".join(lines)

@@ -15,8 +15,9 @@ alone, every backup interval). A tick:
    expires as garbage (it costs at most that one interval); a live learner's is merged even when
    the merger stalled for longer than the timeout.
 4. **The merger merges**: its own delta plus every pending contribution (online_ml/sync.py:
-   weighted average of weights, sum of counts and counters) into the global model, written in
-   one transaction that also deletes the merged contributions and increments ``P:sync:round``,
+   weighted average of weights, a √K times longer step for the linear learners' K deltas, sum
+   of counts and counters) into the global model, written in one transaction that also deletes
+   the merged contributions and increments ``P:sync:round``,
    under ``WATCH`` of the lease (a merger whose lease expired writes nothing).
 5. **Everyone adopts** a newer round, once its own contribution has been merged:
    ``model := global + (model - base)``.
@@ -73,8 +74,10 @@ class Synchronizer:
 
     def __init__(self, store: ModelStore, every_records: int, interval: float,
                  learner_timeout: float, solo_interval: float,
-                 clock: Callable[[], float] = time.time, learner_id: str | None = None):
+                 clock: Callable[[], float] = time.time, learner_id: str | None = None,
+                 merge_step: str = "sqrt"):
         self.id = learner_id or uuid.uuid4().hex[:12]
+        self.merge_step = merge_step  # "sqrt" or "mean" (SYNC_MERGE_STEP, online_ml/sync.py)
         self.every_records = max(1, int(every_records))
         self.interval = max(0.05, float(interval))
         self.solo_interval = max(self.interval, float(solo_interval))
@@ -258,6 +261,8 @@ class Synchronizer:
             except (ValueError, KeyError) as exc:
                 log.error("cannot merge contributions into an unfitted model: %s", exc)
         rules = sync.rules_of(model) if sync.fitted(model) else None
+        if rules is not None and self.merge_step == "mean":
+            rules = sync.plain(rules)
         deltas: list[tuple[sync.State, int]] = []
         cdeltas: list[dict[str, int]] = []
         feedback: list[str] = []
@@ -292,7 +297,8 @@ class Synchronizer:
         elif deltas:
             merged = sync.merge_states(
                 self.global_state if self.global_state is not None
-                else sync.fresh_state(model, deltas[0][0]), deltas, rules)
+                else sync.fresh_state(model, deltas[0][0]), deltas, rules,
+                first=self.global_state is None)
         else:  # only malformed contributions: delete them, nothing changes
             merged = (self.global_state if self.global_state is not None
                       else sync.state_of(model))

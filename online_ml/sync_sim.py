@@ -31,8 +31,9 @@ TOLERANCE_POINTS = 1.0      # issue 11: "within 1 point of N = 1"
 DIVERGES_POINTS = 5.0       # summing "diverges": this far below averaging at the same k
 # sync modes: "none"; "avg" (the project's rules); "avg-tsum" (the project's rules but SGD's step
 # counter t_ summed, as the job did before: the learning rate then decays with everybody's
-# steps); "sum" (every rule "sum": each delta at full weight)
-SYNC_MODES = ("none", "avg", "avg-tsum", "sum")
+# steps); "avg1" (the project's rules but the plain average, no √K step, as the job did
+# before); "sum" (every rule "sum": each delta at full weight)
+SYNC_MODES = ("none", "avg", "avg-tsum", "avg1", "sum")
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,8 @@ def _merge(learners: Sequence[OnlineLearner], bases: list, pending: list[int],
         rules = {name: sync.SUM for name in rules}
     elif mode == "avg-tsum" and "t_" in rules:
         rules = {**rules, "t_": sync.SUM}
+    elif mode == "avg1":
+        rules = sync.plain(rules)
     merged = sync.merge_states(global_state, deltas, rules)
     for i, learner in enumerate(learners):
         if not sync.fitted(learner.model):  # never happens here (k >= 1), kept for correctness

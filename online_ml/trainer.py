@@ -69,7 +69,8 @@ class Trainer(Backups):
         # just the backup: the merged model is ours
         self.sync = Synchronizer(self.store, settings.sync_every_records,
                                  settings.sync_interval_seconds, settings.learner_timeout_seconds,
-                                 solo_interval=settings.backup_interval_seconds, clock=clock)
+                                 solo_interval=settings.backup_interval_seconds, clock=clock,
+                                 merge_step=settings.sync_merge_step)
         self._new_feedback_ids: deque[str] = deque(maxlen=RECENT_FEEDBACK_IDS)
         self._published_round = 0
         if learners > 1 and settings.sync != "off":

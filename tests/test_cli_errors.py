@@ -15,7 +15,8 @@ BAD = [("REDIS_PORT", "abc", "REDIS_PORT"), ("UDF_MODE", "sideways", "UDF_MODE")
 
 
 @pytest.mark.parametrize("name,value", [("LEARNER", "forest"),
-                                        ("LEARNER_PARAMS", '{"alfa": 0.1}')])
+                                        ("LEARNER_PARAMS", '{"alfa": 0.1}'),
+                                        ("SYNC_MERGE_STEP", "cubic")])
 def test_a_bad_learner_is_refused_before_the_job_is_submitted(name, value):
     done = subprocess.run([PY, "stream.py"], cwd=ROOT, env=dict(os.environ, **{name: value}),
                           capture_output=True, text=True, timeout=60)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
+import subprocess
 import threading
 import time
 
@@ -15,6 +17,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from online_ml import sync
+from online_ml.harness.paths import PY, ROOT
 from online_ml.learner import make_model
 from online_ml.model_store import FencedOut, ModelStore, dumps
 from online_ml.producer import iter_records, make_message
@@ -54,9 +57,36 @@ def test_averaging_is_weighted_by_samples_and_alone_changes_nothing():
     merged = sync.merge_states(None, [(state, 100), (sync.state_of(b), 300)], rules)
     expected = 0.25 * state["coef_"] + 0.75 * sync.state_of(b)["coef_"]
     assert np.allclose(merged["coef_"], expected)
-    # the step counter is averaged like the weights: the merged model made one step per round
-    # of everybody's samples, so its learning rate decays with its own steps
+    # the step counter is merged like the weights: the merged model made one step per round
+    # of everybody's samples, so its learning rate decays with its own steps (no global yet:
+    # the first merge is a plain average, see the √K test below)
     assert np.isclose(merged["t_"], 0.25 * state["t_"] + 0.75 * sync.state_of(b)["t_"])
+
+
+def test_k_linear_deltas_take_a_sqrt_k_step_from_the_global():
+    """SGD's arrays merge as ``global + √K·(weighted mean of the K deltas)``: one contribution
+    alone is applied as it is, four take twice their mean, and the first merge (no global yet,
+    or a fresh model's state) is the plain weighted mean (there is no step to lengthen)."""
+    X, y = load_digits(return_X_y=True)
+    g = _fit("sgd", X[:100], y[:100])
+    rules = sync.rules_of(g)
+    assert set(rules.values()) == {sync.STEP} and "t_" in rules
+    glob = sync.state_of(g)
+    deltas = []
+    for i in range(4):
+        m = _fit("sgd", X[:100], y[:100])
+        m.partial_fit(X[100 + 10 * i:110 + 10 * i], y[100 + 10 * i:110 + 10 * i])
+        deltas.append((sync.subtract(sync.state_of(m), glob), 10))
+    mean = {k: sum(d[k] for d, _ in deltas) / 4 for k in glob}
+    merged = sync.merge_states(glob, deltas, rules)
+    assert all(np.allclose(merged[k], glob[k] + 2 * mean[k]) for k in glob)
+    alone = sync.merge_states(glob, deltas[:1], rules)
+    assert all(np.allclose(alone[k], glob[k] + deltas[0][0][k]) for k in glob)
+    fresh = sync.fresh_state(g, glob)
+    first = sync.merge_states(fresh, deltas, rules, first=True)
+    assert all(np.allclose(first[k], fresh[k] + mean[k]) for k in glob)
+    # the MLP keeps the plain average: the step is measured for the linear models only
+    assert sync.STEP not in sync.rules_of(_fit("mlp", X[:100], y[:100])).values()
 
 
 def test_contribution_round_trip_and_garbage():
@@ -230,3 +260,21 @@ def test_learners_of_one_job_wait_for_each_other_before_they_learn(sync_settings
     alone = Trainer(sync_settings, learners=3)  # two peers that never come
     assert alone.sync.live < 3 and timeout <= time.monotonic() - started < timeout + 2
     alone.close()
+
+
+@pytest.mark.integration
+def test_the_protocol_benchmark_runs_and_reports(redis_service, tmp_path):
+    """bench/sync_live.py (the job's protocol in one process, the figures the default
+    SYNC_EVERY_RECORDS comes from) in miniature: it runs and writes its rows, targets and
+    verdicts; no number is checked."""
+    done = subprocess.run([PY, "bench/sync_live.py", "--smoke", "--quiet", "--out",
+                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    doc = json.loads((tmp_path / "sync_live.json").read_text())
+    variants = [r["variant"] for r in doc["results"]["rows"]]
+    assert variants == ["1 learner", "N=4 k=10"], variants
+    for r in doc["results"]["rows"]:
+        assert len(r["per_pass"]) == 2 and 0 <= r["served_accuracy"] <= 1, r
+    assert r["merges"] > 0 and len(doc["targets"]) == 2
+    assert {"recommended_sync_every_records", "configured_sync_every_records"} <= \
+        doc["verdicts"].keys()
