@@ -7,9 +7,9 @@ the pure rules, unit-tested apart from Redis:
 
 * A learner's **state** is a dict of named arrays taken from its estimator, each with a merge
   rule: ``avg`` (weights and biases of the MLP: averaged, weighted by the samples behind each
-  contribution, as in Zinkevich et al. 2010 and FedAvg), ``step`` (the linear models' weights,
-  biases and SGD's step counter ``t_``: averaged, then taken √K times, K the contributions in the
-  merge) or ``sum`` (naive Bayes' counts and the MLP's ``t_``: exact when added). The
+  contribution, as in Zinkevich et al. 2010 and FedAvg; the perceptron's and PA's too), ``step``
+  (SGD's weights, biases and step counter ``t_``: averaged, then taken √K times, K the
+  contributions in the merge) or ``sum`` (naive Bayes' counts and the MLP's ``t_``: exact when added). The
   softmax learner (online_ml/softmax.py) averages everything: its weights, their running
   average, AdaGrad's accumulated squared gradients (the merged model's, not everybody's summed:
   summed, they would shrink every step N times too fast) and its step counter ``t_`` (which sets
@@ -104,20 +104,29 @@ def check_mergeable(model: Any) -> None:
     _kind(model)
 
 
+def _stochastic_gradient(model: Any) -> bool:
+    """SGD proper (the √K step is measured for it): not the perceptron, not the passive-
+    aggressive steps (``pa``), whose step lengths are their own."""
+    from sklearn.linear_model import SGDClassifier
+
+    return type(model) is SGDClassifier and model.learning_rate not in ("pa1", "pa2")
+
+
 def _arrays(model: Any) -> dict[str, tuple[Any, str]]:
     """name -> (the live array object, merge rule) for a fitted model."""
     kind = _kind(model)
     out: dict[str, tuple[Any, str]] = {}
     if kind == "linear":
+        rule = STEP if _stochastic_gradient(model) else AVG
         for name in ("coef_", "intercept_", "_average_coef", "_average_intercept",
                      "_standard_coef", "_standard_intercept"):
             if isinstance(getattr(model, name, None), np.ndarray):
-                out[name] = (getattr(model, name), STEP)
+                out[name] = (getattr(model, name), rule)
         # SGD's step counter sets the learning rate (1 / (alpha * (t0 + t_))). Merged like the
         # weights, it counts the merged model's steps, not everybody's samples: N learners'
         # steps averaged are one step on N samples, and summing t_ decayed the rate N times too
         # fast (bench/sync_sim.py, variants "avg" against "avg-tsum").
-        out["t_"] = (model.t_, STEP)
+        out["t_"] = (model.t_, rule)
     elif kind == "softmax":
         for name in SOFTMAX_ARRAYS:
             out[name] = (getattr(model, name), AVG)

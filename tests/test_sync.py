@@ -85,8 +85,9 @@ def test_k_linear_deltas_take_a_sqrt_k_step_from_the_global():
     fresh = sync.fresh_state(g, glob)
     first = sync.merge_states(fresh, deltas, rules, first=True)
     assert all(np.allclose(first[k], fresh[k] + mean[k]) for k in glob)
-    # the MLP keeps the plain average: the step is measured for the linear models only
-    assert sync.STEP not in sync.rules_of(_fit("mlp", X[:100], y[:100])).values()
+    # the others keep the plain average: the step is measured for SGD only
+    for name in ("mlp", "perceptron", "pa"):
+        assert sync.STEP not in sync.rules_of(_fit(name, X[:100], y[:100])).values(), name
 
 
 def test_contribution_round_trip_and_garbage():
