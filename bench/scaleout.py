@@ -20,8 +20,9 @@ them):
 
 - records/s: first .. last sink record (the job's start-up is not counted); steady: 10 % .. 90 %;
 - prequential accuracy per pass: ``predict_y`` vs ``actual_y`` of the sink records of pass k
-  (each record predicted before it was learned): the k-th time an image reaches the sink is
-  pass k (:func:`pass_accuracies`);
+  (each record predicted before it was learned); the preload gives each record its place in the
+  producer's sequence as its id (``kafka_producer.py --ids``), which the sink carries
+  (:func:`pass_accuracies`);
 - the served model: the job runs on until the served model has seen every record (or a
   deadline), then it is cancelled (its learners hand over what they learned and the last one
   publishes) and, once ``samples_seen`` stops changing, ``ModelStore.load()`` is scored on all
@@ -66,6 +67,7 @@ from online_ml.harness.waiting import GiveUp, WaitTimeout, wait_for
 from online_ml.model_store import ModelStore
 
 EPOCH = 1797  # images in sklearn's digits: one pass = every image seen once
+RECORD_IDS = "scaleout"  # the preloaded records' ids: scaleout-<place in the producer's sequence>
 PROBE_PREFIX = "bench-probe-"  # ids of the probe records (record -> served model)
 
 DEFAULT_VARIANTS = ("row-1", "row-2", "row-4", "batch-1", "batch-2", "batch-4", "row-4-off",
@@ -177,39 +179,39 @@ def _accuracy(pairs: list[tuple]) -> float | None:
     return round(sum(p == a for p, a in pairs) / len(pairs), 4) if pairs else None
 
 
-def sink_records(reader: TopicReader,
-                 count: int) -> list[tuple[int, int, int | None, int, tuple[int, ...]]]:
-    """(timestamp ms, offset, predict_y, actual_y, x) of the sink records of the preloaded
-    source records (not the probes), in timestamp order."""
+def sink_records(reader: TopicReader, count: int) -> list[tuple[int, int, int | None, int, int]]:
+    """(timestamp ms, offset, predict_y, actual_y, n) of the sink records of the preloaded source
+    records (not the probes), in timestamp order; ``n`` is the record's place in the producer's
+    sequence (its id ``<RECORD_IDS>-<n>``, ``kafka_producer.py --ids``)."""
     out = []
     for rec in reader.read(0, count, timeout=120):
         try:
             doc = json.loads(rec.value)
-            if str(doc.get("id", "")).startswith(PROBE_PREFIX):
-                continue
-            out.append((rec.timestamp, rec.offset, doc.get("predict_y"), doc["actual_y"],
-                        tuple(doc["x"])))
+            prefix, _, n = str(doc.get("id", "")).rpartition("-")
+            if prefix != RECORD_IDS:
+                continue  # a probe
+            out.append((rec.timestamp, rec.offset, doc.get("predict_y"), doc["actual_y"], int(n)))
         except (ValueError, KeyError, TypeError):
             continue
     return sorted(out)
 
 
 def pass_accuracies(recs: list[tuple]) -> list[float | None]:
-    """Prequential accuracy of each pass over digits, a record counted in the pass it belongs
-    to: the k-th time an image (all 1,797 of digits differ) reaches the sink is pass k. Cutting
-    the sink's time order into blocks of 1,797 instead mixed the passes at N > 1: a learner
-    faster than the others reaches pass 3 of its partitions while they are still in pass 2.
+    """Prequential accuracy of each pass over digits, each record counted in the pass it was
+    produced in (its place in the producer's sequence // 1,797). Cutting the sink's time order
+    into blocks of 1,797 instead mixed the passes at N > 1: a learner faster than the others
+    reaches pass 3 of its partitions while they are still in pass 2, and in batch mode a
+    learner's predictions leave together at the end of its Arrow batch.
 
-    >>> pass_accuracies([(0, 0, 1, 1, (1,)), (1, 1, 2, 2, (2,)), (2, 2, 0, 1, (1,))])
-    [1.0, 0.0]
+    >>> pass_accuracies([(0, 0, 1, 1, 0), (1, 1, 2, 2, 1797), (2, 2, 0, 1, 5)])
+    [0.5, 1.0]
     """
-    seen: dict[tuple, int] = {}
     by_pass: list[list[tuple]] = []
     for r in recs:
-        k = seen[r[4]] = seen.get(r[4], 0) + 1
-        while len(by_pass) < k:
+        k = r[4] // EPOCH
+        while len(by_pass) <= k:
             by_pass.append([])
-        by_pass[k - 1].append((r[2], r[3]))
+        by_pass[k].append((r[2], r[3]))
     return [_accuracy(pairs) for pairs in by_pass]
 
 
@@ -460,7 +462,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
             source = topics.create(f"bench_{rid}_source", partitions=p.partitions)
             common.progress(f"scaleout: preloading {p.total:,} records into {source} "
                             f"({p.partitions} partitions)")
-            loaded = preload(settings, source, p.total, p.seed)
+            loaded = preload(settings, source, p.total, p.seed, ids=RECORD_IDS)
             c0, t0 = redis_commands(redis), time.monotonic()
             time.sleep(p.idle_seconds)
             idle_rate = round((redis_commands(redis) - c0) / (time.monotonic() - t0), 1)

@@ -141,6 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--learners", type=int, default=LEARNERS)
     p.add_argument("--mode", choices=("batch", "row"), default="batch")
     p.add_argument("--passes", type=int, default=3)
+    p.add_argument("--bundle", type=int, default=BUNDLE,
+                   help="records handed to a learner at once (the job's batch UDF gets an Arrow "
+                        "batch of up to BATCH_SIZE: on a preloaded topic, a partition at once)")
     p.add_argument("--smoke", action="store_true",
                    help="300 records, 2 passes, one seed, k=10: that it runs (numbers mean nothing)")
     p.add_argument("--quiet", action="store_true")
@@ -158,7 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def run_all(learners: int, k: int, step: str = "sqrt") -> dict:
         rows = []
         for s in seeds:
-            r = run_variant(settings, learners, k, s, args.mode, passes, Xs, ys, X, y, step=step)
+            r = run_variant(settings, learners, k, s, args.mode, passes, Xs, ys, X, y,
+                            bundle=args.bundle, step=step)
             common.progress(f"N={learners} k={k if learners > 1 else '-'} {step} seed {s}: last pass "
                             f"{r['last_pass']:.4f}, served {r['served_accuracy']:.4f}, "
                             f"{r['merges']} merges, {r['seconds']:.1f} s")
@@ -202,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = "\n".join([
         common.table(f"sync through the job's protocol, in one process against Redis: digits "
                      f"({len(ys)} records/pass, {passes} passes, {seeds_text}), {args.mode} mode, "
-                     f"bundles of {BUNDLE}; diffs vs 1 learner", COLUMNS, rows),
+                     f"bundles of {args.bundle}; diffs vs 1 learner", COLUMNS, rows),
         "", common.targets_table(targets), "",
         (f"largest SYNC_EVERY_RECORDS within {TOLERANCE_POINTS:g} point of 1 learner: "
          f"{recommended} (configured default: {configured})") if recommended else
@@ -211,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ])
     parameters = {"seeds": seeds, "passes": passes, "records_per_pass": len(ys),
                   "learners": args.learners, "every": ks, "mean_every": args.mean_every,
-                  "mode": args.mode, "bundle": BUNDLE}
+                  "mode": args.mode, "bundle": args.bundle}
     path = common.write_result("sync_live", parameters, {"rows": rows}, targets,
                                common.machine_info(settings), started, args.smoke, args.out,
                                extra={"verdicts": verdicts})

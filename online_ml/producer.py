@@ -73,9 +73,13 @@ def iter_records(
             yield list(X[i]), int(y[i])
 
 
-def make_message(x: Sequence[int], actual_y: int, ts: str | None = None) -> bytes:
-    """One Kafka value, validated against the contract (``schema.encode_record``)."""
-    return encode_record(x, actual_y, ts=ts, source=SOURCE)
+def make_message(x: Sequence[int], actual_y: int, ts: str | None = None,
+                 id: str | None = None) -> bytes:
+    """One Kafka value, validated against the contract (``schema.encode_record``); ``id``, when
+    given, is carried to the prediction in ``digit_predict``."""
+    if id is None:
+        return encode_record(x, actual_y, ts=ts, source=SOURCE)
+    return encode_record(x, actual_y, ts=ts, source=SOURCE, id=id)
 
 
 # -- wiring ------------------------------------------------------------------------------------
@@ -100,6 +104,10 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
                         "env KAFKA_BOOTSTRAP_SERVERS)")
     p.add_argument("--seed", type=int, default=None,
                    help="shuffle seed for a reproducible order (default: random, printed)")
+    p.add_argument("--ids", metavar="PREFIX", default=None,
+                   help="give record n (from 0) the id PREFIX-n, carried to its prediction in "
+                        "the sink topic: a consumer can tell which record it is (the scale-out "
+                        "benchmark counts each record in the pass it belongs to)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
 
@@ -114,6 +122,8 @@ def parse_args(argv: Sequence[str] | None = None,
         parser.error(f"--count must be >= 0, got {args.count}")
     if args.epochs is not None and args.epochs < 0:
         parser.error(f"--epochs must be >= 0, got {args.epochs}")
+    if args.ids is not None and not 0 < len(args.ids) <= 80:
+        parser.error(f"--ids must be a prefix of 1..80 characters, got {len(args.ids)}")
     return args
 
 
@@ -198,12 +208,13 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.st
     progress.started = time.monotonic()
     pending: collections.deque = collections.deque()
     try:
-        for x, y in records:
+        for n, (x, y) in enumerate(records):
             if STOP.reason is not None:  # a signal asked us to stop: leave between two sends
                 stopped_by = f"stopped by {STOP.reason}"
                 break
             pacer.wait()
-            future = producer.send(args.topic, value=make_message(x, y))
+            future = producer.send(args.topic, value=make_message(
+                x, y, id=None if args.ids is None else f"{args.ids}-{n}"))
             progress.sent += 1
             future.add_callback(progress.on_ack)
             future.add_errback(progress.on_error)

@@ -1,6 +1,7 @@
 """The producer's pure parts: which records, in which order, at which pace, shown how."""
 import io
 import itertools
+import json
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ from online_ml import producer
 from online_ml.config import Settings
 from online_ml.harness.paths import ROOT
 from online_ml.producer import Pacer, Progress, iter_records, load_dataset, make_message, parse_args
-from online_ml.schema import decode_record
+from online_ml.schema import decode_record, encode_prediction
 
 N = 1797  # sklearn digits
 
@@ -137,12 +138,21 @@ def test_defaults_come_from_settings():
 
 
 @pytest.mark.parametrize("argv", [["--rate", "-1"], ["--count", "-2"], ["--epochs", "-1"],
-                                  ["--rate", "fast"]])
+                                  ["--rate", "fast"], ["--ids", ""], ["--ids", "x" * 81]])
 def test_bad_arguments_are_refused(argv, capsys):
     with pytest.raises(SystemExit) as info:
         parse_args(argv, Settings())
     assert info.value.code == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_ids_are_carried_by_the_record_and_its_prediction():
+    """``--ids PREFIX``: record n carries the id PREFIX-n, and the job's prediction carries it
+    on (a consumer of the sink can tell which record a prediction is for)."""
+    record = decode_record(producer.make_message([0] * 64, 3, id="run7-12"))
+    assert record.id == "run7-12" and record.source == producer.SOURCE
+    assert json.loads(encode_prediction(record, 3))["id"] == "run7-12"
+    assert decode_record(producer.make_message([0] * 64, 3)).id is None
 
 
 def test_unreachable_broker_is_one_clear_line_and_exit_2():

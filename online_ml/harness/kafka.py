@@ -136,21 +136,23 @@ class TopicReader:
 
 
 def producer_command(settings: Settings, topic: str, rate: float = 0, count: int | None = None,
-                     seed: int | None = None) -> list[str]:
+                     seed: int | None = None, ids: str | None = None) -> list[str]:
     """``python kafka_producer.py ...``: the project's producer, as a user runs it."""
     return [PY, str(ROOT / "kafka_producer.py"), "--rate", f"{rate:g}", "--topic", topic,
             "--quiet", "--bootstrap-servers", settings.kafka_bootstrap_servers,
             *(["--count", str(count)] if count is not None else []),
-            *(["--seed", str(seed)] if seed is not None else [])]
+            *(["--seed", str(seed)] if seed is not None else []),
+            *(["--ids", ids] if ids is not None else [])]
 
 
 def preload(settings: Settings, topic: str, count: int, seed: int, procs: int = 1,
-            head: int = 20_000) -> dict:
+            head: int = 20_000, ids: str | None = None) -> dict:
     """Fill ``topic`` with ``count`` records with the project's producer, as fast as it goes.
 
     The first ``head`` records come from one producer (one clean shuffled sequence: what the
     accuracy columns look at); the rest from ``procs`` producers in parallel (seeds ``seed+1``,
-    ...), because one kafka-python producer manages only ~10-15k records/s.
+    ...), because one kafka-python producer manages only ~10-15k records/s. ``ids``: the first
+    producer's records carry the ids ``<ids>-<n>`` (``kafka_producer.py --ids``).
     """
     started = time.monotonic()
     first = min(count, head) if procs > 1 else count
@@ -159,7 +161,8 @@ def preload(settings: Settings, topic: str, count: int, seed: int, procs: int = 
     if rest > 0:
         stages.append([(rest // procs + (i < rest % procs), seed + 1 + i) for i in range(procs)])
     for stage in stages:
-        running = [subprocess.Popen(producer_command(settings, topic, count=n, seed=s), cwd=ROOT,
+        running = [subprocess.Popen(producer_command(settings, topic, count=n, seed=s,
+                                                     ids=ids if s == seed else None), cwd=ROOT,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                    for n, s in stage if n > 0]
         try:
