@@ -62,6 +62,7 @@ NB_EVERY = 100
 LEARNERS = 4
 TSUM_EVERY = (10, 100)  # the former rule (SGD's t_ summed) next to today's (averaged)
 AVG1_EVERY = (10, 100, 250)  # the plain average (no √K step) next to today's rule
+SOFTMAX_EVERY = 10  # LEARNER=softmax at N=4: the √K step and the plain mean
 
 
 def time_table(sweep: Sequence[dict], reference: dict, default: int | None, learners: int,
@@ -100,6 +101,8 @@ def variants(ks: Sequence[int], sum_every: Sequence[int], nb_every: int, learner
     out += [Variant("sgd", learners, "sum", k) for k in sum_every]
     out += [Variant("sgd", 2, "avg", 100)]
     out += [Variant("nb", 1), Variant("nb", learners, "avg", nb_every)]
+    out += [Variant("softmax", 1), Variant("softmax", learners, "avg", SOFTMAX_EVERY),
+            Variant("softmax", learners, "avg1", SOFTMAX_EVERY)]
     return out
 
 
@@ -188,11 +191,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     configured = Settings().sync_every_records
     per_seed_default = {s: recommend([runs[(v, s)] for v in sweep_v], runs[(ref_v, s)])
                         for s in args.seeds}
-    nb_ref = results[Variant("nb", 1)]
 
+    refs = {r["model"]: r for r in results.values() if r["learners"] == 1}
     rows = []
     for r in results.values():
-        reference = nb_ref if r["model"] == "nb" else ref
+        reference = refs[r["model"]]
         row = dict(r)
         row.update({f"pass_{i + 1}": a for i, a in enumerate(r["per_pass"])},
                    last_diff=100 * (r["last_pass"] - reference["last_pass"]),
@@ -238,6 +241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sqrt_step_helps_at_default": (configured in step_gain
                                        and min(step_gain[configured]) >= 0),
         "nb_merged_equals_single_learner": nb_exact,
+        "softmax_below_1_learner_points": {
+            f"{v.sync} k={v.every}": [round(a, 2) for a in loss_points(r, refs["softmax"])]
+            for v, r in results.items() if v.model == "softmax" and v.learners > 1},
         "runtime_s": round(elapsed, 1),
     }
 
@@ -271,6 +277,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines.append(f"summing at k={k}: {'DIVERGES' if d else 'does not diverge'} (last pass "
                      f"{r['last_pass']:.4f} vs averaging {a['last_pass']:.4f}, |w| "
                      f"{r['coef_norm']:.1f} vs {a['coef_norm']:.1f})")
+    soft = {v.sync: loss_points(results[v], refs["softmax"]) for v in results
+            if v.model == "softmax" and v.learners > 1}
+    for sync_mode, label in (("avg", "the √K step"), ("avg1", "the plain mean")):
+        if sync_mode in soft:
+            lines.append(f"softmax N={args.learners} k={SOFTMAX_EVERY}, {label}: last pass "
+                         f"{soft[sync_mode][0]:.2f} pt, served {soft[sync_mode][1]:.2f} pt "
+                         "below 1 learner")
     for k, (a, b) in step_gain.items():
         lines.append(f"the √K step at k={k}, against the plain average: last pass {a:+.2f} pt, "
                      f"served {b:+.2f} pt")

@@ -103,7 +103,7 @@ class Settings:
     sync_every_records: int = 10
     sync_interval_seconds: float = 2.0
     learner_timeout_seconds: float = 30.0
-    # how K SGD learners' deltas merge: "sqrt" (their weighted mean, taken √K times: measured
+    # how K SGD or softmax learners' deltas merge: "sqrt" (their weighted mean, taken √K times: measured
     # for SYNC_EVERY_RECORDS up to 100) or "mean" (the plain weighted mean: steadier at 250+)
     sync_merge_step: str = "sqrt"
     # the job watcher (python -m online_ml.watcher, README "Recovery without loss"): how often it

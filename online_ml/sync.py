@@ -8,12 +8,12 @@ the pure rules, unit-tested apart from Redis:
 * A learner's **state** is a dict of named arrays taken from its estimator, each with a merge
   rule: ``avg`` (weights and biases of the MLP: averaged, weighted by the samples behind each
   contribution, as in Zinkevich et al. 2010 and FedAvg; the perceptron's and PA's too), ``step``
-  (SGD's weights, biases and step counter ``t_``: averaged, then taken √K times, K the
-  contributions in the merge) or ``sum`` (naive Bayes' counts and the MLP's ``t_``: exact when added). The
-  softmax learner (online_ml/softmax.py) averages everything: its weights, their running
-  average, AdaGrad's accumulated squared gradients (the merged model's, not everybody's summed:
-  summed, they would shrink every step N times too fast) and its step counter ``t_`` (which sets
-  the averaging horizon), for the reasons SGD's ``t_`` is averaged.
+  (SGD's weights, biases and step counter ``t_``, the softmax learner's weights and their running
+  average: averaged, then taken √K times, K the contributions in the merge) or ``sum`` (naive
+  Bayes' counts and the MLP's ``t_``: exact when added). The softmax learner
+  (online_ml/softmax.py) averages AdaGrad's accumulated squared gradients (the merged model's,
+  not everybody's summed: summed, they would shrink every step N times too fast) and its step
+  counter ``t_`` (which sets the averaging horizon), for the reasons SGD's ``t_`` is averaged.
 * A learner keeps the **base** it last adopted (or handed over). Its **delta** is
   ``state - base``; the merge is ``global + Σ wᵢ·deltaᵢ`` for ``avg`` arrays
   (``wᵢ = nᵢ / Σ n``), ``global + √K·Σ wᵢ·deltaᵢ`` for ``step`` arrays and
@@ -76,6 +76,7 @@ class NotMergeable(ValueError):
 
 # -- what a model's state is ---------------------------------------------------------------------
 SOFTMAX_ARRAYS = ("weights_", "bias_", "avg_weights_", "avg_bias_", "accum_", "accum_bias_")
+SOFTMAX_STEPPED = ("weights_", "bias_", "avg_weights_", "avg_bias_")
 
 
 def _kind(model: Any) -> str:
@@ -129,7 +130,9 @@ def _arrays(model: Any) -> dict[str, tuple[Any, str]]:
         out["t_"] = (model.t_, rule)
     elif kind == "softmax":
         for name in SOFTMAX_ARRAYS:
-            out[name] = (getattr(model, name), AVG)
+            # the weights and their running average take the √K step; AdaGrad's accumulators
+            # stay a plain mean (a longer step there would shrink every later step)
+            out[name] = (getattr(model, name), STEP if name in SOFTMAX_STEPPED else AVG)
         out["t_"] = (model.t_, AVG)
     elif kind == "counts":
         out["class_count_"] = (model.class_count_, SUM)

@@ -15,7 +15,7 @@ alone, every backup interval). A tick:
    expires as garbage (it costs at most that one interval); a live learner's is merged even when
    the merger stalled for longer than the timeout.
 4. **The merger merges**: its own delta plus every pending contribution (online_ml/sync.py:
-   weighted average of weights, a √K times longer step for SGD learners' K deltas, sum
+   weighted average of weights, a √K times longer step for SGD or softmax learners' K deltas, sum
    of counts and counters) into the global model, written in one transaction that also deletes
    the merged contributions and increments ``P:sync:round``,
    under ``WATCH`` of the lease (a merger whose lease expired writes nothing).

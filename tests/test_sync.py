@@ -85,9 +85,12 @@ def test_k_linear_deltas_take_a_sqrt_k_step_from_the_global():
     fresh = sync.fresh_state(g, glob)
     first = sync.merge_states(fresh, deltas, rules, first=True)
     assert all(np.allclose(first[k], fresh[k] + mean[k]) for k in glob)
-    # the others keep the plain average: the step is measured for SGD only
+    # the others keep the plain average: the step is measured for SGD and softmax only, and
+    # softmax's AdaGrad accumulators and step counter keep it too
     for name in ("mlp", "perceptron", "pa"):
         assert sync.STEP not in sync.rules_of(_fit(name, X[:100], y[:100])).values(), name
+    soft = sync.rules_of(_fit("softmax", X[:100], y[:100]))
+    assert {k for k, r in soft.items() if r == sync.STEP} == set(sync.SOFTMAX_STEPPED)
 
 
 def test_contribution_round_trip_and_garbage():
