@@ -25,9 +25,9 @@ the pure rules, unit-tested apart from Redis:
   a point against one learner instead of more than half, and in the job's asynchronous protocol
   (contributions arrive one by one) the gain is larger. Not the full sum: N deltas added at full
   weight overshoot (at 250 records per sync it diverges), and √K overshoots too at 250 (the
-  served model of one stream order fell 10 points), so it is measured for the default interval
-  and not beyond 100 records. The first merge, with no global yet, is a plain average (there is
-  no step to lengthen: every contribution started from zero).
+  served model of one stream order fell 8 points below one learner), so it is measured for the
+  default interval and not beyond 100 records. The first merge, with no global yet, is a plain
+  average (there is no step to lengthen: every contribution started from zero).
 * **Adopting** a merged global keeps what was learned since: ``state := global + (state -
   base)``, then ``base := global``. At parallelism 1 the only contribution is the learner's own,
   so the global equals its model and nothing changes.
