@@ -21,7 +21,7 @@ the pure rules, unit-tested apart from Redis:
   Why √K: K averaged deltas of k records each are one step of a mini-batch K times larger, with
   less noise, so it may be longer; the square-root form of the scaling rule for larger batches
   (Krizhevsky 2014; Hoffer et al. 2017). Measured in bench/sync_sim.py (variants ``avg`` against
-  ``avg1``, the plain average): four SGD learners merged every 10 records lose about a third of
+  ``avg1``, the plain average): four SGD learners merged every 10 records lose about a quarter of
   a point against one learner instead of more than half, and in the job's asynchronous protocol
   (contributions arrive one by one) the gain is larger. Not the full sum: N deltas added at full
   weight overshoot (at 250 records per sync it diverges), and √K overshoots too at 250 (the
