@@ -41,7 +41,7 @@ import numpy as np
 from online_ml.config import Settings
 from online_ml.model_store import ModelStore
 from online_ml.producer import make_message
-from online_ml.sync_sim import TOLERANCE_POINTS, load_digits_arrays, stream_order
+from online_ml.sync_sim import TOLERANCE_POINTS, aggregate, load_digits_arrays, stream_order
 from online_ml.trainer import Trainer
 
 EVERY = (10, 25, 50)
@@ -113,14 +113,10 @@ def run_variant(settings: Settings, learners: int, every: int, seed: int, mode: 
 
 
 def mean_rows(rows: Sequence[dict]) -> dict:
-    out = dict(rows[0])
-    out["seeds"] = [r["seed"] for r in rows]
+    """One variant's rows of several seeds -> their mean (sync_sim's aggregate; merges: the
+    mean, not the first seed's)."""
+    out = aggregate(rows)
     out.pop("seed")
-    out["per_pass"] = [float(np.mean([r["per_pass"][i] for r in rows]))
-                       for i in range(len(rows[0]["per_pass"]))]
-    for k in ("served_accuracy", "last_pass"):
-        out[k] = float(np.mean([r[k] for r in rows]))
-    out["last_pass_per_seed"] = [round(r["last_pass"], 4) for r in rows]
     out["merges"] = int(np.mean([r["merges"] for r in rows]))
     return out
 

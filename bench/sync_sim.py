@@ -212,10 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     results[Variant("sgd", args.learners, "avg", k)])
                 for k in sum_every if Variant("sgd", args.learners, "avg", k) in results}
     # the √K step against the plain average: (last-pass, served) gain in points per k
-    step_gain = {k: (100 * (results[Variant("sgd", args.learners, "avg", k)]["last_pass"]
-                            - results[Variant("sgd", args.learners, "avg1", k)]["last_pass"]),
-                     100 * (results[Variant("sgd", args.learners, "avg", k)]["served_accuracy"]
-                            - results[Variant("sgd", args.learners, "avg1", k)]["served_accuracy"]))
+    step_gain = {k: loss_points(results[Variant("sgd", args.learners, "avg1", k)],
+                                results[Variant("sgd", args.learners, "avg", k)])
                  for k in avg1_every}
     times = time_table(sweep, ref, configured, args.learners, args.demo_rate, args.row_rate,
                        args.intervals)

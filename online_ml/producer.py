@@ -77,9 +77,7 @@ def make_message(x: Sequence[int], actual_y: int, ts: str | None = None,
                  id: str | None = None) -> bytes:
     """One Kafka value, validated against the contract (``schema.encode_record``); ``id``, when
     given, is carried to the prediction in ``digit_predict``."""
-    if id is None:
-        return encode_record(x, actual_y, ts=ts, source=SOURCE)
-    return encode_record(x, actual_y, ts=ts, source=SOURCE, id=id)
+    return encode_record(x, actual_y, ts=ts, source=SOURCE, **({} if id is None else {"id": id}))
 
 
 # -- wiring ------------------------------------------------------------------------------------

@@ -176,7 +176,7 @@ def aggregate(runs: Sequence[dict]) -> dict:
     out["last_pass"] = out["per_pass"][-1]
     out["served_accuracy"] = float(np.mean([r["served_accuracy"] for r in runs]))
     out["seconds"] = round(sum(r["seconds"] for r in runs), 2)
-    if out["coef_norm"] is not None:
+    if out.get("coef_norm") is not None:
         out["coef_norm"] = float(np.mean([r["coef_norm"] for r in runs]))
     out["seeds"] = [{"per_pass": r["per_pass"], "served_accuracy": r["served_accuracy"]}
                     for r in runs]
