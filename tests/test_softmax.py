@@ -58,6 +58,44 @@ def test_partial_fit_on_many_rows_learns_what_row_by_row_learns(digits):
         assert np.allclose(getattr(batch, name), getattr(rows, name)), name
 
 
+def _numpy_steps(model: OnlineSoftmax, X, y, weights) -> None:
+    """The steps as the module docstring defines them, one numpy call each (the code before the
+    compiled loop): the oracle of online_ml/softmax_steps.py."""
+    for x, label, w in zip(X * model.scale, y, weights):
+        if not w:
+            continue
+        W, b = model.weights_, model.bias_
+        z = W @ x + b
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        p[CLASSES.index(label)] -= 1.0
+        p *= w
+        grad = np.outer(p, x) + model.l2 * W
+        model.accum_ += grad * grad
+        model.accum_bias_ += p * p
+        W -= model.learning_rate * grad / np.sqrt(model.accum_ + softmax.EPS)
+        b -= model.learning_rate * p / np.sqrt(model.accum_bias_ + softmax.EPS)
+        model.t_ += 1.0
+        h = max(1.0, model.average * model.t_)
+        model.avg_weights_ += (W - model.avg_weights_) / h
+        model.avg_bias_ += (b - model.avg_bias_) / h
+
+
+@pytest.mark.parametrize("params", [{}, {"l2": 0.0, "average": 0.0}, {"learning_rate": 0.1}])
+def test_the_compiled_steps_are_the_numpy_steps(digits, params):
+    X, y = digits
+    weights = np.random.default_rng(1).choice([0.0, 0.5, 1.0, 2.0], size=500)
+    compiled = OnlineSoftmax(**params).partial_fit(X[:500], y[:500], classes=CLASSES,
+                                                   sample_weight=weights)
+    oracle = OnlineSoftmax(**params)
+    oracle._init_state(X.shape[1], CLASSES)
+    _numpy_steps(oracle, X[:500], y[:500], weights)
+    assert compiled.t_ == oracle.t_ == np.count_nonzero(weights)
+    for name in sync.SOFTMAX_ARRAYS:
+        assert np.allclose(getattr(compiled, name), getattr(oracle, name), rtol=1e-9, atol=1e-12), name
+    assert np.abs(compiled.avg_weights_).max() > 0.1  # it learned something
+
+
 def test_batch_mode_within_one_point_of_row_mode():
     """The batch UDF's chunks (learner.predict_chunk, MAX_PREDICT_CHUNK 1024) against row mode,
     first pass of the stream: only the predictions differ (made before each chunk)."""
