@@ -10,10 +10,43 @@ server, which never learns. ``tests/test_softmax.py`` checks it against the nump
 """
 from __future__ import annotations
 
+import builtins
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
-from numba import njit
 
 __all__ = ["adagrad_steps"]
+
+
+def _import_njit() -> Callable:
+    """``numba.njit``, imported where PyFlink replaced ``print``.
+
+    numba registers a type for ``print`` by name and checks that ``print``'s module holds it under
+    that name. A PyFlink Python worker replaces ``builtins.print`` with a method of an object in
+    its ``beam_sdk_worker_main`` (to send prints to its log), which that module does not hold, so
+    ``import numba`` fails there with "module ... has no attribute 'print'" and the job restarts
+    forever. During the import ``print`` is a stand-in that looks built in and forwards to the
+    worker's; afterwards the worker's own is back.
+    """
+    shown = builtins.print
+    if getattr(shown, "__module__", "builtins") == "builtins":
+        from numba import njit
+        return njit
+
+    def stand_in(*args: Any, **kwargs: Any) -> None:
+        shown(*args, **kwargs)
+
+    stand_in.__module__, stand_in.__name__, stand_in.__qualname__ = "builtins", "print", "print"
+    builtins.print = stand_in
+    try:
+        from numba import njit
+    finally:
+        builtins.print = shown
+    return njit
+
+
+njit = _import_njit()
 
 
 @njit(cache=True, nogil=True)

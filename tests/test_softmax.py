@@ -2,6 +2,7 @@
 mergeable at parallelism > 1, and stray ink in a cell ``digits`` never inks changes nothing."""
 import doctest
 import json
+import os
 
 import numpy as np
 import pytest
@@ -94,6 +95,42 @@ def test_the_compiled_steps_are_the_numpy_steps(digits, params):
     for name in sync.SOFTMAX_ARRAYS:
         assert np.allclose(getattr(compiled, name), getattr(oracle, name), rtol=1e-9, atol=1e-12), name
     assert np.abs(compiled.avg_weights_).max() > 0.1  # it learned something
+
+
+# A PyFlink Python worker's print: a method of an object in a module that does not hold it
+# (pyflink.fn_execution.beam.beam_sdk_worker_main's CustomPrint).
+_WORKER_PRINT = """
+import builtins, sys, types
+worker = types.ModuleType("fake_worker_main")
+class CustomPrint:
+    def __init__(self, real):
+        self.real = real
+    def print(self, *args, **kwargs):
+        self.real("via the worker:", *args, **kwargs)
+CustomPrint.__module__ = worker.__name__
+sys.modules[worker.__name__] = worker
+builtins.print = CustomPrint(print).print
+"""
+
+
+@pytest.mark.parametrize("how", ["numba", "softmax"])
+def test_the_steps_compile_where_pyflink_replaced_print(tmp_path, how):
+    """In the job's Python worker, a bare ``import numba`` fails (the job restarted forever, found
+    by bench/scaleout.py); online_ml.softmax_steps imports it around the worker's print."""
+    import subprocess
+    import sys
+
+    use = ("import numba" if how == "numba" else
+           "from online_ml.softmax import OnlineSoftmax\n"
+           "m = OnlineSoftmax().partial_fit([[16] * 64, [0] * 64], [1, 2], classes=[1, 2])\n"
+           "print('t', m.t_)")
+    out = subprocess.run([sys.executable, "-c", _WORKER_PRINT + use], capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)})
+    if how == "numba":  # the failure this guards against, so the test would catch it
+        assert out.returncode != 0 and "has no attribute 'print'" in out.stderr, out.stderr
+    else:
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "via the worker: t 2.0"  # the worker's print is back
 
 
 def test_batch_mode_within_one_point_of_row_mode():
