@@ -55,6 +55,7 @@ class Local(Protocol):
     def counters(self) -> dict[str, int]: ...
     def set_counters(self, counters: dict[str, int]) -> None: ...
     def take_feedback_ids(self) -> list[str]: ...
+    def give_back_feedback_ids(self, ids: list[str]) -> None: ...
     def recent_feedback(self) -> list[str]: ...
     def set_recent_feedback(self, ids: list[str]) -> None: ...
     def adopt_model(self, model: Any) -> None: ...
@@ -175,9 +176,8 @@ class Synchronizer:
         self.next_at = now + (self.interval if self.live > 1 else self.solo_interval)
         if self.lease is not None:
             self._merge(local, [i for i in live if i != self.id])
-        else:
-            self._adopt(local)       # first: once our last contribution is merged
-            self._contribute(local)
+        elif not self._adopt(local):  # first: once our last contribution is merged
+            self._contribute(local)   # (while it is pending, a new one would be refused)
 
     def _delta(self, local: Local) -> tuple[sync.State, dict[str, int], int, Any] | None:
         """(delta, counter delta, samples, model state) since the base, under the lock."""
@@ -201,25 +201,29 @@ class Synchronizer:
         if got is None or got[2] <= 0:
             return
         delta, cdelta, n, (state, counters) = got
-        c = sync.Contribution(self.id, n, delta, cdelta, local.take_feedback_ids(), self.round,
-                              time.time())
+        ids = local.take_feedback_ids()
+        c = sync.Contribution(self.id, n, delta, cdelta, ids, self.round, time.time())
         if self.remote.contribute(self.id, c.encode()):
             self.base, self.base_counters = state, counters
             self.pending_records = 0
             self.contributions_sent += 1
+        else:  # our last one is still pending: these ids go with the next (the delta does too)
+            local.give_back_feedback_ids(ids)
 
-    def _adopt(self, local: Local, force: bool = False) -> None:
+    def _adopt(self, local: Local, force: bool = False) -> bool:
+        """Adopt a newer global once our last contribution is merged (``force``: even before).
+        Returns whether our last contribution is still pending."""
         rnd, pending = self.remote.state(self.id)
         self.rounds_behind = max(0, rnd - self.round)
         if rnd <= self.round or (pending and not force):
-            return
+            return pending
         got = self.remote.load_global()
         if got is None:
-            return
+            return pending
         model, meta, rnd = got
         gstate = sync.state_of(model)
         if gstate is None:
-            return
+            return pending
         gcounters = {k: int(v) for k, v in meta.get("counters", {}).items()}
         with local.locked():
             mine = local.current_model()
@@ -242,6 +246,7 @@ class Synchronizer:
         self.round, self.rounds_behind, self.adopted_at = rnd, 0, self.clock()
         if self.last_merge is not None and self.last_merge.round < rnd:
             self.last_merge = None  # someone merged after us: ours is not the newest to publish
+        return pending
 
     def _merge(self, local: Local, others: list[str]) -> None:
         lease = self.lease

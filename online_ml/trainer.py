@@ -186,9 +186,16 @@ class Trainer(Backups):
         self.rejected_by_reason = Counter(meta["rejected_by_reason"])
 
     def take_feedback_ids(self) -> list[str]:
-        ids = list(self._new_feedback_ids)
-        self._new_feedback_ids.clear()
+        with self._lock:  # the UDF's thread appends while the backup thread takes
+            ids = list(self._new_feedback_ids)
+            self._new_feedback_ids.clear()
         return ids
+
+    def give_back_feedback_ids(self, ids: list[str]) -> None:
+        """Ids taken for a contribution that was refused: they go with the next one."""
+        with self._lock:
+            self._new_feedback_ids = deque([*ids, *self._new_feedback_ids],
+                                           maxlen=RECENT_FEEDBACK_IDS)
 
     def recent_feedback(self) -> list[str]:
         return list(self.recent_feedback_ids)

@@ -186,6 +186,36 @@ def test_a_stalled_merger_loses_no_contribution(sync_settings, redis_client):
 
 
 @pytest.mark.integration
+def test_feedback_learned_while_a_contribution_is_pending_reaches_the_served_model(
+        sync_settings, redis_client):
+    """A learner whose last contribution is not merged yet learns a feedback record and ticks:
+    its id must wait for the next contribution (it was taken, the contribution refused by SET NX,
+    and the id lost: bench/scaleout.py's probe never reached a served model at N=4)."""
+    from online_ml.schema import encode_record
+
+    store = ModelStore(redis_client, sync_settings.model_key)
+    a, b = Trainer(sync_settings), Trainer(sync_settings)
+    _run([a, b], RECORDS[:200])
+    for t in (a, b, a, b, a):
+        t.maybe_backup(force=True)
+    merger, other = (a, b) if a.sync.is_publisher else (b, a)
+    merger.maybe_backup(force=True)
+    _run([other], RECORDS[200:230])
+    other.maybe_backup(force=True)  # hands over; not merged yet
+    assert redis_client.exists(store.contribution_key(other.sync.id))
+    x, y = next(iter_records(seed=3))
+    other.process(encode_record(x, y, source="feedback", id="fb-pending"))
+    other.maybe_backup(force=True)  # its contribution is still pending: nothing more goes out
+    for t in (merger, other, merger):
+        t.maybe_backup(force=True)
+    meta = store.load_meta()
+    assert meta["samples_seen"] == 231
+    assert "fb-pending" in meta["recent_feedback_ids"], meta["recent_feedback_ids"]
+    for t in (a, b):
+        t.close()
+
+
+@pytest.mark.integration
 def test_alone_the_served_model_is_the_learners_model(sync_settings, redis_client):
     store = ModelStore(redis_client, sync_settings.model_key)
     t = Trainer(sync_settings)
