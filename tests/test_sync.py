@@ -125,6 +125,19 @@ def _run(trainers: list[Trainer], records: list[str]) -> None:
 
 
 
+def _merged_pair(settings, store: ModelStore) -> tuple[Trainer, Trainer, Trainer, Trainer]:
+    """Two learners that learned 200 records, all merged: (a, b, the merger, the other)."""
+    a, b = Trainer(settings), Trainer(settings)
+    _run([a, b], RECORDS[:200])
+    for t in (a, b, a, b, a):
+        t.maybe_backup(force=True)
+    merger, other = (a, b) if a.sync.is_publisher else (b, a)
+    assert merger.sync.is_publisher and not other.sync.is_publisher
+    merger.maybe_backup(force=True)  # nothing of the other's is pending now
+    assert store.load_meta()["samples_seen"] == 200
+    return a, b, merger, other
+
+
 @pytest.mark.integration
 def test_two_learners_publish_one_model_that_counts_every_record(sync_settings, redis_client):
     store = ModelStore(redis_client, sync_settings.model_key)
@@ -162,14 +175,7 @@ def test_a_stalled_merger_loses_no_contribution(sync_settings, redis_client):
     its contribution (a loaded machine, a long pause): once both go on, the contribution is merged
     (a clean-clone CI run lost 93 of 1,200 records when contributions expired with the timeout)."""
     store = ModelStore(redis_client, sync_settings.model_key)
-    a, b = Trainer(sync_settings), Trainer(sync_settings)
-    _run([a, b], RECORDS[:200])
-    for t in (a, b, a, b, a):
-        t.maybe_backup(force=True)
-    merger, other = (a, b) if a.sync.is_publisher else (b, a)
-    assert merger.sync.is_publisher and not other.sync.is_publisher
-    merger.maybe_backup(force=True)  # nothing of the other's is pending now
-    assert store.load_meta()["samples_seen"] == 200
+    a, b, merger, other = _merged_pair(sync_settings, store)
     sent = other.sync.contributions_sent
     _run([other], RECORDS[200:260])
     other.maybe_backup(force=True)
@@ -194,12 +200,7 @@ def test_feedback_learned_while_a_contribution_is_pending_reaches_the_served_mod
     from online_ml.schema import encode_record
 
     store = ModelStore(redis_client, sync_settings.model_key)
-    a, b = Trainer(sync_settings), Trainer(sync_settings)
-    _run([a, b], RECORDS[:200])
-    for t in (a, b, a, b, a):
-        t.maybe_backup(force=True)
-    merger, other = (a, b) if a.sync.is_publisher else (b, a)
-    merger.maybe_backup(force=True)
+    a, b, merger, other = _merged_pair(sync_settings, store)
     _run([other], RECORDS[200:230])
     other.maybe_backup(force=True)  # hands over; not merged yet
     assert redis_client.exists(store.contribution_key(other.sync.id))
