@@ -555,7 +555,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     params = {k: v for k, v in vars(p).items() if k != "notes"}
     job_settings = Settings.from_env()
     params.update(records=p.total, preload=loaded, learner=job_settings.learner,
-                  learner_params=job_settings.learner_params,
+                  learner_params=job_settings.learner_kwargs(),
                   sync_every_records=job_settings.sync_every_records,
                   sync_interval_seconds=job_settings.sync_interval_seconds,
                   batch_size=job_settings.batch_size, taskmanagers_before=tms_before,

@@ -414,7 +414,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     job_settings = Settings.from_env()
     params.update(parallelism=1, preload=loaded,
                   learner=getattr(job_settings, "learner", None),
-                  learner_params=getattr(job_settings, "learner_params", None),
+                  learner_params=job_settings.learner_kwargs(),
                   max_predict_chunk=job_settings.max_predict_chunk)
     path = common.write_result("throughput", params, rows, targets, machine, started, smoke,
                         extra={"notes": p.notes})

@@ -40,6 +40,11 @@ def check_execution_mode(udf_mode: str, execution_mode: str) -> None:
                          "PYTHON_EXECUTION_MODE=process (the default)")
 
 
+#: The job's parameters for a learner when LEARNER_PARAMS is not set, on top of
+#: ``learner.make_model``'s defaults (which keep the tutorial's SGD, alpha 0.01).
+JOB_LEARNER_PARAMS: dict[str, dict[str, Any]] = {"sgd": {"alpha": 0.001}}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Runtime configuration shared by the producer, the job, the server and the tools."""
@@ -85,11 +90,12 @@ class Settings:
     # Redis unreachable when the job starts: keep trying to load the stored model this long
     # before training a new one (which then defers to a better stored model once Redis is back)
     redis_load_retry_seconds: float = 30.0
-    # the learner: a name of online_ml.learner.MODELS and JSON parameters on top of its defaults.
-    # The default won bench/learners.py (best prequential accuracy over 3 shuffled epochs); the
-    # tutorial's model is LEARNER_PARAMS='{"alpha": 0.01}'.
+    # the learner: a name of online_ml.learner.MODELS and JSON parameters on top of its defaults
+    # (make_model's). Unset: the job's parameters for that learner, JOB_LEARNER_PARAMS (sgd:
+    # alpha 0.001, which won bench/learners.py; the others their own), so LEARNER=softmax alone
+    # works. The tutorial's model is LEARNER_PARAMS='{"alpha": 0.01}' (or '{}').
     learner: str = "sgd"
-    learner_params: str = '{"alpha": 0.001}'
+    learner_params: str = ""
     # scale-out (README "Parallel learners"): the job's parallelism when set (`flink run -p N`
     # also works), the source topic's partitions (>= the parallelism you run), and how often
     # the parallel learners merge their models through Redis: every SYNC_EVERY_RECORDS records
@@ -141,12 +147,13 @@ class Settings:
         if settings.udf_mode not in ("row", "batch"):
             raise ValueError(f"UDF_MODE must be 'row' or 'batch', got {settings.udf_mode!r}")
         check_execution_mode(settings.udf_mode, settings.python_execution_mode)
-        try:
-            params = json.loads(settings.learner_params)
-        except ValueError as exc:
-            raise ValueError(f"LEARNER_PARAMS is not JSON: {exc}") from None
-        if not isinstance(params, dict):
-            raise ValueError("LEARNER_PARAMS must be a JSON object, e.g. '{\"alpha\": 0.001}'")
+        if settings.learner_params.strip():
+            try:
+                params = json.loads(settings.learner_params)
+            except ValueError as exc:
+                raise ValueError(f"LEARNER_PARAMS is not JSON: {exc}") from None
+            if not isinstance(params, dict):
+                raise ValueError("LEARNER_PARAMS must be a JSON object, e.g. '{\"alpha\": 0.001}'")
         if settings.sync not in ("merge", "off"):
             raise ValueError(f"SYNC must be 'merge' or 'off', got {settings.sync!r}")
         if settings.sync_merge_step not in ("sqrt", "mean"):
@@ -170,6 +177,15 @@ class Settings:
         return settings
 
     def learner_kwargs(self) -> dict:
+        """LEARNER_PARAMS, or when unset the job's parameters for LEARNER.
+
+        >>> Settings().learner_kwargs(), Settings(learner="softmax").learner_kwargs()
+        ({'alpha': 0.001}, {})
+        >>> Settings(learner_params='{"alpha": 0.01}').learner_kwargs()
+        {'alpha': 0.01}
+        """
+        if not self.learner_params.strip():
+            return dict(JOB_LEARNER_PARAMS.get(self.learner, {}))
         return json.loads(self.learner_params)
 
     def redis_client(self, **kwargs):

@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 
 from online_ml import sync
+from online_ml.config import JOB_LEARNER_PARAMS
 from online_ml.learner import OnlineLearner, make_model
 
-# The job's default learner (config.LEARNER_PARAMS) for "sgd"; nb takes no parameters.
-DEFAULT_PARAMS: dict[str, dict[str, Any]] = {"sgd": {"alpha": 0.001}, "nb": {}}
+# The job's parameters per learner when LEARNER_PARAMS is unset (sgd: alpha 0.001; the others none)
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = JOB_LEARNER_PARAMS
 TOLERANCE_POINTS = 1.0      # issue 11: "within 1 point of N = 1"
 DIVERGES_POINTS = 5.0       # summing "diverges": this far below averaging at the same k
 # sync modes: "none"; "avg" (the project's rules); "avg-tsum" (the project's rules but SGD's step

@@ -73,7 +73,7 @@ def records(n: int, start: int = 0, prefix: str = "r") -> list[bytes]:
 
 def one_learner_accuracy(n: int) -> float:
     """What one learner (parallelism 1) makes of the same ``n`` records, on all of digits."""
-    learner = OnlineLearner(make_model("sgd", **json.loads(Settings().learner_params)))
+    learner = OnlineLearner(make_model("sgd", **Settings().learner_kwargs()))
     for x, y in STREAM[:n]:
         learner.learn_one(x, y)
     X, y = load_digits(return_X_y=True)

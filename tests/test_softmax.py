@@ -10,6 +10,7 @@ from sklearn.base import clone
 from sklearn.datasets import load_digits
 
 from online_ml import model_store, softmax, sync
+from online_ml.config import Settings
 from online_ml.learner import OnlineLearner, make_model, predict_chunk
 from online_ml.producer import iter_records, load_dataset
 from online_ml.softmax import OnlineSoftmax
@@ -36,6 +37,14 @@ def test_registered_as_a_learner():
     model = make_model("softmax", learning_rate=0.2)
     assert isinstance(model, OnlineSoftmax) and model.learning_rate == 0.2
     assert clone(model).get_params() == model.get_params()
+
+
+def test_learner_softmax_alone_takes_its_own_defaults():
+    """LEARNER=softmax without LEARNER_PARAMS (SGD's alpha used to be applied to it, an error)."""
+    settings = Settings.from_env({"LEARNER": "softmax"})
+    model = make_model(settings.learner, **settings.learner_kwargs())
+    assert model.get_params() == OnlineSoftmax().get_params()
+    assert Settings.from_env({}).learner_kwargs() == {"alpha": 0.001}  # the job's SGD
 
 
 def test_first_pass_of_the_stream_beats_rivers_figure():
