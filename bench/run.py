@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-sizes", type=int, nargs="+", metavar="B",
                    help="BATCH_SIZE values of the batch UDF")
     t.add_argument("--variants", nargs="+",
-                   choices=("passthrough", "python-passthrough", "row", "batch", "python"),
+                   choices=("passthrough", "python-passthrough", "python-shape", "row", "batch",
+                            "python"),
                    help="throughput variants to run (default: all)")
     s = p.add_argument_group("serving")
     s.add_argument("--concurrency", type=int, nargs="+", metavar="C",

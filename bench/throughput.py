@@ -13,6 +13,9 @@ Variants, all in one run so that their ratios hold on a noisy machine:
 (a') ``python-passthrough``: the same job with a pandas UDF that only returns its input, at the
     batch UDF's Arrow batch size (the largest of ``batch_sizes``): every record goes to a Python
     worker and back, so this is the realistic ceiling of any Python UDF here;
+(a'') ``python-shape``: the batch training job's shape without its work (passthrough_job.py
+    --mode shape: each record back as an array of one string, unnested and split by topic in the
+    JVM into the job's sink table): the ceiling of the batch UDF as it is built;
 (b) ``row UDF``: stream.py with UDF_MODE=row (one Python call per record, the tutorial's way),
     in PyFlink's default process mode (a Python worker talking gRPC with the TaskManager);
 (b') ``row-thread``: the same with PYTHON_EXECUTION_MODE=thread (the UDF inside the TaskManager
@@ -59,6 +62,7 @@ from online_ml.harness.waiting import GiveUp, wait_for
 
 EPOCH = 1797  # images in sklearn's digits: one pass = every image seen once
 ROW_THREAD = "row UDF, thread mode"
+SHAPE = "python shape"
 # pemja (thread mode) loads libpython once per JVM; a later job's class loader cannot (FLINK-37727)
 PEMJA_ONCE = "NoSuchFieldException: loadedLibraryNames"
 
@@ -79,8 +83,10 @@ class Params:
     # the largest of batch_sizes
     # "row-thread" is not in the default: on Java 17 PyFlink 2.2.1 runs thread mode once per
     # TaskManager JVM (README, "Python execution mode"): it runs on a fresh private instance
-    variants: tuple[str, ...] = ("passthrough", "python-passthrough", "row", "batch", "python")
-    all_variants = ("passthrough", "python-passthrough", "row", "row-thread", "batch", "python")
+    variants: tuple[str, ...] = ("passthrough", "python-passthrough", "python-shape", "row",
+                                 "batch", "python")
+    all_variants = ("passthrough", "python-passthrough", "python-shape", "row", "row-thread",
+                    "batch", "python")
     notes: list = field(default_factory=list)
 
     @classmethod
@@ -321,8 +327,8 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     rows: list[dict] = []
     with Topics(settings) as topics:
         try:
-            if set(p.variants) & {"passthrough", "python-passthrough", "row", "row-thread",
-                                  "batch"}:
+            if set(p.variants) & {"passthrough", "python-passthrough", "python-shape", "row",
+                                  "row-thread", "batch"}:
                 source = topics.create(f"bench_{rid}_source")
                 common.progress(f"throughput: preloading {p.records:,} records into {source}")
                 loaded = preload(settings, source, p.records, p.seed, procs=p.preload_procs)
@@ -351,6 +357,13 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                     f"python passthrough (copy-only pandas UDF, B={b})",
                     "bench/passthrough_job.py", dict(base_env, BATCH_SIZE=str(b)),
                     ["--group-id", topics.group(f"bench_{rid}_g_pypass"), "--mode", "python"],
+                    predicts=False, flink_options=("-pyfs", "stream.py"), **shared))
+            if "python-shape" in p.variants:
+                b = p.python_passthrough_batch or max(p.batch_sizes)
+                rows.append(run_flink_variant(
+                    f"{SHAPE} (the batch UDF's output, no work, B={b})",
+                    "bench/passthrough_job.py", dict(base_env, BATCH_SIZE=str(b)),
+                    ["--group-id", topics.group(f"bench_{rid}_g_pyshape"), "--mode", "shape"],
                     predicts=False, flink_options=("-pyfs", "stream.py"), **shared))
             # the row UDF in both of PyFlink's execution modes, one after the other
             row_variants = [("row", "row UDF", "process"), ("row-thread", ROW_THREAD, "thread")]
@@ -407,6 +420,21 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         common.target("batch UDF / python passthrough",
                       best["ratio_to_python_passthrough"] if best else None, 0.5, ">=", detail),
     ]
+    shape = next((r for r in rows if r["variant"].startswith(SHAPE)), None)
+    if shape and shape.get("ratio_to_python_passthrough") and best_rate:
+        # what the batch UDF's shape leaves: its work (decode, learn, encode) can at most close
+        # the gap between the batch UDF and this ceiling
+        ceiling_share = shape["ratio_to_python_passthrough"]
+        budget = 1e6 / (0.5 * py_ceiling) - 1e6 / shape["records_per_s"] if py_ceiling else None
+        p.notes.append(
+            f"the batch UDF's shape alone (an array of strings per record, unnested in the JVM; "
+            f"no work) runs at {ceiling_share:.0%} of the Python passthrough; the batch UDF's "
+            f"work (decode, learn, encode, metrics) costs "
+            f"{1e6 / best_rate - 1e6 / shape['records_per_s']:.1f} µs a record on top of it "
+            f"({detail}); 50% of the Python passthrough leaves that work "
+            + (f"{budget:.1f} µs a record" if budget is not None else "no figure"))
+        targets.append(common.target("python shape / python passthrough", ceiling_share, 0.5, ">=",
+                                     "the ceiling of the batch UDF as it is built"))
     exec_targets, exec_words = execution_modes(by_name)
     targets += exec_targets
     p.notes.extend(exec_words)

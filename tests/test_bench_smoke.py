@@ -62,8 +62,9 @@ def test_throughput_json(smoke_results):
     batch = [v for v in rows if v.startswith("batch UDF B=")]
     python = [v for v in rows if v.startswith("python:")]
     py_pass = [v for v in rows if v.startswith("python passthrough")]
-    assert "passthrough (no UDF)" in rows and "row UDF" in rows and batch and python and py_pass, \
-        list(rows)
+    shape = [v for v in rows if v.startswith("python shape")]
+    assert "passthrough (no UDF)" in rows and "row UDF" in rows and batch and python and py_pass \
+        and shape, list(rows)
     for row in rows.values():
         assert {"records", "seconds", "records_per_s", "ratio_to_passthrough",
                 "ratio_to_python_passthrough", "x_row_udf"} <= row.keys(), row
@@ -72,7 +73,7 @@ def test_throughput_json(smoke_results):
         assert 0 <= rows[name]["acc_first_epoch"] <= 1, rows[name]
     assert {t["target"] for t in doc["targets"]} == {
         "batch UDF records/s", "batch UDF / row UDF", "batch UDF / passthrough",
-        "batch UDF / python passthrough"}
+        "batch UDF / python passthrough", "python shape / python passthrough"}
     assert doc["parameters"]["preload"]["records"] == doc["parameters"]["records"]
 
 
