@@ -351,20 +351,17 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                     "passthrough (no UDF)", "bench/passthrough_job.py", base_env,
                     ["--group-id", topics.group(f"bench_{rid}_g_pass")], predicts=False,
                     flink_options=("-pyfs", "stream.py"), **shared))
-            if "python-passthrough" in p.variants:
-                b = p.python_passthrough_batch or max(p.batch_sizes)
-                rows.append(run_flink_variant(
-                    f"python passthrough (copy-only pandas UDF, B={b})",
-                    "bench/passthrough_job.py", dict(base_env, BATCH_SIZE=str(b)),
-                    ["--group-id", topics.group(f"bench_{rid}_g_pypass"), "--mode", "python"],
-                    predicts=False, flink_options=("-pyfs", "stream.py"), **shared))
-            if "python-shape" in p.variants:
-                b = p.python_passthrough_batch or max(p.batch_sizes)
-                rows.append(run_flink_variant(
-                    f"{SHAPE} (the batch UDF's output, no work, B={b})",
-                    "bench/passthrough_job.py", dict(base_env, BATCH_SIZE=str(b)),
-                    ["--group-id", topics.group(f"bench_{rid}_g_pyshape"), "--mode", "shape"],
-                    predicts=False, flink_options=("-pyfs", "stream.py"), **shared))
+            b = p.python_passthrough_batch or max(p.batch_sizes)
+            python_jobs = [("python-passthrough", "python", "pypass",
+                            f"python passthrough (copy-only pandas UDF, B={b})"),
+                           ("python-shape", "shape", "pyshape",
+                            f"{SHAPE} (the batch UDF's output, no work, B={b})")]
+            for variant, mode, tag, name in python_jobs:
+                if variant in p.variants:
+                    rows.append(run_flink_variant(
+                        name, "bench/passthrough_job.py", dict(base_env, BATCH_SIZE=str(b)),
+                        ["--group-id", topics.group(f"bench_{rid}_g_{tag}"), "--mode", mode],
+                        predicts=False, flink_options=("-pyfs", "stream.py"), **shared))
             # the row UDF in both of PyFlink's execution modes, one after the other
             row_variants = [("row", "row UDF", "process"), ("row-thread", ROW_THREAD, "thread")]
             for variant, name, execution in row_variants[::-1] if p.thread_first else row_variants:
