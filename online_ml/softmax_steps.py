@@ -4,8 +4,8 @@ defines them, at ~5 µs a record instead of ~30 µs for the same steps as numpy 
 A step cannot be vectorised over rows (each row sees the weights the previous row left), and as
 numpy calls each of its dozen operations on the 10×64 weights costs a microsecond or two of call
 overhead: that made the batch UDF with ``LEARNER=softmax`` half as fast as with SGD's compiled
-loop. numba compiles the loop once per Python worker (``cache=True``: after the first compile,
-loaded from ``__pycache__`` in a fraction of a second); only the job imports this module, not the
+loop. numba compiles the loop once per Python worker (cached: after the first compile, loaded
+from ``__pycache__`` in a fraction of a second); only the job imports this module, not the
 server, which never learns. ``tests/test_softmax.py`` checks it against the numpy steps.
 """
 from __future__ import annotations
@@ -49,7 +49,17 @@ def _import_njit() -> Callable:
 njit = _import_njit()
 
 
-@njit(cache=True, nogil=True)
+def _compiled(fn: Callable) -> Callable:
+    """``fn`` compiled, cached on disk where numba can write (``__pycache__`` beside this file,
+    else a user-wide cache directory); where it can write nowhere (a read-only install without a
+    writable home), compiled again in each process rather than not at all."""
+    try:
+        return njit(cache=True, nogil=True)(fn)
+    except RuntimeError:  # "cannot cache function ...: no locator available for file ..."
+        return njit(nogil=True)(fn)
+
+
+@_compiled
 def adagrad_steps(X, cols, weights, W, b, A, Ab, AW, AB, t, lr, l2, average, eps):
     """Take one step per row of ``X`` (already scaled) towards class index ``cols[r]``, in place
     on the weights ``W``/``b``, AdaGrad's sums ``A``/``Ab`` and the averages ``AW``/``AB``; rows of

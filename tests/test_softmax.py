@@ -142,6 +142,15 @@ def test_the_steps_compile_where_pyflink_replaced_print(tmp_path, how):
         assert out.stdout.strip() == "via the worker: t 2.0"  # the worker's print is back
 
 
+def test_a_function_numba_cannot_cache_is_still_compiled():
+    """Where no cache directory is writable (here: code without a file), compiled uncached."""
+    from online_ml.softmax_steps import _compiled
+
+    namespace: dict = {}
+    exec("def plus_one(a):\n    return a + 1\n", namespace)
+    assert _compiled(namespace["plus_one"])(1) == 2
+
+
 def test_batch_mode_within_one_point_of_row_mode():
     """The batch UDF's chunks (learner.predict_chunk, MAX_PREDICT_CHUNK 1024) against row mode,
     first pass of the stream: only the predictions differ (made before each chunk)."""
