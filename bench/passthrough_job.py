@@ -2,7 +2,7 @@
 
 It declares its tables through ``stream.build_job`` (so the raw source and sink DDL are exactly the
 training job's: same connector, format, startup mode and options) and then inserts the source
-values unchanged. Two modes:
+values unchanged. Three modes:
 
 - ``--mode jvm`` (default): no UDF at all. Its rate is the ceiling that Kafka and Flink alone
   allow on this machine; the training job's rate is reported as a fraction of it.
@@ -15,7 +15,7 @@ values unchanged. Two modes:
   of the batch UDF as it is built, whatever it learns or decodes.
 
     SOURCE_TOPIC=... SINK_TOPIC=... flink run -m localhost:8081 -d -pyfs stream.py \
-        -py bench/passthrough_job.py --group-id G [--mode python]
+        -py bench/passthrough_job.py --group-id G [--mode python|shape]
 
 ``-pyfs stream.py`` puts the training job's script on the job's Python path (the CLI's driver runs
 this file with bench/ first on the path, not the repository).
