@@ -43,9 +43,8 @@ from pathlib import Path
 import common  # bench/ is on sys.path: this script's own folder
 import numpy as np
 
-from online_ml.config import Settings
+from online_ml.config import JOB_LEARNER_PARAMS, Settings
 from online_ml.sync_sim import (
-    DEFAULT_PARAMS,
     TOLERANCE_POINTS,
     Variant,
     aggregate,
@@ -291,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parameters = {"seeds": args.seeds, "passes": passes, "records_per_pass": n_pass,
                   "learners": args.learners, "every": ks, "sum_every": sum_every,
-                  "nb_every": NB_EVERY, "params": DEFAULT_PARAMS, "demo_rate": args.demo_rate,
+                  "nb_every": NB_EVERY, "params": JOB_LEARNER_PARAMS, "demo_rate": args.demo_rate,
                   "row_rate": args.row_rate, "intervals": args.intervals}
     path = common.write_result("sync_sim", parameters, {"rows": rows, "time_based": times},
                                targets, common.machine_info(), started, args.smoke, args.out,

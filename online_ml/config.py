@@ -147,13 +147,12 @@ class Settings:
         if settings.udf_mode not in ("row", "batch"):
             raise ValueError(f"UDF_MODE must be 'row' or 'batch', got {settings.udf_mode!r}")
         check_execution_mode(settings.udf_mode, settings.python_execution_mode)
-        if settings.learner_params.strip():
-            try:
-                params = json.loads(settings.learner_params)
-            except ValueError as exc:
-                raise ValueError(f"LEARNER_PARAMS is not JSON: {exc}") from None
-            if not isinstance(params, dict):
-                raise ValueError("LEARNER_PARAMS must be a JSON object, e.g. '{\"alpha\": 0.001}'")
+        try:
+            params = settings.learner_kwargs()
+        except ValueError as exc:
+            raise ValueError(f"LEARNER_PARAMS is not JSON: {exc}") from None
+        if not isinstance(params, dict):
+            raise ValueError("LEARNER_PARAMS must be a JSON object, e.g. '{\"alpha\": 0.001}'")
         if settings.sync not in ("merge", "off"):
             raise ValueError(f"SYNC must be 'merge' or 'off', got {settings.sync!r}")
         if settings.sync_merge_step not in ("sqrt", "mean"):

@@ -26,8 +26,6 @@ from online_ml import sync
 from online_ml.config import JOB_LEARNER_PARAMS
 from online_ml.learner import OnlineLearner, make_model
 
-# The job's parameters per learner when LEARNER_PARAMS is unset (sgd: alpha 0.001; the others none)
-DEFAULT_PARAMS: dict[str, dict[str, Any]] = JOB_LEARNER_PARAMS
 TOLERANCE_POINTS = 1.0      # issue 11: "within 1 point of N = 1"
 DIVERGES_POINTS = 5.0       # summing "diverges": this far below averaging at the same k
 # sync modes: "none"; "avg" (the project's rules); "avg-tsum" (the project's rules but SGD's step
@@ -93,7 +91,7 @@ def stream_order(n: int, passes: int, seed: int) -> np.ndarray:
 def _make_learner(model: str, params: dict | None) -> OnlineLearner:
     # No random_state, as in the job: partial_fit on one row draws a seed that only shuffles that
     # one row, so the run is deterministic anyway.
-    params = dict(DEFAULT_PARAMS.get(model, {}) if params is None else params)
+    params = dict(JOB_LEARNER_PARAMS.get(model, {}) if params is None else params)
     return OnlineLearner(make_model(model, **params))
 
 
