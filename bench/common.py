@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import glob
 import importlib.metadata
+import itertools
 import json
 import logging
 import os
@@ -36,6 +37,9 @@ log = logging.getLogger("bench")
 
 RESULTS = Path(os.environ.get("BENCH_RESULTS_DIR") or ROOT / "bench" / "results")
 BENCH_REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "2"))
+#: Issue 10, point 5: the server's median CPU per /predict at concurrency 1 stays within this
+#: (bench/serving.py's target; bench/handwriting.py weighs test-time augmentation against it).
+SERVING_CPU_BUDGET_MS = 2.5
 PACKAGES = ("apache-flink", "scikit-learn", "kafka-python", "redis", "numpy", "pandas", "skops",
             "flask", "waitress", "svglib", "reportlab", "rlPyCairo", "pillow", "requests")
 
@@ -256,3 +260,20 @@ def delete_model_keys(settings: Settings, prefixes: Iterable[str]) -> None:
         client.close()
     except Exception as exc:
         log.warning("could not delete bench model keys: %s", exc)
+
+
+def learn_one_us(settings: Settings, records: int = 1797) -> float:
+    """µs a record that the job's learner (``settings``) takes in ``OnlineLearner.learn_one``
+    alone, over the first pass of the default stream, without Flink: what a row UDF cannot go
+    below (``verdicts.row_bound_by_learner``)."""
+    from online_ml.learner import OnlineLearner, make_model
+    from online_ml.producer import iter_records
+
+    learner = OnlineLearner(make_model(settings.learner, **settings.learner_kwargs()))
+    pairs = [(x, y) for x, y in itertools.islice(iter_records(seed=0, epochs=1), records)]
+    for x, y in pairs[:20]:  # not timed: a compiled learner loads its code on the first call
+        learner.learn_one(x, y)
+    started = time.perf_counter()
+    for x, y in pairs[20:]:
+        learner.learn_one(x, y)
+    return (time.perf_counter() - started) * 1e6 / (len(pairs) - 20)

@@ -91,10 +91,11 @@ class Settings:
     # before training a new one (which then defers to a better stored model once Redis is back)
     redis_load_retry_seconds: float = 30.0
     # the learner: a name of online_ml.learner.MODELS and JSON parameters on top of its defaults
-    # (make_model's). Unset: the job's parameters for that learner, JOB_LEARNER_PARAMS (sgd:
-    # alpha 0.001, which won bench/learners.py; the others their own), so LEARNER=softmax alone
-    # works. The tutorial's model is LEARNER_PARAMS='{"alpha": 0.01}' (or '{}').
-    learner: str = "sgd"
+    # (make_model's). The default, softmax (online_ml/softmax.py), won bench/learners.py and
+    # bench/handwriting.py (README "The learner"). Unset LEARNER_PARAMS: the job's parameters for
+    # that learner, JOB_LEARNER_PARAMS (sgd: alpha 0.001; the others their own). The tutorial's
+    # model is LEARNER=sgd LEARNER_PARAMS='{"alpha": 0.01}' (or '{}').
+    learner: str = "softmax"
     learner_params: str = ""
     # scale-out (README "Parallel learners"): the job's parallelism when set (`flink run -p N`
     # also works), the source topic's partitions (>= the parallelism you run), and how often
@@ -178,9 +179,9 @@ class Settings:
     def learner_kwargs(self) -> dict:
         """LEARNER_PARAMS, or when unset the job's parameters for LEARNER.
 
-        >>> Settings().learner_kwargs(), Settings(learner="softmax").learner_kwargs()
-        ({'alpha': 0.001}, {})
-        >>> Settings(learner_params='{"alpha": 0.01}').learner_kwargs()
+        >>> Settings().learner_kwargs(), Settings(learner="sgd").learner_kwargs()
+        ({}, {'alpha': 0.001})
+        >>> Settings(learner="sgd", learner_params='{"alpha": 0.01}').learner_kwargs()
         {'alpha': 0.01}
         """
         if not self.learner_params.strip():

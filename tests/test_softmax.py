@@ -39,12 +39,14 @@ def test_registered_as_a_learner():
     assert clone(model).get_params() == model.get_params()
 
 
-def test_learner_softmax_alone_takes_its_own_defaults():
-    """LEARNER=softmax without LEARNER_PARAMS (SGD's alpha used to be applied to it, an error)."""
-    settings = Settings.from_env({"LEARNER": "softmax"})
-    model = make_model(settings.learner, **settings.learner_kwargs())
-    assert model.get_params() == OnlineSoftmax().get_params()
-    assert Settings.from_env({}).learner_kwargs() == {"alpha": 0.001}  # the job's SGD
+def test_the_default_learner_is_softmax_with_its_own_defaults():
+    """No LEARNER, or LEARNER=softmax, without LEARNER_PARAMS: softmax with its own parameters
+    (SGD's alpha used to be applied to it, an error); LEARNER=sgd alone: the job's SGD."""
+    for env in ({}, {"LEARNER": "softmax"}):
+        settings = Settings.from_env(env)
+        model = make_model(settings.learner, **settings.learner_kwargs())
+        assert model.get_params() == OnlineSoftmax().get_params()
+    assert Settings.from_env({"LEARNER": "sgd"}).learner_kwargs() == {"alpha": 0.001}
 
 
 def test_first_pass_of_the_stream_beats_rivers_figure():

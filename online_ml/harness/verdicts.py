@@ -8,6 +8,8 @@ on made-up rows; tests import the harness, never a benchmark script.
 ('1,234,567', '0.123', '-')
 >>> target("lost", 0, 0, "<=")["met"]
 True
+>>> only_if(target("batch / row", 3.6, 50, ">="), row_bound_by_learner(41, 182), "why")["met"] is None
+True
 """
 from __future__ import annotations
 
@@ -34,3 +36,23 @@ def target(name: str, value: float | None, limit: float, op: str, detail: str = 
     met = None if value is None else (value >= limit if op == ">=" else value <= limit)
     return {"target": name, "value": value, "limit": limit, "op": op, "met": met,
             "detail": detail}
+
+
+def row_bound_by_learner(learner_us: float | None, row_us: float | None) -> bool | None:
+    """Whether a row UDF's time per record is mostly its learner's (``learn_one`` alone, without
+    Flink, takes at least half of it): the condition of the targets that compare the row UDF
+    with what removes the learner's per-call cost (batch mode, more Python workers). ``None``
+    when either was not measured.
+
+    >>> row_bound_by_learner(2830, 3745), row_bound_by_learner(41, 182), row_bound_by_learner(None, 1)
+    (True, False, None)
+    """
+    if not learner_us or not row_us:
+        return None
+    return learner_us >= 0.5 * row_us
+
+
+def only_if(t: dict, holds: bool | None, why: str) -> dict:
+    """``t`` with no verdict ("n/a") and ``why`` as its detail when its condition does not hold:
+    the value is still reported."""
+    return t if holds is not False else dict(t, met=None, detail=why)
