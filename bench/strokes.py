@@ -12,7 +12,8 @@ No services, about a minute.
 * A "1" with a flag and a base: 48 drawings (online_ml/harness/mouse_digits.py,
   ``flagged_based_ones``: three flags, four bases, three boards and a cropped form), answered by the
   model a user gets (``stream_model``: LEARNER and LEARNER_PARAMS as set), by the serving
-  benchmark's models, by LEARNER=softmax trained on the same stream, and by the 5 nearest
+  benchmark's models, by LEARNER=sgd (the default until 2026-12-01) trained on the same stream, and
+  by the 5 nearest
   ``digits`` images (is the drawing, as features, among digits' 1s?).
 * What ``digits`` 1s look like: how many have a base or a flag, their ink and stem.
 
@@ -29,6 +30,7 @@ import common
 import numpy as np
 
 from online_ml import evaluation as ev
+from online_ml.config import JOB_LEARNER_PARAMS
 from online_ml.drawing_input import decode_data_url
 from online_ml.features import strokes_to_features
 from online_ml.harness.drawings import drawings
@@ -74,7 +76,7 @@ def _template_rows(p: Params, models: list) -> list[dict]:
     return rows
 
 
-def _ones_rows(user_model, models: list, softmax_model) -> tuple[list[dict], dict]:
+def _ones_rows(user_model, models: list, sgd_model) -> tuple[list[dict], dict]:
     from sklearn.datasets import load_digits
     from sklearn.neighbors import KNeighborsClassifier
 
@@ -86,8 +88,9 @@ def _ones_rows(user_model, models: list, softmax_model) -> tuple[list[dict], dic
     mouse_svgs, _, names = ev.mouse_drawings()
     mouse = ev.stroke_features([mouse_svgs[names.index("flag and base")]])
     readers = [("the user's model (stream_model)", [user_model]),
-               (f"serving benchmark's models (random_state 0..{len(models) - 1})", models),
-               ("LEARNER=softmax on the user's stream", [softmax_model]),
+               ("serving benchmark's model" if len(models) == 1 else
+                f"serving benchmark's models (random_state 0..{len(models) - 1})", models),
+               ("LEARNER=sgd (the default until 2026-12-01) on the user's stream", [sgd_model]),
                ("5 nearest digits images", [knn])]
     rows = []
     for name, ms in readers:
@@ -144,11 +147,14 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     started = time.time()
     machine = common.machine_info()
     common.progress(f"strokes: training {p.models} models as bench/serving.py does, and the user's")
-    models = [ev.batch_model(random_state=r) for r in range(p.models)]
+    models = [ev.batch_model(random_state=0)]
+    if hasattr(models[0], "random_state"):  # SGD: one model per random state; softmax: one model
+        models += [ev.batch_model(random_state=r) for r in range(1, p.models)]
     user_model = ev.stream_model(p.epochs, 0)
-    softmax_model = ev.stream_model(p.epochs, 0, learner="softmax", params={})
+    sgd_model = ev.stream_model(p.epochs, 0, learner="sgd",
+                                 params=JOB_LEARNER_PARAMS["sgd"])
     templates = _template_rows(p, models)
-    ones, info = _ones_rows(user_model, models, softmax_model)
+    ones, info = _ones_rows(user_model, models, sgd_model)
     facts = _digits_ones()
     digits_rows = [
         {"what": "with a base / a flag / both", "value": f"{facts['base']} / {facts['flag']} / "

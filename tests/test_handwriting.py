@@ -99,7 +99,8 @@ def test_the_strokes_benchmark_runs_at_smoke_size(tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     doc = json.loads((tmp_path / "strokes.json").read_text())
     res = doc["results"]
-    assert [r["models"] for r in res["templates"]] == [doc["parameters"]["models"]] * 3
+    # one model per random state (SGD), or the one model of a deterministic learner (softmax)
+    assert [r["models"] for r in res["templates"]] in ([doc["parameters"]["models"]] * 3, [1] * 3)
     assert all(0 <= r["mean"] <= 1 for r in res["templates"])
     assert len(res["ones"]) == 4 and all(0 <= r["all"] <= 1 for r in res["ones"])
     assert res["digits_ones"]["n"] == 182
