@@ -231,17 +231,18 @@ def _width_sweep(model, inks: dict, ys: dict, rt_inks: list, rt_expected: np.nda
                                    == rt_expected).mean())
         rows.append(row)
     kept = [r for r in rows if r["round_trip"] >= rt_floor - 1e-9] or rows
+
     def score(r: dict) -> float:
         return sum(r[f"dev_{f}"] for f in FORMS) / len(FORMS)
 
     best = max(kept, key=score)
-    served = next((r for r in kept if abs(r["px"] / 32 - MAX_WIDTH) < 1e-9), None)
-    if served is not None and score(best) - score(served) <= WIDTH_TIE:
+    served = next((r for r in rows if abs(r["px"] / 32 - MAX_WIDTH) < 1e-9), None)
+    if served in kept and score(best) - score(served) <= WIDTH_TIE:
         best = served  # a tie: the served width stays
     for r in rows:
         r["chosen"] = ", ".join(word for word, holds in (
             ("round trip worse: ruled out", r not in kept), ("best on dev", r is best),
-            ("served", abs(r["px"] / 32 - MAX_WIDTH) < 1e-9)) if holds)
+            ("served", r is served)) if holds)
     return rows
 
 

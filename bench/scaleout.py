@@ -63,7 +63,7 @@ from online_ml.harness.flink import FlinkJobs
 from online_ml.harness.kafka import TopicReader, Topics, preload
 from online_ml.harness.paths import ROOT
 from online_ml.harness.stack import pid_alive, stack_script
-from online_ml.harness.verdicts import only_if, row_bound_by_learner
+from online_ml.harness.verdicts import if_row_bound
 from online_ml.harness.waiting import GiveUp, WaitTimeout, wait_for
 from online_ml.model_store import ModelStore
 
@@ -537,14 +537,11 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                                          ("last-pass accuracy", "acc_last_pass",
                                           f"prequential, {last_pass(mode + '-4')}"))]
     row1_rate = by_spec.get("row-1", {}).get("records_per_s")
-    learner_us, row_us = common.learn_one_us(settings), 1e6 / row1_rate if row1_rate else None
-    row_bound = row_bound_by_learner(learner_us, row_us)
-    targets.append(only_if(
+    targets.append(if_row_bound(
         common.target("row N=2 / N=1 records/s", by_spec.get("row-2", {}).get("x_n1"), 1.7, ">=",
-                      "one TaskManager, records/s first..last"), row_bound,
-        f"the row UDF at N=1 is not bound by its learner: learn_one alone {learner_us:.0f} µs of "
-        f"its {row_us:.0f} µs a record (a second learner halves only the learner's share)"
-        if row_bound is False else ""))
+                      "one TaskManager, records/s first..last"),
+        common.learn_one_us(settings), 1e6 / row1_rate if row1_rate else None,
+        "the row UDF at N=1", "a second learner halves only the learner's share"))
     p.notes.append(f"Redis commands/s count every client of the Redis server (other sessions' "
                    f"tests and servers too): {idle_rate:,.0f}/s before the first variant")
     if any(v.mode == "batch" for v in variants):

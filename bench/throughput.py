@@ -58,7 +58,7 @@ from online_ml.harness.flink import FlinkJobs
 from online_ml.harness.kafka import TopicReader, Topics, preload
 from online_ml.harness.net import is_loopback, listening_sockets
 from online_ml.harness.paths import STATE
-from online_ml.harness.verdicts import only_if, row_bound_by_learner
+from online_ml.harness.verdicts import if_row_bound
 from online_ml.harness.waiting import GiveUp, wait_for
 
 EPOCH = 1797  # images in sklearn's digits: one pass = every image seen once
@@ -409,18 +409,15 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     learn_one_rate = by_name.get("python: learn_one", {}).get("records_per_s")
     learner_us = 1e6 / learn_one_rate if learn_one_rate else None
     row_us = 1e6 / row_rate if row_rate else None
-    row_bound = row_bound_by_learner(learner_us, row_us)
     batch_rows = [r for r in rows if r["variant"].startswith("batch UDF") and r["records_per_s"]]
     best = max(batch_rows, key=lambda r: r["records_per_s"], default=None)
     best_rate = best["records_per_s"] if best else None
     detail = best["variant"] if best else "no batch variant ran"
     targets = [
         common.target("batch UDF records/s", best_rate, 20_000, ">=", detail),
-        only_if(common.target("batch UDF / row UDF", best["x_row_udf"] if best else None, 50, ">=",
-                              detail), row_bound,
-                f"the row UDF is not bound by its learner: learn_one alone {learner_us:.0f} µs of "
-                f"the row UDF's {row_us:.0f} µs a record (what batch mode removes is the learner's "
-                f"per-call cost)" if row_bound is False else ""),
+        if_row_bound(common.target("batch UDF / row UDF", best["x_row_udf"] if best else None, 50,
+                                   ">=", detail), learner_us, row_us, "the row UDF",
+                     "what batch mode removes is the learner's per-call cost"),
         common.target("batch UDF / passthrough", best["ratio_to_passthrough"] if best else None, 0.5,
                ">=", detail),
         common.target("batch UDF / python passthrough",

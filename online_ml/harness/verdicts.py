@@ -8,7 +8,7 @@ on made-up rows; tests import the harness, never a benchmark script.
 ('1,234,567', '0.123', '-')
 >>> target("lost", 0, 0, "<=")["met"]
 True
->>> only_if(target("batch / row", 3.6, 50, ">="), row_bound_by_learner(41, 182), "why")["met"] is None
+>>> if_row_bound(target("batch / row", 3.6, 50, ">="), 41, 182, "the row UDF", "why")["met"] is None
 True
 """
 from __future__ import annotations
@@ -56,3 +56,17 @@ def only_if(t: dict, holds: bool | None, why: str) -> dict:
     """``t`` with no verdict ("n/a") and ``why`` as its detail when its condition does not hold:
     the value is still reported."""
     return t if holds is not False else dict(t, met=None, detail=why)
+
+
+def if_row_bound(t: dict, learner_us: float | None, row_us: float | None, row: str,
+                 because: str) -> dict:
+    """``t``, or "n/a" with both figures when ``row`` (the row UDF it compares) is not bound by
+    its learner (:func:`row_bound_by_learner`); ``because`` says what the target multiplies.
+
+    >>> if_row_bound(target("x", 3.5, 50, ">="), 58, 240, "the row UDF", "why")["detail"]
+    'the row UDF is not bound by its learner: learn_one alone 58 µs of its 240 µs a record (why)'
+    """
+    holds = row_bound_by_learner(learner_us, row_us)
+    return only_if(t, holds, f"{row} is not bound by its learner: learn_one alone "
+                             f"{learner_us:.0f} µs of its {row_us:.0f} µs a record ({because})"
+                   if holds is False else "")
