@@ -26,7 +26,10 @@ Rules, chosen so that an operator gets one message per incident and no noise:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from online_ml.learner import RollingAccuracy
 
@@ -110,6 +113,41 @@ class AccuracyAlarm:
             self.active = False
             return self._event(RECOVERED, accuracy, samples_seen, ts)
         return None
+
+    def update_many(self, hits: Sequence[bool], first_seen: int) -> list[tuple[int, AlertEvent]]:
+        """``update`` over many predictions in order (batch mode), the window's accuracy after
+        each one computed as one array: the events ``update`` would return, with the position of
+        the record that raised each. ``first_seen`` is ``samples_seen`` after the first record.
+
+        >>> one, many = AccuracyAlarm(0.5, window=4, warmup=0), AccuracyAlarm(0.5, 4, 0)
+        >>> hits = [1, 1, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0]
+        >>> [i for i, h in enumerate(hits) if one.update(bool(h), i + 1)]
+        [4, 7, 11]
+        >>> [(i, event.kind) for i, event in many.update_many(hits, 1)]
+        [(4, 'accuracy_drop'), (7, 'recovered'), (11, 'accuracy_drop')]
+        """
+        new = np.asarray(hits, dtype=bool).reshape(-1)
+        old = np.fromiter(self.recent._hits, dtype=bool, count=self.recent.n)
+        right = np.concatenate(([0], np.cumsum(np.concatenate((old, new)), dtype=np.int64)))
+        end = len(old) + 1 + np.arange(len(new))  # records up to and including each new one
+        n = np.minimum(self.window, end)
+        accuracy = (right[end] - right[end - n]) / n  # the same division as RollingAccuracy.get
+        watched = (first_seen + np.arange(len(new)) >= self.warmup) & (n >= self.window)
+        events = []
+        at = 0
+        while at < len(new):
+            flips = watched[at:] & (accuracy[at:] >= self.threshold + self.hysteresis
+                                    if self.active else accuracy[at:] < self.threshold)
+            if not flips.any():
+                break
+            at += int(flips.argmax())
+            self.active = not self.active
+            self.fired += self.active
+            events.append((at, self._event(DROP if self.active else RECOVERED,
+                                           float(accuracy[at]), first_seen + at, None)))
+            at += 1
+        self.recent.add_many(new.tolist())
+        return events
 
     def _event(self, kind: str, accuracy: float, samples_seen: int, ts: str | None) -> AlertEvent:
         if ts is None:

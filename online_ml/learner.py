@@ -199,7 +199,7 @@ class OnlineLearner:
         rows = np.asarray(X, dtype=np.float64)
         if not self.fitted:
             return [None] * len(rows)
-        return [int(p) for p in self.model.predict(rows)]
+        return np.asarray(self.model.predict(rows)).astype(np.int64).tolist()
 
     def _check_label(self, y: Any) -> int:
         try:
@@ -209,6 +209,13 @@ class OnlineLearner:
         if label is None or label not in self._class_set:
             raise ValueError(f"label {y!r} is not one of the classes {sorted(self._class_set)}")
         return label
+
+    def _check_labels(self, y: Iterable[Any]) -> list[int]:
+        """``_check_label`` over many labels; an integer array is checked as one."""
+        if isinstance(y, np.ndarray) and y.ndim == 1 and y.dtype.kind in "iu":
+            if np.isin(y, self.classes).all():
+                return y.tolist()
+        return [self._check_label(v) for v in y]
 
     def _record(self, y: int, pred: int | None) -> None:
         self.accuracy_metric.update(y, pred)
@@ -241,15 +248,18 @@ class OnlineLearner:
         rows = np.asarray(X, dtype=np.float64)
         if rows.ndim != 2:
             raise ValueError(f"X must be 2-dimensional, got shape {rows.shape}")
-        labels = [self._check_label(v) for v in y]
+        labels = self._check_labels(y)
         if len(labels) != len(rows):
             raise ValueError(f"X has {len(rows)} rows but y has {len(labels)} labels")
         if not labels:
             return []
         preds = self.predict_many(rows)
         self.model.partial_fit(rows, labels, classes=self.classes)
-        for label, pred in zip(labels, preds):
-            self._record(label, pred)
+        # the metrics once per batch, as _record per row would leave them
+        hits = [pred is not None and pred == label for label, pred in zip(labels, preds)]
+        self.accuracy_metric.add_many(len(hits), sum(hits))
+        self.rolling_metric.add_many(hits)
+        self.labels.update_many(labels)
         self._samples_seen += len(labels)
         return preds
 

@@ -7,7 +7,7 @@ model's metadata after a restart (``Accuracy(n, correct)``, ``LabelDistribution(
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 
 __all__ = ["Accuracy", "RollingAccuracy", "LabelDistribution"]
 
@@ -32,6 +32,13 @@ class Accuracy:
         self.n += 1
         if y_pred is not None and y_pred == y_true:
             self.correct += 1
+
+    def add_many(self, n: int, correct: int) -> None:
+        """``n`` more predictions, ``correct`` of them right (batch mode)."""
+        if not 0 <= correct <= n:
+            raise ValueError(f"need 0 <= correct <= n, got correct={correct}, n={n}")
+        self.n += int(n)
+        self.correct += int(correct)
 
     def get(self) -> float:
         """Fraction correct so far; 0.0 before any update (River's convention)."""
@@ -69,6 +76,19 @@ class RollingAccuracy:
         self._hits.append(hit)
         self._correct += hit
 
+    def add_many(self, hits: Iterable[bool]) -> None:
+        """Many predictions in order, as ``add`` one by one would leave the window.
+
+        >>> a, b = RollingAccuracy(window=3), RollingAccuracy(window=3)
+        >>> for hit in [True, False, True, True, False]:
+        ...     a.add(hit)
+        >>> b.add_many([True, False]); b.add_many([True, True, False])
+        >>> (a.get(), a.n) == (b.get(), b.n)
+        True
+        """
+        self._hits.extend(map(bool, hits))
+        self._correct = sum(self._hits)
+
     @property
     def n(self) -> int:
         return len(self._hits)
@@ -97,6 +117,9 @@ class LabelDistribution:
 
     def update(self, y: Hashable) -> None:
         self._counts[y] += 1
+
+    def update_many(self, ys: Iterable[Hashable]) -> None:
+        self._counts.update(ys)
 
     def get(self) -> dict:
         """Counts per label, labels sorted."""

@@ -1,5 +1,5 @@
 """The softmax learner's AdaGrad steps, compiled: one row after the other, as ``OnlineSoftmax``
-defines them, at ~5 µs a record instead of ~30 µs for the same steps as numpy calls.
+defines them, at ~4 µs a record instead of ~30 µs for the same steps as numpy calls.
 
 A step cannot be vectorised over rows (each row sees the weights the previous row left), and as
 numpy calls each of its dozen operations on the 10×64 weights costs a microsecond or two of call
@@ -50,13 +50,15 @@ njit = _import_njit()
 
 
 def _compiled(fn: Callable) -> Callable:
-    """``fn`` compiled, cached on disk where numba can write (``__pycache__`` beside this file,
+    """``fn`` compiled with fast math (the inputs are finite: ``OnlineSoftmax`` checks them;
+    the order of a few additions may differ, by ~1e-14 here, for ~30 % less time a record:
+    3.8 against 5.3 µs in one run), cached on disk where numba can write (``__pycache__`` beside this file,
     else a user-wide cache directory); where it can write nowhere (a read-only install without a
     writable home), compiled again in each process rather than not at all."""
     try:
-        return njit(cache=True, nogil=True)(fn)
+        return njit(cache=True, nogil=True, fastmath=True)(fn)
     except RuntimeError:  # "cannot cache function ...: no locator available for file ..."
-        return njit(nogil=True)(fn)
+        return njit(nogil=True, fastmath=True)(fn)
 
 
 @_compiled

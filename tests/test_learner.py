@@ -8,6 +8,7 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import SGDClassifier
 
 from online_ml import learner as learner_module
+from online_ml.alerts import AccuracyAlarm
 from online_ml.learner import (
     MODELS,
     Accuracy,
@@ -224,3 +225,50 @@ def test_from_stored_with_only_accuracy():
 def test_samples_seen_argument():
     learner = OnlineLearner(samples_seen=42)
     assert learner.samples_seen == 42
+
+
+def test_learn_many_counts_as_learn_one_would_with_its_predictions(digits):
+    """Batch mode updates the metrics once per batch: the same counts as _record per row."""
+    X, y = digits
+    batch, rows = OnlineLearner(window=50), OnlineLearner(window=50)
+    preds = []
+    for start in range(0, 320, 40):
+        preds += batch.learn_many(X[start:start + 40], y[start:start + 40])
+    for label, pred in zip(y[:320].tolist(), preds):
+        rows._record(label, pred)
+    for name in ("accuracy", "rolling_accuracy", "correct"):
+        assert getattr(batch, name) == getattr(rows, name), name
+    assert batch.labels.get() == rows.labels.get() and batch.rolling_metric.n == 50
+
+
+def test_learn_many_refuses_an_unknown_label_in_an_array(digits):
+    X, y = digits
+    learner = OnlineLearner()
+    learner.learn_many(X[:10], y[:10])
+    before = learner.snapshot()
+    with pytest.raises(ValueError, match="not one of the classes"):
+        learner.learn_many(X[10:13], np.array([1, 10, 2]))
+    assert learner.snapshot() == before
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_alarm_update_many_raises_what_update_raises(seed):
+    """The events of AccuracyAlarm.update over a stream of hits, in chunks of any size."""
+    rng = np.random.default_rng(seed)
+    window, warmup = int(rng.integers(1, 40)), int(rng.integers(0, 120))
+    # accuracy wandering across the threshold, so incidents start and end
+    p = np.repeat(rng.uniform(0.3, 1.0, 30), 20)
+    hits = (rng.random(len(p)) < p).tolist()
+    one = AccuracyAlarm(0.7, window, warmup, hysteresis=0.05)
+    many = AccuracyAlarm(0.7, window, warmup, hysteresis=0.05)
+    expected = [(i, e.kind, e.rolling_accuracy, e.samples_seen)
+                for i, h in enumerate(hits) if (e := one.update(h, i + 1))]
+    got, at = [], 0
+    while at < len(hits):
+        size = int(rng.integers(1, 90))
+        got += [(at + i, e.kind, e.rolling_accuracy, e.samples_seen)
+                for i, e in many.update_many(hits[at:at + size], at + 1)]
+        at += size
+    assert got == expected and len(expected) >= 2
+    assert (many.active, many.fired, many.rolling_accuracy) == \
+        (one.active, one.fired, one.rolling_accuracy)

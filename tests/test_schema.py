@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from online_ml import schema
+from online_ml import batch_codec, schema
 from online_ml.schema import BadRecord, Record, decode_record, encode_prediction, encode_record
 
 TS = "2020-01-01 01:01:01"
@@ -164,3 +164,64 @@ def test_bad_record_is_a_value_error():
     assert set(schema.REASONS) >= {"malformed_json", "not_an_object", "missing_field",
                                    "bad_x_length", "bad_x_value", "bad_x_type", "bad_label",
                                    "bad_ts"}
+
+
+def _many_kinds() -> list:
+    """Good and bad values of every kind above, in one batch (batch mode decodes them together)."""
+    bad_x = [X[:63] + [v] for v in (17, -1, 2.5, True, False, "3", None, [1], 2**70)]
+    values: list = [raw(), raw().encode(), None, b"", "{not json", b"\xff\xfe", "[1, 2]", "null",
+                    raw(x=[float(v) for v in X], actual_y=3.0), raw(x=[True] * 64),
+                    raw(x=[bool(v % 2) for v in X]), raw(source="feedback", id="f-1"),
+                    raw(source="said true"), raw(id=""), raw(id="x" * 101), raw(source=5),
+                    raw(something_else=[1, 2]), raw(ts="2020-01-01 01:01:01.123"),
+                    raw(ts="2020-13-01 01:01:01"), raw(ts=20200101), raw(actual_y=10),
+                    raw(actual_y=True), raw(actual_y=3.0), raw(x=X[:63]), raw(x="0" * 64)]
+    values += [raw(x=x) for x in bad_x] + [raw(**{f: _DROP}) for f in ("ts", "x", "actual_y")]
+    return values + [encode_record(X[::-1], y, ts=TS) for y in range(10)]
+
+
+def _outcome(value):
+    try:
+        return decode_record(value if value is not None else b"")
+    except BadRecord as exc:
+        return exc.reason, str(exc)
+
+
+@pytest.mark.parametrize("pick", ["all", "good", "each"])
+def test_decode_many_is_decode_record_on_each_value(pick):
+    """Batch mode's decoding (online_ml/batch_codec.py): the same records and the same errors as
+    one decode_record per value, whatever the mix (a batch of good values takes the array path),
+    and the predictions written as encode_prediction writes them."""
+    values = _many_kinds()
+    batches = {"all": [values, values[::-1]],
+               "good": [[v for v in values if isinstance(_outcome(v), Record)]],
+               "each": [[v] for v in values]}[pick]
+    for batch_values in batches:
+        batch = batch_codec.decode_many(batch_values)
+        expected = [_outcome(v) for v in batch_values]
+        good = [i for i, e in enumerate(expected) if isinstance(e, Record)]
+        assert batch.index == good
+        assert [batch.record(j) for j in range(len(batch))] == [expected[i] for i in good]
+        assert [(i, exc.reason, str(exc)) for i, exc in batch.rejected] == \
+            [(i, *e) for i, e in enumerate(expected) if not isinstance(e, Record)]
+        assert batch.X.dtype == np.int64 and batch.X.shape == (len(good), 64)
+        assert batch.y.dtype == np.int64 and len(batch.ts) == len(batch.id) == len(good)
+        predicted = [None if j % 5 == 0 else (j * 7) % 10 for j in range(len(batch))]
+        for start, end in ((0, len(batch)), (1, len(batch) - 1), (2, 3), (3, 3)):
+            if not start <= end <= len(batch):
+                continue
+            assert batch_codec.encode_predictions(batch, start, end, predicted[start:end]) == \
+                [encode_prediction(batch.record(j), predicted[j]) for j in range(start, end)]
+    empty = batch_codec.decode_many([])
+    assert len(empty) == 0 and empty.X.shape == (0, 64) and empty.rejected == []
+
+
+def test_batch_predictions_escape_what_json_escapes():
+    values = [raw(source='quote " backslash \\ tab \t é 🙂', id="ü\u0001"),
+              raw(source="feedback", id='a"b'), raw()]
+    batch = batch_codec.decode_many(values)
+    assert len(batch) == 3
+    texts = batch_codec.encode_predictions(batch, 0, 3, [1, 2, None])
+    assert texts == [encode_prediction(batch.record(j), p) for j, p in enumerate([1, 2, None])]
+    assert [json.loads(t)["source"] for t in texts[:2]] == [json.loads(v)["source"]
+                                                           for v in values[:2]]
