@@ -13,9 +13,12 @@ values unchanged. Three modes:
   for each record, an array of one string (the record for ``SINK_TOPIC``, as the job's UDF returns
   its prediction), unnested and split by topic in the JVM into the job's sink table. The ceiling
   of the batch UDF as it is built, whatever it learns or decodes.
+- ``--mode flat``: the same without the array: one string per record, split by topic in the JVM
+  with no UNNEST (a UDF built so could return one output per record only; measured to see what
+  the array costs).
 
     SOURCE_TOPIC=... SINK_TOPIC=... flink run -m localhost:8081 -d -pyfs stream.py \
-        -py bench/passthrough_job.py --group-id G [--mode python|shape]
+        -py bench/passthrough_job.py --group-id G [--mode python|shape|flat]
 
 ``-pyfs stream.py`` puts the training job's script on the job's Python path (the CLI's driver runs
 this file with bench/ first on the path, not the repository).
@@ -35,7 +38,7 @@ from online_ml.config import Settings
 from online_ml.side_outputs import SPLIT_SQL
 
 JOB_NAME = "bench passthrough"
-MODES = ("jvm", "python", "shape")
+MODES = ("jvm", "python", "shape", "flat")
 
 
 def copy_values(values):
@@ -52,6 +55,19 @@ def shaped_outputs(topic: str):
     def outputs(values):
         return pd.Series([[encode_output(topic, v.decode("utf-8", "replace"))]
                           for v in values.tolist()], dtype=object)
+    return outputs
+
+
+def flat_outputs(topic: str):
+    """The flat mode's pandas UDF: each record as one string for ``topic``, not in an array."""
+    import pandas as pd
+
+    from online_ml.side_outputs import encode_output
+
+    def outputs(values):
+        return pd.Series([encode_output(topic, v.decode("utf-8", "replace"))
+                          for v in values.tolist()], dtype=object)
+
     return outputs
 
 
@@ -84,6 +100,13 @@ def build_passthrough(t_env: TableEnvironment, settings: Settings, group_id: str
             "shaped", t_env.sql_query("SELECT shaped_outputs(`value`) AS items FROM source"))
         return t_env.sql_query(
             f"SELECT {SPLIT_SQL} FROM shaped CROSS JOIN UNNEST(shaped.items) AS u(item)")
+    if mode == "flat":
+        config.set("pipeline.name", f"{JOB_NAME} (python, one string per record)")
+        t_env.create_temporary_system_function("flat_outputs", udf(
+            flat_outputs(settings.sink_topic), result_type=DataTypes.STRING(), func_type="pandas"))
+        t_env.create_temporary_view(
+            "flat", t_env.sql_query("SELECT flat_outputs(`value`) AS item FROM source"))
+        return t_env.sql_query(f"SELECT {SPLIT_SQL} FROM flat")
     t_env.create_temporary_system_function(
         "copy_values", udf(copy_values, result_type=DataTypes.BYTES(), func_type="pandas"))
     return t_env.sql_query("SELECT copy_values(`value`) AS `value` FROM source")
@@ -98,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     args, _ = parser.parse_known_args(argv)
     settings = Settings.from_env()
     t_env = TableEnvironment.create(EnvironmentSettings.in_streaming_mode())
-    table = stream.OUTPUT_TABLE if args.mode == "shape" else "sink"
+    table = stream.OUTPUT_TABLE if args.mode in ("shape", "flat") else "sink"
     result = build_passthrough(t_env, settings, args.group_id, args.mode).execute_insert(table)
     job = result.get_job_client()
     print(f"submitted '{JOB_NAME}'" + (f" as job {job.get_job_id()}" if job else ""))

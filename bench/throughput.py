@@ -86,8 +86,8 @@ class Params:
     # TaskManager JVM (README, "Python execution mode"): it runs on a fresh private instance
     variants: tuple[str, ...] = ("passthrough", "python-passthrough", "python-shape", "row",
                                  "batch", "python")
-    all_variants = ("passthrough", "python-passthrough", "python-shape", "row", "row-thread",
-                    "batch", "python")
+    all_variants = ("passthrough", "python-passthrough", "python-shape", "python-flat", "row",
+                    "row-thread", "batch", "python")
     notes: list = field(default_factory=list)
 
     @classmethod
@@ -328,8 +328,8 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     rows: list[dict] = []
     with Topics(settings) as topics:
         try:
-            if set(p.variants) & {"passthrough", "python-passthrough", "python-shape", "row",
-                                  "row-thread", "batch"}:
+            if set(p.variants) & {"passthrough", "python-passthrough", "python-shape",
+                                  "python-flat", "row", "row-thread", "batch"}:
                 source = topics.create(f"bench_{rid}_source")
                 common.progress(f"throughput: preloading {p.records:,} records into {source}")
                 loaded = preload(settings, source, p.records, p.seed, procs=p.preload_procs)
@@ -356,7 +356,9 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
             python_jobs = [("python-passthrough", "python", "pypass",
                             f"python passthrough (copy-only pandas UDF, B={b})"),
                            ("python-shape", "shape", "pyshape",
-                            f"{SHAPE} (the batch UDF's output, no work, B={b})")]
+                            f"{SHAPE} (the batch UDF's output, no work, B={b})"),
+                           ("python-flat", "flat", "pyflat",
+                            f"python flat (one string per record, no array, no work, B={b})")]
             for variant, mode, tag, name in python_jobs:
                 if variant in p.variants:
                     rows.append(run_flink_variant(
