@@ -50,11 +50,12 @@ njit = _import_njit()
 
 
 def _compiled(fn: Callable) -> Callable:
-    """``fn`` compiled with fast math (the inputs are finite: ``OnlineSoftmax`` checks them;
-    the order of a few additions may differ, by ~1e-14 here, for ~30 % less time a record:
-    3.8 against 5.3 µs in one run), cached on disk where numba can write (``__pycache__`` beside this file,
-    else a user-wide cache directory); where it can write nowhere (a read-only install without a
-    writable home), compiled again in each process rather than not at all."""
+    """``fn`` compiled with fast math (the inputs are finite: ``OnlineSoftmax`` checks them; a
+    few operations may round differently, the weights ending ~1e-13 apart, for a third less time
+    a record: ``python bench/batch_cost.py`` times both), cached on disk where numba can write
+    (``__pycache__`` beside this file, else a user-wide cache directory); where it can write
+    nowhere (a read-only install without a writable home), compiled again in each process rather
+    than not at all."""
     try:
         return njit(cache=True, nogil=True, fastmath=True)(fn)
     except RuntimeError:  # "cannot cache function ...: no locator available for file ..."

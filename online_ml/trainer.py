@@ -50,8 +50,8 @@ Output = tuple[str, str]  # (topic, value)
 def paused_gc() -> Iterator[None]:
     """No garbage collection inside: a batch allocates tens of thousands of small objects that
     live until it ends and form no cycles, and the collections they trigger walk every object of
-    the worker again and again (8 % of ``process_many``'s time over 5,000 records, measured
-    outside Flink on 2026-12-01: 17.2 against 18.6 µs a record, medians of 8 alternating runs)."""
+    the worker again and again (``python bench/batch_cost.py`` times batch mode's path with the
+    collector on and paused)."""
     enabled = gc.isenabled()
     gc.disable()
     try:

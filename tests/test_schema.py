@@ -1,11 +1,14 @@
 """The Kafka record contract: what the job accepts, what it refuses and how it says why."""
 import doctest
 import json
+import os
+import subprocess
 
 import numpy as np
 import pytest
 
 from online_ml import batch_codec, schema
+from online_ml.harness.paths import PY, ROOT
 from online_ml.schema import BadRecord, Record, decode_record, encode_prediction, encode_record
 
 TS = "2020-01-01 01:01:01"
@@ -225,3 +228,17 @@ def test_batch_predictions_escape_what_json_escapes():
     assert texts == [encode_prediction(batch.record(j), p) for j, p in enumerate([1, 2, None])]
     assert [json.loads(t)["source"] for t in texts[:2]] == [json.loads(v)["source"]
                                                            for v in values[:2]]
+
+
+def test_the_batch_cost_benchmark_runs_at_smoke_size(tmp_path):
+    """bench/batch_cost.py --smoke as a user runs it: each step of batch mode before and now,
+    timed in one run, and the fast-math weights beside the plain ones."""
+    done = subprocess.run([PY, str(ROOT / "bench" / "batch_cost.py"), "--smoke"], cwd=ROOT,
+                          env=dict(os.environ, BENCH_RESULTS_DIR=str(tmp_path)),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    doc = json.loads((tmp_path / "batch_cost.json").read_text())
+    assert [r["step"] for r in doc["results"]] == ["decode", "answer", "learn", "batch"]
+    assert all(r["before_us"] > 0 and r["now_us"] > 0 for r in doc["results"])
+    assert doc["results"][2]["weights_apart"] <= 1e-9
+    assert len(doc["targets"]) == 5
