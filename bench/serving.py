@@ -38,6 +38,7 @@ class Params:
     warmup_requests: int = 30
     servers: tuple[str, ...] = ("project", "project-waitress", "tutorial")
     threads: int = 8  # waitress threads
+    gthreads: int = 4  # threads per gunicorn gthread worker (project-gthread)
     workers: int = 2  # gunicorn workers (one per core here)
     drawings: int = 40
     seed: int = 7
@@ -106,6 +107,8 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         "project": dict(call="online_ml.server:create_app", name="project-server",
                         workers=p.workers),
         "project-waitress": dict(call="online_ml.server:create_app", name="project-waitress"),
+        "project-gthread": dict(call="online_ml.server:create_app", name="project-gthread",
+                                workers=p.workers, gunicorn_threads=p.gthreads),
         # gunicorn imports the app from its working directory
         "tutorial": dict(call="tutorial_server:create_app", name="tutorial-server",
                          cwd=common.ROOT / "bench", workers=p.workers),

@@ -32,7 +32,8 @@ class Server(contextlib.AbstractContextManager):
     """The prediction server (or another WSGI app) as a real process on a free port.
 
     * ``call="module:factory"``: the app under waitress with ``threads`` (one process), or with
-      ``workers`` under gunicorn (that many sync worker processes), as README and ``make demo``;
+      ``workers`` under gunicorn (that many sync worker processes, as README and ``make demo``;
+      with ``gunicorn_threads``, gthread workers of that many threads);
     * ``script="model_server.py"``: the tutorial's command, ``python model_server.py --port N``.
 
     ``env`` is added to this process's environment; the server runs in ``cwd`` (both WSGI
@@ -43,7 +44,7 @@ class Server(contextlib.AbstractContextManager):
     def __init__(self, call: str | None = None, env: Mapping[str, str] | None = None, *,
                  script: str | None = None, threads: int = 8, workers: int = 0,
                  name: str = "server", cwd: Path = ROOT, log_dir: Path | None = None,
-                 keep_log: bool = False):
+                 keep_log: bool = False, gunicorn_threads: int = 0):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.name = name
@@ -54,6 +55,9 @@ class Server(contextlib.AbstractContextManager):
             module, factory = call.split(":")
             command = [venv_tool("gunicorn"), "--bind", f"127.0.0.1:{self.port}",
                        "--workers", str(workers), f"{module}:{factory}()"]
+            if gunicorn_threads:  # gthread workers: keep-alive connections, threads each
+                command[-1:-1] = ["--worker-class", "gthread", "--threads",
+                                  str(gunicorn_threads)]
         elif call:
             command = [venv_tool("waitress-serve"), "--host", "127.0.0.1", "--port",
                        str(self.port), "--threads", str(threads), "--call", call]
