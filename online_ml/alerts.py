@@ -127,7 +127,7 @@ class AccuracyAlarm:
         [(4, 'accuracy_drop'), (7, 'recovered'), (11, 'accuracy_drop')]
         """
         new = np.asarray(hits, dtype=bool).reshape(-1)
-        old = np.fromiter(self.recent._hits, dtype=bool, count=self.recent.n)
+        old = np.array(self.recent.hits, dtype=bool)
         right = np.concatenate(([0], np.cumsum(np.concatenate((old, new)), dtype=np.int64)))
         end = len(old) + 1 + np.arange(len(new))  # records up to and including each new one
         n = np.minimum(self.window, end)

@@ -93,6 +93,11 @@ class RollingAccuracy:
     def n(self) -> int:
         return len(self._hits)
 
+    @property
+    def hits(self) -> list[bool]:
+        """The window's predictions, right or wrong, oldest first."""
+        return list(self._hits)
+
     def get(self) -> float:
         return self._correct / len(self._hits) if self._hits else 0.0
 
