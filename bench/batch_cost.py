@@ -30,7 +30,7 @@ import common
 import numpy as np
 
 from online_ml.alerts import AccuracyAlarm
-from online_ml.batch_codec import decode_many, encode_predictions
+from online_ml.batch_codec import decode_many, encode_predictions, hits
 from online_ml.learner import OnlineLearner, make_model, predict_chunk
 from online_ml.producer import iter_records, make_message
 from online_ml.schema import decode_record, encode_prediction
@@ -85,9 +85,8 @@ def _batch_path(batches: list[list[bytes]], max_chunk: int) -> Callable[[], obje
                 end = min(len(batch), pos + predict_chunk(learner.samples_seen, max_chunk))
                 predicted = learner.learn_many(batch.X[pos:end], batch.y[pos:end])
                 encode_predictions(batch, pos, end, predicted)
-                hits = (batch.y[pos:end] == np.asarray(predicted) if predicted[0] is not None
-                        else np.zeros(end - pos, dtype=bool))
-                alarm.update_many(hits, learner.samples_seen - (end - pos) + 1)
+                alarm.update_many(hits(batch.y[pos:end], predicted),
+                                  learner.samples_seen - (end - pos) + 1)
                 pos = end
 
     return run

@@ -114,7 +114,8 @@ class AccuracyAlarm:
             return self._event(RECOVERED, accuracy, samples_seen, ts)
         return None
 
-    def update_many(self, hits: Sequence[bool], first_seen: int) -> list[tuple[int, AlertEvent]]:
+    def update_many(self, hits: Sequence[bool] | np.ndarray,
+                    first_seen: int) -> list[tuple[int, AlertEvent]]:
         """``update`` over many predictions in order (batch mode), the window's accuracy after
         each one computed as one array: the events ``update`` would return, with the position of
         the record that raised each. ``first_seen`` is ``samples_seen`` after the first record.

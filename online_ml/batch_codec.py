@@ -16,11 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 
-from online_ml.schema import N_FEATURES, X_MAX, BadRecord, Record, _check_ts, decode_record
+from online_ml.schema import _INT_ONLY, N_FEATURES, X_MAX, BadRecord, Record, _check_ts, decode_record
 
-__all__ = ["Batch", "decode_many", "encode_predictions"]
-
-_INT_ONLY = {int}
+__all__ = ["Batch", "decode_many", "encode_predictions", "hits"]
 
 
 @dataclass
@@ -174,3 +172,15 @@ def encode_predictions(batch: Batch, start: int, end: int,
             text += ',"id":' + (strings.get(rid) or _json_string(rid, strings))
         out.append(text + "}")
     return out
+
+
+def hits(actual: np.ndarray, predicted: Sequence[int | None]) -> np.ndarray:
+    """Which predictions were right, as booleans; a model that had seen nothing predicts None
+    for every record, and None is wrong.
+
+    >>> hits(np.array([1, 2]), [1, 3]).tolist(), hits(np.array([1, 2]), [None, None]).tolist()
+    ([True, False], [False, False])
+    """
+    if len(predicted) and predicted[0] is not None:
+        return actual == np.asarray(predicted)
+    return np.zeros(len(actual), dtype=bool)

@@ -27,11 +27,9 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
-import numpy as np
-
 from online_ml.alerts import AccuracyAlarm, AlertEvent
 from online_ml.backups import Backups, meta_count
-from online_ml.batch_codec import Batch, decode_many, encode_predictions
+from online_ml.batch_codec import Batch, decode_many, encode_predictions, hits
 from online_ml.config import Settings
 from online_ml.learner import OnlineLearner, make_model, predict_chunk
 from online_ml.model_store import ModelFormatError, ModelStore, StoredModel
@@ -327,7 +325,7 @@ class Trainer(Backups):
 
         Returns ``(outputs, labels_trained, n_correct)``; ``outputs[i]`` are the ``(topic,
         value)`` pairs for ``values[i]``, as :meth:`process` returns them. The values are decoded
-        and checked as one array (``schema.decode_many``), and the metrics and the alarm are
+        and checked as one array (``batch_codec.decode_many``), and the metrics and the alarm are
         updated once per chunk: the same outputs as :meth:`process` on the same model.
         """
         with paused_gc():
@@ -374,13 +372,10 @@ class Trainer(Backups):
         for j in range(start, end):
             if batch.source[j] == "feedback":
                 self._note_feedback(batch.id[j])
-        if predicted and predicted[0] is not None:
-            hits = batch.y[start:end] == np.asarray(predicted)
-        else:  # a model that had seen nothing predicts nothing
-            hits = np.zeros(end - start, dtype=bool)
-        for at, event in self.alarm.update_many(hits, first_seen):
+        right = hits(batch.y[start:end], predicted)
+        for at, event in self.alarm.update_many(right, first_seen):
             outputs[index[start + at]].append((self.settings.alert_topic, self._alert(event)))
-        return int(hits.sum())
+        return int(right.sum())
 
     # -- what the job exposes --------------------------------------------------------------------
     def gauges(self) -> dict[str, Callable[[], int]]:
