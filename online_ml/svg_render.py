@@ -144,6 +144,13 @@ def _mul(a: tuple, b: tuple) -> tuple:
             a0 * b4 + a2 * b5 + a4, a1 * b4 + a3 * b5 + a5)
 
 
+def _set(shape, **attrs) -> None:
+    """Set attributes of a reportlab shape to values of our own that its checks would pass (a
+    pen width, a cap, black or white): reportlab checks every assignment (``validateSetattr``,
+    ~15 µs each here), a tenth of a board request's CPU for values known to be valid."""
+    shape.__dict__.update(attrs)
+
+
 def _is_paper(color) -> bool:
     """Near-white colours are paper (backgrounds, erasers); everything else is ink."""
     try:
@@ -173,13 +180,13 @@ def _prepare_shapes(node, ctm: tuple, ink_shapes: list) -> None:
         if color is None:
             continue
         if _is_paper(color):
-            setattr(node, attr, colors.white)
+            _set(node, **{attr: colors.white})
         else:
-            setattr(node, attr, colors.black)
+            _set(node, **{attr: colors.black})
             is_ink = True
     for attr in ("fillOpacity", "strokeOpacity"):
         if getattr(node, attr, None) is not None:
-            setattr(node, attr, 1)
+            _set(node, **{attr: 1})
     if is_ink:
         ink_shapes.append((node, ctm))
 
@@ -250,10 +257,8 @@ class SvgDrawing:
                 if getattr(shape, "strokeColor", None) is not None and hasattr(shape, "strokeWidth"):
                     # the pen is fixed in output pixels; undo the shape's own transforms and ours
                     local = math.sqrt(abs(ctm[0] * ctm[3] - ctm[1] * ctm[2])) or 1.0
-                    shape.strokeWidth = pen_px / (scale * local)
-                    shape.strokeLineCap = 1
-                    shape.strokeLineJoin = 1
-                    shape.strokeDashArray = None
+                    _set(shape, strokeWidth=pen_px / (scale * local), strokeLineCap=1,
+                         strokeLineJoin=1, strokeDashArray=None)
         else:  # own stroke widths: leave room for them (we do not know them exactly)
             widest = max((getattr(s, "strokeWidth", 0) or 0) * math.sqrt(abs(m[0] * m[3] - m[1] * m[2]))
                          for s, m in self.ink_shapes)
@@ -316,22 +321,46 @@ def _board_drawing(root):
     from reportlab.graphics.shapes import Drawing, Group, Path
     from reportlab.lib.colors import Color
 
-    main = Group()
-    main.transform = transform
+    path_state, group_state, drawing_state = _board_templates()
+    groups = []
     for width, d in strokes:
         tokens = d.split()  # M x y L x y ...: svglib's numbers are float() of the same strings
         points = [float(t) for t in tokens if t not in ("M", "L")]
         operators = [0] + [1] * (len(points) // 2 - 1)  # moveTo, then lineTo
-        path = Path(points, operators, fillColor=None, fillOpacity=1,
-                    strokeColor=Color(0, 0, 0, 1), strokeWidth=width, strokeLineCap=1,
-                    strokeLineJoin=1, strokeMiterLimit=0, strokeDashArray=None, strokeOpacity=1,
-                    fillMode=1)
-        group = Group()
-        group.add(path)
-        main.add(group)
-    drawing = Drawing(*size)
-    drawing.add(main)
-    return drawing
+        path = _unchecked(Path, path_state, points=points, operators=operators,
+                          strokeWidth=width, strokeColor=Color(0, 0, 0, 1))
+        groups.append(_unchecked(Group, group_state, contents=[path]))
+    main = _unchecked(Group, group_state, contents=groups, transform=transform)
+    return _unchecked(Drawing, drawing_state, contents=[main], width=size[0], height=size[1])
+
+
+def _unchecked(cls, state: dict, **attrs):
+    """A reportlab node of ``cls`` with the checked ``state`` of a template and ``attrs`` of our
+    own (see :func:`_set`): reportlab's constructors check every attribute and copy the class's
+    attribute map for each group, most of the cost of building a board's drawing. The node reads
+    the class's attribute map, as a node never extended does."""
+    node = cls.__new__(cls)
+    node.__dict__.update(state)
+    node.__dict__.update(attrs)
+    return node
+
+
+@functools.cache
+def _board_templates() -> tuple[dict, dict, dict]:
+    """The state of a board stroke's path, of a group and of a drawing, built once through
+    reportlab's checked constructors; each board drawing copies it (``_board_drawing``)."""
+    from reportlab.graphics.shapes import Drawing, Group, Path
+    from reportlab.lib.colors import Color
+
+    path = Path([0.0, 0.0, 1.0, 1.0], [0, 1], fillColor=None, fillOpacity=1,
+                strokeColor=Color(0, 0, 0, 1), strokeWidth=1.0, strokeLineCap=1,
+                strokeLineJoin=1, strokeMiterLimit=0, strokeDashArray=None, strokeOpacity=1,
+                fillMode=1)
+
+    def state(node) -> dict:
+        return {k: v for k, v in node.__dict__.items()
+                if k not in ("points", "operators", "contents", "_attrMap")}
+    return state(path), state(Group()), state(Drawing(1, 1))
 
 
 @functools.lru_cache(maxsize=128)
