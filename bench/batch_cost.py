@@ -157,13 +157,9 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                for r in rows]
     targets.append(common.target("learn: fast-math weights apart from the plain ones", apart,
                                  1e-9, "<=", "largest absolute difference after every step"))
-    text = common.report("batch mode's Python work per record, before and now (outside Flink)",
-                         COLUMNS, rows, targets)
-    path = common.write_result("batch_cost", dict(vars(p)), rows, targets, machine, started,
-                               smoke)
-    out = common.finish(path, rows, targets, text, smoke, quiet)
-    out["results"] = {"rows": rows}
-    return out
+    return common.finish_table(
+        "batch_cost", "batch mode's Python work per record, before and now (outside Flink)",
+        COLUMNS, rows, targets, dict(vars(p)), machine, started, smoke, quiet)
 
 
 def main() -> int:

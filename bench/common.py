@@ -246,6 +246,17 @@ def finish(path: Path, rows: list, targets: Sequence[dict], text: str, smoke: bo
     return {"path": str(path), "rows": rows, "targets": targets, "text": text}
 
 
+def finish_table(name: str, title: str, columns: Sequence[tuple[str, str, str]], rows: list,
+                 targets: Sequence[dict], params: dict, machine: dict, started: float,
+                 smoke: bool, quiet: bool) -> dict:
+    """The end of a benchmark with one table: write its JSON, print its report, and return what
+    :func:`finish` returns with ``results = {"rows": rows}`` (what :func:`offline_main` reads)."""
+    path = write_result(name, params, rows, targets, machine, started, smoke)
+    out = finish(path, rows, targets, report(title, columns, rows, targets), smoke, quiet)
+    out["results"] = {"rows": rows}
+    return out
+
+
 # -- clean-up --------------------------------------------------------------------------------
 def delete_model_keys(settings: Settings, prefixes: Iterable[str]) -> None:
     """Remove the Redis keys of the models a benchmark stored (db BENCH_REDIS_DB only)."""

@@ -643,3 +643,30 @@ def test_index_has_the_monitor_and_feedback(client):
                   "/static/vendor/uPlot.LICENSE"):
         with client.get(asset) as response:
             assert response.status_code == 200, asset
+
+
+def test_the_request_cost_benchmark_runs_at_smoke_size(redis_service, tmp_path):
+    """bench/request_cost.py --smoke as a user runs it: every stage of POST /predict timed for
+    each drawing set, through the real app and a model stored in Redis, the stages adding up to
+    the whole request."""
+    import os
+    import subprocess
+
+    from online_ml.harness.paths import PY, ROOT
+
+    done = subprocess.run([PY, str(ROOT / "bench" / "request_cost.py"), "--smoke"], cwd=ROOT,
+                          env=dict(os.environ, BENCH_RESULTS_DIR=str(tmp_path)),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    doc = json.loads((tmp_path / "request_cost.json").read_text())
+    rows = {r["key"]: r for r in doc["results"]}
+    assert list(rows) == ["parse", "shapes", "render", "ink_features", "rest_features", "score",
+                          "flask", "request", "renders"]
+    sets = [k for k in ("board", "board_svglib", "handwriting") if k in rows["request"]]
+    assert sets[:2] == ["board", "board_svglib"]
+    for name in sets:
+        stages = [rows[k][name] for k in list(rows)[:7]]
+        assert all(v > 0 for v in stages), (name, stages)
+        assert rows["request"][name] == pytest.approx(sum(stages), abs=0.01)
+        assert rows["renders"][name] >= 1
+    assert len(doc["targets"]) == 2
