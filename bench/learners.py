@@ -9,8 +9,9 @@ plus the cost per record.
 River, the reference library for online learning in Python, runs side by side
 (``river-softmax``: its ``StandardScaler | SoftmaxRegression(SGD(0.01))`` fed the same records as
 dicts, predict_one then learn_one). Each trained model (every seed) is also scored on the development
-split of real handwriting (online_ml/handwriting.py, served features; the dev split only: this is
-where choices are made). The targets of issue 10 point 7 (our softmax learner against River, row
+split of real handwriting (online_ml/handwriting.py, served features, one view: the learners are
+compared on the same features, without the server's second view of bitmaps; the dev split only:
+this is where choices are made). The targets of issue 10 point 7 (our softmax learner against River, row
 against batch mode, real handwriting against SGD, the default learner until 2026-12-01) and the
 recommendation are computed at the end.
 
@@ -150,8 +151,8 @@ def run_variant(name: str, epochs: int, seed: int) -> tuple[dict, Callable]:
 
 
 def dev_handwriting() -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Features (as the server computes them) of the development split of real handwriting, in
-    each form, and its labels."""
+    """Features (as the server computes them: the first view) of the development split of real
+    handwriting, in each form, and its labels."""
     from online_ml import evaluation as ev
     from online_ml.handwriting import FORMS, drawing, load_mnist, split
 

@@ -11,8 +11,8 @@ is counted without it:
 * SVG to shapes (the board's own converter, ``svg_render._board_drawing``, and svglib for
   everything else);
 * render the ink (``SvgDrawing.ink``, every pen the ink fitting tries);
-* ink to 64 features (``features.ink_to_features``, every pen);
-* decode base64, bounds, pen fitting (the rest of ``image_to_features``);
+* ink to 64 features (``features.ink_to_features``, every pen; both views of a bitmap);
+* decode base64, bounds, pen fitting (the rest of ``image_to_views``);
 * score: calibrated probabilities and the sure rule (``server.predict._predict``);
 * Flask, form, JSON, metrics (the rest of the request).
 
@@ -44,7 +44,7 @@ from online_ml.server import predict as predict_route
 STAGES = [("parse", "parse and check the SVG (lxml)"),
           ("shapes", "SVG to shapes (board converter or svglib)"),
           ("render", "render the ink (all pens tried)"),
-          ("ink_features", "ink to 64 features (all pens tried)"),
+          ("ink_features", "ink to 64 features (all pens tried; a bitmap's two views)"),
           ("rest_features", "decode base64, bounds, pen fitting"),
           ("score", "score: calibrated probabilities + sure"),
           ("flask", "Flask, form, JSON, metrics"),
@@ -100,8 +100,8 @@ def _timed_stages(clock: _Clock, board_converter: bool) -> Iterator[None]:
                (svg_render, "_svglib_drawing", clock.wrap("shapes", svg_render._svglib_drawing)),
                (svg_render.SvgDrawing, "ink", clock.wrap("render", svg_render.SvgDrawing.ink)),
                (features, "ink_to_features", clock.wrap("ink_features", features.ink_to_features)),
-               (predict_route, "image_to_features",
-                clock.wrap("rest_features", predict_route.image_to_features)),
+               (predict_route, "image_to_views",
+                clock.wrap("rest_features", predict_route.image_to_views)),
                (predict_route, "_predict", clock.wrap("score", predict_route._predict))]
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     try:

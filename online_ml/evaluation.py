@@ -25,12 +25,18 @@ from .learner import OnlineLearner, make_model
 from .producer import iter_records
 from .svg_render import SvgDrawing, svg_ink
 
-__all__ = ["VARIANTS", "STROKE_VARIANTS", "mouse_drawings", "stroke_features", "stream_model",
-           "batch_model",
-           "affine_variant", "drawing_inks", "features_of", "per_digit", "confusion", "format_confusion"]
+__all__ = ["VARIANTS", "STROKE_VARIANTS", "SERVED", "WIDTH", "BITMAP_VIEWS", "mouse_drawings",
+           "stroke_features", "stream_model", "batch_model", "affine_variant", "drawing_inks",
+           "features_of", "view_scores", "view_answers", "per_digit", "confusion",
+           "format_confusion"]
 
-#: Feature pipelines compared in the ablation: keyword arguments of ``ink_to_features``. The last
-#: one is what the server uses (its defaults).
+SERVED = "+ deskew, centred across by mass, height fills, width <= 24/32 (served)"
+WIDTH = "served + stroke width (bitmaps' second view)"
+#: What the server scores a bitmap (or filled shapes) by: these views, their decision values
+#: averaged (``features.bitmap_views``; test-time augmentation). Strokes get one view.
+BITMAP_VIEWS = (SERVED, WIDTH)
+#: Feature pipelines compared in the ablation: keyword arguments of ``ink_to_features``. ``SERVED``
+#: is the server's features (its defaults): a stroke drawing's only view, a bitmap's first.
 VARIANTS: dict[str, dict[str, Any]] = {
     "crop, scale, centre, count (before)": {"deskew": False, "width": False, "centre": "box",
                                             "fit": "long side"},
@@ -39,11 +45,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "+ deskew": {"deskew": True, "width": False, "centre": "box", "fit": "long side"},
     "+ deskew, centred across by mass": {"deskew": True, "width": False, "centre": "mass",
                                          "fit": "long side"},
-    "+ deskew, centred across by mass, height fills, width <= 24/32 (served)": {},
-    "served + stroke width (not served)": {"width": True},
+    SERVED: {},
+    WIDTH: {"width": True},
 }
-SERVED = "+ deskew, centred across by mass, height fills, width <= 24/32 (served)"
-WIDTH = "served + stroke width (not served)"
 #: Feature paths for strokes compared on the mouse drawings (online_ml/harness/mouse_digits.py):
 #: keyword arguments of ``strokes_to_features``. The last one is the server's.
 STROKE_VARIANTS: dict[str, dict[str, Any]] = {
@@ -127,6 +131,25 @@ def drawing_inks(svgs: Iterable[str]) -> list[np.ndarray]:
 def features_of(inks: Sequence[np.ndarray], variant: str | dict[str, Any] = SERVED) -> np.ndarray:
     options = VARIANTS[variant] if isinstance(variant, str) else variant
     return np.array([ink_to_features(ink, **options) for ink in inks])
+
+
+def view_scores(model: Any, views: Sequence[np.ndarray]) -> np.ndarray:
+    """Decision values averaged over views (feature matrices of the same drawings, one per
+    view), as the server scores a drawing (``uncertainty.view_probabilities``)."""
+    from .uncertainty import logits
+
+    scores = []
+    for v in views:
+        z = logits(model, v)
+        if z is None:
+            raise ValueError(f"{type(model).__name__} has no decision values to average")
+        scores.append(z)
+    return np.mean(np.stack(scores), axis=0)
+
+
+def view_answers(model: Any, views: Sequence[np.ndarray]) -> np.ndarray:
+    """The server's answers for drawings scored by ``views`` (see :func:`view_scores`)."""
+    return model.classes_[view_scores(model, views).argmax(axis=1)]
 
 
 def mouse_drawings(board: tuple[float, float] = (360, 240)) -> tuple[list[str], np.ndarray, list[str]]:

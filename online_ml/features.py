@@ -17,7 +17,9 @@ Steps:
    ``digits`` digits carry (:func:`strokes_to_features`); bitmaps and filled shapes keep theirs;
 3. remove the slant (online_ml/normalise.py), crop to the ink, scale the height to 32 px and
    the width with it up to ``MAX_WIDTH``, centre (across by the centre of mass), binarise;
-4. count ink pixels per 4x4 block.
+4. count ink pixels per 4x4 block;
+5. bitmaps and filled shapes only: a second view, the same with the stroke width normalised;
+   the server averages the model's scores over the views (:func:`image_to_views`).
 
 Modules: online_ml/drawing_input.py decodes what the board posts (data URLs, base64, PNG) and
 bounds its size; online_ml/svg_render.py parses SVG safely and renders its ink small; this module
@@ -45,7 +47,8 @@ from .drawing_input import (
 )
 from .svg_render import BOX, PEN_WIDTH, SvgDrawing, svg_ink
 
-__all__ = ["FeatureError", "InputTooLarge", "image_to_features", "ink_to_features", "MAX_INPUT_CHARS",
+__all__ = ["FeatureError", "InputTooLarge", "image_to_features", "image_to_views", "bitmap_views",
+           "ink_to_features", "MAX_INPUT_CHARS",
            "decode_data_url", "svg_ink", "png_ink", "warm_up", "strokes_to_features", "INK_RANGE"]
 
 # -- geometry of the optdigits preprocessing ----------------------------------------------------
@@ -75,12 +78,48 @@ def image_to_features(data: str | bytes) -> np.ndarray:
     ``data`` is what the board posts: ``data:image/svg+xml;base64,...`` (also without ``data:``,
     or just the base64 part), or a PNG data URL. Raises FeatureError for anything else.
     """
+    return _views(data, augment=False)[0]
+
+
+def image_to_views(data: str | bytes) -> np.ndarray:
+    """The views of a drawing the server may score it by, one row of 64 features each; for the
+    learners it earns its place with (``uncertainty.BITMAP_VIEW_LEARNERS``) the answer averages
+    the model's decision values over them (test-time augmentation,
+    ``uncertainty.view_probabilities``), the others score the first row, which is
+    :func:`image_to_features`.
+
+    * Strokes (the board, jSignature): one view, redrawn with the pen fitted to ``digits``' ink.
+    * Bitmaps and filled shapes (a PNG, an SVG of a scanned digit), which keep their own ink:
+      two, the features and the same with the stroke width normalised (``width=True``). Chosen
+      by bench/handwriting.py's computed rule on real handwriting, which is such bitmaps: it
+      gains on the development split, keeps the ``digits`` round trip and fits the CPU budget.
+      Strokes get no second view: the fitted pen already sets their width, and no real pen
+      trajectories were found to measure another on (README "Real handwriting").
+    """
+    return _views(data, augment=True)
+
+
+def bitmap_views(ink: np.ndarray) -> np.ndarray:
+    """The two views of a bitmap's ink (see :func:`image_to_views`), deskewed once for both."""
+    from . import normalise
+
+    upright = normalise.deskew(ink)
+    return np.stack([ink_to_features(upright, deskew=False),
+                     ink_to_features(upright, deskew=False, width=True)])
+
+
+def _views(data: str | bytes, augment: bool) -> np.ndarray:
     raw = decode_data_url(data)
     if raw.startswith(PNG_MAGIC):
-        return ink_to_features(png_ink(raw))
-    if looks_like_svg(raw):
-        return strokes_to_features(SvgDrawing(raw))
-    raise FeatureError("input is neither an SVG nor a PNG image")
+        ink = png_ink(raw)
+    elif looks_like_svg(raw):
+        drawing = SvgDrawing(raw)
+        if drawing.has_strokes:
+            return strokes_to_features(drawing)[None]
+        ink = drawing.ink(PEN_WIDTH)  # filled shapes: the pen changes nothing
+    else:
+        raise FeatureError("input is neither an SVG nor a PNG image")
+    return bitmap_views(ink) if augment else ink_to_features(ink)[None]
 
 
 def strokes_to_features(drawing: SvgDrawing, fit_ink: bool = True, **options) -> np.ndarray:

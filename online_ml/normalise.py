@@ -80,21 +80,30 @@ def deskew(ink: np.ndarray, max_slant: float = MAX_SLANT) -> np.ndarray:
 def stroke_width(bits: np.ndarray) -> float:
     """Mean stroke width (px) of a binary bitmap: 2 x area / perimeter (4-neighbour edges)."""
     bits = np.asarray(bits, dtype=bool)
-    area = int(bits.sum())
+    area = int(np.count_nonzero(bits))
     if area == 0:
         return 0.0
-    padded = np.pad(bits, 1)
-    perimeter = int((padded[1:, :] != padded[:-1, :]).sum() + (padded[:, 1:] != padded[:, :-1]).sum())
+    padded = _padded(bits)
+    perimeter = int(np.count_nonzero(padded[1:, :] != padded[:-1, :])
+                    + np.count_nonzero(padded[:, 1:] != padded[:, :-1]))
     return 2.0 * area / max(perimeter, 1)
 
 
+def _padded(bits: np.ndarray) -> np.ndarray:
+    """``bits`` with a ring of paper around it (what ``np.pad(bits, 1)`` gives, at a tenth of
+    its cost on these small rasters)."""
+    out = np.zeros((bits.shape[0] + 2, bits.shape[1] + 2), dtype=bool)
+    out[1:-1, 1:-1] = bits
+    return out
+
+
 def _grow(bits: np.ndarray) -> np.ndarray:
-    p = np.pad(bits, 1)
+    p = _padded(bits)
     return bits | p[:-2, 1:-1] | p[2:, 1:-1] | p[1:-1, :-2] | p[1:-1, 2:]
 
 
 def _shrink(bits: np.ndarray) -> np.ndarray:
-    p = np.pad(bits, 1)
+    p = _padded(bits)
     return bits & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
 
 
@@ -102,12 +111,15 @@ def normalise_width(bits: np.ndarray, target: float, max_steps: int = 4) -> np.n
     """Grow or shrink the ink one pixel ring at a time (each about 2 px of width) while that
     brings its stroke width closer to ``target``; never shrinks ink away entirely."""
     bits = np.asarray(bits, dtype=bool)
+    width = stroke_width(bits)
     for _ in range(max_steps):
-        width = stroke_width(bits)
         if abs(width - target) < 1.0:
             break
         candidate = _grow(bits) if width < target else _shrink(bits)
-        if not candidate.any() or abs(stroke_width(candidate) - target) >= abs(width - target):
+        if not candidate.any():
             break
-        bits = candidate
+        new_width = stroke_width(candidate)
+        if abs(new_width - target) >= abs(width - target):
+            break
+        bits, width = candidate, new_width
     return bits

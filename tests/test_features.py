@@ -504,3 +504,27 @@ def test_a_digit_fills_the_height_and_at_most_six_of_eight_columns(digits):
     assert np.flatnonzero(old.sum(axis=1)).size < 8  # the long side filled the width instead
     dash = image_to_features(jsignature([[(10, 50), (90, 50)]], ox=20, oy=20)).reshape(8, 8)
     assert np.flatnonzero(dash.sum(axis=1)).size <= 3  # still a dash, not a block
+
+
+def test_bitmaps_get_two_views_and_strokes_one(digits):
+    """What the server scores a drawing by (``image_to_views``): strokes one view, their
+    features; a bitmap (PNG, or an SVG of filled shapes) two, its features and the same with the
+    stroke width normalised — exactly bench/handwriting.py's views (evaluation.BITMAP_VIEWS)."""
+    from online_ml import evaluation as ev
+    from online_ml.features import bitmap_views, image_to_views
+
+    rng = np.random.default_rng(5)
+    strokes = jsignature(SEVEN, ox=10, oy=10, size=1.2)
+    one = image_to_views(strokes)
+    assert one.shape == (1, 64) and np.array_equal(one[0], image_to_features(strokes))
+    for url in (svg_data_url(digit_svg(digits.images[7], rng)),
+                png_data_url(digit_png(digits.images[7], rng))):
+        two = image_to_views(url)
+        assert two.shape == (2, 64)
+        assert np.array_equal(two[0], image_to_features(url))
+        assert not np.array_equal(two[0], two[1])
+    svg = digit_svg(digits.images[4], rng)
+    ink = svg_render.svg_ink(svg.encode())
+    expected = np.stack([ev.features_of([ink], v)[0] for v in ev.BITMAP_VIEWS])
+    assert np.array_equal(bitmap_views(ink), expected)
+    assert np.array_equal(image_to_views(svg_data_url(svg)), expected)

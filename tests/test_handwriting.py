@@ -88,6 +88,9 @@ def test_the_benchmark_runs_at_smoke_size(tmp_path):
     n_test = doc["parameters"]["test"]
     assert len(res["per_digit"]) == 10 and np.array(res["confusion"]["board"]).sum() == n_test
     assert {"accuracy_when_sure", "sure_share"} <= res["uncertainty"][0].keys()
+    # the rule that keeps test-time augmentation on bitmaps served is computed in every run
+    assert isinstance(res["tta"]["earns_its_place_on_bitmaps"], bool)
+    assert any(t["target"].startswith("bitmaps scored by both views") for t in doc["targets"])
 
 
 def test_the_strokes_benchmark_runs_at_smoke_size(tmp_path):

@@ -37,11 +37,12 @@ def digit_data_url(img8: np.ndarray) -> str:
     return svg_data_url(digit_rects_svg(img8))
 
 
-def digit_data_features(img8: np.ndarray) -> np.ndarray:
-    """The 64 features the server computes from ``digit_data_url(img8)``."""
-    from online_ml.features import image_to_features
+def digit_data_views(img8: np.ndarray) -> np.ndarray:
+    """The views the server scores ``digit_data_url(img8)`` by: filled squares are a bitmap, so
+    two rows of 64 features (``features.image_to_views``)."""
+    from online_ml.features import image_to_views
 
-    return image_to_features(digit_data_url(img8)).reshape(1, -1)
+    return image_to_views(digit_data_url(img8))
 
 
 def wait_until(condition, timeout: float = 10.0, what: str = "condition"):
@@ -191,7 +192,10 @@ def test_the_served_models_learner_sets_its_probabilities_whatever_learner_is_se
     for i in (0, 8, 13):
         answer = app.test_client().post(
             "/predict", data={"imgStr": digit_data_url(digits.images[i])}).get_json()
-        z = uncertainty.logits(stored, digit_data_features(digits.images[i]))
+        views = digit_data_views(digits.images[i])
+        assert views.shape == (2, 64)
+        scored = views if learner == "softmax" else views[:1]  # uncertainty.BITMAP_VIEW_LEARNERS
+        z = uncertainty.logits(stored, scored).mean(axis=0, keepdims=True)  # averaged over views
         expected = uncertainty.softmax(z, own.temperature)[0]
         top = answer["probabilities"]
         assert top[0]["digit"] == answer["predict_result"] == int(stored.classes_[expected.argmax()])

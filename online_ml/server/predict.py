@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from flask import current_app, jsonify, request
 
-from ..features import FeatureError, InputTooLarge, image_to_features
-from ..uncertainty import calibration, probabilities, verdict
+from ..features import FeatureError, InputTooLarge, image_to_views
+from ..uncertainty import calibration, served_views, verdict, view_predict, view_probabilities
 from .api import model_summary
 from .cache import ModelUnavailable
 from .errors import error
@@ -43,7 +43,8 @@ def _wants_explanation() -> bool:
 def _explain(model: Any, x: np.ndarray, digit: int) -> dict:
     """What the model saw (the 64 features, 8x8 row by row, 0..16) and, for a linear model, what
     each cell contributed to the predicted digit's score (weight x feature; positive = for it),
-    so a person can see why a "1" became a 3. Opt-in (``explain``): it doubles the answer."""
+    so a person can see why a "1" became a 3. Opt-in (``explain``): it doubles the answer. For a
+    bitmap scored by two views, the first (its features without the stroke width normalised)."""
     out: dict[str, Any] = {"features": [round(float(v), 2) for v in x[0]]}
     coef = getattr(model, "coef_", None)
     classes = list(getattr(model, "classes_", []))
@@ -52,15 +53,16 @@ def _explain(model: Any, x: np.ndarray, digit: int) -> dict:
     return out
 
 
-def _predict(model: Any, x: np.ndarray, k: int = 3) -> tuple[int, list[dict] | None, dict | None]:
+def _predict(model: Any, views: np.ndarray, k: int = 3) -> tuple[int, list[dict] | None, dict | None]:
     """The predicted digit, the top-k calibrated class probabilities and whether the model is
     sure (online_ml/uncertainty.py), when the model has probabilities (SGD with hinge loss has
-    not). One scoring pass: the digit is the most probable class. The temperature and the sure
+    not), from the drawing's views (``features.image_to_views``: the decision values averaged over
+    them). One scoring pass: the digit is the most probable class. The temperature and the sure
     threshold are those of the served model's learner, by its type (``calibration``)."""
     fitted = calibration(model)
-    proba = probabilities(model, x, fitted.temperature)
+    proba = view_probabilities(model, views, fitted.temperature)
     if proba is None:
-        return int(model.predict(x)[0]), None, None
+        return int(view_predict(model, views)), None, None
     p = proba[0]
     order = np.argsort(p)[::-1][:k]
     classes = getattr(model, "classes_", np.arange(len(p)))
@@ -76,7 +78,7 @@ def predict():
                      "(data:image/svg+xml;base64,...)", 400)
     started = time.perf_counter()
     try:
-        features = image_to_features(data)
+        views = image_to_views(data)
     except InputTooLarge as exc:
         return error(str(exc), 413)
     except FeatureError as exc:
@@ -89,14 +91,14 @@ def predict():
     except ModelUnavailable as exc:
         return error(str(exc), 503)
 
-    x = features.reshape(1, -1)
+    x = views[:1]  # what the model saw first: the features explain shows
     expected = getattr(stored.model, "n_features_in_", x.shape[1])
     if expected != x.shape[1]:
         log.error("model version %s expects %s features, not %s", stored.version, expected,
                   x.shape[1])
         return error(f"the stored model expects {expected} features, the board gives "
                      f"{x.shape[1]}", 500)
-    digit, top, sure = _predict(stored.model, x)
+    digit, top, sure = _predict(stored.model, served_views(stored.model, views))
     answer: dict[str, Any] = {
         "success": True,
         "predict_result": digit,
