@@ -15,6 +15,8 @@ No services: everything runs in this process, offline.
   (SGDClassifier alpha=0.01) trained on the same stream.
 * Ablation: each feature variant on test and dev, and on ``digits`` redrawn as SVG (share of the
   answers unchanged from the raw features: that must not get worse).
+* Strokes: the same digits traced into strokes (online_ml/skeleton.py), through the board's
+  path, and test-time augmentation on strokes (bench/handwriting_strokes.py).
 * Uncertainty: softmax temperature and "sure" threshold fitted on dev for the stream model's
   learner (printed: "calibration fitted on the dev split for LEARNER=..."), scored on test, against
   the values the server uses for that learner (online_ml/uncertainty.py ``CALIBRATIONS``).
@@ -30,12 +32,13 @@ import time
 from dataclasses import dataclass
 
 import common
+import handwriting_strokes
 import numpy as np
 
 from online_ml import evaluation as ev
 from online_ml import uncertainty as unc
 from online_ml.features import MAX_WIDTH, bitmap_views
-from online_ml.handwriting import FORMS, drawing, load_mnist, split
+from online_ml.handwriting import FORMS, TRACED, drawing, load_mnist, split
 from online_ml.harness.drawings import digit_rects_svg
 
 COLUMNS = [("pipeline", "pipeline", ""), ("form", "form", ""), ("split", "split", ""),
@@ -55,6 +58,7 @@ class Params:
     cost_drawings: int = 200
     augment: int = 2  # affine variants learned per record by the training-time augmentation row
     width_sweep: bool = True  # the dev sweep that chose features.MAX_WIDTH
+    strokes: bool = True  # the same digits traced into strokes (bench/handwriting_strokes.py)
 
     @classmethod
     def smoke(cls) -> Params:
@@ -142,7 +146,8 @@ def _uncertainty(model, dev_views, dev_y, test_views, test_y) -> tuple[list[dict
     return rows, chosen
 
 
-DIGIT_COLUMNS = [("digit", "digit", "d")] + [(f, f, ".3f") for f in FORMS]
+DIGIT_COLUMNS = [("digit", "digit", "d")] + [(f, f, ".3f") for f in FORMS] + [
+    ("traced strokes", TRACED, ".3f")]
 PRECISIONS = (0.8, 0.85, 0.9, 0.95)
 OPT_COLUMNS = [("sure answers right (dev)", "promise", ".2f"), ("threshold (dev)", "threshold", ".3f"),
                ("sure (dev)", "dev_sure_share", ".0%"), ("sure (test)", "sure_share", ".0%"),
@@ -372,6 +377,16 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                 rows.append({"pipeline": label, "form": f, "split": "test", "n": len(pred),
                              "accuracy": float((pred == ys["test"]).mean()), "pred": pred})
 
+    strokes: dict = {}
+    if p.strokes:
+        common.progress("handwriting: the same digits traced into strokes, through the board's path")
+        strokes = handwriting_strokes.run_section(
+            model, tutorial_model, parts, ys, p.drawing_seed,
+            _tutorial_features if p.tutorial else None, p.cost_drawings)
+        rows.append({"pipeline": "project (served: one view, stream model)", "form": TRACED,
+                     "split": "test", "n": len(ys["test"]), "accuracy": strokes["served_test"],
+                     "pred": None})
+
     digit_rows = []
     confusions = {}
     for r in rows[:len(FORMS)]:
@@ -379,7 +394,8 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
             digit_rows.append(dict(d, form=r["form"]))
         confusions[r["form"]] = ev.confusion(ys["test"], r["pred"]).tolist()
     per_digit = [{"digit": d, **{f: next(x["accuracy"] for x in digit_rows
-                                         if x["digit"] == d and x["form"] == f) for f in FORMS}}
+                                         if x["digit"] == d and x["form"] == f) for f in FORMS},
+                  TRACED: strokes["per_digit"].get(d) if strokes else None}
                  for d in range(10)]
 
     def views(split: str) -> list[np.ndarray]:
@@ -433,6 +449,10 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     tta_verdict = _tta_verdict(ablation, cost, two_views, learner)
     common.progress(tta_verdict["text"])
     targets.append(tta_verdict.pop("target"))
+    if strokes:
+        targets += [common.target("real handwriting traced into strokes, test accuracy",
+                                  strokes["served_test"], 0.70, ">=", "the board's path"),
+                    strokes.pop("target")]
     for r in rows:
         r.pop("pred")
     text = "\n\n".join([
@@ -452,13 +472,18 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         fitted_text,
         common.table("cost: in-process CPU per board drawing", COST_COLUMNS, cost),
         tta_verdict["text"],
+        *([common.table("real handwriting traced into strokes: the board's path",
+                        handwriting_strokes.ACC_COLUMNS, strokes["accuracy"]),
+           common.table("test-time augmentation on strokes (chosen on dev; the mouse set must not "
+                        "get worse)", handwriting_strokes.TTA_COLUMNS, strokes["tta"])]
+          if strokes else []),
         common.targets_table(targets)])
     params = dict(vars(p), n_dev=len(parts["dev"]), n_test=len(parts["test"]), forms=list(FORMS),
                   model=type(model).__name__, model_params=model.get_params(),
                   sure_precision=unc.SURE_PRECISION)
     results = {"accuracy": rows, "ablation": ablation, "widths": widths, "mouse": mouse_rows,
                "per_digit": per_digit, "confusion": confusions, "uncertainty": unc_rows,
-               "chosen_on_dev": chosen, "cost": cost, "tta": tta_verdict}
+               "chosen_on_dev": chosen, "cost": cost, "tta": tta_verdict, "strokes": strokes}
     path = common.write_result("handwriting", params, results, targets, machine, started, smoke)
     out = common.finish(path, rows, targets, text, smoke, quiet)
     out["results"] = results
@@ -469,7 +494,9 @@ def main() -> int:
     return common.offline_main(__doc__, run, Params, [
         (COLUMNS, "accuracy"), (ABL_COLUMNS, "ablation"), (WIDTH_COLUMNS, "widths"),
         (MOUSE_COLUMNS, "mouse"), (DIGIT_COLUMNS, "per_digit"), (UNC_COLUMNS, "uncertainty"),
-        (OPT_COLUMNS, "chosen_on_dev.options"), (COST_COLUMNS, "cost")])
+        (OPT_COLUMNS, "chosen_on_dev.options"), (COST_COLUMNS, "cost"),
+        (handwriting_strokes.ACC_COLUMNS, "strokes.accuracy"),
+        (handwriting_strokes.TTA_COLUMNS, "strokes.tta")])
 
 
 if __name__ == "__main__":

@@ -49,7 +49,8 @@ from .svg_render import BOX, PEN_WIDTH, SvgDrawing, svg_ink
 
 __all__ = ["FeatureError", "InputTooLarge", "image_to_features", "image_to_views", "bitmap_views",
            "ink_to_features", "MAX_INPUT_CHARS",
-           "decode_data_url", "svg_ink", "png_ink", "warm_up", "strokes_to_features", "INK_RANGE"]
+           "decode_data_url", "svg_ink", "png_ink", "warm_up", "strokes_to_features", "fitted_pen",
+           "INK_RANGE"]
 
 # -- geometry of the optdigits preprocessing ----------------------------------------------------
 BLOCK = 4  # block size counted into one feature -> 8x8 features of 0..16
@@ -135,10 +136,18 @@ def strokes_to_features(drawing: SvgDrawing, fit_ink: bool = True, **options) ->
     Filled shapes (bitmaps drawn as SVG, ``digits`` drawn back) have no pen: left as they are.
     ``fit_ink=False`` keeps the one pen (as before); ``options`` go to :func:`ink_to_features`.
     """
+    if not fit_ink:
+        return ink_to_features(drawing.ink(PEN_WIDTH), **options)
+    return fitted_pen(drawing, **options)[0]
+
+
+def fitted_pen(drawing: SvgDrawing, **options) -> tuple[np.ndarray, float]:
+    """The features of :func:`strokes_to_features` and the pen (fraction of the box) they were
+    drawn with (``PEN_WIDTH`` for filled shapes, which no pen changes)."""
     pen = PEN_WIDTH
     x = ink_to_features(drawing.ink(pen), **options)
-    if not fit_ink or not drawing.has_strokes:
-        return x
+    if not drawing.has_strokes:
+        return x, pen
     for _ in range(PEN_TRIES):
         miss = _ink_miss(x)
         if miss == 0:
@@ -151,7 +160,7 @@ def strokes_to_features(drawing: SvgDrawing, fit_ink: bool = True, **options) ->
         if abs(_ink_miss(candidate)) >= abs(miss):
             break
         x, pen = candidate, new_pen
-    return x
+    return x, pen
 
 
 def _ink_miss(x: np.ndarray) -> float:

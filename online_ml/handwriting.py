@@ -14,6 +14,11 @@ half dark) as one filled SVG path of pixel runs, in one of two forms:
   sends the whole canvas;
 * ``cropped``: an SVG just the size of the ink, as the tutorial's jSignature page sends it.
 
+And as strokes, the board's own kind of drawing (``TRACED``): the ink thinned to its skeleton
+and traced into polylines (online_ml/skeleton.py), drawn as static/board.js writes strokes, on
+the 300x150 board at a random place and size. The shapes are people's; the pen's path is traced,
+not recorded.
+
 A fixed, stratified, seeded split gives a development half (tune on it) and a test half (report
 it).
 
@@ -35,9 +40,11 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["FORMS", "load_mnist", "split", "ink_runs", "bitmap_svg", "drawing"]
+__all__ = ["FORMS", "TRACED", "load_mnist", "split", "ink_runs", "bitmap_svg", "traced_svg",
+           "drawing"]
 
 FORMS = ("board", "cropped")
+TRACED = "traced"  # the strokes form (``traced_svg``)
 BOARD = (300, 150)  # the board's size in the page (CSS px), as online_ml/harness/drawings.py
 SIDE = 28  # MNIST images are 28x28
 INK = 128  # a pixel at least this dark (0..255) is ink
@@ -122,8 +129,31 @@ def bitmap_svg(img: np.ndarray, form: str, rng: random.Random, board: tuple[int,
             f'viewBox="0 0 {width} {height}"><path fill="#000" stroke="none" d="{d}"/></svg>')
 
 
+def traced_svg(img: np.ndarray, rng: random.Random, board: tuple[int, int] = BOARD,
+               threshold: int = INK) -> str:
+    """The bitmap's ink thinned and traced into strokes (online_ml/skeleton.py), as the board
+    writes strokes: the ink's height drawn between 40 and 130 px at a random place."""
+    from .harness.drawings import stroke_svg
+    from .skeleton import smooth, thin, trace
+
+    lines = [smooth(line) for line in trace(thin(np.asarray(img) >= threshold))]
+    if not lines:
+        raise ValueError("the image has no ink")
+    rows = np.concatenate([line[:, 0] for line in lines])
+    cols = np.concatenate([line[:, 1] for line in lines])
+    h, w = max(rows.max() - rows.min(), 1.0), max(cols.max() - cols.min(), 1.0)
+    px = min(rng.uniform(40, 130) / h, (board[0] - 20) / w)
+    ox = rng.uniform(10, board[0] - 10 - w * px) - cols.min() * px
+    oy = rng.uniform(5, max(6.0, board[1] - 5 - h * px)) - rows.min() * px
+    return stroke_svg([[(ox + c * px, oy + r * px) for r, c in line] for line in lines],
+                      board=board)
+
+
 def drawing(index: int, form: str, seed: int = 0) -> tuple[str, int]:
-    """Sample ``index`` of the data set in ``form``, the same SVG for the same ``seed``."""
+    """Sample ``index`` of the data set in ``form`` (one of ``FORMS``, or ``TRACED``), the same
+    SVG for the same ``seed``."""
     images, labels = load_mnist()
     rng = random.Random(f"{seed}:{form}:{index}")
+    if form == TRACED:
+        return traced_svg(images[index], rng), int(labels[index])
     return bitmap_svg(images[index], form, rng), int(labels[index])

@@ -13,7 +13,7 @@ import pytest
 from online_ml import normalise
 from online_ml.drawing_input import decode_data_url
 from online_ml.features import MAX_WIDTH, image_to_features, ink_to_features
-from online_ml.handwriting import FORMS, bitmap_svg, drawing, load_mnist, split
+from online_ml.handwriting import FORMS, INK, TRACED, bitmap_svg, drawing, load_mnist, split
 from online_ml.harness.drawings import stroke_svg, svg_data_url
 from online_ml.harness.paths import PY, ROOT
 from online_ml.svg_render import svg_ink
@@ -51,6 +51,34 @@ def test_the_board_form_varies_place_and_size_not_the_features():
     assert np.abs(fa - fb).max() <= 3  # antialiasing at another scale, nothing more
 
 
+def test_traced_strokes_are_board_strokes_with_the_digits_shape():
+    """The strokes form: a digit thinned and traced goes through the board's own path (its SVG
+    converter, the fitted pen, one view), and its skeleton stays inside the ink and reaches
+    every part of it."""
+    from online_ml import svg_render
+    from online_ml.features import image_to_views
+    from online_ml.skeleton import thin, trace
+
+    images, _ = load_mnist()
+    for index in (0, 7, 1234):
+        ink = images[index] >= INK
+        skeleton = thin(ink)
+        assert skeleton.any() and not (skeleton & ~ink).any()
+        traced = {p for line in trace(skeleton) for p in line}
+        assert traced == {(int(r), int(c)) for r, c in zip(*np.nonzero(skeleton))}
+        near = skeleton.copy()  # most ink lies within 3 px of the skeleton (blobs are thick)
+        for _ in range(3):
+            near = normalise._grow(near)
+        assert (ink & near).sum() >= 0.9 * ink.sum()
+    svg, label = drawing(7, TRACED)
+    assert 'stroke-linecap="round"' in svg and 'fill="none"' in svg
+    root = svg_render._parse_svg(svg.encode())
+    assert svg_render._board_drawing(root) is not None  # the board's converter takes it
+    views = image_to_views(svg_data_url(svg))
+    assert views.shape == (1, 64) and views.sum() > 200
+    assert drawing(7, TRACED) == (svg, label) and drawing(7, TRACED, seed=1)[0] != svg
+
+
 def test_deskew_makes_a_slanted_stroke_upright():
     upright = [[(50, 5), (50, 95)]]
     slanted = [[(70, 5), (30, 95)]]  # leaning right, as many people write a 1
@@ -72,6 +100,17 @@ def test_normalise_width_thickens_thin_ink_and_thins_thick_ink():
     assert normalise.stroke_width(normalise.normalise_width(thick, 10)) < normalise.stroke_width(thick)
 
 
+def handwriting_strokes_candidates() -> list[str]:
+    """The candidate second views of bench/handwriting_strokes.py, read from its source (bench/
+    is scripts, not a package)."""
+    import ast
+
+    tree = ast.parse((ROOT / "bench" / "handwriting_strokes.py").read_text())
+    node = next(n for n in tree.body if isinstance(n, ast.AnnAssign)
+                and getattr(n.target, "id", "") == "CANDIDATES")
+    return [k.value for k in node.value.keys]
+
+
 def test_the_benchmark_runs_at_smoke_size(tmp_path):
     """bench/handwriting.py --smoke as a user runs it (a script, never imported by a test)."""
     done = subprocess.run([PY, str(ROOT / "bench" / "handwriting.py"), "--smoke"], cwd=ROOT,
@@ -80,7 +119,7 @@ def test_the_benchmark_runs_at_smoke_size(tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     doc = json.loads((tmp_path / "handwriting.json").read_text())
     res = doc["results"]
-    assert {r["form"] for r in res["accuracy"]} == set(FORMS)
+    assert {r["form"] for r in res["accuracy"]} == {*FORMS, TRACED}
     assert len(res["ablation"]) >= 2 and all(0 <= r["round_trip"] <= 1 for r in res["ablation"])
     assert any("affine variants" in r["variant"] for r in res["ablation"])
     assert round(MAX_WIDTH * 32) in [r["px"] for r in res["widths"]]  # how MAX_WIDTH was chosen
@@ -91,6 +130,9 @@ def test_the_benchmark_runs_at_smoke_size(tmp_path):
     # the rule that keeps test-time augmentation on bitmaps served is computed in every run
     assert isinstance(res["tta"]["earns_its_place_on_bitmaps"], bool)
     assert any(t["target"].startswith("bitmaps scored by both views") for t in doc["targets"])
+    # the strokes section: the board's path on the same digits traced, and its second views
+    assert {r["views"] for r in res["strokes"]["tta"][1:]} == set(handwriting_strokes_candidates())
+    assert all(0 <= r["test"] <= 1 for r in res["strokes"]["accuracy"])
 
 
 def test_the_strokes_benchmark_runs_at_smoke_size(tmp_path):
