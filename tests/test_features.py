@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
-from online_ml import features, svg_render
+from online_ml import features, raster, svg_render
 from online_ml.features import (
     MAX_INPUT_CHARS,
     FeatureError,
@@ -194,8 +194,7 @@ def test_svg_is_rasterised_small_whatever_the_board_size(board, size, monkeypatc
 def _renderpm_ink(drawing: SvgDrawing, pen: float | None) -> np.ndarray:
     """The ink as reportlab's renderPM draws it (the renderer the features were tuned with)."""
     def through_renderpm(contents, transform, width, height):
-        return svg_render._rasterise_renderpm(
-            svg_render._drawing_of(contents, transform, width, height))
+        return raster._rasterise_renderpm(raster._drawing_of(contents, transform, width, height))
 
     direct = svg_render._rasterise
     svg_render._rasterise = through_renderpm
@@ -239,7 +238,7 @@ def _drawing_sets() -> dict[str, list[str]]:
 
 @pytest.mark.parametrize("name, urls", list(_drawing_sets().items()))
 def test_direct_cairo_rendering_gives_renderpms_pixels(name, urls, monkeypatch):
-    """The SVG ink is drawn straight with cairo (svg_render._cairo_surface) instead of through
+    """The SVG ink is drawn straight with cairo (raster._cairo_surface) instead of through
     reportlab's renderPM (~1 ms less per rendering): it must give the very same pixels, hence the
     very same features, for every pen the ink fitting may ask for, and it must be what serves."""
     from online_ml.drawing_input import decode_data_url
@@ -253,7 +252,7 @@ def test_direct_cairo_rendering_gives_renderpms_pixels(name, urls, monkeypatch):
 
     def no_renderpm(drawing):
         raise AssertionError("rendered through renderPM")
-    monkeypatch.setattr(svg_render, "_rasterise_renderpm", no_renderpm)
+    monkeypatch.setattr(raster, "_rasterise_renderpm", no_renderpm)
     for url in urls:
         image_to_features(url)
 
@@ -310,12 +309,12 @@ def test_the_boards_svg_is_converted_to_svglibs_very_shapes():
 def test_shapes_the_direct_renderer_does_not_draw_go_through_renderpm(monkeypatch):
     """Rectangles, circles, polylines (``digits`` drawn back, hand-written SVG): renderPM."""
     calls = []
-    renderpm = svg_render._rasterise_renderpm
+    renderpm = raster._rasterise_renderpm
 
     def spy(drawing):
         calls.append(drawing)
         return renderpm(drawing)
-    monkeypatch.setattr(svg_render, "_rasterise_renderpm", spy)
+    monkeypatch.setattr(raster, "_rasterise_renderpm", spy)
     svg = ('<svg xmlns="http://www.w3.org/2000/svg" width="300" height="150">'
            '<rect x="100" y="20" width="30" height="100" fill="#000"/>'
            '<circle cx="160" cy="70" r="20" fill="none" stroke="#000" stroke-width="5"/></svg>')
