@@ -94,8 +94,8 @@ def image_to_views(data: str | bytes) -> np.ndarray:
       two, the features and the same with the stroke width normalised (``width=True``). Chosen
       by bench/handwriting.py's computed rule on real handwriting, which is such bitmaps: it
       gains on the development split, keeps the ``digits`` round trip and fits the CPU budget.
-      Strokes get no second view: the fitted pen already sets their width, and no real pen
-      trajectories were found to measure another on (README "Real handwriting").
+      Strokes get no second view: on real handwriting traced into strokes none earns its
+      place by the same rule (bench/handwriting_strokes.py; README "Real handwriting").
     """
     return _views(data, augment=True)
 
