@@ -126,7 +126,7 @@ def test_scaleout_json(smoke_results):
 def test_handwriting_json(smoke_results):
     doc = load(smoke_results[0], "handwriting")
     results = doc["results"]
-    assert {r["form"] for r in results["accuracy"]} == {"board", "cropped"}
+    assert {r["form"] for r in results["accuracy"]} == {"board", "cropped", "traced"}
     assert any(r["pipeline"].startswith("tutorial") for r in results["accuracy"])
     assert results["ablation"] and results["uncertainty"] and len(results["per_digit"]) == 10
     assert {"real handwriting, board form, test accuracy",
