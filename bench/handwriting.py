@@ -261,8 +261,8 @@ def _tta_verdict(ablation: list[dict], cost: list[dict], served: bool, learner: 
     tta = next(a for a in ablation if a["variant"] == TTA)
     gain = 100 * sum(tta[f"dev_{f}"] - one[f"dev_{f}"] for f in FORMS) / len(FORMS)
     ms = next(c["ms"] for c in cost if c["step"] == TTA_COST)
-    checks = {"gains on dev": gain > 0, "keeps the round trip": tta["round_trip"] >= one["round_trip"],
-              f"within {common.SERVING_CPU_BUDGET_MS} ms CPU": ms <= common.SERVING_CPU_BUDGET_MS}
+    checks = handwriting_strokes.tta_checks(gain > 0, tta["round_trip"] >= one["round_trip"],
+                                            "the round trip", ms)
     failed = [name for name, ok in checks.items() if not ok]
     earns = not failed
     served_text = (f"LEARNER={learner}: the server scores bitmaps by "
