@@ -236,6 +236,37 @@ class SvgDrawing:
         self.has_strokes = any(getattr(s, "strokeColor", None) is not None
                                and hasattr(s, "strokeWidth") for s, _ in self.ink_shapes)
 
+    def stroke_length(self) -> tuple[float, int] | None:
+        """The total length of the stroked paths' centre lines (drawing units, a curve by its
+        chord) and how many pieces (sub-paths) they make, or None when a stroked shape is not a
+        path (``<rect>``, ``<circle>``, ...: no estimate). What the pen's ink is estimated from
+        before rendering (``features.estimated_ink``)."""
+        from reportlab.graphics.shapes import Path
+
+        length, pieces = 0.0, 0
+        for shape, m in self.ink_shapes:
+            if getattr(shape, "strokeColor", None) is None or not hasattr(shape, "strokeWidth"):
+                continue
+            if not isinstance(shape, Path):
+                return None
+            points, i = shape.points, 0
+            start = last = None
+            for op in shape.operators:
+                if op == 3:  # closePath: back to the piece's start
+                    if start is not None and last is not None:
+                        length += math.dist(start, last)
+                        last = start
+                    continue
+                i += 6 if op == 2 else 2  # curveTo has two control points before its end
+                x, y = points[i - 2], points[i - 1]
+                here = (m[0] * x + m[2] * y + m[4], m[1] * x + m[3] * y + m[5])
+                if op == 0:
+                    start, pieces = here, pieces + 1
+                elif last is not None:
+                    length += math.dist(last, here)
+                last = here
+        return length, pieces
+
     def ink(self, pen_width: float | None = PEN_WIDTH) -> np.ndarray:
         """The ink, rasterised so its long side is about ``RENDER_SIZE`` px.
 
