@@ -95,7 +95,9 @@ def _parse_svg(raw: bytes):
     if root is None or not isinstance(root.tag, str) or etree.QName(root).localname != "svg":
         raise FeatureError("input is XML but not an SVG image (root element is not <svg>)")
     count = 0
-    numbers = 0
+    numbers = 0  # numbers counted in path data
+    pending: list[str] = []  # path data not counted yet, and its characters
+    chars = 0
     for el in root.iter():
         count += 1
         if count > MAX_SVG_ELEMENTS:
@@ -110,10 +112,16 @@ def _parse_svg(raw: bytes):
             if local == "href":
                 raise FeatureError("SVG refused: references to other documents (href) are not allowed")
             if local in ("d", "points"):
-                numbers += len(_NUMBER.findall(value))
-                if numbers > MAX_PATH_NUMBERS:
-                    raise FeatureError(f"SVG too complex: more than {MAX_PATH_NUMBERS} numbers "
-                                       "in its paths")
+                # a number takes a character at least: count them (the regex is a third of a
+                # board drawing's parse) only once the characters could hold too many
+                pending.append(value)
+                chars += len(value)
+                if numbers + chars > MAX_PATH_NUMBERS:
+                    numbers += sum(len(_NUMBER.findall(v)) for v in pending)
+                    pending, chars = [], 0
+                    if numbers > MAX_PATH_NUMBERS:
+                        raise FeatureError(f"SVG too complex: more than {MAX_PATH_NUMBERS} "
+                                           "numbers in its paths")
     _check_declared_size(root)
     return root
 
@@ -362,7 +370,7 @@ def _board_drawing(root):
         path = _unchecked(Path, path_state, points=points, operators=operators,
                           strokeWidth=width, strokeColor=Color(0, 0, 0, 1))
         groups.append(_unchecked(Group, group_state, contents=[path]))
-    main = _unchecked(Group, group_state, contents=groups, transform=transform)
+    main = _unchecked(Group, group_state, contents=groups, transform=transform, _board=True)
     return _unchecked(Drawing, drawing_state, contents=[main], width=size[0], height=size[1])
 
 

@@ -380,6 +380,31 @@ def test_bad_input_is_refused_with_a_message(data, words):
     assert words.lower() in str(info.value).lower()
 
 
+@pytest.mark.parametrize("compact", [False, True])
+def test_path_numbers_are_counted_exactly_at_the_limit(compact):
+    """SVGs with exactly MAX_PATH_NUMBERS numbers in their paths parse, one more is refused,
+    however the numbers are written (compact path data: "1.5.5" is two numbers, "-1-2" two) and
+    however many paths they are spread over (the parse counts them only once the characters
+    could hold too many)."""
+    from online_ml.svg_render import MAX_PATH_NUMBERS, _parse_svg
+
+    pair = "1.5.5" if compact else "10 20"  # two numbers
+    for extra in (0, 1):
+        paths = []
+        left = MAX_PATH_NUMBERS - 2 + extra  # after the "M0 0" of the first path
+        while left > 0:
+            take = min(left, 998)
+            body = " L" + " L".join([pair] * (take // 2)) + (" -7" if take % 2 else "")
+            paths.append(f'<path stroke="#000" d="{"M0 0" if not paths else "M"}{body}"/>')
+            left -= take
+        raw = ('<svg xmlns="http://www.w3.org/2000/svg">' + "".join(paths) + "</svg>").encode()
+        if extra:
+            with pytest.raises(FeatureError, match="too complex"):
+                _parse_svg(raw)
+        else:
+            _parse_svg(raw)
+
+
 def test_too_large_input_is_refused_before_decoding():
     """The size check comes first: an oversized input that is not even base64 is refused as too
     large (decoding it first would have said "base64"), so its size costs nothing to reject."""
