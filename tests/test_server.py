@@ -666,11 +666,14 @@ def test_the_request_cost_benchmark_runs_at_smoke_size(redis_service, tmp_path):
     rows = {r["key"]: r for r in doc["results"]}
     assert list(rows) == ["parse", "shapes", "render", "ink_features", "rest_features", "score",
                           "flask", "request", "renders"]
-    sets = [k for k in ("board", "board_svglib", "handwriting") if k in rows["request"]]
-    assert sets[:2] == ["board", "board_svglib"]
+    sets = [k for k in ("board", "board_pen_width", "board_svglib", "handwriting")
+            if k in rows["request"]]
+    assert sets[:3] == ["board", "board_pen_width", "board_svglib"]
     for name in sets:
         stages = [rows[k][name] for k in list(rows)[:7]]
         assert all(v > 0 for v in stages), (name, stages)
         assert rows["request"][name] == pytest.approx(sum(stages), abs=0.01)
         assert rows["renders"][name] >= 1
-    assert len(doc["targets"]) == 2
+    # the first pen's guess renders the board drawings no more often than PEN_WIDTH first
+    assert rows["renders"]["board"] <= rows["renders"]["board_pen_width"]
+    assert len(doc["targets"]) == 3
