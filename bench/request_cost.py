@@ -8,8 +8,8 @@ server and the connection (bench/serving.py measures those). Each stage is timed
 is counted without it:
 
 * parse and check the SVG (``svg_render._parse_svg``);
-* SVG to shapes (the board's own converter, ``svg_render._board_drawing``, and svglib for
-  everything else);
+* SVG to shapes (the board's own converter, ``svg_shapes.board_drawing``, and svglib for
+  everything else, both as ``svg_render`` calls them);
 * render the ink (``SvgDrawing.ink``, every pen the ink fitting tries);
 * ink to 64 features (``features.ink_to_features``, every pen; both views of a bitmap);
 * decode base64, bounds, pen fitting (the rest of ``image_to_views``);

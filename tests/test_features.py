@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
-from online_ml import features, raster, svg_render
+from online_ml import features, raster, svg_render, svg_shapes
 from online_ml.features import (
     MAX_INPUT_CHARS,
     FeatureError,
@@ -272,7 +272,7 @@ def _assert_same_shapes(a, b, where: str = "drawing") -> None:
 
 def test_the_boards_svg_is_converted_to_svglibs_very_shapes():
     """Our board's SVG (static/board.js; online_ml/harness/drawings.py writes the same) is turned
-    into reportlab shapes without svglib (svg_render._board_drawing, ~0.6 ms less a request):
+    into reportlab shapes without svglib (svg_shapes.board_drawing, ~0.6 ms less a request):
     the same tree, points, transforms and attributes as svglib's, on the benchmark's drawings and
     our mouse digits, on boards of other sizes too; anything else is left to svglib."""
     import random
@@ -292,9 +292,9 @@ def test_the_boards_svg_is_converted_to_svglibs_very_shapes():
              for _ in range(20)]
     svgs.append(stroke_svg(SEVEN, head=JSIGNATURE_HEAD).encode())  # the same root once parsed
     for raw in svgs:
-        fast = svg_render._board_drawing(svg_render._parse_svg(raw))
+        fast = svg_shapes.board_drawing(svg_render._parse_svg(raw))
         assert fast is not None, raw[:200]
-        _assert_same_shapes(fast, svg_render._svglib_drawing(svg_render._parse_svg(raw)))
+        _assert_same_shapes(fast, svg_shapes._svglib_drawing(svg_render._parse_svg(raw)))
     board = stroke_svg(SEVEN, ox=20, oy=10)
     others = [stroke_svg(SEVEN, color="#3355ff"),
               board.replace('stroke-width="8"', 'stroke-width="8px"'),
@@ -303,7 +303,7 @@ def test_the_boards_svg_is_converted_to_svglibs_very_shapes():
               board.replace('viewBox', 'preserveAspectRatio="none" viewBox'), EMPTY_BOARD,
               digit_rects_svg(np.eye(8) * 16)]
     for svg in others:
-        assert svg_render._board_drawing(svg_render._parse_svg(svg.encode())) is None, svg[:300]
+        assert svg_shapes.board_drawing(svg_render._parse_svg(svg.encode())) is None, svg[:300]
 
 
 def test_shapes_the_direct_renderer_does_not_draw_go_through_renderpm(monkeypatch):

@@ -55,7 +55,7 @@ def test_traced_strokes_are_board_strokes_with_the_digits_shape():
     """The strokes form: a digit thinned and traced goes through the board's own path (its SVG
     converter, the fitted pen, one view), and its skeleton stays inside the ink and reaches
     every part of it."""
-    from online_ml import svg_render
+    from online_ml import svg_render, svg_shapes
     from online_ml.features import image_to_views
     from online_ml.skeleton import thin, trace
 
@@ -73,7 +73,7 @@ def test_traced_strokes_are_board_strokes_with_the_digits_shape():
     svg, label = drawing(7, TRACED)
     assert 'stroke-linecap="round"' in svg and 'fill="none"' in svg
     root = svg_render._parse_svg(svg.encode())
-    assert svg_render._board_drawing(root) is not None  # the board's converter takes it
+    assert svg_shapes.board_drawing(root) is not None  # the board's converter takes it
     views = image_to_views(svg_data_url(svg))
     assert views.shape == (1, 64) and views.sum() > 200
     assert drawing(7, TRACED) == (svg, label) and drawing(7, TRACED, seed=1)[0] != svg
