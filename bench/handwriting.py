@@ -19,7 +19,8 @@ No services: everything runs in this process, offline.
   path, and test-time augmentation on strokes (bench/handwriting_strokes.py).
 * Uncertainty: softmax temperature and "sure" threshold fitted on dev for the stream model's
   learner (printed: "calibration fitted on the dev split for LEARNER=..."), scored on test, against
-  the values the server uses for that learner (online_ml/uncertainty.py ``CALIBRATIONS``).
+  the values the server uses for that learner (online_ml/uncertainty.py ``CALIBRATIONS``;
+  bench/handwriting_uncertainty.py).
 
     python bench/handwriting.py            (or python bench/run.py --only handwriting)
 """
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 
 import common
 import handwriting_strokes
+import handwriting_uncertainty
 import numpy as np
 
 from online_ml import evaluation as ev
@@ -91,73 +93,8 @@ def _round_trip_inks(n: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
     return ev.drawing_inks(svgs), digits.data[idx]
 
 
-def _uncertainty(model, dev_views, dev_y, test_views, test_y) -> tuple[list[dict], dict]:
-    """Calibration and the sure rule, chosen on dev, scored on test, on the server's scores (the
-    decision values averaged over each drawing's views, ``ev.view_scores``); with the model's own
-    predict_proba (averaged over the views, threshold chosen the same way) for comparison."""
-    classes = [int(c) for c in model.classes_]
-    z_dev = ev.view_scores(model, dev_views)
-    temperature = unc.fit_temperature(z_dev, dev_y, classes)
-    served = unc.calibration(model)  # what the server uses for this model's learner
-    rows, chosen = [], {"learner": unc.learner_of(model), "temperature": temperature,
-                        "served": {"temperature": served.temperature,
-                                   "threshold": served.threshold}}
-    variants = [("model's predict_proba", lambda V: sum(model.predict_proba(v) for v in V) / len(V)),
-                (f"softmax T={temperature:.2f} (fitted on dev)",
-                 lambda V: unc.softmax(ev.view_scores(model, V), temperature)),
-                (f"server: softmax T={served.temperature:g}, sure >= {served.threshold:g}",
-                 lambda V: unc.softmax(ev.view_scores(model, V), served.temperature))]
-    for name, proba in variants:
-        p_dev, p_test = proba(dev_views), proba(test_views)
-        hit_dev = np.asarray(classes)[p_dev.argmax(1)] == dev_y
-        server = name.startswith("server")
-        threshold = served.threshold if server else unc.choose_threshold(p_dev.max(1), hit_dev)
-        if name.startswith("softmax"):
-            chosen["threshold"] = threshold
-        order = np.argsort(-p_test, axis=1)
-        top = p_test.max(1)
-        answer = np.asarray(classes)[order[:, 0]]
-        second = np.asarray(classes)[order[:, 1]]
-        hit = answer == test_y
-        sure = top >= threshold
-        rows.append({
-            "probabilities": name, "threshold": threshold,
-            "ece": unc.expected_calibration_error(top, hit),
-            "mean_top_p": float(top.mean()), "accuracy": float(hit.mean()),
-            "sure_share": float(sure.mean()),
-            "accuracy_when_sure": float(hit[sure].mean()) if sure.any() else None,
-            "accuracy_when_unsure": float(hit[~sure].mean()) if (~sure).any() else None,
-            "in_candidates_when_unsure": float(((answer == test_y) | (second == test_y))[~sure].mean())
-            if (~sure).any() else None,
-        })
-    calibrated = unc.softmax(z_dev, temperature)
-    hit_dev = np.asarray(classes)[calibrated.argmax(1)] == dev_y
-    p_test = unc.softmax(ev.view_scores(model, test_views), temperature)
-    hit_test = np.asarray(classes)[p_test.argmax(1)] == test_y
-    options = []
-    for precision in PRECISIONS:
-        t = unc.choose_threshold(calibrated.max(1), hit_dev, precision)
-        sure = p_test.max(1) >= t
-        options.append({"promise": precision, "threshold": t,
-                        "dev_sure_share": float((calibrated.max(1) >= t).mean()),
-                        "sure_share": float(sure.mean()),
-                        "accuracy_when_sure": float(hit_test[sure].mean()) if sure.any() else None})
-    chosen["options"] = options
-    return rows, chosen
-
-
 DIGIT_COLUMNS = [("digit", "digit", "d")] + [(f, f, ".3f") for f in FORMS] + [
     ("traced strokes", TRACED, ".3f")]
-PRECISIONS = (0.8, 0.85, 0.9, 0.95)
-OPT_COLUMNS = [("sure answers right (dev)", "promise", ".2f"), ("threshold (dev)", "threshold", ".3f"),
-               ("sure (dev)", "dev_sure_share", ".0%"), ("sure (test)", "sure_share", ".0%"),
-               ("right when sure (test)", "accuracy_when_sure", ".3f")]
-UNC_COLUMNS = [("probabilities", "probabilities", ""), ("sure from", "threshold", ".3f"),
-               ("ECE", "ece", ".3f"), ("mean top p", "mean_top_p", ".3f"),
-               ("accuracy", "accuracy", ".3f"), ("sure", "sure_share", ".0%"),
-               ("right when sure", "accuracy_when_sure", ".3f"),
-               ("right when unsure", "accuracy_when_unsure", ".3f"),
-               ("unsure: right digit among the 2 named", "in_candidates_when_unsure", ".3f")]
 ABL_COLUMNS = [("features", "variant", "")] + [
     (f"{split} {form}", f"{split}_{form}", ".3f") for split in ("test", "dev") for form in FORMS] + [
     ("digits as SVG: same answer", "round_trip", ".3f")]
@@ -401,8 +338,9 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     def views(split: str) -> list[np.ndarray]:
         return [np.vstack([feats[v, split, f] for f in FORMS]) for v in served_views]
 
-    unc_rows, chosen = _uncertainty(model, views("dev"), np.concatenate([ys["dev"]] * len(FORMS)),
-                                    views("test"), np.concatenate([ys["test"]] * len(FORMS)))
+    unc_rows, chosen = handwriting_uncertainty.run_section(
+        model, views("dev"), np.concatenate([ys["dev"]] * len(FORMS)),
+        views("test"), np.concatenate([ys["test"]] * len(FORMS)))
 
     learner = chosen["learner"] or type(model).__name__
     server_cal = unc.calibration(model)
@@ -466,9 +404,9 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         *[ev.format_confusion(np.array(confusions[f]), f"confusion, {f} form, test split")
           for f in FORMS],
         common.table("uncertainty (test split, both forms; thresholds and T chosen on dev)",
-                     UNC_COLUMNS, unc_rows),
+                     handwriting_uncertainty.UNC_COLUMNS, unc_rows),
         common.table("what 'sure' can promise: threshold chosen on dev for each promise, calibrated "
-                     "probabilities", OPT_COLUMNS, chosen["options"]),
+                     "probabilities", handwriting_uncertainty.OPT_COLUMNS, chosen["options"]),
         fitted_text,
         common.table("cost: in-process CPU per board drawing", COST_COLUMNS, cost),
         tta_verdict["text"],
@@ -493,8 +431,9 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
 def main() -> int:
     return common.offline_main(__doc__, run, Params, [
         (COLUMNS, "accuracy"), (ABL_COLUMNS, "ablation"), (WIDTH_COLUMNS, "widths"),
-        (MOUSE_COLUMNS, "mouse"), (DIGIT_COLUMNS, "per_digit"), (UNC_COLUMNS, "uncertainty"),
-        (OPT_COLUMNS, "chosen_on_dev.options"), (COST_COLUMNS, "cost"),
+        (MOUSE_COLUMNS, "mouse"), (DIGIT_COLUMNS, "per_digit"),
+        (handwriting_uncertainty.UNC_COLUMNS, "uncertainty"),
+        (handwriting_uncertainty.OPT_COLUMNS, "chosen_on_dev.options"), (COST_COLUMNS, "cost"),
         (handwriting_strokes.ACC_COLUMNS, "strokes.accuracy"),
         (handwriting_strokes.TTA_COLUMNS, "strokes.tta")])
 
