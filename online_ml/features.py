@@ -280,9 +280,9 @@ def ink_to_features(ink: np.ndarray, deskew: bool = True, width: bool = False,
     if (new_h, new_w) != (h, w):
         from PIL import Image
 
-        img = Image.fromarray(np.ascontiguousarray(crop))  # float32 -> mode "F"
         resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
-        crop = np.asarray(img.resize((new_w, new_h), resample=resample), dtype=np.float32)
+        crop = normalise.float_array(
+            normalise.float_image(crop).resize((new_w, new_h), resample=resample))
     box = np.zeros((side, side), dtype=np.float32)
     top, left = (side - new_h) // 2, (side - new_w) // 2
     if centre == "mass":

@@ -71,10 +71,23 @@ def deskew(ink: np.ndarray, max_slant: float = MAX_SLANT) -> np.ndarray:
     # output x' = x - s * (cy - y) + pad, i.e. input x = x' - pad + s * (cy - y)
     pad = extra / 2
     coeffs = (1.0, -s, s * cy - pad, 0.0, 1.0, 0.0)
-    img = Image.fromarray(np.ascontiguousarray(ink))
-    out = img.transform((w + extra, h), Image.Transform.AFFINE, coeffs,
-                        resample=Image.Resampling.BILINEAR)
-    return np.asarray(out, dtype=np.float32)
+    out = float_image(ink).transform((w + extra, h), Image.Transform.AFFINE, coeffs,
+                                     resample=Image.Resampling.BILINEAR)
+    return float_array(out)
+
+
+def float_image(a: np.ndarray):
+    """A float32 array as a PIL image of mode "F" (what ``Image.fromarray`` gives, without its
+    checks: a third of its cost on these small rasters)."""
+    from PIL import Image
+
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    return Image.frombuffer("F", (a.shape[1], a.shape[0]), a, "raw", "F", 0, 1)
+
+
+def float_array(img) -> np.ndarray:
+    """A mode "F" PIL image as a float32 array (what ``np.asarray`` gives, a third cheaper)."""
+    return np.frombuffer(img.tobytes(), dtype=np.float32).reshape(img.size[1], img.size[0])
 
 
 def stroke_width(bits: np.ndarray) -> float:
