@@ -238,8 +238,12 @@ def _mouse(model) -> tuple[list[dict], dict]:
     return rows, ones
 
 
-def _within(name: str, value: float, lo: float, hi: float, detail: str) -> dict:
-    """A two-sided target: the code's constant still matches what this run measured."""
+def _within(name: str, value: float | None, lo: float, hi: float, detail: str) -> dict:
+    """A two-sided target: the code's constant still matches what this run measured (n/a
+    without a value)."""
+    if value is None:
+        return dict(common.target(name, None, hi, "<=", detail), limit=f"{lo:g}..{hi:g}",
+                    op="within")
     return dict(common.target(name, round(value, 3), hi, "<=", detail), limit=f"{lo:g}..{hi:g}",
                 op="within", met=bool(lo <= value <= hi))
 
@@ -344,8 +348,9 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
 
     learner = chosen["learner"] or type(model).__name__
     server_cal = unc.calibration(model)
+    fitted_t = chosen["temperature"]
     fitted_text = (f"calibration fitted on the dev split for LEARNER={learner}: "
-                   f"Calibration(temperature={chosen['temperature']:.3g}, "
+                   f"Calibration(temperature={'n/a' if fitted_t is None else f'{fitted_t:.3g}'}, "
                    f"threshold={chosen['threshold']:.3f}); the server uses "
                    f"Calibration(temperature={server_cal.temperature:g}, "
                    f"threshold={server_cal.threshold:g}) (online_ml/uncertainty.py CALIBRATIONS)")
@@ -375,8 +380,9 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         common.target("right when sure (test, server's threshold)", server_unc["accuracy_when_sure"],
                       unc.SURE_PRECISION, ">="),
         _within(f"server temperature ({learner}) / T fitted on dev",
-                server_cal.temperature / chosen["temperature"],
-                0.9, 1.1, f"fitted {chosen['temperature']:.3f}"),
+                None if fitted_t is None else server_cal.temperature / fitted_t, 0.9, 1.1,
+                "no decision values: the model's own predict_proba" if fitted_t is None
+                else f"fitted {fitted_t:.3f}"),
         _within(f"server sure threshold ({learner}) - threshold chosen on dev",
                 server_cal.threshold - chosen["threshold"], -0.05, 0.05,
                 f"chosen {chosen['threshold']:.3f}"),

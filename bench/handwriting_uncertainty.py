@@ -29,25 +29,35 @@ UNC_COLUMNS = [("probabilities", "probabilities", ""), ("sure from", "threshold"
 def run_section(model, dev_views, dev_y, test_views, test_y) -> tuple[list[dict], dict]:
     """Calibration and the sure rule, chosen on dev, scored on test, on the server's scores (the
     decision values averaged over each drawing's views, ``ev.view_scores``); with the model's own
-    predict_proba (averaged over the views, threshold chosen the same way) for comparison."""
+    predict_proba (averaged over the views, threshold chosen the same way) for comparison. A
+    model without decision values (naive Bayes, the MLP) has no temperature (``None``): its own
+    predict_proba is what the server shows, and the threshold is chosen on it."""
     classes = [int(c) for c in model.classes_]
-    z_dev = ev.view_scores(model, dev_views)
-    temperature = unc.fit_temperature(z_dev, dev_y, classes)
     served = unc.calibration(model)  # what the server uses for this model's learner
+    own = ("model's predict_proba", lambda V: sum(model.predict_proba(v) for v in V) / len(V))
+    if unc.logits(model, dev_views[0][:1]) is None:
+        # no decision values (naive Bayes, the MLP): the server shows the model's own
+        # predict_proba with the sure threshold of CALIBRATIONS' default; nothing to fit
+        temperature = None
+        calibrated_of = own[1]
+        variants = [own, (f"server: model's predict_proba, sure >= {served.threshold:g}", own[1])]
+    else:
+        temperature = unc.fit_temperature(ev.view_scores(model, dev_views), dev_y, classes)
+
+        def calibrated_of(V):
+            return unc.softmax(ev.view_scores(model, V), temperature)
+        variants = [own, (f"softmax T={temperature:.2f} (fitted on dev)", calibrated_of),
+                    (f"server: softmax T={served.temperature:g}, sure >= {served.threshold:g}",
+                     lambda V: unc.softmax(ev.view_scores(model, V), served.temperature))]
     rows, chosen = [], {"learner": unc.learner_of(model), "temperature": temperature,
                         "served": {"temperature": served.temperature,
                                    "threshold": served.threshold}}
-    variants = [("model's predict_proba", lambda V: sum(model.predict_proba(v) for v in V) / len(V)),
-                (f"softmax T={temperature:.2f} (fitted on dev)",
-                 lambda V: unc.softmax(ev.view_scores(model, V), temperature)),
-                (f"server: softmax T={served.temperature:g}, sure >= {served.threshold:g}",
-                 lambda V: unc.softmax(ev.view_scores(model, V), served.temperature))]
     for name, proba in variants:
         p_dev, p_test = proba(dev_views), proba(test_views)
         hit_dev = np.asarray(classes)[p_dev.argmax(1)] == dev_y
         server = name.startswith("server")
         threshold = served.threshold if server else unc.choose_threshold(p_dev.max(1), hit_dev)
-        if name.startswith("softmax"):
+        if proba is calibrated_of and not server:
             chosen["threshold"] = threshold
         order = np.argsort(-p_test, axis=1)
         top = p_test.max(1)
@@ -65,9 +75,9 @@ def run_section(model, dev_views, dev_y, test_views, test_y) -> tuple[list[dict]
             "in_candidates_when_unsure": float(((answer == test_y) | (second == test_y))[~sure].mean())
             if (~sure).any() else None,
         })
-    calibrated = unc.softmax(z_dev, temperature)
+    calibrated = calibrated_of(dev_views)
     hit_dev = np.asarray(classes)[calibrated.argmax(1)] == dev_y
-    p_test = unc.softmax(ev.view_scores(model, test_views), temperature)
+    p_test = calibrated_of(test_views)
     hit_test = np.asarray(classes)[p_test.argmax(1)] == test_y
     options = []
     for precision in PRECISIONS:

@@ -148,7 +148,11 @@ def view_scores(model: Any, views: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def view_answers(model: Any, views: Sequence[np.ndarray]) -> np.ndarray:
-    """The server's answers for drawings scored by ``views`` (see :func:`view_scores`)."""
+    """The answers for drawings scored by ``views`` (see :func:`view_scores`); a model without
+    decision values (naive Bayes, the MLP) by its ``predict_proba`` averaged over the views, as
+    ``uncertainty.view_probabilities`` scores it."""
+    if not hasattr(model, "decision_function") and hasattr(model, "predict_proba"):
+        return model.classes_[np.mean([model.predict_proba(v) for v in views], axis=0).argmax(axis=1)]
     return model.classes_[view_scores(model, views).argmax(axis=1)]
 
 

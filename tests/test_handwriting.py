@@ -135,6 +135,22 @@ def test_the_benchmark_runs_at_smoke_size(tmp_path):
     assert all(0 <= r["test"] <= 1 for r in res["strokes"]["accuracy"])
 
 
+def test_the_benchmark_runs_with_a_learner_without_decision_values(tmp_path):
+    """LEARNER=nb (naive Bayes: probabilities, no decision values) runs the same command: a
+    bitmap's views are scored by its predict_proba averaged, the uncertainty section rates the
+    model's own probabilities (what the server shows for it) and the temperature's target
+    reads n/a, not a crash."""
+    done = subprocess.run([PY, str(ROOT / "bench" / "handwriting.py"), "--smoke"], cwd=ROOT,
+                          env=dict(os.environ, BENCH_RESULTS_DIR=str(tmp_path), LEARNER="nb"),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    doc = json.loads((tmp_path / "handwriting.json").read_text())
+    assert doc["results"]["chosen_on_dev"]["temperature"] is None
+    assert [r["probabilities"] for r in doc["results"]["uncertainty"]][0] == "model's predict_proba"
+    met = {t["target"]: t["met"] for t in doc["targets"]}
+    assert met["server temperature (MultinomialNB) / T fitted on dev"] is None  # n/a
+
+
 def test_the_strokes_benchmark_runs_at_smoke_size(tmp_path):
     """bench/strokes.py --smoke as a user runs it: the templates under both feature paths over
     the serving benchmark's possible models, and the 1s with a flag and a base, per reader."""
