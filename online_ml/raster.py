@@ -110,6 +110,8 @@ def _board_surface(main, transform: tuple, width: int, height: int):
     ctx.set_source_rgb(0.0, 0.0, 0.0)
     for group in main.contents:
         (path,) = group.contents
+        if not path.strokeWidth > 0:  # as _cairo_surface: no stroke without a width
+            continue
         ctx.set_line_width(path.strokeWidth)
         ctx.new_path()
         points = path.points
