@@ -383,7 +383,7 @@ def test_bad_input_is_refused_with_a_message(data, words):
 @pytest.mark.parametrize("compact", [False, True])
 def test_path_numbers_are_counted_exactly_at_the_limit(compact):
     """SVGs with exactly MAX_PATH_NUMBERS numbers in their paths parse, one more is refused,
-    however the numbers are written (compact path data: "1.5.5" is two numbers, "-1-2" two) and
+    however the numbers are written (compact path data: "1.5.5" is two numbers) and
     however many paths they are spread over (the parse counts them only once the characters
     could hold too many)."""
     from online_ml.svg_render import MAX_PATH_NUMBERS, _parse_svg
