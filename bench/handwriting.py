@@ -119,13 +119,7 @@ def _cost(model, n: int) -> list[dict]:
     x = np.array([ev.ink_to_features(svg_ink(decode_data_url(u))) for u in urls])
 
     def per_item(fn) -> float:
-        runs = []
-        for _ in range(5):
-            t = time.process_time()
-            for i in range(n):
-                fn(i)
-            runs.append((time.process_time() - t) * 1000 / n)
-        return float(np.median(runs))
+        return common.cpu_ms(lambda: [fn(i) for i in range(n)], n, 5)
 
     classes = model.classes_
     before, served = list(ev.STROKE_VARIANTS)[0], list(ev.STROKE_VARIANTS)[-1]

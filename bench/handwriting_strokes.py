@@ -15,7 +15,6 @@ people's digits, not only on our 42 mouse drawings:
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import common
@@ -58,15 +57,6 @@ def tta_checks(gains: bool, keeps: bool, kept: str, ms: float) -> dict[str, bool
             f"within {common.SERVING_CPU_BUDGET_MS} ms CPU": ms <= common.SERVING_CPU_BUDGET_MS}
 
 
-def _cpu_ms(fn: Callable[[], object], n: int) -> float:
-    runs = []
-    for _ in range(3):
-        t = time.process_time()
-        fn()
-        runs.append((time.process_time() - t) * 1000 / n)
-    return float(np.median(runs))
-
-
 def run_section(model, tutorial_model, parts: dict[str, list[int]], ys: dict[str, np.ndarray],
                 seed: int, tutorial_features: Callable[[list[str]], np.ndarray] | None,
                 cost_drawings: int) -> dict:
@@ -102,8 +92,8 @@ def run_section(model, tutorial_model, parts: dict[str, list[int]], ys: dict[str
     tta: list[dict] = [{"views": SERVED, **{s: served[s] for s in parts},
                         "mouse": int((model.predict(np.array([x for x, _ in mouse_fitted]))
                                       == mouse_y).sum()),
-                        "ms": _cpu_ms(lambda: [unc.view_probabilities(model, fitted_pen(d)[0][None])
-                                               for d in drawings["dev"][:n_cost]], n_cost)}]
+                        "ms": common.cpu_ms(lambda: [unc.view_probabilities(model, fitted_pen(d)[0][None])
+                                                     for d in drawings["dev"][:n_cost]], n_cost, 3)}]
     for name, views_of in CANDIDATES.items():
         row = {"views": name}
         for s in parts:
@@ -111,9 +101,9 @@ def run_section(model, tutorial_model, parts: dict[str, list[int]], ys: dict[str
             row[s] = float((_answers(model, views) == ys[s]).mean())
         row["mouse"] = int((_answers(model, [views_of(d, x, pen) for d, (x, pen)
                                              in zip(mouse, mouse_fitted)]) == mouse_y).sum())
-        row["ms"] = _cpu_ms(lambda f=views_of: [
+        row["ms"] = common.cpu_ms(lambda f=views_of: [
             unc.view_probabilities(model, np.array(f(d, *fitted_pen(d))))
-            for d in drawings["dev"][:n_cost]], n_cost)
+            for d in drawings["dev"][:n_cost]], n_cost, 3)
         checks = tta_checks(row["dev"] > tta[0]["dev"], row["mouse"] >= tta[0]["mouse"],
                             "the mouse set", row["ms"])
         failed = [n for n, ok in checks.items() if not ok]

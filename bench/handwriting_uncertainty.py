@@ -34,7 +34,7 @@ def run_section(model, dev_views, dev_y, test_views, test_y) -> tuple[list[dict]
     predict_proba is what the server shows, and the threshold is chosen on it."""
     classes = [int(c) for c in model.classes_]
     served = unc.calibration(model)  # what the server uses for this model's learner
-    own = ("model's predict_proba", lambda V: sum(model.predict_proba(v) for v in V) / len(V))
+    own = ("model's predict_proba", lambda V: ev.view_proba(model, V))
     if unc.logits(model, dev_views[0][:1]) is None:
         # no decision values (naive Bayes, the MLP): the server shows the model's own
         # predict_proba with the sure threshold of CALIBRATIONS' default; nothing to fit

@@ -147,12 +147,17 @@ def view_scores(model: Any, views: Sequence[np.ndarray]) -> np.ndarray:
     return np.mean(np.stack(scores), axis=0)
 
 
+def view_proba(model: Any, views: Sequence[np.ndarray]) -> np.ndarray:
+    """The model's own ``predict_proba`` averaged over views (feature matrices of the same
+    drawings, one per view), as ``uncertainty.view_probabilities`` scores a drawing with it."""
+    return sum(model.predict_proba(v) for v in views) / len(views)
+
+
 def view_answers(model: Any, views: Sequence[np.ndarray]) -> np.ndarray:
     """The answers for drawings scored by ``views`` (see :func:`view_scores`); a model without
-    decision values (naive Bayes, the MLP) by its ``predict_proba`` averaged over the views, as
-    ``uncertainty.view_probabilities`` scores it."""
+    decision values (naive Bayes, the MLP) by :func:`view_proba`."""
     if not hasattr(model, "decision_function") and hasattr(model, "predict_proba"):
-        return model.classes_[np.mean([model.predict_proba(v) for v in views], axis=0).argmax(axis=1)]
+        return model.classes_[view_proba(model, views).argmax(axis=1)]
     return model.classes_[view_scores(model, views).argmax(axis=1)]
 
 

@@ -164,8 +164,7 @@ def fitted_pen(drawing: SvgDrawing, **options) -> tuple[np.ndarray, float]:
         miss = _ink_miss(x)
         if miss == 0:
             break
-        target = INK_RANGE[0] + INK_AIM if miss < 0 else INK_RANGE[1] - INK_AIM
-        new_pen = min(max(pen * target / max(float(x.sum()), 1.0), PEN_LIMITS[0]), PEN_LIMITS[1])
+        new_pen = _pen_into_range(pen, float(x.sum()))
         if abs(new_pen - pen) < 1e-6:
             break
         candidate = ink_to_features(drawing.ink(new_pen), **options)
@@ -186,12 +185,18 @@ def first_pen(drawing: SvgDrawing, **options) -> float:
     ink = estimated_ink(drawing.bounds, *geometry, PEN_WIDTH, **options)
     low, high = ink * ESTIMATE_RATIO[0], ink * ESTIMATE_RATIO[1]
     if low < INK_RANGE[0]:
-        pen = PEN_WIDTH * (INK_RANGE[0] + INK_AIM) / max(low, 1.0)
-    elif high > INK_RANGE[1]:
-        pen = PEN_WIDTH * (INK_RANGE[1] - INK_AIM) / high
-    else:
-        return PEN_WIDTH
-    return min(max(pen, PEN_LIMITS[0]), PEN_LIMITS[1])
+        return _pen_into_range(PEN_WIDTH, low)
+    if high > INK_RANGE[1]:
+        return _pen_into_range(PEN_WIDTH, high)
+    return PEN_WIDTH
+
+
+def _pen_into_range(pen: float, ink: float) -> float:
+    """The pen that brings ``ink`` (drawn with ``pen``, outside ``INK_RANGE``) ``INK_AIM`` inside
+    the range, the ink taken as linear in the pen, within ``PEN_LIMITS``: how a re-rendering and
+    the first pen's guess both choose it."""
+    target = INK_RANGE[0] + INK_AIM if ink < INK_RANGE[0] else INK_RANGE[1] - INK_AIM
+    return min(max(pen * target / max(ink, 1.0), PEN_LIMITS[0]), PEN_LIMITS[1])
 
 
 def estimated_ink(bounds: tuple[float, float, float, float], length: float, pieces: int,

@@ -81,6 +81,21 @@ class _NotDirect(Exception):
 _FILL_RULE = (1, 0)
 
 
+def _white_surface(width: float, height: float):
+    """(surface, context, height in px) of the canvas renderPM paints at dpi 72: an RGB24 surface
+    of the size rounded, antialiased at its best, the background painted white as GState does."""
+    import cairo
+
+    width, height = int(width + 0.5), int(height + 0.5)
+    surface = cairo.ImageSurface(cairo.FORMAT_RGB24, width, height)
+    ctx = cairo.Context(surface)
+    ctx.set_antialias(cairo.ANTIALIAS_BEST)
+    ctx.rectangle(0, 0, width, height)
+    ctx.set_source_rgb(1.0, 1.0, 1.0)
+    ctx.fill()
+    return surface, ctx, height
+
+
 def _is_board(contents: list) -> bool:
     """Whether ``contents`` is the board's drawing as svg_render's converter builds it (marked
     ``_board``: one group of groups of one round-capped polyline each, no fill, no dashes)."""
@@ -95,13 +110,7 @@ def _board_surface(main, transform: tuple, width: int, height: int):
     import cairo
     from reportlab.graphics.transform import mmult
 
-    width, height = int(width + 0.5), int(height + 0.5)  # PMCanvas at dpi 72
-    surface = cairo.ImageSurface(cairo.FORMAT_RGB24, width, height)
-    ctx = cairo.Context(surface)
-    ctx.set_antialias(cairo.ANTIALIAS_BEST)
-    ctx.rectangle(0, 0, width, height)
-    ctx.set_source_rgb(1.0, 1.0, 1.0)
-    ctx.fill()
+    surface, ctx, height = _white_surface(width, height)
     identity = (1.0, 0, 0, 1.0, 0, 0)  # the canvas's and the drawing's, as _cairo_surface has them
     ctm = mmult(mmult(mmult(identity, identity), transform), main.transform)
     ctx.set_matrix(cairo.Matrix(*mmult((1, 0, 0, -1, 0, height), ctm)))
@@ -140,13 +149,7 @@ def _cairo_surface(contents: list, transform: tuple, width: int, height: int):
     from reportlab.graphics.transform import mmult
     from reportlab.lib.colors import toColor
 
-    width, height = int(width + 0.5), int(height + 0.5)  # PMCanvas at dpi 72
-    surface = cairo.ImageSurface(cairo.FORMAT_RGB24, width, height)
-    ctx = cairo.Context(surface)
-    ctx.set_antialias(cairo.ANTIALIAS_BEST)
-    ctx.rectangle(0, 0, width, height)  # the background, as GState paints it
-    ctx.set_source_rgb(1.0, 1.0, 1.0)
-    ctx.fill()
+    surface, ctx, height = _white_surface(width, height)
     flip = (1, 0, 0, -1, 0, height)
     funcs = (ctx.move_to, ctx.line_to, ctx.curve_to, ctx.close_path)
 

@@ -200,6 +200,11 @@ def _prepare_shapes(node, ctm: tuple, ink_shapes: list) -> None:
         ink_shapes.append((node, ctm))
 
 
+def _is_stroked(shape) -> bool:
+    """Whether a pen draws the shape: it has a stroke colour and a stroke width."""
+    return getattr(shape, "strokeColor", None) is not None and hasattr(shape, "strokeWidth")
+
+
 def _shape_bounds(shape, ctm: tuple) -> tuple[float, float, float, float] | None:
     try:
         b = shape.getBounds()
@@ -241,8 +246,7 @@ class SvgDrawing:
         if not all(math.isfinite(v) and abs(v) <= 100 * MAX_DIMENSION for v in self.bounds):
             raise FeatureError("SVG coordinates are absurd (far outside any drawing board)")
         #: whether a pen changes anything: strokes, not only filled shapes
-        self.has_strokes = any(getattr(s, "strokeColor", None) is not None
-                               and hasattr(s, "strokeWidth") for s, _ in self.ink_shapes)
+        self.has_strokes = any(_is_stroked(s) for s, _ in self.ink_shapes)
 
     def stroke_length(self) -> tuple[float, int] | None:
         """The total length of the stroked paths' centre lines (drawing units, a curve by its
@@ -253,7 +257,7 @@ class SvgDrawing:
 
         length, pieces = 0.0, 0
         for shape, m in self.ink_shapes:
-            if getattr(shape, "strokeColor", None) is None or not hasattr(shape, "strokeWidth"):
+            if not _is_stroked(shape):
                 continue
             if not isinstance(shape, Path):
                 return None
@@ -294,7 +298,7 @@ class SvgDrawing:
             scale = (RENDER_SIZE - pen_px) / extent
         if pen_px:
             for shape, ctm in self.ink_shapes:
-                if getattr(shape, "strokeColor", None) is not None and hasattr(shape, "strokeWidth"):
+                if _is_stroked(shape):
                     # the pen is fixed in output pixels; undo the shape's own transforms and ours
                     local = math.sqrt(abs(ctm[0] * ctm[3] - ctm[1] * ctm[2])) or 1.0
                     _set(shape, strokeWidth=pen_px / (scale * local), strokeLineCap=1,
