@@ -15,6 +15,9 @@ No services, about a minute.
   benchmark's models, by LEARNER=sgd (the default until 2026-12-01) trained on the same stream, and
   by the 5 nearest
   ``digits`` images (is the drawing, as features, among digits' 1s?).
+* 1s by their base (``ones_by_base``: none, a foot, a base of four widths in one stroke or two,
+  with and without a flag): which the user's model reads as 1, and whether the board says it is
+  unsure of the rest.
 * What ``digits`` 1s look like: how many have a base or a flag, their ink and stem.
 
     python bench/strokes.py [--markdown]
@@ -104,6 +107,39 @@ def _ones_rows(user_model, models: list, sgd_model) -> tuple[list[dict], dict]:
     return rows, {"n": len(family)}
 
 
+def _base_rows(user_model) -> list[dict]:
+    """1s by their base (online_ml/harness/mouse_digits.py, ``ones_by_base``: none, a foot in the
+    stem's stroke, a base as a second stroke or in the stem's stroke; each with and without
+    every flag, on three boards and cropped), answered by the model a user gets as the server
+    answers: the share read as 1 without a flag and with one, and of the misses how many the
+    board calls "not sure" (the served calibration's threshold)."""
+    from online_ml.harness.mouse_digits import ones_by_base
+    from online_ml.uncertainty import calibration, verdict, view_probabilities
+
+    fitted = calibration(user_model)
+    groups: dict[tuple, list[tuple[bool, bool, bool]]] = {}
+    for one in ones_by_base():
+        x = strokes_to_features(SvgDrawing(one["svg"].encode()))[None, :]
+        proba = view_probabilities(user_model, x, fitted.temperature)
+        if proba is None:
+            right, unsure = bool(user_model.predict(x)[0] == 1), False
+        else:
+            right = bool(user_model.classes_[proba[0].argmax()] == 1)
+            unsure = not verdict(proba[0], user_model.classes_, fitted.threshold)["sure"]
+        key = (one["base"], one["strokes"], one["width"])
+        groups.setdefault(key, []).append((one["flag"], right, unsure))
+    rows = []
+    for (base, strokes, width), seen in sorted(groups.items(), key=lambda kv: (kv[0][2], kv[0][1])):
+        plain = [r for flag, r, _ in seen if not flag]
+        flagged = [r for flag, r, _ in seen if flag]
+        misses = [unsure for _, r, unsure in seen if not r]
+        rows.append({"base": base, "strokes": strokes, "width": width,
+                     "plain": float(np.mean(plain)), "flagged": float(np.mean(flagged)),
+                     "n": len(seen),
+                     "unsure": f"{sum(misses)} of {len(misses)}" if misses else "-"})
+    return rows
+
+
 def _answers(answers: list[int]) -> str:
     """One model's answer, or how many of several answer 1."""
     if len(answers) == 1:
@@ -113,7 +149,8 @@ def _answers(answers: list[int]) -> str:
 
 def _digits_ones() -> dict:
     """How ``digits`` draws a 1: a base (a bottom row at least 4 blocks wide), a flag (ink in the
-    top three rows at least 2 columns left of the stem), the ink, and the stem's ink per row."""
+    top three rows at least 2 columns left of the stem), the ink, the stem's ink per row; and
+    how many 2s have such a base."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -126,7 +163,9 @@ def _digits_ones() -> dict:
     x = np.arange(8)
     base_cx = (ones[:, 7] * x).sum(axis=1) / np.maximum(ones[:, 7].sum(axis=1), 1)
     top_cx = (ones[:, :4].sum(axis=1) * x).sum(axis=1) / ones[:, :4].sum(axis=(1, 2))
+    twos = digits.images[digits.target == 2]
     return {"n": len(ones), "base": int(base.sum()), "flag": int(flag.sum()),
+            "twos": len(twos), "twos_base": int(((twos[:, 7] >= 8).sum(axis=1) >= 4).sum()),
             "flag_and_base": int((flag & base).sum()),
             "ink_base": float(ink[base].mean()), "ink_no_base": float(ink[~base].mean()),
             "stem_ink_per_row_base": float(stem_row[base].mean()),
@@ -140,6 +179,10 @@ TEMPLATE_COLUMNS = [("features (templates of bench/serving.py)", "features", "")
 ONES_COLUMNS = [("1 with a flag and a base, read by", "reader", ""), ("board", "board", ".3f"),
                 ("cropped", "cropped", ".3f"), ("all", "all", ".3f"),
                 ("the mouse set's drawing", "mouse", "")]
+BASE_COLUMNS = [("a 1's base (100x100 box, stem 6..94)", "base", ""), ("strokes", "strokes", ""),
+                ("width / stem's height", "width", ".2f"), ("drawings", "n", "d"),
+                ("answered 1, no flag", "plain", ".3f"), ("with a flag", "flagged", ".3f"),
+                ("misses the board calls not sure", "unsure", "")]
 DIGITS_COLUMNS = [("digits 1s", "what", ""), ("value", "value", "")]
 
 
@@ -155,10 +198,12 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                                  params=JOB_LEARNER_PARAMS["sgd"])
     templates = _template_rows(p, models)
     ones, info = _ones_rows(user_model, models, sgd_model)
+    bases = _base_rows(user_model)
     facts = _digits_ones()
     digits_rows = [
         {"what": "with a base / a flag / both", "value": f"{facts['base']} / {facts['flag']} / "
                                                           f"{facts['flag_and_base']} of {facts['n']}"},
+        {"what": "2s with such a bottom row", "value": f"{facts['twos_base']} of {facts['twos']}"},
         {"what": "ink with a base / without",
          "value": f"{facts['ink_base']:.0f} / {facts['ink_no_base']:.0f}"},
         {"what": "stem ink per row (rows 1-5) with a base / without",
@@ -181,9 +226,11 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                      TEMPLATE_COLUMNS, templates),
         common.table(f"a 1 with a flag and a base ({info['n']} drawings): share answered 1",
                      ONES_COLUMNS, ones),
+        common.table("1s by their base: share answered 1 by the user's model", BASE_COLUMNS, bases),
         common.table("how digits draws a 1", DIGITS_COLUMNS, digits_rows),
         common.targets_table(targets)])
-    results = {"templates": templates, "ones": ones, "digits_ones": facts, "digits_rows": digits_rows}
+    results = {"templates": templates, "ones": ones, "bases": bases, "digits_ones": facts,
+               "digits_rows": digits_rows}
     path = common.write_result("strokes", dict(vars(p)), results, targets, machine, started, smoke)
     out = common.finish(path, templates, targets, text, smoke, quiet)
     out["results"] = results
@@ -192,7 +239,8 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
 
 def main() -> int:
     return common.offline_main(__doc__, run, Params, [
-        (TEMPLATE_COLUMNS, "templates"), (ONES_COLUMNS, "ones"), (DIGITS_COLUMNS, "digits_rows")])
+        (TEMPLATE_COLUMNS, "templates"), (ONES_COLUMNS, "ones"), (BASE_COLUMNS, "bases"),
+        (DIGITS_COLUMNS, "digits_rows")])
 
 
 if __name__ == "__main__":

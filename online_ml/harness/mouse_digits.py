@@ -25,7 +25,8 @@ from collections.abc import Sequence
 
 from .drawings import Point, arc
 
-__all__ = ["SET", "mouse_path", "strokes_on_board", "board_svg_of", "flagged_based_ones"]
+__all__ = ["SET", "mouse_path", "strokes_on_board", "board_svg_of", "flagged_based_ones",
+           "ones_by_base"]
 
 Drawing = list[list[Point]]
 
@@ -145,23 +146,73 @@ def flagged_based_ones(seed: int = 3) -> list[tuple[str, str, str]]:
     """
     import random
 
-    from .drawings import stroke_svg
-
     rng = random.Random(seed)
     out = []
     for flag in FLAGS:
         for left, right in BASES:
             drawing: Drawing = [[flag, (52, 6), (52, 94)], [(left, 94), (right, 94)]]
             name = f"flag from {flag}, base {left}..{right}"
-            for board, height in BOARDS:
-                scale = board[1] * height / 100
-                ox, oy = rng.uniform(0, board[0] - 100 * scale), rng.uniform(0, board[1] - 100 * scale)
-                strokes = [mouse_path(s, ox, oy, scale) for s in drawing]
-                out.append(("board", name, stroke_svg(strokes, board=board)))
-            strokes = [mouse_path(s, 0, 0, 0.9) for s in drawing]
-            x0 = min(x for s in strokes for x, _ in s) - 3
-            y0 = min(y for s in strokes for _, y in s) - 3
-            strokes = [[(x - x0, y - y0) for x, y in s] for s in strokes]
-            size = (max(x for s in strokes for x, _ in s) + 3, max(y for s in strokes for _, y in s) + 3)
-            out.append(("cropped", name, stroke_svg(strokes, board=size, width=3)))
+            out += [(form, name, svg) for form, svg in _placed_forms(drawing, rng)]
+    return out
+
+
+def _placed_forms(drawing: Drawing, rng) -> list[tuple[str, str]]:
+    """(form, SVG): the drawing on each board of ``BOARDS`` at a random place (``board``), and as
+    an SVG just the ink's size with a thin pen (``cropped``, as jSignature sends it)."""
+    from .drawings import stroke_svg
+
+    out = []
+    for board, height in BOARDS:
+        scale = board[1] * height / 100
+        ox, oy = rng.uniform(0, board[0] - 100 * scale), rng.uniform(0, board[1] - 100 * scale)
+        out.append(("board", stroke_svg([mouse_path(s, ox, oy, scale) for s in drawing],
+                                        board=board)))
+    strokes = [mouse_path(s, 0, 0, 0.9) for s in drawing]
+    x0 = min(x for s in strokes for x, _ in s) - 3
+    y0 = min(y for s in strokes for _, y in s) - 3
+    strokes = [[(x - x0, y - y0) for x, y in s] for s in strokes]
+    size = (max(x for s in strokes for x, _ in s) + 3, max(y for s in strokes for _, y in s) + 3)
+    out.append(("cropped", stroke_svg(strokes, board=size, width=3)))
+    return out
+
+
+#: Feet a 1's stem can end in, drawn in the same stroke to the right (as ``digits``' based 1s
+#: have it: their base lies right of the stem's top): the foot's length in the 100x100 box.
+FEET: list[float] = [12, 18, 24, 30]
+
+
+def ones_by_base(seed: int = 5) -> list[dict]:
+    """1s with every base a person might give one, with and without each flag of ``FLAGS``, on
+    each board of ``BOARDS`` at a random place and cropped to the ink: dicts of ``base`` (its
+    name), ``width`` (the base's width over the stem's height), ``strokes`` ("one" or "two"),
+    ``flag`` (bool), ``form`` and ``svg``.
+
+    The bases: none; a foot to the right in the stem's stroke (``FEET``); each base of ``BASES``
+    as a second stroke, and in the stem's stroke (down the stem, back along the base's left half
+    and across it). Why: which 1s the model reads as 1 hangs on the base's width, not on the
+    stroke order, the board or the place (bench/strokes.py).
+
+    >>> ones = ones_by_base()
+    >>> len(ones), sorted({o["strokes"] for o in ones}), sorted({o["form"] for o in ones})
+    (208, ['one', 'two'], ['board', 'cropped'])
+    """
+    import random
+
+    rng = random.Random(seed)
+    stem_height = 94 - 6
+    kinds: list[tuple[str, float, str, list[Point], list[Point]]] = [("none", 0.0, "one", [], [])]
+    kinds += [(f"foot 52..{52 + foot:g}", foot / stem_height, "one", [(52 + foot, 94)], [])
+              for foot in FEET]
+    for left, right in BASES:
+        name, width = f"base {left:g}..{right:g}", (right - left) / stem_height
+        kinds.append((name, width, "two", [], [(left, 94), (right, 94)]))
+        kinds.append((name, width, "one", [(left, 94), (right, 94)], []))
+    out = []
+    for name, width, strokes, tail, second in kinds:
+        for flag in [None, *FLAGS]:
+            stem = ([flag] if flag else []) + [(52, 6), (52, 94)] + tail
+            drawing: Drawing = [stem] + ([second] if second else [])
+            svgs = _placed_forms(drawing, rng)
+            out += [{"base": name, "width": width, "strokes": strokes, "flag": flag is not None,
+                     "form": form, "svg": svg} for form, svg in svgs]
     return out
