@@ -153,7 +153,8 @@ def test_the_benchmark_runs_with_a_learner_without_decision_values(tmp_path):
 
 def test_the_strokes_benchmark_runs_at_smoke_size(tmp_path):
     """bench/strokes.py --smoke as a user runs it: the templates under both feature paths over
-    the serving benchmark's possible models, and the 1s with a flag and a base, per reader."""
+    the serving benchmark's possible models, the 1s with a flag and a base, per reader, the 1s
+    by their base, and what teaching the widest-based ones as feedback changes."""
     done = subprocess.run([PY, str(ROOT / "bench" / "strokes.py"), "--smoke"], cwd=ROOT,
                           env=dict(os.environ, BENCH_RESULTS_DIR=str(tmp_path)),
                           capture_output=True, text=True, timeout=600)
@@ -165,4 +166,9 @@ def test_the_strokes_benchmark_runs_at_smoke_size(tmp_path):
     assert all(0 <= r["mean"] <= 1 for r in res["templates"])
     assert len(res["ones"]) == 4 and all(0 <= r["all"] <= 1 for r in res["ones"])
     assert res["digits_ones"]["n"] == 182
+    assert len(res["bases"]) == 13 and sum(r["n"] for r in res["bases"]) == 208
+    assert all(0 <= r["plain"] <= 1 and 0 <= r["flagged"] <= 1 for r in res["bases"])
+    teaching = {r["teaching"]: r for r in res["teaching"]}
+    assert len(teaching) == 7 and teaching["not taught"]["feedback"] == 0
+    assert teaching["8 drawings, each sent 50x"]["feedback"] == 400
     assert {t["target"] for t in doc["targets"]} >= {"flagged and based 1s answered 1 (the user's model)"}
