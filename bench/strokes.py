@@ -17,7 +17,7 @@ No services, about a minute.
   ``digits`` images (is the drawing, as features, among digits' 1s?).
 * 1s by their base (``ones_by_base``: none, a foot, a base of four widths in one stroke or two,
   with and without a flag): which the user's model reads as 1, and whether the board says it is
-  unsure of the rest; and what teaching it the widest-based ones as feedback changes.
+  unsure of the rest (bench/teaching.py: what teaching it them as feedback changes).
 * What ``digits`` 1s look like: how many have a base or a flag, their ink and stem.
 
     python bench/strokes.py [--markdown]
@@ -140,68 +140,6 @@ def _base_rows(user_model) -> list[dict]:
     return rows
 
 
-#: How often the same 8 taught drawings are sent as feedback (0: not taught).
-TEACH_REPEATS = (0, 1, 5, 20, 50)
-
-
-def _teach_rows(user_model, taught: int = 8) -> list[dict]:
-    """What teaching does: ``taught`` of the widest-based 1s the user's model reads as 2 (two
-    strokes, drawn on the board) sent as feedback — their features rounded as ``/api/feedback``
-    rounds them, learned by the job's learner (``OnlineLearner.learn_one``, as the job learns a
-    feedback record) ``repeats`` times each — then the other drawings with that base (cropped, in
-    one stroke, ...) read again: by the served weights and, for a tail-averaged learner
-    (softmax), by its last iterate, with the served model's accuracy on ``digits`` and on the
-    mouse set beside. Also: one more pass of the stream after teaching once, and without."""
-    import copy
-    import random
-
-    from sklearn.datasets import load_digits
-
-    from online_ml.harness.mouse_digits import ones_by_base
-    from online_ml.learner import OnlineLearner
-    from online_ml.producer import iter_records
-
-    ones = ones_by_base()
-    widest = max(o["width"] for o in ones)
-    picked = [i for i, o in enumerate(ones) if o["width"] == widest]
-    pool = [i for i in picked if ones[i]["strokes"] == "two" and ones[i]["form"] == "board"]
-    teach = random.Random(1).sample(pool, taught)
-    held = [i for i in picked if i not in pool]
-    x = np.array([strokes_to_features(SvgDrawing(ones[i]["svg"].encode())) for i in teach + held])
-    x_teach, x_held = np.rint(x[:taught]).astype(int).tolist(), x[taught:]
-    digits = load_digits()
-    mouse_svgs, mouse_y, _ = ev.mouse_drawings()
-    mouse_x = ev.stroke_features(mouse_svgs)
-
-    def row(name: str, learned: int, model) -> dict:
-        iterate = None
-        if hasattr(model, "weights_") and getattr(model, "average", 0):
-            z = x_held * model.scale @ model.weights_.T + model.bias_
-            iterate = float((model.classes_[z.argmax(axis=1)] == 1).mean())
-        return {"teaching": name, "feedback": learned,
-                "served": float((model.predict(x_held) == 1).mean()), "iterate": iterate,
-                "digits": float((model.predict(digits.data) == digits.target).mean()),
-                "mouse": float((model.predict(mouse_x) == np.asarray(mouse_y)).mean())}
-
-    rows = []
-    for repeats in TEACH_REPEATS:
-        learner = OnlineLearner(copy.deepcopy(user_model))
-        for _ in range(repeats):
-            for xi in x_teach:
-                learner.learn_one(xi, 1)
-        rows.append(row(f"{taught} drawings, each sent {repeats}x" if repeats else "not taught",
-                        taught * repeats, learner.model))
-    for repeats in (0, 1):
-        learner = OnlineLearner(copy.deepcopy(user_model))
-        for xi in x_teach * repeats:
-            learner.learn_one(xi, 1)
-        for xs, y in iter_records(seed=9, epochs=1):
-            learner.learn_one(xs, y)
-        rows.append(row(("taught once" if repeats else "not taught") + ", then one more pass of "
-                        "the stream", taught * repeats, learner.model))
-    return rows
-
-
 def _answers(answers: list[int]) -> str:
     """One model's answer, or how many of several answer 1."""
     if len(answers) == 1:
@@ -245,11 +183,6 @@ BASE_COLUMNS = [("a 1's base (100x100 box, stem 6..94)", "base", ""), ("strokes"
                 ("width / stem's height", "width", ".2f"), ("drawings", "n", "d"),
                 ("answered 1, no flag", "plain", ".3f"), ("with a flag", "flagged", ".3f"),
                 ("misses the board calls not sure", "unsure", "")]
-TEACH_COLUMNS = [("teaching (the widest base, drawn on the board)", "teaching", ""),
-                 ("feedback records", "feedback", "d"),
-                 ("its other drawings read 1: served model", "served", ".3f"),
-                 ("last iterate (softmax)", "iterate", ".3f"),
-                 ("served model on digits", "digits", ".4f"), ("on the mouse set", "mouse", ".3f")]
 DIGITS_COLUMNS = [("digits 1s", "what", ""), ("value", "value", "")]
 
 
@@ -266,8 +199,6 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     templates = _template_rows(p, models)
     ones, info = _ones_rows(user_model, models, sgd_model)
     bases = _base_rows(user_model)
-    common.progress("strokes: teaching the user's model the widest-based 1s")
-    teaching = _teach_rows(user_model)
     facts = _digits_ones()
     digits_rows = [
         {"what": "with a base / a flag / both", "value": f"{facts['base']} / {facts['flag']} / "
@@ -296,11 +227,9 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         common.table(f"a 1 with a flag and a base ({info['n']} drawings): share answered 1",
                      ONES_COLUMNS, ones),
         common.table("1s by their base: share answered 1 by the user's model", BASE_COLUMNS, bases),
-        common.table("teaching the widest-based 1s as feedback", TEACH_COLUMNS, teaching),
         common.table("how digits draws a 1", DIGITS_COLUMNS, digits_rows),
         common.targets_table(targets)])
-    results = {"templates": templates, "ones": ones, "bases": bases, "teaching": teaching,
-               "digits_ones": facts,
+    results = {"templates": templates, "ones": ones, "bases": bases, "digits_ones": facts,
                "digits_rows": digits_rows}
     path = common.write_result("strokes", dict(vars(p)), results, targets, machine, started, smoke)
     out = common.finish(path, templates, targets, text, smoke, quiet)
@@ -311,7 +240,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
 def main() -> int:
     return common.offline_main(__doc__, run, Params, [
         (TEMPLATE_COLUMNS, "templates"), (ONES_COLUMNS, "ones"), (BASE_COLUMNS, "bases"),
-        (TEACH_COLUMNS, "teaching"), (DIGITS_COLUMNS, "digits_rows")])
+        (DIGITS_COLUMNS, "digits_rows")])
 
 
 if __name__ == "__main__":

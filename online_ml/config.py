@@ -117,6 +117,12 @@ class Settings:
     # asks Flink for the training job (JOB_NAME), brings back a job that vanished or failed, and
     # writes the training state the server shows; a state older than 3 intervals is "unknown"
     watch_interval_seconds: float = 2.0
+    # a record from the board's feedback (source "feedback"): the share of its step that also
+    # goes straight into the averaged weights the softmax learner predicts with, so the lesson
+    # shows in the next answers (README "Teaching it": chosen by bench/strokes.py on real
+    # handwriting's development split); 0: an ordinary step, diluted in the average (a
+    # correction changes nothing the board shows). Learners without averaged weights: no effect.
+    feedback_step_share: float = 0.5
 
     # env var name for each field, e.g. kafka_bootstrap_servers -> KAFKA_BOOTSTRAP_SERVERS
     @staticmethod
@@ -159,6 +165,9 @@ class Settings:
         if settings.sync_merge_step not in ("sqrt", "mean"):
             raise ValueError("SYNC_MERGE_STEP must be 'sqrt' or 'mean', got "
                              f"{settings.sync_merge_step!r}")
+        if not 0.0 <= settings.feedback_step_share <= 1.0:
+            raise ValueError("FEEDBACK_STEP_SHARE must be between 0 and 1, got "
+                             f"{settings.feedback_step_share}")
         if settings.parallelism < 0 or settings.source_partitions < 1:
             raise ValueError("PARALLELISM must be >= 0 (0: Flink's default) and "
                              "SOURCE_PARTITIONS >= 1")

@@ -125,6 +125,14 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
+def _averages(model: Any) -> bool:
+    """Does ``model`` predict with averaged weights that a step can move at once
+    (``partial_fit(..., into_average=...)``)? The softmax learner does."""
+    from .softmax import OnlineSoftmax
+
+    return isinstance(model, OnlineSoftmax)
+
+
 def _as_row(x: Any) -> np.ndarray:
     return np.asarray(x, dtype=np.float64).reshape(1, -1)
 
@@ -222,22 +230,30 @@ class OnlineLearner:
         self.rolling_metric.update(y, pred)
         self.labels.update(y)
 
-    def learn_one(self, x: Sequence[float], y: int) -> int | None:
+    def learn_one(self, x: Sequence[float], y: int, served: float = 0.0) -> int | None:
         """Predict ``x``, score that prediction against ``y``, then train on ``(x, y)``.
 
         Returns the prediction made *before* training (None for the very first record).
-        A label outside ``classes`` raises ValueError before anything changes.
+        A label outside ``classes`` raises ValueError before anything changes. ``served``: for
+        a model that predicts with averaged weights (the softmax learner's ``into_average``),
+        the share of the step that also goes straight into them (FEEDBACK_STEP_SHARE for the
+        board's feedback); any other model takes its ordinary step.
         """
         label = self._check_label(y)
         row = _as_row(x)
         pred = int(self.model.predict(row)[0]) if self.fitted else None
-        self.model.partial_fit(row, [label], classes=self.classes)
+        if served and _averages(self.model):
+            self.model.partial_fit(row, [label], classes=self.classes, into_average=[served])
+        else:
+            self.model.partial_fit(row, [label], classes=self.classes)
         self._record(label, pred)
         self._samples_seen += 1
         return pred
 
-    def learn_many(self, X: Iterable[Sequence[float]], y: Iterable[int]) -> list[int | None]:
-        """Mini-batch version of ``learn_one``: predict every row, then one ``partial_fit``.
+    def learn_many(self, X: Iterable[Sequence[float]], y: Iterable[int],
+                   served: Any = None) -> list[int | None]:
+        """Mini-batch version of ``learn_one``: predict every row, then one ``partial_fit``;
+        ``served``, a share per row (None: 0 for all), as ``learn_one``'s.
 
         All predictions come from the model as it was *before* the batch, so a record never
         benefits from its batch-mates' labels. Only the Python/sklearn call overhead is shared:
@@ -254,7 +270,10 @@ class OnlineLearner:
         if not labels:
             return []
         preds = self.predict_many(rows)
-        self.model.partial_fit(rows, labels, classes=self.classes)
+        if served is not None and _averages(self.model) and np.any(served):
+            self.model.partial_fit(rows, labels, classes=self.classes, into_average=served)
+        else:
+            self.model.partial_fit(rows, labels, classes=self.classes)
         # the metrics once per batch, as _record per row would leave them
         hits = [pred is not None and pred == label for label, pred in zip(labels, preds)]
         self.accuracy_metric.add_many(len(hits), sum(hits))

@@ -115,9 +115,19 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
 
     # -- learning ------------------------------------------------------------------------------
     def partial_fit(self, X: Any, y: Any, classes: Sequence[Any] | None = None,
-                    sample_weight: Any = None) -> OnlineSoftmax:
+                    sample_weight: Any = None, into_average: Any = None) -> OnlineSoftmax:
         """One AdaGrad step per row, in order. ``classes`` is required on the first call (as
-        scikit-learn's ``partial_fit``); a row of weight 0 takes no step."""
+        scikit-learn's ``partial_fit``); a row of weight 0 takes no step.
+
+        ``into_average``: a share per row (None: 0 for all). A row's step also moves the averaged
+        weights, which predict, by that share of what it moves the last iterate, on top of the
+        running average's ``1 / (average * t_)`` share of it: a lesson from the drawing board's
+        feedback (FEEDBACK_STEP_SHARE) shows in the next answers, where an ordinary step would
+        need hundreds of repeats (README, *Teaching it*)."""
+        if into_average is not None:
+            shares = np.asarray(into_average, dtype=np.float64).reshape(-1)
+            if shares.any():
+                return self._fit_shared(X, y, classes, sample_weight, shares)
         X = self._rows(X)
         if not hasattr(self, "classes_"):
             if classes is None:
@@ -142,6 +152,34 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
             X * self.scale, np.asarray(cols, dtype=np.int64), weights, self.weights_, self.bias_,
             self.accum_, self.accum_bias_, self.avg_weights_, self.avg_bias_, float(self.t_),
             float(self.learning_rate), float(self.l2), float(self.average), EPS))
+        return self
+
+    def _fit_shared(self, X: Any, y: Any, classes: Sequence[Any] | None, sample_weight: Any,
+                    shares: np.ndarray) -> OnlineSoftmax:
+        """``partial_fit`` with some rows' steps also moving the average by ``shares`` of the
+        iterate's step: the runs of ordinary rows in one call each, every other row on its own."""
+        X, labels = self._rows(X), np.asarray(y)
+        weights = None if sample_weight is None else np.asarray(sample_weight).reshape(-1)
+        if len(shares) != len(X) or len(labels) != len(X):
+            raise ValueError(f"X has {len(X)} rows, y {len(labels)} labels and into_average "
+                             f"{len(shares)} shares")
+        if not (np.isfinite(shares).all() and (shares >= 0).all()):
+            raise ValueError("into_average must hold shares >= 0")
+        start = 0
+        for row in [*np.flatnonzero(shares).tolist(), len(X)]:
+            if row > start:
+                self.partial_fit(X[start:row], labels[start:row], classes,
+                                 None if weights is None else weights[start:row])
+            if row == len(X):
+                break
+            before = (self.weights_.copy(), self.bias_.copy()) if hasattr(self, "classes_") \
+                else None  # a first step ever: the average is that step already
+            self.partial_fit(X[row:row + 1], labels[row:row + 1], classes,
+                             None if weights is None else weights[row:row + 1])
+            if before is not None:
+                self.avg_weights_ += shares[row] * (self.weights_ - before[0])
+                self.avg_bias_ += shares[row] * (self.bias_ - before[1])
+            start = row + 1
         return self
 
     # -- predicting ----------------------------------------------------------------------------

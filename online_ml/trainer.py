@@ -285,7 +285,9 @@ class Trainer(Backups):
         outputs: list[Output] = []
         started = time.perf_counter()
         with self._lock:
-            predicted = self.learner.learn_one(record.x, record.actual_y)
+            predicted = self.learner.learn_one(
+                record.x, record.actual_y,
+                served=self.settings.feedback_step_share if record.source == "feedback" else 0.0)
             self._learned(record, predicted, self.learner.samples_seen, outputs)
             self._after_learning(1, started)
         self._maybe_sync()
@@ -342,7 +344,8 @@ class Trainer(Backups):
             end = min(len(batch), pos + self.predict_chunk())
             started = time.perf_counter()
             with self._lock:
-                predicted = self.learner.learn_many(batch.X[pos:end], batch.y[pos:end])
+                predicted = self.learner.learn_many(batch.X[pos:end], batch.y[pos:end],
+                                                    served=self._served_steps(batch, pos, end))
                 first_seen = self.learner.samples_seen - (end - pos) + 1
                 correct += self._learned_many(batch, pos, end, predicted, first_seen, outputs)
                 self._after_learning(end - pos, started)
@@ -359,6 +362,14 @@ class Trainer(Backups):
         if not len(batch):
             self._maybe_sync()
         return outputs, batch.y.tolist(), correct
+
+    def _served_steps(self, batch: Batch, start: int, end: int) -> list[float] | None:
+        """The share of each record's step of ``start:end`` that goes straight into the served
+        weights: FEEDBACK_STEP_SHARE for feedback, 0 for the rest; None when all are 0."""
+        share = self.settings.feedback_step_share
+        if not share or "feedback" not in batch.source[start:end]:
+            return None
+        return [share if source == "feedback" else 0.0 for source in batch.source[start:end]]
 
     def _learned_many(self, batch: Batch, start: int, end: int, predicted: list[int | None],
                       first_seen: int, outputs: list[list[Output]]) -> int:

@@ -111,13 +111,19 @@ def handwriting_strokes_candidates() -> list[str]:
     return [k.value for k in node.value.keys]
 
 
-def test_the_benchmark_runs_at_smoke_size(tmp_path):
-    """bench/handwriting.py --smoke as a user runs it (a script, never imported by a test)."""
-    done = subprocess.run([PY, str(ROOT / "bench" / "handwriting.py"), "--smoke"], cwd=ROOT,
-                          env=dict(os.environ, BENCH_RESULTS_DIR=str(tmp_path)),
+def _smoke_run(tmp_path, name: str, **env: str) -> dict:
+    """``bench/<name>.py --smoke`` as a user runs it (a script, never imported by a test), its
+    JSON written to ``tmp_path``: the document."""
+    done = subprocess.run([PY, str(ROOT / "bench" / f"{name}.py"), "--smoke"], cwd=ROOT,
+                          env=dict(os.environ, BENCH_RESULTS_DIR=str(tmp_path), **env),
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    doc = json.loads((tmp_path / "handwriting.json").read_text())
+    return json.loads((tmp_path / f"{name}.json").read_text())
+
+
+def test_the_benchmark_runs_at_smoke_size(tmp_path):
+    """bench/handwriting.py --smoke as a user runs it (a script, never imported by a test)."""
+    doc = _smoke_run(tmp_path, "handwriting")
     res = doc["results"]
     assert {r["form"] for r in res["accuracy"]} == {*FORMS, TRACED}
     assert len(res["ablation"]) >= 2 and all(0 <= r["round_trip"] <= 1 for r in res["ablation"])
@@ -140,11 +146,7 @@ def test_the_benchmark_runs_with_a_learner_without_decision_values(tmp_path):
     bitmap's views are scored by its predict_proba averaged, the uncertainty section rates the
     model's own probabilities (what the server shows for it) and the temperature's target
     reads n/a, not a crash."""
-    done = subprocess.run([PY, str(ROOT / "bench" / "handwriting.py"), "--smoke"], cwd=ROOT,
-                          env=dict(os.environ, BENCH_RESULTS_DIR=str(tmp_path), LEARNER="nb"),
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    doc = json.loads((tmp_path / "handwriting.json").read_text())
+    doc = _smoke_run(tmp_path, "handwriting", LEARNER="nb")
     assert doc["results"]["chosen_on_dev"]["temperature"] is None
     assert [r["probabilities"] for r in doc["results"]["uncertainty"]][0] == "model's predict_proba"
     met = {t["target"]: t["met"] for t in doc["targets"]}
@@ -153,13 +155,9 @@ def test_the_benchmark_runs_with_a_learner_without_decision_values(tmp_path):
 
 def test_the_strokes_benchmark_runs_at_smoke_size(tmp_path):
     """bench/strokes.py --smoke as a user runs it: the templates under both feature paths over
-    the serving benchmark's possible models, the 1s with a flag and a base, per reader, the 1s
-    by their base, and what teaching the widest-based ones as feedback changes."""
-    done = subprocess.run([PY, str(ROOT / "bench" / "strokes.py"), "--smoke"], cwd=ROOT,
-                          env=dict(os.environ, BENCH_RESULTS_DIR=str(tmp_path)),
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    doc = json.loads((tmp_path / "strokes.json").read_text())
+    the serving benchmark's possible models, the 1s with a flag and a base, per reader, and the
+    1s by their base."""
+    doc = _smoke_run(tmp_path, "strokes")
     res = doc["results"]
     # one model per random state (SGD), or the one model of a deterministic learner (softmax)
     assert [r["models"] for r in res["templates"]] in ([doc["parameters"]["models"]] * 3, [1] * 3)
@@ -168,7 +166,22 @@ def test_the_strokes_benchmark_runs_at_smoke_size(tmp_path):
     assert res["digits_ones"]["n"] == 182
     assert len(res["bases"]) == 13 and sum(r["n"] for r in res["bases"]) == 208
     assert all(0 <= r["plain"] <= 1 and 0 <= r["flagged"] <= 1 for r in res["bases"])
-    teaching = {r["teaching"]: r for r in res["teaching"]}
-    assert len(teaching) == 7 and teaching["not taught"]["feedback"] == 0
-    assert teaching["8 drawings, each sent 50x"]["feedback"] == 400
     assert {t["target"] for t in doc["targets"]} >= {"flagged and based 1s answered 1 (the user's model)"}
+
+
+def test_the_teaching_benchmark_runs_at_smoke_size(tmp_path):
+    """bench/teaching.py --smoke as a user runs it: one correction of real handwriting per
+    share on both splits, the share the development split chooses, the widest-based 1s taught,
+    and the target that FEEDBACK_STEP_SHARE is the chosen share."""
+    doc = _smoke_run(tmp_path, "teaching")
+    res = doc["results"]
+    shares = doc["parameters"]["shares"]
+    assert [(r["split"], r["share"]) for r in res["corrections"]] == \
+        [(split, share) for split in ("dev", "test") for share in shares]
+    assert all(0 <= r["fixed"] <= 1 and r["worst"] <= r["change"] for r in res["corrections"])
+    assert res["chosen_share"] in shares
+    teaching = {r["teaching"]: r for r in res["teaching"]}
+    assert teaching["not taught"]["feedback"] == 0 and "share 1: 1 drawing(s) sent once" in teaching
+    assert {t["target"] for t in doc["targets"]} == {
+        "|FEEDBACK_STEP_SHARE - the share chosen on dev|",
+        "chosen share on test: others' accuracy change, mean (points)"}

@@ -1,5 +1,6 @@
 """LEARNER=softmax (online_ml/softmax.py): learns fast, row and batch mode agree, safe to store,
 mergeable at parallelism > 1, and stray ink in a cell ``digits`` never inks changes nothing."""
+import copy
 import doctest
 import json
 import os
@@ -207,6 +208,36 @@ def test_bad_input_is_refused_before_anything_changes(digits):
             OnlineSoftmax(**params).partial_fit(X[:2], y[:2], classes=CLASSES)
     with pytest.raises(ValueError, match="distinct"):
         OnlineSoftmax().partial_fit(X[:2], y[:2], classes=[1, 1])
+
+
+def test_a_share_of_a_step_goes_straight_into_what_predicts(digits):
+    """``into_average`` (the board's feedback, FEEDBACK_STEP_SHARE): a row's step also moves the
+    averaged weights by its share of the iterate's step, on top of the ordinary average; rows of
+    share 0 are ordinary steps, so a call with shares is the same as the calls it splits into,
+    and all shares 0 is plain ``partial_fit``."""
+    X, y = digits
+    base = _fit(X[:1000], y[:1000])
+    rows, labels = X[1000:1006], y[1000:1006]
+    shares = [0.0, 1.0, 0.0, 0.0, 0.5, 0.25]
+    mixed, split = copy.deepcopy(base), copy.deepcopy(base)
+    mixed.partial_fit(rows, labels, into_average=shares)
+    for row, label, share in zip(rows, labels, shares):
+        w, b = split.weights_.copy(), split.bias_.copy()
+        split.partial_fit(row[None], [label])
+        split.avg_weights_ += share * (split.weights_ - w)
+        split.avg_bias_ += share * (split.bias_ - b)
+    for name in sync.SOFTMAX_ARRAYS:
+        assert np.allclose(getattr(mixed, name), getattr(split, name), rtol=0, atol=1e-12), name
+    assert mixed.t_ == split.t_ == 1006
+    plain, zero = _fit(X[:50], y[:50]), _fit(X[:50], y[:50])
+    plain.partial_fit(rows, labels)
+    zero.partial_fit(rows, labels, into_average=[0.0] * 6)
+    assert np.array_equal(plain.avg_weights_, zero.avg_weights_)
+    first = OnlineSoftmax().partial_fit(X[:1], y[:1], classes=CLASSES, into_average=[1.0])
+    assert np.array_equal(first.avg_weights_, first.weights_)  # the first step is the average
+    for bad in ([1.0], [1.0, -1, 0, 0, 0, 0], [np.nan] * 6):
+        with pytest.raises(ValueError, match="shares"):
+            copy.deepcopy(base).partial_fit(rows, labels, into_average=bad)
 
 
 def test_a_row_of_weight_zero_takes_no_step(digits):

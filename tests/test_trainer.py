@@ -98,6 +98,34 @@ def test_backups_every_interval_with_increasing_versions(mode, settings, redis_c
 
 
 @pytest.mark.parametrize("mode", ["row", "batch"])
+@pytest.mark.parametrize("share", [Settings().feedback_step_share, 0.0])
+def test_a_correction_from_the_board_shows_in_the_next_answers(mode, share, settings, redis_client):
+    """FEEDBACK_STEP_SHARE (the default): after 1,000 records, the first later drawing the
+    model reads wrong, sent as feedback with its label, is read right within three corrections
+    (part of the step goes straight into the averaged weights the softmax learner predicts
+    with); 0, an ordinary step, leaves the answer as it was (README "Teaching it")."""
+    from online_ml.schema import encode_record
+
+    assert Settings().feedback_step_share > 0
+    trainer = Trainer(dataclasses.replace(settings, feedback_step_share=share))
+    run(trainer, GOOD[:1000], mode)
+    record = next(r for r in map(json.loads, GOOD[1000:])
+                  if trainer.learner.model.predict([r["x"]])[0] != r["actual_y"])
+    x = [record["x"]]
+    wrong, taught = int(trainer.learner.model.predict(x)[0]), record["actual_y"]
+    answers = []
+    for k in range(3):
+        value = encode_record(record["x"], taught, source="feedback", id=f"fb-{k}")
+        run(trainer, [value], mode)
+        answers.append(int(trainer.learner.model.predict(x)[0]))
+    assert trainer.feedback_seen == 3
+    if share:
+        assert answers[-1] == taught, answers
+    else:
+        assert answers == [wrong] * 3, answers
+
+
+@pytest.mark.parametrize("mode", ["row", "batch"])
 def test_bad_records_are_dead_lettered_not_trained(mode, settings, redis_client):
     trainer = Trainer(settings)
     values = []

@@ -1,0 +1,219 @@
+"""Teaching the board: what one correction sent as feedback changes, and how much of its step goes
+straight into the served weights (``FEEDBACK_STEP_SHARE``).
+
+No services, about a minute. The model is the one a user gets (``evaluation.stream_model``: the
+job's learner, three passes of the default stream); a correction is learned as the job learns a
+feedback record (``OnlineLearner.learn_one``, its features rounded as ``/api/feedback`` rounds
+them, ``served`` = the share).
+
+* Corrections of real handwriting: a drawing of real handwriting traced into strokes (the board's
+  path) that the model reads wrong is sent once with its label. Per share: how often that drawing
+  is then read right, and how the model's accuracy on the other drawings of the split changed
+  (mean and 5th percentile over the trials). The development split chooses the share — the
+  largest whose mean change is not negative: a correction shows as often as it can without
+  costing other people's drawings on average — and the test split reports it.
+* The widest-based 1s (online_ml/harness/mouse_digits.py, ``ones_by_base``: read 2 by the model,
+  bench/strokes.py) taught as 1s: 8 of them drawn on the board, sent repeatedly as ordinary steps
+  (share 0) or once with the default share; the other drawings of that base read again, by the
+  served (averaged) weights and by the learner's last iterate, with the served model's accuracy
+  on ``digits`` and on the mouse set beside; and after one more pass of the stream.
+
+    python bench/teaching.py [--markdown] [--smoke]
+"""
+from __future__ import annotations
+
+import copy
+import random
+import sys
+import time
+from dataclasses import dataclass
+
+import common
+import numpy as np
+
+from online_ml import evaluation as ev
+from online_ml.config import Settings
+from online_ml.features import strokes_to_features
+from online_ml.harness.verdicts import target
+from online_ml.learner import OnlineLearner
+from online_ml.svg_render import SvgDrawing
+
+#: The shares of a feedback step that also go straight into the served weights, compared.
+SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass
+class Params:
+    drawings: int = 1000  # real handwriting per split (traced into strokes)
+    trials: int = 200  # corrections per share and split
+    epochs: int = 3  # the user's model
+    taught: int = 8  # widest-based 1s taught
+    repeats: tuple[int, ...] = (0, 1, 5, 20, 50)  # ordinary steps: how often each is sent
+
+    @classmethod
+    def smoke(cls) -> Params:
+        return cls(drawings=100, trials=10, epochs=1, repeats=(0, 1))
+
+
+def _traced(indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    from online_ml import handwriting as hw
+
+    svgs, labels = zip(*(hw.drawing(i, hw.TRACED) for i in indices))
+    x = np.array([strokes_to_features(SvgDrawing(svg.encode())) for svg in svgs])
+    return x, np.array(labels)
+
+
+def _correction_rows(model, split: str, x: np.ndarray, y: np.ndarray, trials: int) -> list[dict]:
+    """Per share: one correction of a drawing the model reads wrong, ``trials`` times."""
+    before = model.predict(x) == y
+    wrong = np.flatnonzero(~before)
+    picked = np.random.default_rng(0).choice(wrong, min(trials, len(wrong)), replace=False)
+    rows = []
+    for share in SHARES:
+        fixed, change = [], []
+        for i in picked:
+            learner = OnlineLearner(copy.deepcopy(model))
+            learner.learn_one(np.rint(x[i]).astype(int).tolist(), int(y[i]), served=share)
+            after = learner.model.predict(x) == y
+            others = np.arange(len(y)) != i
+            fixed.append(bool(after[i]))
+            change.append(100 * (after[others].mean() - before[others].mean()))
+        rows.append({"split": split, "share": share, "trials": len(picked),
+                     "fixed": float(np.mean(fixed)), "change": float(np.mean(change)),
+                     "p5": float(np.percentile(change, 5)), "worst": float(np.min(change))})
+    return rows
+
+
+def chosen_share(dev_rows: list[dict]) -> float:
+    """The largest share whose mean change of the other drawings' accuracy on the development
+    split is not negative (0 when none is).
+
+    >>> chosen_share([{"share": 0.0, "change": -0.01}, {"share": 0.5, "change": 0.2},
+    ...               {"share": 1.0, "change": -0.4}])
+    0.5
+    """
+    ok = [r["share"] for r in dev_rows if r["change"] >= 0]
+    return max(ok, default=0.0)
+
+
+def _teach_rows(model, p: Params, share: float) -> list[dict]:
+    """The widest-based 1s taught: ordinary steps repeated, then the share, once."""
+    from sklearn.datasets import load_digits
+
+    from online_ml.harness.mouse_digits import ones_by_base
+
+    ones = ones_by_base()
+    widest = max(o["width"] for o in ones)
+    picked = [i for i, o in enumerate(ones) if o["width"] == widest]
+    pool = [i for i in picked if ones[i]["strokes"] == "two" and ones[i]["form"] == "board"]
+    teach = random.Random(1).sample(pool, p.taught)
+    held = [i for i in picked if i not in pool]
+    x = np.array([strokes_to_features(SvgDrawing(ones[i]["svg"].encode())) for i in teach + held])
+    x_teach, x_held = np.rint(x[:p.taught]).astype(int).tolist(), x[p.taught:]
+    digits = load_digits()
+    mouse_svgs, mouse_y, _ = ev.mouse_drawings()
+    mouse_x = ev.stroke_features(mouse_svgs)
+
+    def row(name: str, learned: int, m) -> dict:
+        iterate = None
+        if hasattr(m, "weights_") and getattr(m, "average", 0):
+            z = x_held * m.scale @ m.weights_.T + m.bias_
+            iterate = float((m.classes_[z.argmax(axis=1)] == 1).mean())
+        return {"teaching": name, "feedback": learned,
+                "served": float((m.predict(x_held) == 1).mean()), "iterate": iterate,
+                "digits": float((m.predict(digits.data) == digits.target).mean()),
+                "mouse": float((m.predict(mouse_x) == np.asarray(mouse_y)).mean())}
+
+    def taught(sent: list, step: float) -> OnlineLearner:
+        learner = OnlineLearner(copy.deepcopy(model))
+        for xi in sent:
+            learner.learn_one(xi, 1, served=step)
+        return learner
+
+    rows = []
+    for repeats in p.repeats:
+        learner = taught(x_teach * repeats, 0.0)
+        rows.append(row(f"share 0: {p.taught} drawings, each sent {repeats}x" if repeats
+                        else "not taught", p.taught * repeats, learner.model))
+    for step in sorted({share, 1.0} - {0.0}):
+        for n in (1, 2, p.taught):
+            rows.append(row(f"share {step:g}: {n} drawing(s) sent once", n,
+                            taught(x_teach[:n], step).model))
+    for sent, step in (([], 0.0), (x_teach, 0.0), (x_teach[:1], share)):
+        learner = taught(sent, step)
+        rows.append(row(f"share {step:g}: {len(sent)} sent once, then one more pass of the stream"
+                        if sent else "not taught, then one more pass of the stream", len(sent),
+                        _one_more_pass(learner)))
+    return rows
+
+
+def _one_more_pass(learner: OnlineLearner):
+    """The learner's model after one more pass of the default stream (another shuffle)."""
+    from online_ml.producer import iter_records
+
+    for xs, y in iter_records(seed=9, epochs=1):
+        learner.learn_one(xs, y)
+    return learner.model
+
+
+CORRECTION_COLUMNS = [("split", "split", ""), ("share into the served weights", "share", "g"),
+                      ("corrections", "trials", "d"),
+                      ("corrected drawing read right", "fixed", ".3f"),
+                      ("others' accuracy change, mean (points)", "change", "+.2f"),
+                      ("5th percentile", "p5", "+.2f"), ("worst", "worst", "+.2f")]
+TEACH_COLUMNS = [("teaching the widest-based 1s (drawn on the board)", "teaching", ""),
+                 ("feedback records", "feedback", "d"),
+                 ("their other drawings read 1: served model", "served", ".3f"),
+                 ("last iterate (softmax)", "iterate", ".3f"),
+                 ("served model on digits", "digits", ".4f"), ("on the mouse set", "mouse", ".3f")]
+
+
+def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
+    from online_ml import handwriting as hw
+
+    started = time.time()
+    machine = common.machine_info()
+    settings = Settings.from_env()
+    common.progress(f"teaching: the user's model ({p.epochs} passes) and {p.drawings} traced "
+                    "drawings per split")
+    model = ev.stream_model(p.epochs, 0)
+    _, labels = hw.load_mnist()
+    dev, test = hw.split(labels)
+    rows = []
+    for split, indices in (("dev", dev), ("test", test)):
+        x, y = _traced(indices[:p.drawings])
+        common.progress(f"teaching: {p.trials} corrections per share on {split}")
+        rows += _correction_rows(model, split, x, y, p.trials)
+    share = chosen_share([r for r in rows if r["split"] == "dev"])
+    on_test = next(r for r in rows if r["split"] == "test" and r["share"] == share)
+    common.progress("teaching: the widest-based 1s")
+    teaching = _teach_rows(model, p, settings.feedback_step_share)
+    targets = [
+        target("|FEEDBACK_STEP_SHARE - the share chosen on dev|",
+               abs(settings.feedback_step_share - share), 0.0, "<=",
+               f"set {settings.feedback_step_share:g}, chosen {share:g} (the largest whose mean "
+               "change on dev >= 0)"),
+        target("chosen share on test: others' accuracy change, mean (points)",
+               round(on_test["change"], 2), 0.0, ">=",
+               f"corrected drawing read right {on_test['fixed']:.3f}"),
+    ]
+    text = "\n\n".join([
+        common.table("one correction of real handwriting (traced strokes), per share",
+                     CORRECTION_COLUMNS, rows),
+        common.table("teaching the widest-based 1s", TEACH_COLUMNS, teaching),
+        common.targets_table(targets)])
+    results = {"corrections": rows, "chosen_share": share, "teaching": teaching}
+    path = common.write_result("teaching", {**vars(p), "shares": list(SHARES)}, results, targets,
+                               machine, started, smoke)
+    out = common.finish(path, rows, targets, text, smoke, quiet)
+    out["results"] = results
+    return out
+
+
+def main() -> int:
+    return common.offline_main(__doc__, run, Params, [
+        (CORRECTION_COLUMNS, "corrections"), (TEACH_COLUMNS, "teaching")])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
