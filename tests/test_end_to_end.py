@@ -97,6 +97,27 @@ def test_stream_to_prediction_end_to_end(mode, job_env, settings, redis_client, 
         and int(m.get("backups_succeeded", 0)) >= 1 and m, 30, "the backup in the metrics")
     assert int(metrics["model_version"]) >= meta["version"]
 
+    # a correction from the board shows in the next answers (FEEDBACK_STEP_SHARE, README
+    # "Teaching it"): the drawing sent as feedback with the runner-up digit through the server;
+    # once a served model includes it, that digit's probability has grown several times over
+    # (an ordinary step, measured offline on 400 records: x1.0-1.1; this share: x10-20)
+    with Server(script="model_server.py", env=job_env, name="e2e-model-server") as server:
+        server.wait_ready(timeout=30)
+        before = requests.post(server.url + "/predict", data={"imgStr": ONE}, timeout=10).json()
+        runner_up = before["probabilities"][1]
+        sent = requests.post(server.url + "/api/feedback", timeout=30,
+                             json={"imgStr": ONE, "label": runner_up["digit"]}).json()
+        assert sent["success"] is True, sent
+        status = wait_for(lambda: (s := requests.get(f"{server.url}/api/feedback/{sent['id']}",
+                                                     timeout=10).json())["included"] and s,
+                          30, "a served model that includes the correction")
+        after = wait_for(lambda: (a := requests.post(server.url + "/predict", timeout=10,
+                                                     data={"imgStr": ONE}).json())
+                         ["model_version"] >= status["model_version"] and a,
+                         10, "an answer from that model")
+        grown = {p["digit"]: p["p"] for p in after["probabilities"]}.get(runner_up["digit"], 0.0)
+        assert grown >= 5 * runner_up["p"], (before, after)
+
 
 def test_thread_mode_runs_the_row_udf_without_sockets():
     """PYTHON_EXECUTION_MODE=thread (issue 9, point 6): the row UDF runs inside the TaskManager
