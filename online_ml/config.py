@@ -119,7 +119,7 @@ class Settings:
     watch_interval_seconds: float = 2.0
     # a record from the board's feedback (source "feedback"): the share of its step that also
     # goes straight into the averaged weights the softmax learner predicts with, so the lesson
-    # shows in the next answers (README "Teaching it": chosen by bench/strokes.py on real
+    # shows in the next answers (README "Teaching it": chosen by bench/teaching.py on real
     # handwriting's development split); 0: an ordinary step, diluted in the average (a
     # correction changes nothing the board shows). Learners without averaged weights: no effect.
     feedback_step_share: float = 0.5

@@ -124,11 +124,14 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
         running average's ``1 / (average * t_)`` share of it: a lesson from the drawing board's
         feedback (FEEDBACK_STEP_SHARE) shows in the next answers, where an ordinary step would
         need hundreds of repeats (README, *Teaching it*)."""
+        X = self._rows(X)
         if into_average is not None:
             shares = np.asarray(into_average, dtype=np.float64).reshape(-1)
+            if len(shares) != len(X) or not (np.isfinite(shares).all() and (shares >= 0).all()):
+                raise ValueError(f"into_average must hold a share >= 0 for each of the {len(X)} "
+                                 f"rows, got {len(shares)} shares")
             if shares.any():
                 return self._fit_shared(X, y, classes, sample_weight, shares)
-        X = self._rows(X)
         if not hasattr(self, "classes_"):
             if classes is None:
                 raise ValueError("classes must be given on the first call to partial_fit")
@@ -154,17 +157,14 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
             float(self.learning_rate), float(self.l2), float(self.average), EPS))
         return self
 
-    def _fit_shared(self, X: Any, y: Any, classes: Sequence[Any] | None, sample_weight: Any,
-                    shares: np.ndarray) -> OnlineSoftmax:
+    def _fit_shared(self, X: np.ndarray, y: Any, classes: Sequence[Any] | None,
+                    sample_weight: Any, shares: np.ndarray) -> OnlineSoftmax:
         """``partial_fit`` with some rows' steps also moving the average by ``shares`` of the
         iterate's step: the runs of ordinary rows in one call each, every other row on its own."""
-        X, labels = self._rows(X), np.asarray(y)
+        labels = np.asarray(y)
         weights = None if sample_weight is None else np.asarray(sample_weight).reshape(-1)
-        if len(shares) != len(X) or len(labels) != len(X):
-            raise ValueError(f"X has {len(X)} rows, y {len(labels)} labels and into_average "
-                             f"{len(shares)} shares")
-        if not (np.isfinite(shares).all() and (shares >= 0).all()):
-            raise ValueError("into_average must hold shares >= 0")
+        if len(labels) != len(X):
+            raise ValueError(f"X has {len(X)} rows but y has {len(labels)} labels")
         start = 0
         for row in [*np.flatnonzero(shares).tolist(), len(X)]:
             if row > start:

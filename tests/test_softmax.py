@@ -235,7 +235,7 @@ def test_a_share_of_a_step_goes_straight_into_what_predicts(digits):
     assert np.array_equal(plain.avg_weights_, zero.avg_weights_)
     first = OnlineSoftmax().partial_fit(X[:1], y[:1], classes=CLASSES, into_average=[1.0])
     assert np.array_equal(first.avg_weights_, first.weights_)  # the first step is the average
-    for bad in ([1.0], [1.0, -1, 0, 0, 0, 0], [np.nan] * 6):
+    for bad in ([1.0], [0.0], [1.0, -1, 0, 0, 0, 0], [np.nan] * 6):
         with pytest.raises(ValueError, match="shares"):
             copy.deepcopy(base).partial_fit(rows, labels, into_average=bad)
 
