@@ -189,7 +189,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     common.progress("teaching: the widest-based 1s")
     teaching = _teach_rows(model, p, settings.feedback_step_share)
     targets = [
-        target("|FEEDBACK_STEP_SHARE - the share chosen on dev|",
+        target("FEEDBACK_STEP_SHARE: distance from the share chosen on dev",
                abs(settings.feedback_step_share - share), 0.0, "<=",
                f"set {settings.feedback_step_share:g}, chosen {share:g} (the largest whose mean "
                "change on dev >= 0)"),

@@ -183,5 +183,5 @@ def test_the_teaching_benchmark_runs_at_smoke_size(tmp_path):
     teaching = {r["teaching"]: r for r in res["teaching"]}
     assert teaching["not taught"]["feedback"] == 0 and "share 1: 1 drawing(s) sent once" in teaching
     assert {t["target"] for t in doc["targets"]} == {
-        "|FEEDBACK_STEP_SHARE - the share chosen on dev|",
+        "FEEDBACK_STEP_SHARE: distance from the share chosen on dev",
         "chosen share on test: others' accuracy change, mean (points)"}
