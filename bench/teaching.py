@@ -12,6 +12,8 @@ them, ``served`` = the share).
   (mean and 5th percentile over the trials). The development split chooses the share — the
   largest whose mean change is not negative: a correction shows as often as it can without
   costing other people's drawings on average — and the test split reports it.
+* The same correction at parallelism 1, 2 and 4 (test split): the learner that got it and the
+  others, each after ``SYNC_EVERY_RECORDS`` records, merged as the job merges them.
 * The widest-based 1s (online_ml/harness/mouse_digits.py, ``ones_by_base``: read 2 by the model,
   bench/strokes.py) taught as 1s: 8 of them drawn on the board, sent repeatedly as ordinary steps
   (share 0) or once with the default share; the other drawings of that base read again, by the
@@ -81,6 +83,48 @@ def _correction_rows(model, split: str, x: np.ndarray, y: np.ndarray, trials: in
         rows.append({"split": split, "share": share, "trials": len(picked),
                      "fixed": float(np.mean(fixed)), "change": float(np.mean(change)),
                      "p5": float(np.percentile(change, 5)), "worst": float(np.min(change))})
+    return rows
+
+
+def _parallel_rows(model, x: np.ndarray, y: np.ndarray, trials: int, share: float,
+                   learners: tuple[int, ...] = (1, 2, 4), records: int = 10) -> list[dict]:
+    """One correction at parallelism K: K learners start from the user's model, the first
+    learns the correction and ``records - 1`` records of the stream, the others ``records``
+    each (``SYNC_EVERY_RECORDS``), and their deltas are merged as the job merges them
+    (``sync.merge_states`` with the learner's rules, ``SYNC_MERGE_STEP`` sqrt); then the
+    corrected drawing and the others are read by the merged model."""
+    from online_ml import sync
+    from online_ml.producer import iter_records
+
+    stream = [(xs, label) for xs, label in iter_records(seed=11, epochs=1)]
+    before = model.predict(x) == y
+    wrong = np.flatnonzero(~before)
+    picked = np.random.default_rng(0).choice(wrong, min(trials, len(wrong)), replace=False)
+    base = sync.state_of(model)
+    rules = sync.rules_of(model)
+    rows = []
+    for k in learners:
+        fixed, change = [], []
+        for t, i in enumerate(picked):
+            deltas = []
+            for j in range(k):
+                learner = OnlineLearner(copy.deepcopy(model))
+                start = (t * k + j) * records % (len(stream) - records)
+                mine = stream[start:start + records]
+                if j == 0:
+                    learner.learn_one(np.rint(x[i]).astype(int).tolist(), int(y[i]), served=share)
+                    mine = mine[1:]
+                for xs, label in mine:
+                    learner.learn_one(xs, label)
+                deltas.append((sync.subtract(sync.state_of(learner.model), base), records))
+            merged = copy.deepcopy(model)
+            sync.set_state(merged, sync.merge_states(base, deltas, rules))
+            after = merged.predict(x) == y
+            others = np.arange(len(y)) != i
+            fixed.append(bool(after[i]))
+            change.append(100 * (after[others].mean() - before[others].mean()))
+        rows.append({"learners": k, "share": share, "trials": len(picked),
+                     "fixed": float(np.mean(fixed)), "change": float(np.mean(change))})
     return rows
 
 
@@ -161,6 +205,10 @@ CORRECTION_COLUMNS = [("split", "split", ""), ("share into the served weights", 
                       ("corrected drawing read right", "fixed", ".3f"),
                       ("others' accuracy change, mean (points)", "change", "+.2f"),
                       ("5th percentile", "p5", "+.2f"), ("worst", "worst", "+.2f")]
+PARALLEL_COLUMNS = [("learners (one merge of their deltas)", "learners", "d"),
+                    ("share", "share", "g"), ("corrections", "trials", "d"),
+                    ("corrected drawing read right", "fixed", ".3f"),
+                    ("others' accuracy change, mean (points)", "change", "+.2f")]
 TEACH_COLUMNS = [("teaching the widest-based 1s (drawn on the board)", "teaching", ""),
                  ("feedback records", "feedback", "d"),
                  ("their other drawings read 1: served model", "served", ".3f"),
@@ -180,11 +228,14 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     _, labels = hw.load_mnist()
     dev, test = hw.split(labels)
     rows = []
+    splits = {}
     for split, indices in (("dev", dev), ("test", test)):
-        x, y = _traced(indices[:p.drawings])
+        x, y = splits[split] = _traced(indices[:p.drawings])
         common.progress(f"teaching: {p.trials} corrections per share on {split}")
         rows += _correction_rows(model, split, x, y, p.trials)
     share = chosen_share([r for r in rows if r["split"] == "dev"])
+    common.progress("teaching: one correction merged with parallel learners (test)")
+    parallel = _parallel_rows(model, *splits["test"], p.trials, settings.feedback_step_share)
     on_test = next(r for r in rows if r["split"] == "test" and r["share"] == share)
     common.progress("teaching: the widest-based 1s")
     teaching = _teach_rows(model, p, settings.feedback_step_share)
@@ -200,9 +251,12 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     text = "\n\n".join([
         common.table("one correction of real handwriting (traced strokes), per share",
                      CORRECTION_COLUMNS, rows),
+        common.table("one correction (test) merged with parallel learners", PARALLEL_COLUMNS,
+                     parallel),
         common.table("teaching the widest-based 1s", TEACH_COLUMNS, teaching),
         common.targets_table(targets)])
-    results = {"corrections": rows, "chosen_share": share, "teaching": teaching}
+    results = {"corrections": rows, "chosen_share": share, "parallel": parallel,
+               "teaching": teaching}
     path = common.write_result("teaching", {**vars(p), "shares": list(SHARES)}, results, targets,
                                machine, started, smoke)
     out = common.finish(path, rows, targets, text, smoke, quiet)
@@ -212,7 +266,8 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
 
 def main() -> int:
     return common.offline_main(__doc__, run, Params, [
-        (CORRECTION_COLUMNS, "corrections"), (TEACH_COLUMNS, "teaching")])
+        (CORRECTION_COLUMNS, "corrections"), (PARALLEL_COLUMNS, "parallel"),
+        (TEACH_COLUMNS, "teaching")])
 
 
 if __name__ == "__main__":

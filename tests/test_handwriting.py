@@ -171,8 +171,9 @@ def test_the_strokes_benchmark_runs_at_smoke_size(tmp_path):
 
 def test_the_teaching_benchmark_runs_at_smoke_size(tmp_path):
     """bench/teaching.py --smoke as a user runs it: one correction of real handwriting per
-    share on both splits, the share the development split chooses, the widest-based 1s taught,
-    and the target that FEEDBACK_STEP_SHARE is the chosen share."""
+    share on both splits, the share the development split chooses, the same correction merged
+    with 1, 2 and 4 learners, the widest-based 1s taught, and the target that
+    FEEDBACK_STEP_SHARE is the chosen share."""
     doc = _smoke_run(tmp_path, "teaching")
     res = doc["results"]
     shares = doc["parameters"]["shares"]
@@ -180,6 +181,8 @@ def test_the_teaching_benchmark_runs_at_smoke_size(tmp_path):
         [(split, share) for split in ("dev", "test") for share in shares]
     assert all(0 <= r["fixed"] <= 1 and r["worst"] <= r["change"] for r in res["corrections"])
     assert res["chosen_share"] in shares
+    assert [r["learners"] for r in res["parallel"]] == [1, 2, 4]
+    assert all(0 <= r["fixed"] <= 1 for r in res["parallel"])
     teaching = {r["teaching"]: r for r in res["teaching"]}
     assert teaching["not taught"]["feedback"] == 0 and "share 1: 1 drawing(s) sent once" in teaching
     assert {t["target"] for t in doc["targets"]} == {
