@@ -92,7 +92,8 @@ def _parallel_rows(model, x: np.ndarray, y: np.ndarray, trials: int, share: floa
     learns the correction and ``records - 1`` records of the stream, the others ``records``
     each (``SYNC_EVERY_RECORDS``), and their deltas are merged as the job merges them
     (``sync.merge_states`` with the learner's rules, ``SYNC_MERGE_STEP`` sqrt); then the
-    corrected drawing and the others are read by the merged model."""
+    corrected drawing and the others are read by the merged model. The share as the job takes
+    it (scaled up by ``sync.feedback_share`` for K live learners) and, for K > 1, unscaled."""
     from online_ml import sync
     from online_ml.producer import iter_records
 
@@ -103,7 +104,7 @@ def _parallel_rows(model, x: np.ndarray, y: np.ndarray, trials: int, share: floa
     base = sync.state_of(model)
     rules = sync.rules_of(model)
     rows = []
-    for k in learners:
+    for k, scaled in [(k, True) for k in learners] + [(k, False) for k in learners if k > 1]:
         fixed, change = [], []
         for t, i in enumerate(picked):
             deltas = []
@@ -111,8 +112,9 @@ def _parallel_rows(model, x: np.ndarray, y: np.ndarray, trials: int, share: floa
                 learner = OnlineLearner(copy.deepcopy(model))
                 start = (t * k + j) * records % (len(stream) - records)
                 mine = stream[start:start + records]
-                if j == 0:
-                    learner.learn_one(np.rint(x[i]).astype(int).tolist(), int(y[i]), served=share)
+                if j == 0:  # as the trainer with k live learners (Trainer._feedback_share)
+                    learner.learn_one(np.rint(x[i]).astype(int).tolist(), int(y[i]),
+                                      served=sync.feedback_share(share, k) if scaled else share)
                     mine = mine[1:]
                 for xs, label in mine:
                     learner.learn_one(xs, label)
@@ -123,7 +125,8 @@ def _parallel_rows(model, x: np.ndarray, y: np.ndarray, trials: int, share: floa
             others = np.arange(len(y)) != i
             fixed.append(bool(after[i]))
             change.append(100 * (after[others].mean() - before[others].mean()))
-        rows.append({"learners": k, "share": share, "trials": len(picked),
+        rows.append({"learners": k, "share": share, "taken": "as the job takes it" if scaled
+                     else "not scaled up (before)", "trials": len(picked),
                      "fixed": float(np.mean(fixed)), "change": float(np.mean(change))})
     return rows
 
@@ -206,7 +209,8 @@ CORRECTION_COLUMNS = [("split", "split", ""), ("share into the served weights", 
                       ("others' accuracy change, mean (points)", "change", "+.2f"),
                       ("5th percentile", "p5", "+.2f"), ("worst", "worst", "+.2f")]
 PARALLEL_COLUMNS = [("learners (one merge of their deltas)", "learners", "d"),
-                    ("share", "share", "g"), ("corrections", "trials", "d"),
+                    ("FEEDBACK_STEP_SHARE", "share", "g"), ("the learner's share", "taken", ""),
+                    ("corrections", "trials", "d"),
                     ("corrected drawing read right", "fixed", ".3f"),
                     ("others' accuracy change, mean (points)", "change", "+.2f")]
 TEACH_COLUMNS = [("teaching the widest-based 1s (drawn on the board)", "teaching", ""),

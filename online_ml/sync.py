@@ -257,6 +257,19 @@ def merge_states(global_state: State | None, deltas: Sequence[tuple[State, int]]
     return out
 
 
+def feedback_share(share: float, learners: int, merge_step: str = "sqrt") -> float:
+    """The share of a feedback step that a learner puts straight into its averaged weights so
+    that ``share`` of it reaches the merged model: a merge passes on 1/√K of one of K learners'
+    step (its delta weighted 1/K, taken √K times; SYNC_MERGE_STEP sqrt) or 1/K (mean), so the
+    learner scales it up by as much (README "Teaching it"; measured in bench/teaching.py).
+
+    >>> feedback_share(0.5, 1), feedback_share(0.5, 4), feedback_share(0.5, 4, "mean")
+    (0.5, 1.0, 2.0)
+    """
+    k = max(1, int(learners))
+    return share * (k if merge_step == "mean" else float(np.sqrt(k)))
+
+
 def merge_counters(base: Mapping[str, int], deltas: Iterable[Mapping[str, int]]) -> dict[str, int]:
     """Counters add up: samples, correct predictions, labels, rejected records, feedback.
 

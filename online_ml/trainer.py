@@ -35,6 +35,7 @@ from online_ml.learner import OnlineLearner, make_model, predict_chunk
 from online_ml.model_store import ModelFormatError, ModelStore, StoredModel
 from online_ml.schema import BadRecord, Record, decode_record, encode_prediction
 from online_ml.side_outputs import dead_letter
+from online_ml.sync import feedback_share
 from online_ml.sync_protocol import Synchronizer, counters_as_meta, iter_counters
 
 log = logging.getLogger(__name__)
@@ -287,7 +288,7 @@ class Trainer(Backups):
         with self._lock:
             predicted = self.learner.learn_one(
                 record.x, record.actual_y,
-                served=self.settings.feedback_step_share if record.source == "feedback" else 0.0)
+                served=self._feedback_share() if record.source == "feedback" else 0.0)
             self._learned(record, predicted, self.learner.samples_seen, outputs)
             self._after_learning(1, started)
         self._maybe_sync()
@@ -363,12 +364,21 @@ class Trainer(Backups):
             self._maybe_sync()
         return outputs, batch.y.tolist(), correct
 
+    def _feedback_share(self) -> float:
+        """The share of a feedback record's step that goes straight into the averaged weights:
+        FEEDBACK_STEP_SHARE, scaled up with other live learners so that this share of it
+        reaches the merged, served model (``sync.feedback_share``)."""
+        share = self.settings.feedback_step_share
+        if self.settings.sync == "off" or self.sync.live <= 1:
+            return share
+        return feedback_share(share, self.sync.live, self.settings.sync_merge_step)
+
     def _served_steps(self, batch: Batch, start: int, end: int) -> list[float] | None:
         """The share of each record's step of ``start:end`` that goes straight into the served
-        weights: FEEDBACK_STEP_SHARE for feedback, 0 for the rest; None when all are 0."""
-        share = self.settings.feedback_step_share
-        if not share or "feedback" not in batch.source[start:end]:
+        weights: ``_feedback_share`` for feedback, 0 for the rest; None when all are 0."""
+        if not self.settings.feedback_step_share or "feedback" not in batch.source[start:end]:
             return None
+        share = self._feedback_share()
         return [share if source == "feedback" else 0.0 for source in batch.source[start:end]]
 
     def _learned_many(self, batch: Batch, start: int, end: int, predicted: list[int | None],

@@ -181,7 +181,9 @@ def test_the_teaching_benchmark_runs_at_smoke_size(tmp_path):
         [(split, share) for split in ("dev", "test") for share in shares]
     assert all(0 <= r["fixed"] <= 1 and r["worst"] <= r["change"] for r in res["corrections"])
     assert res["chosen_share"] in shares
-    assert [r["learners"] for r in res["parallel"]] == [1, 2, 4]
+    assert [(r["learners"], r["taken"]) for r in res["parallel"]] == [
+        (1, "as the job takes it"), (2, "as the job takes it"), (4, "as the job takes it"),
+        (2, "not scaled up (before)"), (4, "not scaled up (before)")]
     assert all(0 <= r["fixed"] <= 1 for r in res["parallel"])
     teaching = {r["teaching"]: r for r in res["teaching"]}
     assert teaching["not taught"]["feedback"] == 0 and "share 1: 1 drawing(s) sent once" in teaching

@@ -125,6 +125,23 @@ def test_a_correction_from_the_board_shows_in_the_next_answers(mode, share, sett
         assert answers == [wrong] * 3, answers
 
 
+@pytest.mark.parametrize("merge_step, factor", [("sqrt", 2.0), ("mean", 4.0)])
+def test_a_correction_is_scaled_up_for_the_merge_with_live_learners(merge_step, factor, settings,
+                                                                    redis_client):
+    """With 4 live learners the merge passes on 1/2 (sqrt) or 1/4 (mean) of one learner's step,
+    so the learner that gets a correction puts 2x or 4x FEEDBACK_STEP_SHARE into its averaged
+    weights (bench/teaching.py: then a correction shows as often as with one learner); alone,
+    or with SYNC=off, the share as set."""
+    share = Settings().feedback_step_share
+    trainer = Trainer(dataclasses.replace(settings, sync_merge_step=merge_step))
+    assert trainer._feedback_share() == share
+    trainer.sync.live = 4
+    assert trainer._feedback_share() == pytest.approx(factor * share)
+    independent = Trainer(dataclasses.replace(settings, sync="off"))
+    independent.sync.live = 4
+    assert independent._feedback_share() == share
+
+
 @pytest.mark.parametrize("mode", ["row", "batch"])
 def test_bad_records_are_dead_lettered_not_trained(mode, settings, redis_client):
     trainer = Trainer(settings)
