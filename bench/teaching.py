@@ -65,21 +65,33 @@ def _traced(indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
     return x, np.array(labels)
 
 
-def _correction_rows(model, split: str, x: np.ndarray, y: np.ndarray, trials: int) -> list[dict]:
-    """Per share: one correction of a drawing the model reads wrong, ``trials`` times."""
+def _picked(model, x: np.ndarray, y: np.ndarray, trials: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which drawings ``model`` reads right, and ``trials`` of those it reads wrong (seeded)."""
     before = model.predict(x) == y
     wrong = np.flatnonzero(~before)
-    picked = np.random.default_rng(0).choice(wrong, min(trials, len(wrong)), replace=False)
+    return before, np.random.default_rng(0).choice(wrong, min(trials, len(wrong)), replace=False)
+
+
+def _outcome(model, x: np.ndarray, y: np.ndarray, before: np.ndarray, i: int) -> tuple[bool, float]:
+    """After a correction of drawing ``i``: is it read right, and how the accuracy on the other
+    drawings changed (points)."""
+    after = model.predict(x) == y
+    others = np.arange(len(y)) != i
+    return bool(after[i]), float(100 * (after[others].mean() - before[others].mean()))
+
+
+def _correction_rows(model, split: str, x: np.ndarray, y: np.ndarray, trials: int) -> list[dict]:
+    """Per share: one correction of a drawing the model reads wrong, ``trials`` times."""
+    before, picked = _picked(model, x, y, trials)
     rows = []
     for share in SHARES:
         fixed, change = [], []
         for i in picked:
             learner = OnlineLearner(copy.deepcopy(model))
             learner.learn_one(np.rint(x[i]).astype(int).tolist(), int(y[i]), served=share)
-            after = learner.model.predict(x) == y
-            others = np.arange(len(y)) != i
-            fixed.append(bool(after[i]))
-            change.append(100 * (after[others].mean() - before[others].mean()))
+            right, moved = _outcome(learner.model, x, y, before, i)
+            fixed.append(right)
+            change.append(moved)
         rows.append({"split": split, "share": share, "trials": len(picked),
                      "fixed": float(np.mean(fixed)), "change": float(np.mean(change)),
                      "p5": float(np.percentile(change, 5)), "worst": float(np.min(change))})
@@ -98,9 +110,7 @@ def _parallel_rows(model, x: np.ndarray, y: np.ndarray, trials: int, share: floa
     from online_ml.producer import iter_records
 
     stream = [(xs, label) for xs, label in iter_records(seed=11, epochs=1)]
-    before = model.predict(x) == y
-    wrong = np.flatnonzero(~before)
-    picked = np.random.default_rng(0).choice(wrong, min(trials, len(wrong)), replace=False)
+    before, picked = _picked(model, x, y, trials)
     base = sync.state_of(model)
     rules = sync.rules_of(model)
     rows = []
@@ -121,10 +131,9 @@ def _parallel_rows(model, x: np.ndarray, y: np.ndarray, trials: int, share: floa
                 deltas.append((sync.subtract(sync.state_of(learner.model), base), records))
             merged = copy.deepcopy(model)
             sync.set_state(merged, sync.merge_states(base, deltas, rules))
-            after = merged.predict(x) == y
-            others = np.arange(len(y)) != i
-            fixed.append(bool(after[i]))
-            change.append(100 * (after[others].mean() - before[others].mean()))
+            right, moved = _outcome(merged, x, y, before, i)
+            fixed.append(right)
+            change.append(moved)
         rows.append({"learners": k, "share": share, "taken": "as the job takes it" if scaled
                      else "not scaled up (before)", "trials": len(picked),
                      "fixed": float(np.mean(fixed)), "change": float(np.mean(change))})
