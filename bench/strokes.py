@@ -118,8 +118,9 @@ def _base_rows(user_model) -> list[dict]:
 
     fitted = calibration(user_model)
     groups: dict[tuple, list[tuple[bool, bool, bool]]] = {}
-    for one in ones_by_base():
-        x = strokes_to_features(SvgDrawing(one["svg"].encode()))[None, :]
+    ones = ones_by_base()
+    for one, row in zip(ones, ev.stroke_features(one["svg"] for one in ones)):
+        x = row[None, :]
         proba = view_probabilities(user_model, x, fitted.temperature)
         if proba is None:
             right, unsure = bool(user_model.predict(x)[0] == 1), False

@@ -35,10 +35,8 @@ import numpy as np
 
 from online_ml import evaluation as ev
 from online_ml.config import Settings
-from online_ml.features import strokes_to_features
 from online_ml.harness.verdicts import target
 from online_ml.learner import OnlineLearner
-from online_ml.svg_render import SvgDrawing
 
 #: The shares of a feedback step that also go straight into the served weights, compared.
 SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -61,8 +59,7 @@ def _traced(indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
     from online_ml import handwriting as hw
 
     svgs, labels = zip(*(hw.drawing(i, hw.TRACED) for i in indices))
-    x = np.array([strokes_to_features(SvgDrawing(svg.encode())) for svg in svgs])
-    return x, np.array(labels)
+    return ev.stroke_features(svgs), np.array(labels)
 
 
 def _picked(model, x: np.ndarray, y: np.ndarray, trials: int) -> tuple[np.ndarray, np.ndarray]:
@@ -164,7 +161,7 @@ def _teach_rows(model, p: Params, share: float) -> list[dict]:
     pool = [i for i in picked if ones[i]["strokes"] == "two" and ones[i]["form"] == "board"]
     teach = random.Random(1).sample(pool, p.taught)
     held = [i for i in picked if i not in pool]
-    x = np.array([strokes_to_features(SvgDrawing(ones[i]["svg"].encode())) for i in teach + held])
+    x = ev.stroke_features(ones[i]["svg"] for i in teach + held)
     x_teach, x_held = np.rint(x[:p.taught]).astype(int).tolist(), x[p.taught:]
     digits = load_digits()
     mouse_svgs, mouse_y, _ = ev.mouse_drawings()
