@@ -42,7 +42,8 @@ BENCH_REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "2"))
 #: (bench/serving.py's target; bench/handwriting.py weighs test-time augmentation against it).
 SERVING_CPU_BUDGET_MS = 2.5
 PACKAGES = ("apache-flink", "scikit-learn", "kafka-python", "redis", "numpy", "pandas", "skops",
-            "flask", "waitress", "svglib", "reportlab", "rlPyCairo", "pillow", "requests")
+            "flask", "granian", "gunicorn", "waitress", "svglib", "reportlab", "rlPyCairo",
+            "pillow", "requests")
 
 
 def run_id() -> str:

@@ -3,12 +3,14 @@
 Servers in the same run, each a real process, all reading the same model from Redis:
 
 * ``project``: online_ml.server (model cached by version, features rendered in memory at the
-  scale the features need) under gunicorn with one sync worker per core, as README and
+  scale the features need) under granian with one worker process per core, as README and
   ``make demo`` run it;
+* ``project-gunicorn``: the same app under gunicorn with one sync worker per core (what
+  ``make demo`` ran until 2026-12-02: a new connection per request);
 * ``project-waitress``: the same app under waitress, one process with 8 threads (one GIL);
 * ``tutorial``: bench/tutorial_server.py, the tutorial's per-request work (model reloaded from
   Redis, drawing rendered through temporary files at the board's full size), under gunicorn
-  like ``project``.
+  with one sync worker per core.
 
 The load generator (online_ml/harness/http_load.py, shared with tests/test_load.py) is a thread
 per simulated client, each with its own keep-alive connection, sending requests back to back for
@@ -36,10 +38,10 @@ class Params:
     concurrency: tuple[int, ...] = (1, 8, 32)
     seconds: float = 20.0  # of load per server and concurrency level
     warmup_requests: int = 30
-    servers: tuple[str, ...] = ("project", "project-waitress", "tutorial")
+    servers: tuple[str, ...] = ("project", "project-gunicorn", "project-waitress", "tutorial")
     threads: int = 8  # waitress threads
     gthreads: int = 4  # threads per gunicorn gthread worker (project-gthread)
-    workers: int = 2  # gunicorn workers (one per core here)
+    workers: int = 2  # granian / gunicorn workers (one per core here)
     drawings: int = 40
     seed: int = 7
 
@@ -105,7 +107,9 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     env = {"REDIS_DB": str(common.BENCH_REDIS_DB), "MODEL_KEY": key}
     specs = {
         "project": dict(call="online_ml.server:create_app", name="project-server",
-                        workers=p.workers),
+                        workers=p.workers, wsgi="granian"),
+        "project-gunicorn": dict(call="online_ml.server:create_app", name="project-gunicorn",
+                                 workers=p.workers),
         "project-waitress": dict(call="online_ml.server:create_app", name="project-waitress"),
         "project-gthread": dict(call="online_ml.server:create_app", name="project-gthread",
                                 workers=p.workers, gunicorn_threads=p.gthreads),
@@ -180,6 +184,7 @@ COLUMNS = [("server", "server", ""), ("clients", "concurrency", "d"),
 
 
 def report(rows, targets) -> str:
-    title = ("serving: POST /predict, board drawings (300x150 SVG); project and tutorial under "
-             "gunicorn, 2 workers; project-waitress: 8 threads")
+    title = ("serving: POST /predict, board drawings (300x150 SVG); project under granian, "
+             "project-gunicorn and tutorial under gunicorn, 2 workers each; project-waitress: "
+             "8 threads")
     return common.report(title, COLUMNS, rows, targets)

@@ -42,11 +42,14 @@ if pid_alive server; then
   ok "prediction server already running"
 else
   # the production server (the tutorial's `python model_server.py` is Flask's development
-  # server): gunicorn, one sync worker per core (README, "Benchmarks": p99 at 8 clients)
+  # server): granian, one worker process per core, one Python thread each, keep-alive in Rust
+  # (README, "Benchmarks", serving: against gunicorn's sync workers in the same run; the same
+  # command as online_ml/harness/processes.py's granian_command)
   workers="${SERVER_WORKERS:-$(nproc)}"
-  say "Starting the prediction server: gunicorn, $workers workers, online_ml.server:create_app()"
-  start_supervised server "$LOGS/server.log" "$VENV/bin/gunicorn" --bind "127.0.0.1:$SERVER_PORT" \
-    --workers "$workers" "online_ml.server:create_app()"
+  say "Starting the prediction server: granian, $workers workers, online_ml.server:create_app()"
+  start_supervised server "$LOGS/server.log" "$VENV/bin/granian" --interface wsgi \
+    --host 127.0.0.1 --port "$SERVER_PORT" --workers "$workers" --blocking-threads 1 \
+    --respawn-failed-workers --respawn-interval 1 --factory online_ml.server:create_app
   wait_until 30 "server" server_ready || { stop_pid server; die_with_log "prediction server" "no answer on :$SERVER_PORT within 30 s" "$LOGS/server.log"; exit 1; }
 fi
 

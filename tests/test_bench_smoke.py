@@ -80,8 +80,8 @@ def test_throughput_json(smoke_results):
 def test_serving_json(smoke_results):
     doc = load(smoke_results[0], "serving")
     rows = {(r["server"], r["concurrency"]): r for r in doc["results"]}
-    assert set(rows) == {(s, c) for s in ("project", "project-waitress", "tutorial")
-                         for c in (1, 8, 32)}
+    assert set(rows) == {(s, c) for s in ("project", "project-gunicorn", "project-waitress",
+                                          "tutorial") for c in (1, 8, 32)}
     for row in rows.values():
         assert {"requests", "requests_per_s", "p50_ms", "p95_ms", "p99_ms", "errors",
                 "status"} <= row.keys(), row

@@ -9,6 +9,7 @@ import yaml
 
 from online_ml.config import Settings
 from online_ml.harness.paths import ROOT
+from online_ml.harness.processes import granian_command
 
 DEPLOY = ROOT / "deploy" / "kubernetes"
 SETTINGS_ENV = {Settings.env_name(name) for name in Settings.__dataclass_fields__}
@@ -82,8 +83,25 @@ def test_several_servers_fed_by_the_store():
     deployment, service = _docs("server.yaml")
     assert deployment["kind"] == "Deployment" and deployment["spec"]["replicas"] >= 2
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert "online_ml.server:create_app()" in container["command"]
+    # the command make demo runs (online_ml/harness/processes.py), listening on all interfaces
+    command = container["command"]
+    assert command[0] == "granian" and command[1:] == granian_command(
+        "online_ml.server:create_app", "0.0.0.0", container["ports"][0]["containerPort"],
+        int(command[command.index("--workers") + 1]))[1:]
     assert container["ports"][0]["containerPort"] == service["spec"]["ports"][0]["targetPort"]
     listed = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())["resources"]
     assert sorted(listed) == sorted(p.name for p in DEPLOY.glob("*.yaml")
                                     if p.name != "kustomization.yaml")
+
+
+def test_the_demo_runs_the_same_server_command():
+    """``make demo`` (stack/demo.sh, a shell script) starts the server with granian_command's
+    options, on loopback."""
+    demo = " ".join((ROOT / "stack" / "demo.sh").read_text().replace("\\\n", " ").split())
+    options = granian_command("online_ml.server:create_app", "127.0.0.1", 0, 1)[1:]
+    for flag in ("--interface", "--host", "--blocking-threads", "--respawn-interval",
+                 "--factory"):
+        value = options[options.index(flag) + 1]
+        assert f"{flag} {value}" in demo, flag
+    assert "--respawn-failed-workers" in options and "--respawn-failed-workers" in demo
+    assert '"$VENV/bin/granian"' in demo

@@ -1,7 +1,7 @@
 """Processes the tests and benchmarks start: the prediction server, and stopping anything.
 
 Why a real process: the server's behaviour under load, after a kill -9 or with its production
-WSGI server (gunicorn, waitress) only shows in a process of its own, started as a user would.
+WSGI server (granian, gunicorn, waitress) only shows in a process of its own, started as a user would.
 """
 from __future__ import annotations
 
@@ -28,12 +28,24 @@ def stop_process(proc: subprocess.Popen, grace: float = 10.0) -> None:
             proc.wait(grace)
 
 
+def granian_command(call: str, host: str, port: int, workers: int) -> list[str]:
+    """The production server's command (``stack/demo.sh`` runs the same): granian, ``workers``
+    processes each answering one request at a time in one Python thread (the work is GIL-bound:
+    more threads only contend), keep-alive connections handled in Rust; a worker that dies is
+    replaced after 1 s while the others go on answering (by default granian would exit).
+    ``call`` is ``module:factory``."""
+    return [venv_tool("granian"), "--interface", "wsgi", "--host", host, "--port", str(port),
+            "--workers", str(workers), "--blocking-threads", "1", "--respawn-failed-workers",
+            "--respawn-interval", "1", "--factory", call]
+
+
 class Server(contextlib.AbstractContextManager):
     """The prediction server (or another WSGI app) as a real process on a free port.
 
     * ``call="module:factory"``: the app under waitress with ``threads`` (one process), or with
-      ``workers`` under gunicorn (that many sync worker processes, as README and ``make demo``;
-      with ``gunicorn_threads``, gthread workers of that many threads);
+      ``workers`` under ``wsgi``: ``"granian"`` (that many worker processes of one Python thread
+      each, as README and ``make demo``) or ``"gunicorn"`` (that many sync workers; with
+      ``gunicorn_threads``, gthread workers of that many threads);
     * ``script="model_server.py"``: the tutorial's command, ``python model_server.py --port N``.
 
     ``env`` is added to this process's environment; the server runs in ``cwd`` (both WSGI
@@ -44,13 +56,15 @@ class Server(contextlib.AbstractContextManager):
     def __init__(self, call: str | None = None, env: Mapping[str, str] | None = None, *,
                  script: str | None = None, threads: int = 8, workers: int = 0,
                  name: str = "server", cwd: Path = ROOT, log_dir: Path | None = None,
-                 keep_log: bool = False, gunicorn_threads: int = 0):
+                 keep_log: bool = False, gunicorn_threads: int = 0, wsgi: str = "gunicorn"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.name = name
         self.keep_log = keep_log
         if script:
             command = [PY, str(ROOT / script), "--port", str(self.port)]
+        elif call and workers and wsgi == "granian":
+            command = granian_command(call, "127.0.0.1", self.port, workers)
         elif call and workers:
             module, factory = call.split(":")
             command = [venv_tool("gunicorn"), "--bind", f"127.0.0.1:{self.port}",
@@ -71,17 +85,30 @@ class Server(contextlib.AbstractContextManager):
                                      stdout=self._log, stderr=subprocess.STDOUT)
 
     def cpu_seconds(self) -> float | None:
-        """CPU time (user + system) the server and its worker processes have used so far."""
+        """CPU time (user + system) the server and every process under it have used so far
+        (all its threads; the children of any of its threads, and theirs: granian's workers
+        are started by a thread other than the main one)."""
         def cpu(pid: int) -> float:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+        def children(pid: int) -> list[int]:
+            found: list[int] = []
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                    found += map(int, Path(f"/proc/{pid}/task/{task}/children").read_text().split())
+            return found
+
         try:
-            pid = self.proc.pid
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-            return cpu(pid) + sum(cpu(int(c)) for c in children)
+            total, todo = cpu(self.proc.pid), children(self.proc.pid)
         except (OSError, ValueError, IndexError):
             return None
+        while todo:
+            pid = todo.pop()
+            with contextlib.suppress(OSError, ValueError, IndexError):  # a child that exited
+                total += cpu(pid)
+                todo += children(pid)
+        return total
 
     def wait_ready(self, path: str = "/healthz", timeout: float = 60.0,
                    until: Callable[[Any], Any] | None = None) -> Any:
