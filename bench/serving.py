@@ -165,12 +165,28 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                              common.SERVING_CPU_BUDGET_MS, "<=",
                              "the server processes' CPU time over the run / requests answered"
                              if cpu1 is not None else "concurrency 1 not measured")]
+    targets += _server_choice(by)
     params = dict(vars(p), board=list(BOARD), pen_width=PEN_WIDTH, model_key_db=common.BENCH_REDIS_DB,
                   load_generator="python threads, one keep-alive http.client connection each",
                   model_version=meta.get("version"), model_size_bytes=meta.get("size_bytes"),
                   model_random_state=MODEL_RANDOM_STATE)
     path = common.write_result("serving", params, rows, targets, machine, started, smoke)
     return common.finish(path, rows, targets, report(rows, targets), smoke, quiet)
+
+
+def _server_choice(by: dict) -> list[dict]:
+    """Why ``make demo`` runs granian: its CPU per request at one client and its requests per
+    second at 8 clients against gunicorn's sync workers (what it ran before), in the same run."""
+    out = []
+    for c, key, op, what in [(1, "server_cpu_ms_per_request", "<=", "server CPU per request"),
+                             (8, "requests_per_s", ">=", "requests per second")]:
+        ours, theirs = by.get(("project", c)), by.get(("project-gunicorn", c))
+        if ours and theirs and ours.get(key) and theirs.get(key):
+            out.append(common.target(
+                f"granian / gunicorn, {what} at concurrency {c}",
+                round(ours[key] / theirs[key], 3), 1.0, op,
+                f"{ours[key]:,} vs {theirs[key]:,}"))
+    return out
 
 
 COLUMNS = [("server", "server", ""), ("clients", "concurrency", "d"),
