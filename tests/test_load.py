@@ -135,14 +135,6 @@ def test_predict_under_load_while_the_model_changes(training_job):
         assert after["status"] == {"200": after["requests"]}, after["status"]
 
 
-def _workers(pid: int) -> set[int]:
-    """The processes a server started (any of its threads' children)."""
-    found: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found |= {int(c) for c in (task / "children").read_text().split()}
-    return found
-
-
 def test_the_production_server_replaces_a_killed_worker_while_the_other_answers(
         settings, redis_client):
     """``make demo``'s server (granian, 2 workers, ``--respawn-failed-workers``): a worker killed
@@ -160,7 +152,7 @@ def test_the_production_server_replaces_a_killed_worker_while_the_other_answers(
     with Server("online_ml.server:create_app", workers=2, wsgi="granian", name="granian-server",
                 env={"MODEL_KEY": settings.model_key, "REDIS_DB": str(settings.redis_db)}) as server:
         server.wait_ready(path="/api/model", until=lambda answer: answer["model"])
-        first = wait_for(lambda: len(w := _workers(server.proc.pid)) == 2 and w, 30,
+        first = wait_for(lambda: len(w := server.workers()) == 2 and w, 30,
                          "granian's two workers")
         result: dict = {}
         hammer = threading.Thread(target=lambda: result.update(load(server.url, good, clients, 6)),
@@ -177,7 +169,7 @@ def test_the_production_server_replaces_a_killed_worker_while_the_other_answers(
         assert set(status) <= {"200", "-1"}, status
         assert status.get("-1", 0) <= 2 * clients, status
         assert status["200"] > 10 * clients, status
-        after = wait_for(lambda: len(w := _workers(server.proc.pid)) == 2 and victim not in w and w,
+        after = wait_for(lambda: len(w := server.workers()) == 2 and victim not in w and w,
                          15, "a new worker in the dead one's place")
         assert server.proc.poll() is None and len(after - first) == 1
         again = load(server.url, good, 2, 1)

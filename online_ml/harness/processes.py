@@ -28,6 +28,15 @@ def stop_process(proc: subprocess.Popen, grace: float = 10.0) -> None:
             proc.wait(grace)
 
 
+def children(pid: int) -> list[int]:
+    """The processes any thread of ``pid`` started (from /proc)."""
+    found: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            found += map(int, Path(f"/proc/{pid}/task/{task}/children").read_text().split())
+    return found
+
+
 def granian_command(call: str, host: str, port: int, workers: int) -> list[str]:
     """The production server's command (``stack/demo.sh`` runs the same): granian, ``workers``
     processes each answering one request at a time in one Python thread (the work is GIL-bound:
@@ -92,13 +101,6 @@ class Server(contextlib.AbstractContextManager):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-        def children(pid: int) -> list[int]:
-            found: list[int] = []
-            for task in os.listdir(f"/proc/{pid}/task"):
-                with contextlib.suppress(OSError):  # a thread that ended meanwhile
-                    found += map(int, Path(f"/proc/{pid}/task/{task}/children").read_text().split())
-            return found
-
         try:
             total, todo = cpu(self.proc.pid), children(self.proc.pid)
         except (OSError, ValueError, IndexError):
@@ -109,6 +111,10 @@ class Server(contextlib.AbstractContextManager):
                 total += cpu(pid)
                 todo += children(pid)
         return total
+
+    def workers(self) -> set[int]:
+        """The processes the server started itself (gunicorn's or granian's workers)."""
+        return set(children(self.proc.pid))
 
     def wait_ready(self, path: str = "/healthz", timeout: float = 60.0,
                    until: Callable[[Any], Any] | None = None) -> Any:
