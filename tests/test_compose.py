@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -24,6 +25,7 @@ import yaml
 
 from online_ml.config import Settings
 from online_ml.harness.paths import ROOT
+from online_ml.harness.processes import granian_command
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 FLINK_DOCKERFILE = ROOT / "docker" / "flink.Dockerfile"
@@ -152,10 +154,15 @@ def test_published_ports_are_loopback_only_and_those_of_the_local_stack(services
 
 
 def test_server_listens_on_the_published_port(services, stack_env):
+    """The production server make demo runs (online_ml/harness/processes.py), on all of the
+    container's interfaces, on the published port; the image's default command is the same."""
     command = services["server"]["command"]
-    assert command[:2] == ["python", "model_server.py"]
-    args = dict(zip(command[2::2], command[3::2]))
-    assert args == {"--host": "0.0.0.0", "--port": stack_env["SERVER_PORT"]}
+    expected = granian_command("online_ml.server:create_app", "0.0.0.0",
+                               int(stack_env["SERVER_PORT"]), 2)
+    assert command == ["granian", *expected[1:]]
+    dockerfile = (ROOT / "docker" / "app.Dockerfile").read_text()
+    cmd = json.loads(re.search(r"^CMD (\[.*?\])", dockerfile, re.M | re.S)[1].replace("\\\n", ""))
+    assert cmd == command
 
 
 def test_redis_password_default_is_the_local_stacks(compose, services, stack_env):
