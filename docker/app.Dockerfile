@@ -38,4 +38,4 @@ EXPOSE 8066
 # the production server, as make demo runs it (docker-compose.yml and deploy/kubernetes say the same)
 CMD ["granian", "--interface", "wsgi", "--host", "0.0.0.0", "--port", "8066", "--workers", "2", \
      "--blocking-threads", "1", "--respawn-failed-workers", "--respawn-interval", "1", \
-     "--factory", "online_ml.server:create_app"]
+     "--workers-kill-timeout", "3", "--factory", "online_ml.server:create_app"]

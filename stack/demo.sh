@@ -49,7 +49,8 @@ else
   say "Starting the prediction server: granian, $workers workers, online_ml.server:create_app()"
   start_supervised server "$LOGS/server.log" "$VENV/bin/granian" --interface wsgi \
     --host 127.0.0.1 --port "$SERVER_PORT" --workers "$workers" --blocking-threads 1 \
-    --respawn-failed-workers --respawn-interval 1 --factory online_ml.server:create_app
+    --respawn-failed-workers --respawn-interval 1 --workers-kill-timeout 3 \
+    --factory online_ml.server:create_app
   wait_until 30 "server" server_ready || { stop_pid server; die_with_log "prediction server" "no answer on :$SERVER_PORT within 30 s" "$LOGS/server.log"; exit 1; }
 fi
 

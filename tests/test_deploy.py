@@ -100,7 +100,7 @@ def test_the_demo_runs_the_same_server_command():
     demo = " ".join((ROOT / "stack" / "demo.sh").read_text().replace("\\\n", " ").split())
     options = granian_command("online_ml.server:create_app", "127.0.0.1", 0, 1)[1:]
     for flag in ("--interface", "--host", "--blocking-threads", "--respawn-interval",
-                 "--factory"):
+                 "--workers-kill-timeout", "--factory"):
         value = options[options.index(flag) + 1]
         assert f"{flag} {value}" in demo, flag
     assert "--respawn-failed-workers" in options and "--respawn-failed-workers" in demo

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from online_ml import procfs
 from online_ml.harness.drawings import (
     BILLION_LAUGHS,
     EMPTY_BOARD,
@@ -140,7 +141,10 @@ def test_the_production_server_replaces_a_killed_worker_while_the_other_answers(
     """``make demo``'s server (granian, 2 workers, ``--respawn-failed-workers``): a worker killed
     under load costs at most the requests in flight on its connections, the other worker goes
     on answering, and a new worker takes the dead one's place (tried without the option:
-    granian exits, and 21,180 of 21,852 requests failed)."""
+    granian exits, and 21,180 of 21,852 requests failed); stopped, the server leaves no
+    process behind, even stopped while a replacement is starting (without
+    ``--workers-kill-timeout`` granian 2.8.9 then hung on TERM, and a KILL left that worker
+    running)."""
     from sklearn.datasets import load_digits
     from sklearn.linear_model import SGDClassifier
 
@@ -174,3 +178,15 @@ def test_the_production_server_replaces_a_killed_worker_while_the_other_answers(
         assert server.proc.poll() is None and len(after - first) == 1
         again = load(server.url, good, 2, 1)
         assert again["status"] == {"200": again["requests"]}, again["status"]
+        # stopped while a replacement is still starting (importing the app takes seconds)
+        os.kill(min(after), signal.SIGKILL)
+        last = wait_for(lambda: len(w := server.workers()) == 2 and not w <= first | after and w,
+                        15, "another new worker")
+        stopping = time.monotonic()
+    # TERM: granian stops its workers, the starting one too, before the harness would KILL it
+    # (10 s); measured without --workers-kill-timeout: it waited for that worker forever
+    assert time.monotonic() - stopping < 9
+    seen = first | after | last
+    # (a process just signalled takes a moment to go: look for up to 5 s)
+    wait_for(lambda: not [pid for pid in seen if procfs.alive(pid)], 5,
+             f"granian's workers {sorted(seen)} to be gone")

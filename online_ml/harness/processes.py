@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from online_ml import procfs
 from online_ml.harness.net import free_port, http_json
 from online_ml.harness.paths import LOGS, PY, ROOT, venv_tool
 from online_ml.harness.waiting import GiveUp, wait_for
@@ -41,11 +44,13 @@ def granian_command(call: str, host: str, port: int, workers: int) -> list[str]:
     """The production server's command (``stack/demo.sh`` runs the same): granian, ``workers``
     processes each answering one request at a time in one Python thread (the work is GIL-bound:
     more threads only contend), keep-alive connections handled in Rust; a worker that dies is
-    replaced after 1 s while the others go on answering (by default granian would exit).
-    ``call`` is ``module:factory``."""
+    replaced after 1 s while the others go on answering (by default granian would exit). A
+    worker that does not stop within 3 s of a TERM is killed: granian 2.8.9 waits forever for a
+    replaced worker otherwise, and stopping the server by KILL then leaves that worker behind
+    (tests/test_load.py). ``call`` is ``module:factory``."""
     return [venv_tool("granian"), "--interface", "wsgi", "--host", host, "--port", str(port),
             "--workers", str(workers), "--blocking-threads", "1", "--respawn-failed-workers",
-            "--respawn-interval", "1", "--factory", call]
+            "--respawn-interval", "1", "--workers-kill-timeout", "3", "--factory", call]
 
 
 class Server(contextlib.AbstractContextManager):
@@ -57,7 +62,7 @@ class Server(contextlib.AbstractContextManager):
       ``gunicorn_threads``, gthread workers of that many threads);
     * ``script="model_server.py"``: the tutorial's command, ``python model_server.py --port N``.
 
-    ``env`` is added to this process's environment; the server runs in ``cwd`` (both WSGI
+    ``env`` is added to this process's environment; the server runs in ``cwd`` (the WSGI
     servers import the app from there). Its output goes to a log file in ``log_dir``, deleted on a
     clean exit unless ``keep_log``. Stopped (TERM, then KILL) when the ``with`` block ends.
     """
@@ -70,6 +75,8 @@ class Server(contextlib.AbstractContextManager):
         self.url = f"http://127.0.0.1:{self.port}"
         self.name = name
         self.keep_log = keep_log
+        if wsgi not in ("granian", "gunicorn"):
+            raise ValueError(f"wsgi={wsgi!r}: granian or gunicorn")
         if script:
             command = [PY, str(ROOT / script), "--port", str(self.port)]
         elif call and workers and wsgi == "granian":
@@ -90,8 +97,12 @@ class Server(contextlib.AbstractContextManager):
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"{name}-{self.port}.log"
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(command, cwd=cwd, env=dict(os.environ, **(env or {})),
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        # a mark in the environment of the server and everything it starts: what __exit__ may
+        # kill once the server itself is stopped (its own processes, never anyone else's)
+        mark = uuid.uuid4().hex
+        self._mark = f"ONLINE_ML_TEST_SERVER={mark}"
+        self.proc = subprocess.Popen(command, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=dict(os.environ, **(env or {}), ONLINE_ML_TEST_SERVER=mark))
 
     def cpu_seconds(self) -> float | None:
         """CPU time (user + system) the server and every process under it have used so far
@@ -132,6 +143,10 @@ class Server(contextlib.AbstractContextManager):
 
     def __exit__(self, *exc: object) -> None:
         stop_process(self.proc)
+        # what outlived it (a worker granian replaced, if granian was KILLed: see granian_command)
+        for pid in procfs.carrying([self._mark]):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
         self._log.close()
         if exc[0] is None and not self.keep_log:
             with contextlib.suppress(OSError):
