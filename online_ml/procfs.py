@@ -12,6 +12,7 @@ False
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -46,6 +47,25 @@ def start_time(pid: int) -> str | None:
         return _stat(pid)[19]
     except (OSError, IndexError):
         return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system, stat fields 14 and 15) ``pid`` has used, None if it is gone."""
+    try:
+        fields = _stat(pid)
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def children(pid: int) -> list[int]:
+    """The processes any thread of ``pid`` started (a process's children are listed per thread:
+    granian's workers are started by a thread other than the main one)."""
+    found: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            found += map(int, Path(f"/proc/{pid}/task/{task}/children").read_text().split())
+    return found
 
 
 def environ(pid: int) -> set[bytes]:

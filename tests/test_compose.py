@@ -157,9 +157,8 @@ def test_server_listens_on_the_published_port(services, stack_env):
     """The production server make demo runs (online_ml/harness/processes.py), on all of the
     container's interfaces, on the published port; the image's default command is the same."""
     command = services["server"]["command"]
-    expected = granian_command("online_ml.server:create_app", "0.0.0.0",
-                               int(stack_env["SERVER_PORT"]), 2)
-    assert command == ["granian", *expected[1:]]
+    assert command == granian_command("online_ml.server:create_app", "0.0.0.0",
+                                      int(stack_env["SERVER_PORT"]), 2, program="granian")
     dockerfile = (ROOT / "docker" / "app.Dockerfile").read_text()
     cmd = json.loads(re.search(r"^CMD (\[.*?\])", dockerfile, re.M | re.S)[1].replace("\\\n", ""))
     assert cmd == command

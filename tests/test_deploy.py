@@ -85,9 +85,9 @@ def test_several_servers_fed_by_the_store():
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     # the command make demo runs (online_ml/harness/processes.py), listening on all interfaces
     command = container["command"]
-    assert command[0] == "granian" and command[1:] == granian_command(
+    assert command == granian_command(
         "online_ml.server:create_app", "0.0.0.0", container["ports"][0]["containerPort"],
-        int(command[command.index("--workers") + 1]))[1:]
+        int(command[command.index("--workers") + 1]), program="granian")
     assert container["ports"][0]["containerPort"] == service["spec"]["ports"][0]["targetPort"]
     listed = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())["resources"]
     assert sorted(listed) == sorted(p.name for p in DEPLOY.glob("*.yaml")

@@ -31,24 +31,17 @@ def stop_process(proc: subprocess.Popen, grace: float = 10.0) -> None:
             proc.wait(grace)
 
 
-def children(pid: int) -> list[int]:
-    """The processes any thread of ``pid`` started (from /proc)."""
-    found: list[int] = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(OSError):  # a thread that ended meanwhile
-            found += map(int, Path(f"/proc/{pid}/task/{task}/children").read_text().split())
-    return found
-
-
-def granian_command(call: str, host: str, port: int, workers: int) -> list[str]:
+def granian_command(call: str, host: str, port: int, workers: int,
+                    program: str | None = None) -> list[str]:
     """The production server's command (``stack/demo.sh`` runs the same): granian, ``workers``
     processes each answering one request at a time in one Python thread (the work is GIL-bound:
     more threads only contend), keep-alive connections handled in Rust; a worker that dies is
     replaced after 1 s while the others go on answering (by default granian would exit). A
     worker that does not stop within 3 s of a TERM is killed: granian 2.8.9 waits forever for a
     replaced worker otherwise, and stopping the server by KILL then leaves that worker behind
-    (tests/test_load.py). ``call`` is ``module:factory``."""
-    return [venv_tool("granian"), "--interface", "wsgi", "--host", host, "--port", str(port),
+    (tests/test_load.py). ``call`` is ``module:factory``; ``program``, granian's path (the
+    venv's by default; ``granian`` in an image)."""
+    return [program or venv_tool("granian"), "--interface", "wsgi", "--host", host, "--port", str(port),
             "--workers", str(workers), "--blocking-threads", "1", "--respawn-failed-workers",
             "--respawn-interval", "1", "--workers-kill-timeout", "3", "--factory", call]
 
@@ -105,27 +98,18 @@ class Server(contextlib.AbstractContextManager):
                                      env=dict(os.environ, **(env or {}), ONLINE_ML_TEST_SERVER=mark))
 
     def cpu_seconds(self) -> float | None:
-        """CPU time (user + system) the server and every process under it have used so far
-        (all its threads; the children of any of its threads, and theirs: granian's workers
-        are started by a thread other than the main one)."""
-        def cpu(pid: int) -> float:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-        try:
-            total, todo = cpu(self.proc.pid), children(self.proc.pid)
-        except (OSError, ValueError, IndexError):
+        """CPU time (user + system) the server and every process it started, at any depth,
+        have used so far (all carry its mark); None once the server itself is gone."""
+        own = procfs.cpu_seconds(self.proc.pid)
+        if own is None:
             return None
-        while todo:
-            pid = todo.pop()
-            with contextlib.suppress(OSError, ValueError, IndexError):  # a child that exited
-                total += cpu(pid)
-                todo += children(pid)
-        return total
+        others = (procfs.cpu_seconds(pid) for pid in procfs.carrying([self._mark])
+                  if pid != self.proc.pid)
+        return own + sum(cpu for cpu in others if cpu is not None)
 
     def workers(self) -> set[int]:
         """The processes the server started itself (gunicorn's or granian's workers)."""
-        return set(children(self.proc.pid))
+        return set(procfs.children(self.proc.pid))
 
     def wait_ready(self, path: str = "/healthz", timeout: float = 60.0,
                    until: Callable[[Any], Any] | None = None) -> Any:
