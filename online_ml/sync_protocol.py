@@ -5,15 +5,18 @@ Every learner (one per parallel subtask of the job) calls :meth:`Synchronizer.ti
 alone, every backup interval). A tick:
 
 1. **Heartbeat**: ``ZADD P:sync:learners id now``; learners silent for ``LEARNER_TIMEOUT_SECONDS``
-   are dropped.
+   are dropped, and so are those silent for ``SILENT_SECONDS`` with no contribution pending
+   (a running learner heartbeats every second, idle or not: one that died without leaving, when
+   its TaskManager was killed, is not counted live for the whole timeout).
 2. **Lease**: the learner holding ``P:sync:lease`` (``SET NX PX``, value ``<id>:<token>`` with a
    token from ``INCR P:sync:fence``, renewed by compare-and-expire) is the one **merger and
    publisher**. When it dies the lease expires and the next learner to tick takes it over.
 3. **Others contribute**: ``SET P:sync:c:<id> <delta> NX PX <10 timeouts>``: at most one pending
    contribution per learner; until it is merged the learner keeps accumulating locally. The
-   merger reads the contributions of the live learners only: a dead learner's is not merged and
-   expires as garbage (it costs at most that one interval); a live learner's is merged even when
-   the merger stalled for longer than the timeout.
+   merger reads the contributions of the listed learners only: a dead learner's keeps it listed
+   until it is merged or the timeout drops it (then it expires as garbage: it costs at most that
+   one interval); a live learner's is merged even when the merger stalled for longer than the
+   timeout.
 4. **The merger merges**: its own delta plus every pending contribution (online_ml/sync.py:
    weighted average of weights, a √K times longer step for SGD or softmax learners' K deltas, sum
    of counts and counters) into the global model, written in one transaction that also deletes
@@ -46,6 +49,9 @@ log = logging.getLogger(__name__)
 
 RECENT_FEEDBACK_IDS = 100
 HEARTBEAT_SECONDS = 0.5
+# a learner silent this long (10 heartbeats; its backup thread ticks every second even when it
+# has no records) with nothing pending has died without leaving
+SILENT_SECONDS = 5.0
 
 class Local(Protocol):
     """What the synchroniser needs from the trainer that owns the local model."""
@@ -83,7 +89,8 @@ class Synchronizer:
         self.interval = max(0.05, float(interval))
         self.solo_interval = max(self.interval, float(solo_interval))
         self.clock = clock
-        self.remote = SyncStore(store, learner_timeout, lease_ttl=max(3 * self.interval, 5.0))
+        self.remote = SyncStore(store, learner_timeout, lease_ttl=max(3 * self.interval, 5.0),
+                                silent_timeout=max(SILENT_SECONDS, 2.5 * self.interval))
         # base: what the others already have of our learning (the global we adopted, plus what
         # we handed over since); global: the newest merged model we know
         self.base: sync.State | None = None
@@ -131,8 +138,9 @@ class Synchronizer:
         self.next_heartbeat_at = now + HEARTBEAT_SECONDS
         self._heartbeat()
 
-    def _heartbeat(self) -> list[str]:
-        """Mark us alive and count the live learners (wall time: compared across hosts)."""
+    def _heartbeat(self) -> dict[str, float]:
+        """Mark us alive and count the live learners (wall time: compared across hosts); the
+        live learners with the time of their last heartbeat."""
         live = self.remote.heartbeat(self.id, time.time())
         self.live = max(1, len(live))
         return live
@@ -144,23 +152,27 @@ class Synchronizer:
         still starting (on a loaded machine the two learners of a job at parallelism 2 opened
         0.3 s apart and each learned ~80 records alone before they first saw each other; in
         batch mode four learners passed three passes of `digits` in a second, mostly alone).
-        Returns the live learners seen; Redis down: 1 (learn alone, merge later). Heartbeats of
-        learners that died without leaving count until they time out: they shorten the wait."""
+        Returns the live learners seen; Redis down: 1 (learn alone, merge later). Only learners
+        heard since this one opened count: those of a run that died without leaving (its job
+        restarted after a crash) are still listed for up to ``SILENT_SECONDS``, and would cut
+        the wait short."""
+        opened = time.time()
         deadline = self.clock() + max(0.0, timeout)
         while True:
             try:
-                self._heartbeat()
+                live = self._heartbeat()
             except Exception as exc:  # Redis down: the ticks retry later
                 log.info("could not meet the other learners: %s", exc)
                 return 1
-            if self.live >= expected or self.clock() >= deadline:
+            met = sum(1 for heard in live.values() if heard >= opened)
+            if met >= expected or self.clock() >= deadline:
                 break
             sleep(0.1)
-        if self.live < expected:
-            log.warning("%d of %d learners live after %.0f s: starting anyway", self.live,
+        if met < expected:
+            log.warning("%d of %d learners live after %.0f s: starting anyway", met,
                         expected, timeout)
         self.next_heartbeat_at = self.clock() + HEARTBEAT_SECONDS
-        return self.live
+        return max(1, met)
 
     @property
     def is_publisher(self) -> bool:

@@ -29,6 +29,21 @@ return 0
 """
 
 
+# one heartbeat: mark the learner alive, drop the learners silent for the learner timeout, and
+# those silent for the shorter ``silent`` time that have nothing pending (a learner that died
+# without leaving: its job restarted after a crash); the live learners with their last heartbeat
+_HEARTBEAT = """
+redis.call('zadd', KEYS[1], ARGV[2], ARGV[1])
+redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[3])
+for _, m in ipairs(redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[4])) do
+  if redis.call('exists', ARGV[5] .. m) == 0 then
+    redis.call('zrem', KEYS[1], m)
+  end
+end
+return redis.call('zrange', KEYS[1], 0, -1, 'withscores')
+"""
+
+
 CONTRIBUTION_TTL_TIMEOUTS = 10
 COMMITTED, LEASE_LOST, RETRY = "committed", "lease lost", "retry"
 
@@ -36,10 +51,14 @@ COMMITTED, LEASE_LOST, RETRY = "committed", "lease lost", "retry"
 class SyncStore:
     """The Redis side: key names come from :class:`ModelStore`."""
 
-    def __init__(self, store: ModelStore, learner_timeout: float, lease_ttl: float):
+    def __init__(self, store: ModelStore, learner_timeout: float, lease_ttl: float,
+                 silent_timeout: float | None = None):
         self.store = store
         self.r = store.r
         self.learner_timeout = learner_timeout
+        # a learner heartbeats at least every second while it runs, idle or not (the backup
+        # thread ticks); silent this long with nothing pending, it is gone
+        self.silent_timeout = min(learner_timeout, silent_timeout or learner_timeout)
         self.lease_ttl_ms = max(1000, int(lease_ttl * 1000))
         # a pending contribution outlives its learner's heartbeat by far: the merger reads only
         # the live learners' contributions, so a dead learner's is not merged (it expires later,
@@ -53,15 +72,19 @@ class SyncStore:
         self.k_global = store.sync_key("global")
         self.k_global_meta = store.sync_key("global:meta")
         self._renew = self.r.register_script(_RENEW)
+        self._heartbeat = self.r.register_script(_HEARTBEAT)
 
-    def heartbeat(self, learner: str, now: float) -> list[str]:
-        """Mark ``learner`` alive; return the live learners (sorted)."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.zadd(self.k_learners, {learner: now})
-        pipe.zremrangebyscore(self.k_learners, "-inf", now - self.learner_timeout)
-        pipe.zrange(self.k_learners, 0, -1)
-        live = pipe.execute()[-1]
-        return sorted(m.decode() if isinstance(m, bytes) else m for m in live)
+    def heartbeat(self, learner: str, now: float) -> dict[str, float]:
+        """Mark ``learner`` alive; return the live learners (sorted) with their last heartbeat.
+        Dropped: those silent for the learner timeout, and those silent for ``silent_timeout``
+        with no contribution pending (one pending keeps its learner listed until it is merged:
+        the merger reads the listed learners' contributions)."""
+        raw = self._heartbeat(
+            keys=[self.k_learners],
+            args=[learner, repr(float(now)), repr(float(now - self.learner_timeout)),
+                  repr(float(now - self.silent_timeout)), self.store.contribution_key("")])
+        pairs = zip(raw[::2], raw[1::2])
+        return dict(sorted((m.decode() if isinstance(m, bytes) else m, float(t)) for m, t in pairs))
 
     def leave(self, learner: str, lease: str | None) -> None:
         """Leave the live set and give up our lease (only if it is still ours). With a

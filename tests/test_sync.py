@@ -252,6 +252,63 @@ def test_a_dead_learner_does_not_block_the_others(sync_settings, redis_client):
     assert meta["samples_seen"] >= i - 100  # at most b's last interval is missing
 
 
+def _open_two_learners(settings) -> list[Trainer]:
+    """A job at parallelism 2 opening: the second learner 1 s after the first. The first must
+    wait for it (not learn alone, nor meet someone else), then both open together."""
+    opened: dict[str, float] = {}
+    trainers: dict[str, Trainer] = {}
+
+    def open_learner(name: str) -> None:
+        trainers[name] = Trainer(settings, learners=2)
+        opened[name] = time.monotonic()
+
+    started = time.monotonic()
+    first = threading.Thread(target=open_learner, args=("first",))
+    first.start()
+    time.sleep(1.0)
+    assert "first" not in opened, "the first learner did not wait for the second"
+    open_learner("second")
+    first.join(10)
+    assert opened["first"] - started >= 1.0 and abs(opened["first"] - opened["second"]) < 0.5
+    return list(trainers.values())
+
+
+@pytest.mark.integration
+def test_learners_that_died_without_leaving_stop_counting_within_seconds(sync_settings,
+                                                                         redis_client):
+    """A TaskManager killed at parallelism 2: its learner never leaves. With nothing of it
+    pending, the survivor counts it live for SILENT_SECONDS, not the whole learner timeout (it
+    scales a correction's share and is the served model's ``learners``); and the learners of
+    the restarted job wait for each other, not for a dead one's recent heartbeat (both failed
+    before: 30 s, and the first learner started at once)."""
+    from online_ml.sync_protocol import SILENT_SECONDS
+
+    settings = dataclasses.replace(sync_settings, learner_timeout_seconds=30.0)
+    store = ModelStore(redis_client, settings.model_key)
+    a, b, survivor, dead = _merged_pair(settings, store)
+    assert survivor.sync.live == 2
+    killed = time.monotonic()  # `dead` is never driven again: no tick, no close
+    i = 200
+    while survivor.sync.live > 1 and time.monotonic() - killed < 15:
+        _run([survivor], RECORDS[i:i + 10])
+        i += 10
+        survivor.maybe_backup(force=True)
+        time.sleep(0.2)
+    assert survivor.sync.live == 1
+    assert time.monotonic() - killed < SILENT_SECONDS + 2 < settings.learner_timeout_seconds
+
+    # the job restarts at parallelism 2 while the survivor's heartbeat is fresh: it died too
+    trainers = _open_two_learners(settings)
+    deadline = time.monotonic() + SILENT_SECONDS + 3
+    while time.monotonic() < deadline and {t.sync.live for t in trainers} != {2}:
+        for t in trainers:
+            t.sync.look_around(force=True)
+        time.sleep(0.2)
+    assert {t.sync.live for t in trainers} == {2}
+    for t in (*trainers, survivor):
+        t.close()
+
+
 @pytest.mark.integration
 def test_a_stale_publisher_is_fenced_out(sync_settings, redis_client):
     store = ModelStore(redis_client, sync_settings.model_key)
@@ -270,24 +327,10 @@ def test_learners_of_one_job_wait_for_each_other_before_they_learn(sync_settings
     costs one learner timeout, once."""
     store = ModelStore(redis_client, sync_settings.model_key)
     store.save(make_model(), {"samples_seen": 7})
-    opened: dict[str, float] = {}
-    trainers: dict[str, Trainer] = {}
-
-    def open_learner(name: str) -> None:
-        trainers[name] = Trainer(sync_settings, learners=2)
-        opened[name] = time.monotonic()
-
-    started = time.monotonic()
-    first = threading.Thread(target=open_learner, args=("first",))
-    first.start()
-    time.sleep(1.0)
-    assert "first" not in opened, "the first learner did not wait for the second"
-    open_learner("second")
-    first.join(10)
-    assert opened["first"] - started >= 1.0 and abs(opened["first"] - opened["second"]) < 0.5
+    trainers = _open_two_learners(sync_settings)
     # both saw each other live, both start from the stored model
-    assert {(t.sync.live, t.learner.samples_seen) for t in trainers.values()} == {(2, 7)}
-    for t in trainers.values():
+    assert {(t.sync.live, t.learner.samples_seen) for t in trainers} == {(2, 7)}
+    for t in trainers:
         t.close()
 
     timeout = sync_settings.learner_timeout_seconds
