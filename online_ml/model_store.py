@@ -17,6 +17,7 @@ Layout, for a prefix ``P`` (default ``online_ml_model``, the tutorial's key):
 ``P:updates``          pub/sub channel: the new version's metadata is published after each save
 ``P:sync:global``      parallel learners (online_ml/sync_protocol.py): the merged model (skops)
 ``P:sync:global:meta`` its JSON metadata (round, counters, contributors)
+``P:sync:global:state`` its arrays (online_ml/sync_wire.py), what the learners adopt
 ``P:sync:round``       number of merges so far (int, only ever increases)
 ``P:sync:learners``    sorted set: learner id -> time of its last heartbeat
 ``P:sync:c:<id>``      one learner's pending contribution (expires when not merged in time)

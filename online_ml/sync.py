@@ -60,6 +60,8 @@ from typing import Any
 
 import numpy as np
 
+from online_ml import sync_wire
+
 AVG = "avg"
 STEP = "step"
 SUM = "sum"
@@ -67,7 +69,9 @@ SUM = "sum"
 State = dict[str, np.ndarray]
 Rules = dict[str, str]
 
-MAGIC = b"OMLSYNC1"
+MAGIC = b"OMLSYNC2"
+MAGIC_NPZ = b"OMLSYNC1"  # header + .npz, read only
+MAGIC_STATE = b"OMLSTAT1"
 
 
 class NotMergeable(ValueError):
@@ -301,34 +305,48 @@ class Contribution:
     created_at: float = 0.0
 
     def encode(self) -> bytes:
-        """Header JSON + numpy ``.npz`` (loaded with ``allow_pickle=False``: no code runs)."""
-        header = json.dumps({"learner": self.learner, "samples": self.samples,
-                             "counters": self.counters, "feedback_ids": self.feedback_ids,
-                             "base_round": self.base_round, "created_at": self.created_at},
-                            sort_keys=True).encode()
-        buf = io.BytesIO()
-        np.savez(buf, **self.delta)
-        return MAGIC + struct.pack(">I", len(header)) + header + buf.getvalue()
+        """JSON header + the delta's raw float64 bytes (:mod:`online_ml.sync_wire`)."""
+        return sync_wire.pack(MAGIC, {
+            "learner": self.learner, "samples": self.samples, "counters": self.counters,
+            "feedback_ids": self.feedback_ids, "base_round": self.base_round,
+            "created_at": self.created_at}, self.delta)
 
     @classmethod
     def decode(cls, blob: bytes) -> Contribution:
-        """Raise ValueError for anything that is not a well-formed contribution."""
-        if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 4:
-            raise ValueError("not a sync contribution")
-        (n,) = struct.unpack(">I", blob[len(MAGIC):len(MAGIC) + 4])
-        start = len(MAGIC) + 4
+        """Raise ValueError for anything that is not a well-formed contribution (one written
+        before 2026-12-02, header + ``.npz``, is read too: it may be pending across an upgrade)."""
         try:
-            header = json.loads(blob[start:start + n])
-            with np.load(io.BytesIO(blob[start + n:]), allow_pickle=False) as npz:
-                delta = {k: np.asarray(npz[k], dtype=np.float64) for k in npz.files}
+            if blob.startswith(MAGIC_NPZ):
+                header, delta = _decode_npz(blob)
+            else:
+                header, delta = sync_wire.unpack(MAGIC, blob)
             return cls(learner=str(header["learner"]), samples=int(header["samples"]),
                        delta=delta,
                        counters={str(k): int(v) for k, v in header.get("counters", {}).items()},
                        feedback_ids=[str(i) for i in header.get("feedback_ids", [])],
                        base_round=int(header.get("base_round", 0)),
                        created_at=float(header.get("created_at", 0.0)))
-        except (ValueError, KeyError, TypeError, OSError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, OSError, struct.error) as exc:
             raise ValueError(f"malformed sync contribution: {exc}") from None
+
+
+def _decode_npz(blob: bytes) -> tuple[dict, State]:
+    """The format before 2026-12-02: header JSON + numpy ``.npz`` (``allow_pickle=False``)."""
+    (n,) = struct.unpack(">I", blob[len(MAGIC_NPZ):len(MAGIC_NPZ) + 4])
+    start = len(MAGIC_NPZ) + 4
+    header = json.loads(blob[start:start + n])
+    with np.load(io.BytesIO(blob[start + n:]), allow_pickle=False) as npz:
+        return header, {k: np.asarray(npz[k], dtype=np.float64) for k in npz.files}
+
+
+def encode_state(state: State) -> bytes:
+    """A merged global's arrays as the learners adopt them (:mod:`online_ml.sync_wire`)."""
+    return sync_wire.pack(MAGIC_STATE, {}, state)
+
+
+def decode_state(blob: bytes) -> State:
+    """Raise ValueError for anything that is not :func:`encode_state`'s."""
+    return sync_wire.unpack(MAGIC_STATE, blob)[1]
 
 
 def compatible(delta: State, rules: Rules, like: State | None) -> bool:

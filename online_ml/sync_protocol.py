@@ -23,7 +23,9 @@ alone, every backup interval). A tick:
    the merged contributions and increments ``P:sync:round``,
    under ``WATCH`` of the lease (a merger whose lease expired writes nothing).
 5. **Everyone adopts** a newer round, once its own contribution has been merged:
-   ``model := global + (model - base)``.
+   ``model := global + (model - base)``, from the global's raw arrays (``P:sync:global:state``,
+   online_ml/sync_wire.py: microseconds; the skops model only when nothing here is worth keeping).
+   Contributions travel in the same raw form.
 6. **The merger publishes** the global model as the served version every backup interval
    (:meth:`ModelStore.save_blob` fenced by the lease), so the server, history and rollback see
    one model whose versions only increase.
@@ -229,11 +231,15 @@ class Synchronizer:
         self.rounds_behind = max(0, rnd - self.round)
         if rnd <= self.round or (pending and not force):
             return pending
-        got = self.remote.load_global()
+        with local.locked():
+            fresh = self._fresh(local.current_model())
+        # the arrays, several times a second; the whole model only when there is nothing here
+        # to keep (loading a skops model took 4 ms, most of a round)
+        got = self.remote.load_global() if fresh else self.remote.load_global_state()
         if got is None:
             return pending
-        model, meta, rnd = got
-        gstate = sync.state_of(model)
+        model, meta, rnd = got if fresh else (None, got[1], got[2])
+        gstate = sync.state_of(model) if fresh else got[0]
         if gstate is None:
             return pending
         gcounters = {k: int(v) for k, v in meta.get("counters", {}).items()}
@@ -241,9 +247,9 @@ class Synchronizer:
             mine = local.current_model()
             state = sync.state_of(mine)
             counters = local.counters()
-            if state is None or (self.base is None and not sync.zero_based(mine)):
-                # nothing learned here yet, or a fresh MLP (its random start means nothing to
-                # the others: what it learned before the first global is dropped)
+            if self._fresh(mine) != fresh:
+                return pending  # it learned its first records meanwhile: adopt at the next tick
+            if fresh or state is None:
                 local.adopt_model(model)
                 new_counters = gcounters
             else:
@@ -259,6 +265,11 @@ class Synchronizer:
         if self.last_merge is not None and self.last_merge.round < rnd:
             self.last_merge = None  # someone merged after us: ours is not the newest to publish
         return pending
+
+    def _fresh(self, model: Any) -> bool:
+        """Nothing learned here yet, or a fresh MLP (its random start means nothing to the
+        others: what it learned before the first global is dropped): it adopts the global whole."""
+        return sync.state_of(model) is None or (self.base is None and not sync.zero_based(model))
 
     def _merge(self, local: Local, others: list[str]) -> None:
         lease = self.lease
@@ -329,7 +340,7 @@ class Synchronizer:
                 "merged_at": time.time(), "recent_feedback_ids": recent,
                 "learners": self.live}
         blob = dumps(model)
-        outcome, rnd = self.remote.commit(lease, blob, meta, consumed)
+        outcome, rnd = self.remote.commit(lease, blob, sync.encode_state(merged), meta, consumed)
         if outcome == LEASE_LOST:
             self.lease = None
             return

@@ -6,8 +6,10 @@ the real Redis (db 1, a model key of their own), each standing in for one subtas
 from __future__ import annotations
 
 import dataclasses
+import io
 import itertools
 import json
+import struct
 import subprocess
 import threading
 import time
@@ -99,9 +101,23 @@ def test_contribution_round_trip_and_garbage():
     back = sync.Contribution.decode(c.encode())
     assert back.learner == "l1" and back.samples == 4 and back.feedback_ids == ["fb-1"]
     assert np.array_equal(back.delta["coef_"], delta["coef_"])
-    for junk in (b"", b"OMLSYNC1", b"OMLSYNC1\x00\x00\x00\x05{}" + b"x" * 20, b"pickle..."):
+    blob = c.encode()
+    for junk in (b"", b"OMLSYNC1", b"OMLSYNC1\x00\x00\x00\x05{}" + b"x" * 20, b"pickle...",
+                 b"OMLSYNC2", blob[:-8], blob + b"\x00" * 8, blob.replace(b"[2, 3]", b"[3, 3]"),
+                 blob.replace(b'"arrays"', b'"arrayz"'), blob.replace(b"[2, 3]", b"[-2, 3]")):
         with pytest.raises(ValueError):
             sync.Contribution.decode(junk)
+    # one written before the raw format (header + .npz) may be pending across an upgrade
+    buf = io.BytesIO()
+    np.savez(buf, **delta)
+    header = json.dumps({"learner": "l0", "samples": 4, "counters": {}, "feedback_ids": [],
+                         "base_round": 7, "created_at": 1.0}).encode()
+    old = sync.Contribution.decode(b"OMLSYNC1" + struct.pack(">I", len(header)) + header
+                                   + buf.getvalue())
+    assert old.learner == "l0" and np.array_equal(old.delta["coef_"], delta["coef_"])
+    state = sync.decode_state(sync.encode_state(delta))
+    assert np.array_equal(state["coef_"], delta["coef_"]) and float(state["t_"]) == 4.0
+    state["coef_"] += 1  # writable: a learner steps its weights in place
 
 
 def test_unmergeable_model_is_refused_with_a_clear_error():
