@@ -326,6 +326,47 @@ def test_learners_that_died_without_leaving_stop_counting_within_seconds(sync_se
 
 
 @pytest.mark.integration
+def test_learners_go_on_through_a_redis_outage_and_merge_when_it_is_back(sync_settings):
+    """Redis goes away under two learners (a redis-server of the test's own, stopped and
+    started again with its data): both go on learning, their ticks fail and are counted, and
+    once it is back they merge again; the served model counts every record both learned."""
+    from online_ml.harness.redis_server import PrivateRedis
+
+    redis = PrivateRedis().start()
+    trainers: list[Trainer] = []
+    try:
+        settings = dataclasses.replace(sync_settings, redis_port=redis.port,
+                                       redis_password=redis.password, redis_db=1)
+        store = ModelStore(redis.client(), settings.model_key)
+        trainers = [Trainer(settings), Trainer(settings)]
+        _run(trainers, RECORDS[:200])
+        for t in (*trainers, *trainers):
+            t.maybe_backup(force=True)
+        assert store.load_meta()["samples_seen"] > 0
+
+        redis.stop()
+        failed = sum(t.backups_failed for t in trainers)
+        _run(trainers, RECORDS[200:600])  # learning goes on, locally
+        for t in trainers:
+            t.maybe_backup(force=True)
+        assert sum(t.backups_failed for t in trainers) > failed
+        assert sum(t.sync.pending_records for t in trainers) > 0
+
+        redis.start()
+        _run(trainers, RECORDS[600:700])
+        closing = [threading.Thread(target=t.close) for t in trainers]
+        for thread in closing:
+            thread.start()
+        for thread in closing:
+            thread.join(60)
+        assert store.load_meta()["samples_seen"] == 700
+    finally:
+        for t in trainers:
+            t.close()
+        redis.close()
+
+
+@pytest.mark.integration
 def test_a_stale_publisher_is_fenced_out(sync_settings, redis_client):
     store = ModelStore(redis_client, sync_settings.model_key)
     store.save(make_model(), {"samples_seen": 1})
