@@ -32,7 +32,9 @@ return 0
 
 # one heartbeat: mark the learner alive, drop the learners silent for the learner timeout, and
 # those silent for the shorter ``silent`` time that have nothing pending (a learner that died
-# without leaving: its job restarted after a crash); the live learners with their last heartbeat
+# without leaving: its job restarted after a crash); the live learners with their last heartbeat.
+# It reads the contribution keys by name (ARGV[5] is their prefix), not through KEYS: fine on
+# one Redis server (this project's), not on a Redis Cluster.
 _HEARTBEAT = """
 redis.call('zadd', KEYS[1], ARGV[2], ARGV[1])
 redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[3])
