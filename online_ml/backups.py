@@ -23,7 +23,8 @@ from typing import cast
 from online_ml.config import Settings
 from online_ml.learner import OnlineLearner
 from online_ml.model_store import ModelFormatError, ModelStore, StoredModel, dumps
-from online_ml.sync_protocol import Local, Synchronizer, counters_as_meta
+from online_ml.sync import counters_as_meta
+from online_ml.sync_protocol import Local, Synchronizer
 
 log = logging.getLogger("online_ml.trainer")
 

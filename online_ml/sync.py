@@ -54,7 +54,7 @@ import io
 import json
 import struct
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -289,6 +289,29 @@ def merge_counters(base: Mapping[str, int], deltas: Iterable[Mapping[str, int]])
 def counter_delta(now: Mapping[str, int], base: Mapping[str, int]) -> dict[str, int]:
     """What the counters grew by since ``base`` (only the keys that changed)."""
     return {k: int(v) - int(base.get(k, 0)) for k, v in now.items() if int(v) != int(base.get(k, 0))}
+
+
+def counters_as_meta(counters: dict[str, int]) -> dict:
+    """The inverse of :func:`iter_counters`: metadata fields a trainer restores from.
+
+    >>> counters_as_meta({"samples_seen": 3, "label:1": 2, "rejected:bad_json": 1})["label_distribution"]
+    {'1': 2}
+    """
+    meta: dict[str, Any] = {k: v for k, v in counters.items() if ":" not in k}
+    meta["label_distribution"] = {k[6:]: v for k, v in counters.items() if k.startswith("label:")}
+    meta["rejected_by_reason"] = {k[9:]: v for k, v in counters.items()
+                                  if k.startswith("rejected:")}
+    return meta
+
+
+def iter_counters(snapshot: dict) -> Iterator[tuple[str, int]]:
+    """The additive counters of a trainer snapshot, flat (``label:3``, ``rejected:bad_json``)."""
+    for key in ("samples_seen", "correct", "evaluated", "feedback_seen", "records_rejected"):
+        yield key, int(snapshot.get(key) or 0)
+    for label, n in (snapshot.get("label_distribution") or {}).items():
+        yield f"label:{label}", int(n)
+    for reason, n in (snapshot.get("rejected_by_reason") or {}).items():
+        yield f"rejected:{reason}", int(n)
 
 
 # -- a contribution on the wire ------------------------------------------------------------------

@@ -38,7 +38,7 @@ import copy
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -417,26 +417,3 @@ class Synchronizer:
             "sync_staleness_rounds": lambda: int(self.rounds_behind),
             "sync_staleness_s": lambda: int(max(0.0, self.clock() - self.adopted_at)),
         }
-
-
-def counters_as_meta(counters: dict[str, int]) -> dict:
-    """The inverse of :func:`iter_counters`: metadata fields a trainer restores from.
-
-    >>> counters_as_meta({"samples_seen": 3, "label:1": 2, "rejected:bad_json": 1})["label_distribution"]
-    {'1': 2}
-    """
-    meta: dict[str, Any] = {k: v for k, v in counters.items() if ":" not in k}
-    meta["label_distribution"] = {k[6:]: v for k, v in counters.items() if k.startswith("label:")}
-    meta["rejected_by_reason"] = {k[9:]: v for k, v in counters.items()
-                                  if k.startswith("rejected:")}
-    return meta
-
-
-def iter_counters(snapshot: dict) -> Iterator[tuple[str, int]]:
-    """The additive counters of a trainer snapshot, flat (``label:3``, ``rejected:bad_json``)."""
-    for key in ("samples_seen", "correct", "evaluated", "feedback_seen", "records_rejected"):
-        yield key, int(snapshot.get(key) or 0)
-    for label, n in (snapshot.get("label_distribution") or {}).items():
-        yield f"label:{label}", int(n)
-    for reason, n in (snapshot.get("rejected_by_reason") or {}).items():
-        yield f"rejected:{reason}", int(n)

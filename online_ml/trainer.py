@@ -35,8 +35,8 @@ from online_ml.learner import OnlineLearner, make_model, predict_chunk
 from online_ml.model_store import ModelFormatError, ModelStore, StoredModel
 from online_ml.schema import BadRecord, Record, decode_record, encode_prediction
 from online_ml.side_outputs import dead_letter
-from online_ml.sync import feedback_share
-from online_ml.sync_protocol import Synchronizer, counters_as_meta, iter_counters
+from online_ml.sync import counters_as_meta, feedback_share, iter_counters
+from online_ml.sync_protocol import Synchronizer
 
 log = logging.getLogger(__name__)
 
