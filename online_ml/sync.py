@@ -51,8 +51,6 @@ the first global (what it learned before that, at most one sync interval, is dro
 from __future__ import annotations
 
 import io
-import json
-import struct
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -349,16 +347,14 @@ class Contribution:
                        feedback_ids=[str(i) for i in header.get("feedback_ids", [])],
                        base_round=int(header.get("base_round", 0)),
                        created_at=float(header.get("created_at", 0.0)))
-        except (ValueError, KeyError, TypeError, AttributeError, OSError, struct.error) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
             raise ValueError(f"malformed sync contribution: {exc}") from None
 
 
 def _decode_npz(blob: bytes) -> tuple[dict, State]:
     """The format before 2026-12-02: header JSON + numpy ``.npz`` (``allow_pickle=False``)."""
-    (n,) = struct.unpack(">I", blob[len(MAGIC_NPZ):len(MAGIC_NPZ) + 4])
-    start = len(MAGIC_NPZ) + 4
-    header = json.loads(blob[start:start + n])
-    with np.load(io.BytesIO(blob[start + n:]), allow_pickle=False) as npz:
+    header, offset = sync_wire.read_header(MAGIC_NPZ, blob)
+    with np.load(io.BytesIO(blob[offset:]), allow_pickle=False) as npz:
         return header, {k: np.asarray(npz[k], dtype=np.float64) for k in npz.files}
 
 

@@ -25,6 +25,7 @@ import json
 import math
 import struct
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -42,17 +43,23 @@ def pack(magic: bytes, header: Mapping, arrays: Mapping[str, np.ndarray]) -> byt
                      *(a.tobytes() for a in values.values())])
 
 
-def unpack(magic: bytes, blob: bytes) -> tuple[dict, dict[str, np.ndarray]]:
-    """(header, arrays) of a :func:`pack` blob; ValueError for anything malformed. The arrays
-    are writable copies (a learner steps its weights in place)."""
+def read_header(magic: bytes, blob: bytes) -> tuple[Any, int]:
+    """The JSON header after ``magic`` and its length, and the offset of what follows it;
+    ValueError when the blob does not start so."""
     start = len(magic) + 4
     if not blob.startswith(magic) or len(blob) < start:
         raise ValueError(f"not a {magic.decode(errors='replace')} blob")
     (n,) = struct.unpack(">I", blob[len(magic):start])
     try:
-        header = json.loads(blob[start:start + n])
+        return json.loads(blob[start:start + n]), start + n
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"unreadable header: {exc}") from None
+
+
+def unpack(magic: bytes, blob: bytes) -> tuple[dict, dict[str, np.ndarray]]:
+    """(header, arrays) of a :func:`pack` blob; ValueError for anything malformed. The arrays
+    are writable copies (a learner steps its weights in place)."""
+    header, offset = read_header(magic, blob)
     specs = header.pop("arrays", None) if isinstance(header, dict) else None
     if not isinstance(specs, list) or len(specs) > MAX_ARRAYS:
         raise ValueError("the header does not list the arrays")
@@ -68,7 +75,6 @@ def unpack(magic: bytes, blob: bytes) -> tuple[dict, dict[str, np.ndarray]]:
         if total > MAX_VALUES:
             raise ValueError("too many values")
         shapes.append((spec[0], shape))
-    offset = start + n
     if len(blob) - offset != total * DTYPE.itemsize:
         raise ValueError(f"the arrays take {total * DTYPE.itemsize} bytes, the blob has "
                          f"{len(blob) - offset}")
