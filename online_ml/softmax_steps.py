@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["adagrad_steps"]
+__all__ = ["adagrad_kernel_steps", "adagrad_steps"]
 
 
 def _import_njit() -> Callable:
@@ -63,40 +63,83 @@ def _compiled(fn: Callable) -> Callable:
 
 
 @_compiled
-def adagrad_steps(X, cols, weights, W, b, A, Ab, AW, AB, t, lr, l2, average, eps):
-    """Take one step per row of ``X`` (already scaled) towards class index ``cols[r]``, in place
-    on the weights ``W``/``b``, AdaGrad's sums ``A``/``Ab`` and the averages ``AW``/``AB``; rows of
-    weight 0 take none. Returns the new step count ``t``."""
+def _step(x, col, w, W, b, A, Ab, AW, AB, t, lr, l2, average, eps, z):
+    """One step on one input row ``x`` (what the weights multiply) towards class index ``col``,
+    of weight ``w`` > 0, in place; ``z`` is scratch of the classes' size. Returns the new ``t``."""
     k, d = W.shape
-    z = np.empty(k)
+    for i in range(k):  # scores, then the gradient of the log loss w.r.t. them
+        s = b[i]
+        for j in range(d):
+            s += W[i, j] * x[j]
+        z[i] = s
+    top = z.max()
+    total = 0.0
+    for i in range(k):
+        z[i] = np.exp(z[i] - top)
+        total += z[i]
+    for i in range(k):
+        z[i] /= total
+    z[col] -= 1.0
+    t += 1.0
+    h = max(1.0, average * t)  # running average over about the last average * t steps
+    for i in range(k):
+        p = z[i] * w
+        for j in range(d):
+            g = p * x[j] + l2 * W[i, j]
+            A[i, j] += g * g
+            W[i, j] -= lr * g / np.sqrt(A[i, j] + eps)
+            AW[i, j] += (W[i, j] - AW[i, j]) / h
+        Ab[i] += p * p
+        b[i] -= lr * p / np.sqrt(Ab[i] + eps)
+        AB[i] += (b[i] - AB[i]) / h
+    return t
+
+
+@_compiled
+def adagrad_steps(X, cols, weights, W, b, A, Ab, AW, AB, t, lr, l2, average, eps):
+    """Take one step per row of ``X`` (already scaled, and with its random features if any)
+    towards class index ``cols[r]``, in place on the weights ``W``/``b``, AdaGrad's sums
+    ``A``/``Ab`` and the averages ``AW``/``AB``; rows of weight 0 take none. Returns the new step
+    count ``t``."""
+    z = np.empty(W.shape[0])
     for r in range(X.shape[0]):
-        w = weights[r]
-        if w == 0.0:
+        if weights[r] != 0.0:
+            t = _step(X[r], cols[r], weights[r], W, b, A, Ab, AW, AB, t, lr, l2, average, eps, z)
+    return t
+
+
+@_compiled
+def adagrad_kernel_steps(X, cols, weights, W, b, A, Ab, AW, AB, t, lr, l2, average, eps,
+                         R, c, kernel_weight):
+    """``adagrad_steps`` for a model with random Fourier features: ``X`` holds the scaled cells
+    only; each row's features ``kernel_weight * cos((x * seen) @ R + c)`` are made before its step,
+    ``seen`` being the cells with a weight other than 0 at that moment (the cells an earlier row
+    inked), exactly as ``OnlineSoftmax`` makes them to predict. So many rows in one call learn
+    what the same rows one call each learn."""
+    n = X.shape[1]
+    d = R.shape[1]
+    k = W.shape[0]
+    z = np.empty(k)
+    x = np.empty(n + d)
+    for r in range(X.shape[0]):
+        if weights[r] == 0.0:
             continue
-        x = X[r]
-        for i in range(k):  # scores, then the gradient of the log loss w.r.t. them
-            s = b[i]
-            for j in range(d):
-                s += W[i, j] * x[j]
-            z[i] = s
-        top = z.max()
-        total = 0.0
-        for i in range(k):
-            z[i] = np.exp(z[i] - top)
-            total += z[i]
-        for i in range(k):
-            z[i] /= total
-        z[cols[r]] -= 1.0
-        t += 1.0
-        h = max(1.0, average * t)  # running average over about the last average * t steps
-        for i in range(k):
-            p = z[i] * w
-            for j in range(d):
-                g = p * x[j] + l2 * W[i, j]
-                A[i, j] += g * g
-                W[i, j] -= lr * g / np.sqrt(A[i, j] + eps)
-                AW[i, j] += (W[i, j] - AW[i, j]) / h
-            Ab[i] += p * p
-            b[i] -= lr * p / np.sqrt(Ab[i] + eps)
-            AB[i] += (b[i] - AB[i]) / h
+        for j in range(d):
+            x[n + j] = c[j]
+        for i in range(n):
+            v = X[r, i]
+            x[i] = v
+            if v == 0.0:
+                continue
+            seen = False
+            for q in range(k):
+                if W[q, i] != 0.0:
+                    seen = True
+                    break
+            if seen:
+                for j in range(d):
+                    x[n + j] += v * R[i, j]
+        for j in range(d):
+            x[n + j] = kernel_weight * np.cos(x[n + j])
+        t = _step(x, cols[r], weights[r], W, b, A, Ab, AW, AB, t, lr, l2, average, eps, z)
     return t

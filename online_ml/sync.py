@@ -192,8 +192,8 @@ def initialise(model: Any, like: State, classes: Sequence[int]) -> None:
     kind = _kind(model)
     if kind == "linear":
         n_features = like["coef_"].shape[1]
-    elif kind == "softmax":
-        n_features = like["weights_"].shape[1]
+    elif kind == "softmax":  # the cells, then the random Fourier features (if any)
+        n_features = like["weights_"].shape[1] - model.kernel_features
     elif kind == "counts":
         n_features = like["feature_count_"].shape[1]
     else:

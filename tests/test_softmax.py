@@ -74,9 +74,10 @@ def test_partial_fit_on_many_rows_learns_what_row_by_row_learns(digits):
 def _numpy_steps(model: OnlineSoftmax, X, y, weights) -> None:
     """The steps as the module docstring defines them, one numpy call each (the code before the
     compiled loop): the oracle of online_ml/softmax_steps.py."""
-    for x, label, w in zip(X * model.scale, y, weights):
+    for row, label, w in zip(X, y, weights):
         if not w:
             continue
+        x = model._inputs(row[None])[0]  # the scaled cells, then the random features if any
         W, b = model.weights_, model.bias_
         z = W @ x + b
         p = np.exp(z - z.max())
@@ -94,7 +95,8 @@ def _numpy_steps(model: OnlineSoftmax, X, y, weights) -> None:
         model.avg_bias_ += (b - model.avg_bias_) / h
 
 
-@pytest.mark.parametrize("params", [{}, {"l2": 0.0, "average": 0.0}, {"learning_rate": 0.1}])
+@pytest.mark.parametrize("params", [{}, {"l2": 0.0, "average": 0.0}, {"learning_rate": 0.1},
+                                    {"kernel_features": 0}, {"kernel_features": 0, "l2": 0.0}])
 def test_the_compiled_steps_are_the_numpy_steps(digits, params):
     X, y = digits
     weights = np.random.default_rng(1).choice([0.0, 0.5, 1.0, 2.0], size=500)
@@ -173,10 +175,13 @@ def test_batch_mode_within_one_point_of_row_mode():
 
 def test_scikit_learn_api(digits):
     X, y = digits
+    linear = _fit(X[:500], y[:500], kernel_features=0)
+    z = linear.decision_function(X[500:600])
+    assert np.allclose(z, X[500:600] @ linear.coef_.T + linear.intercept_)
     model = _fit(X[:500], y[:500])
     z = model.decision_function(X[500:600])
-    assert z.shape == (100, 10)
-    assert np.allclose(z, X[500:600] @ model.coef_.T + model.intercept_)
+    assert z.shape == (100, 10) and model.coef_.shape == (10, 64 + model.kernel_features)
+    assert np.allclose(model.coef_[:, :64], model.avg_weights_[:, :64] / 16)
     p = model.predict_proba(X[500:600])
     assert np.allclose(p.sum(axis=1), 1.0) and (p >= 0).all()
     assert (model.predict(X[500:600]) == model.classes_[p.argmax(axis=1)]).all()
@@ -260,6 +265,48 @@ def test_stray_ink_in_a_cell_digits_never_inks_changes_nothing(digits):
     inked = X[:200].copy()
     inked[:, never] = 16
     assert np.allclose(model.decision_function(inked), model.decision_function(X[:200]))
+
+
+def test_random_features_learn_what_a_linear_model_cannot():
+    """XOR of two cells: no linear model gets more than 3 of the 4 right; with the random
+    Fourier features the same softmax regression learns all four."""
+    X = np.zeros((4, 64))
+    X[1, 10] = X[2, 20] = X[3, 10] = X[3, 20] = 16
+    y = [0, 1, 1, 0]
+    right = {}
+    for name, params in (("linear", {"kernel_features": 0}), ("random features", {"kernel_gamma": 1.0})):
+        model = OnlineSoftmax(**params)
+        for _ in range(300):
+            model.partial_fit(X, y, classes=[0, 1])
+        right[name] = int((model.predict(X) == y).sum())
+    assert right["linear"] <= 3 and right["random features"] == 4, right
+
+
+@pytest.mark.parametrize("params", [{}, {"kernel_features": 0}])
+def test_contributions_add_up_to_the_score_against_a_blank_board(digits, params):
+    """What the board shows per cell (server ``explain``): weight x cell for the linear part,
+    integrated gradients for the random features; their sum is the score minus a blank's."""
+    X, y = digits
+    model = _fit(X[:400], y[:400], **params)
+    blank = model.decision_function(np.zeros((1, 64)))[0]
+    for x in X[400:410]:
+        digit = int(model.predict(x[None])[0])
+        parts = model.contributions(x, digit)
+        assert parts.shape == (64,)
+        score = model.decision_function(x[None])[0, digit] - blank[digit]
+        assert abs(parts.sum() - score) <= 0.01 * max(1.0, abs(score)), (parts.sum(), score)
+
+
+def test_a_model_stored_before_the_random_features_loads_as_the_linear_model_it_was(digits):
+    X, y = digits
+    model = _fit(X[:300], y[:300], kernel_features=0)
+    old = model_store.loads(model_store.dumps(model))
+    for name in ("kernel_features", "kernel_gamma", "kernel_weight", "kernel_seed"):
+        del old.__dict__[name]  # what a model stored by the code before them holds
+    assert old.kernel_features == 0 and old.get_params()["kernel_features"] == 0
+    assert np.array_equal(old.decision_function(X), model.decision_function(X))
+    old.partial_fit(X[300:310], y[300:310])
+    assert old.t_ == 310
 
 
 def test_stored_with_skops_and_loaded_through_the_trusted_list(digits):

@@ -44,12 +44,21 @@ def _explain(model: Any, x: np.ndarray, digit: int) -> dict:
     """What the model saw (the 64 features, 8x8 row by row, 0..16) and, for a linear model, what
     each cell contributed to the predicted digit's score (weight x feature; positive = for it),
     so a person can see why a "1" became a 3. Opt-in (``explain``): it doubles the answer. For a
-    bitmap scored by two views, the first (its features without the stroke width normalised)."""
+    bitmap scored by two views, the first (its features without the stroke width normalised).
+    With random Fourier features (``OnlineSoftmax.contributions``) the cells' shares of the score
+    are integrated gradients; either way they add up to the score minus a blank board's."""
     out: dict[str, Any] = {"features": [round(float(v), 2) for v in x[0]]}
-    coef = getattr(model, "coef_", None)
+    coef = np.asarray(getattr(model, "coef_", []))
     classes = list(getattr(model, "classes_", []))
-    if coef is not None and digit in classes and np.ndim(coef) == 2 and len(coef) == len(classes):
-        out["contributions"] = [round(float(v), 3) for v in coef[classes.index(digit)] * x[0]]
+    if digit not in classes:
+        return out
+    if hasattr(model, "contributions"):  # the softmax learner, with or without its random features
+        contributions = model.contributions(x[0], digit)
+    elif coef.ndim == 2 and coef.shape == (len(classes), x.shape[1]):
+        contributions = coef[classes.index(digit)] * x[0]
+    else:
+        return out
+    out["contributions"] = [round(float(v), 3) for v in contributions]
     return out
 
 
