@@ -68,7 +68,9 @@ VARIANTS: dict[str, tuple[str, dict, int | str]] = {
     "softmax-job256": ("softmax", {}, "job:256"),
     "softmax-job512": ("softmax", {}, "job:512"),
     "softmax-job1024": ("softmax", {}, "job:1024"),
-    # what each of its choices earns: predicting with the last weights, no weight decay
+    # what each of its choices earns: no random Fourier features (the linear model, the
+    # default until 2026-12-03), predicting with the last weights, no weight decay
+    "softmax-linear": ("softmax", {"kernel_features": 0}, 1),
     "softmax-last-weights": ("softmax", {"average": 0.0}, 1),
     "softmax-no-l2": ("softmax", {"l2": 0.0}, 1),
     # River's StandardScaler | SoftmaxRegression(optimizer=SGD(0.01)), dict per record

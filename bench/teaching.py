@@ -170,7 +170,7 @@ def _teach_rows(model, p: Params, share: float) -> list[dict]:
     def row(name: str, learned: int, m) -> dict:
         iterate = None
         if hasattr(m, "weights_") and getattr(m, "average", 0):
-            z = x_held * m.scale @ m.weights_.T + m.bias_
+            z = m.decision_function(x_held, averaged=False)
             iterate = float((m.classes_[z.argmax(axis=1)] == 1).mean())
         return {"teaching": name, "feedback": learned,
                 "served": float((m.predict(x_held) == 1).mean()), "iterate": iterate,

@@ -168,7 +168,7 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
         features either (tests/test_softmax.py)."""
         return (self.weights_[:, :self.n_features_in_] != 0).any(axis=0).astype(np.float64)
 
-    def contributions(self, x: Any, label: Any, steps: int = 32) -> np.ndarray:
+    def contributions(self, x: Any, label: Any, steps: int = 16) -> np.ndarray:
         """What each input cell of one row ``x`` added to class ``label``'s score against a blank
         input (all zeros): the weight times the cell for the cells themselves, and for the random
         Fourier features their integrated gradient along the straight line from blank to ``x``
@@ -284,11 +284,14 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
         return self
 
     # -- predicting ----------------------------------------------------------------------------
-    def decision_function(self, X: Any) -> np.ndarray:
-        """The ten class scores (logits) of the averaged model, shape (n_samples, n_classes)."""
+    def decision_function(self, X: Any, averaged: bool = True) -> np.ndarray:
+        """The ten class scores (logits) of the averaged model, shape (n_samples, n_classes);
+        ``averaged=False``: of the last iterate (the weights the next step starts from)."""
         if not hasattr(self, "classes_"):
             raise NotFittedError("this OnlineSoftmax is not fitted yet: call partial_fit first")
         X = self._rows(X)
+        if not averaged:
+            return self._inputs(X) @ self.weights_.T + self.bias_
         return self._inputs(X) @ self.avg_weights_.T + self.avg_bias_
 
     def predict_proba(self, X: Any) -> np.ndarray:
