@@ -122,7 +122,7 @@ class Settings:
     # shows in the next answers (README "Teaching it": chosen by bench/teaching.py on real
     # handwriting's development split); 0: an ordinary step, diluted in the average (a
     # correction changes nothing the board shows). Learners without averaged weights: no effect.
-    feedback_step_share: float = 0.5
+    feedback_step_share: float = 0.25
 
     # env var name for each field, e.g. kafka_bootstrap_servers -> KAFKA_BOOTSTRAP_SERVERS
     @staticmethod

@@ -26,6 +26,26 @@ def test_threshold_gives_the_promised_precision_on_the_data_it_was_chosen_on():
     assert unc.choose_threshold(top, np.zeros(2000, bool), 0.9) == 1.0
 
 
+def test_the_promise_holds_on_new_drawings_as_often_as_the_confidence_asked():
+    """Chosen where the share right merely reaches 0.9 (z=0), the threshold keeps the promise on
+    a fresh sample about half of the time; with the one-sided 95 % bound (the default) about 9
+    times in 10 (the fresh sample's own share right varies too)."""
+    rng = np.random.default_rng(2)
+
+    def sample():
+        top = rng.uniform(0.1, 1, 2500)
+        return top, rng.uniform(0, 1, 2500) < top
+
+    kept: dict[float, list[bool]] = {0.0: [], unc.SURE_Z: []}
+    for _ in range(200):
+        (dev_top, dev_right), (test_top, test_right) = sample(), sample()
+        for z in kept:
+            t = unc.choose_threshold(dev_top, dev_right, 0.9, z=z)
+            kept[z].append(bool(test_right[test_top >= t].mean() >= 0.9))
+    assert 0.3 < np.mean(kept[0.0]) < 0.7, np.mean(kept[0.0])
+    assert np.mean(kept[unc.SURE_Z]) >= 0.8, np.mean(kept[unc.SURE_Z])
+
+
 def test_calibrated_probabilities_are_neither_certain_nor_flat_on_a_mixed_digit():
     digits = load_digits()
     model = SGDClassifier(loss="log_loss", alpha=0.001, penalty="l1", random_state=0)
