@@ -228,7 +228,7 @@
   }
 
   // What the model saw (the 64 features as grey levels) and, for the answer, which cells pushed
-  // for it (green) or against it (red): weight x feature, from the server (explain=1).
+  // for it (green) or against it (red): what each cell added to the score, from the server (explain=1).
   function paintCells(canvas, values, colour) {
     var c = canvas.getContext("2d");
     var cell = canvas.width / 8;
