@@ -490,7 +490,7 @@ def test_clean_mouse_digits_are_read_right(users_model):
     """Issue 10: our own clean mouse drawings (several per digit), read offline through the
     server's path by the model a user gets: at least 9 in 10 right, and a 1 drawn plain, with a
     flag or with a base is a 1 (tests/test_browser.py draws the same set in Chromium).
-    Measured: 39 of 42; the misses are named in the README (bench/handwriting.py prints them)."""
+    Measured: 40 of 42; the misses are named in the README (bench/handwriting.py prints them)."""
     from online_ml.evaluation import mouse_drawings, stroke_features
 
     svgs, y, names = mouse_drawings()
@@ -540,19 +540,21 @@ def test_a_one_with_a_flag_and_a_base_looks_like_digits_ones(digits, users_model
     assert (answers == 1).sum() >= 20, (answers == 1).sum()
 
 
-def test_a_one_with_a_foot_or_a_base_up_to_a_third_of_its_height_is_a_one(users_model):
+def test_a_one_is_a_one_with_any_base_and_with_a_flag_up_to_a_third_of_its_height(users_model):
     """Issue 10: "a plain 1 drawn as one stroke, with or without a flag or a base, is a 1".
     208 1s (``ones_by_base``: no base, a foot in the stem's stroke, a centred base in one stroke
     or two, each with and without three flags, on three boards and cropped): the model a user
-    gets reads every one whose base is at most 0.36 of the stem's height as 1, and the stroke
-    order does not change the share of a base's drawings read as 1. Wider bases are not all 1s
-    (0.41 with the longest flag, 0.55 always read 2: README, bench/strokes.py)."""
+    gets reads every one whose base is at most 0.36 of the stem's height as 1, every one without
+    a flag as 1 whatever its base (the widest, 0.55 of the stem's height, read 2 before the random
+    features of the softmax learner), and the stroke order does not change the share of a base's
+    drawings read as 1. Wider bases with a flag are not all 1s (0.41 with the longest flag, 0.55
+    with any: README, bench/strokes.py)."""
     from online_ml.harness.mouse_digits import ones_by_base
 
     ones = ones_by_base()
     x = np.array([features.strokes_to_features(SvgDrawing(o["svg"].encode())) for o in ones])
     answers = users_model.predict(x)
-    narrow = [o["width"] <= 0.36 for o in ones]
+    narrow = [o["width"] <= 0.36 or not o["flag"] for o in ones]
     missed = [f"{o['base']} ({o['strokes']} stroke(s), flag {o['flag']}, {o['form']}) -> {a}"
               for o, a, n in zip(ones, answers, narrow) if n and a != 1]
     assert not missed, missed
