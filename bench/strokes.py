@@ -12,12 +12,14 @@ No services, about a minute.
 * A "1" with a flag and a base: 48 drawings (online_ml/harness/mouse_digits.py,
   ``flagged_based_ones``: three flags, four bases, three boards and a cropped form), answered by the
   model a user gets (``stream_model``: LEARNER and LEARNER_PARAMS as set), by the serving
-  benchmark's models, by LEARNER=sgd (the default until 2026-12-01) trained on the same stream, and
-  by the 5 nearest
-  ``digits`` images (is the drawing, as features, among digits' 1s?).
+  benchmark's models, by LEARNER=sgd (the default until 2026-12-01) trained on the same stream, by
+  the 5 nearest ``digits`` images (is the drawing, as features, among digits' 1s?) and by three
+  learners fitted offline on all of ``digits`` (RBF SVM, MLP, extra trees: what the data teaches
+  whatever the learner; none is served).
 * 1s by their base (``ones_by_base``: none, a foot, a base of four widths in one stroke or two,
-  with and without a flag): which the user's model reads as 1, and whether the board says it is
-  unsure of the rest (bench/teaching.py: what teaching it them as feedback changes).
+  with and without a flag): which the user's model reads as 1, whether the board says it is
+  unsure of the rest (bench/teaching.py: what teaching it them as feedback changes), and which
+  flagged ones the offline learners read as 1.
 * What ``digits`` 1s look like: how many have a base or a flag, their ink and stem.
 
     python bench/strokes.py [--markdown]
@@ -28,6 +30,7 @@ import sys
 import time
 import urllib.parse
 from dataclasses import dataclass
+from typing import Any
 
 import common
 import numpy as np
@@ -79,22 +82,37 @@ def _template_rows(p: Params, models: list) -> list[dict]:
     return rows
 
 
-def _ones_rows(user_model, models: list, sgd_model) -> tuple[list[dict], dict]:
+def offline_learners() -> dict[str, Any]:
+    """Learners fitted offline on all of ``digits`` (not online, not served): what the data can
+    teach about a 1's base whatever the learner. Their parameters were picked ad hoc on real
+    handwriting's development split (SVM: gamma 0.0005 of 0.0005/0.001/0.003; MLP: alpha 1 of
+    1e-4/1), not to read these 1s."""
     from sklearn.datasets import load_digits
+    from sklearn.ensemble import ExtraTreesClassifier
     from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.svm import SVC
 
     digits = load_digits()
+    learners = {"5 nearest digits images": KNeighborsClassifier(5),
+                "RBF SVM on all of digits (offline)": SVC(gamma=0.0005, C=10),
+                "MLP, 256 hidden units, on all of digits (offline)":
+                    MLPClassifier((256,), alpha=1.0, max_iter=500, random_state=0),
+                "extra trees (300) on all of digits (offline)": ExtraTreesClassifier(300, random_state=0)}
+    return {name: m.fit(digits.data, digits.target) for name, m in learners.items()}
+
+
+def _ones_rows(user_model, models: list, sgd_model, offline: dict) -> tuple[list[dict], dict]:
     family = flagged_based_ones()
     x = np.array([strokes_to_features(SvgDrawing(svg.encode())) for _, _, svg in family])
     forms = np.array([form for form, _, _ in family])
-    knn = KNeighborsClassifier(5).fit(digits.data, digits.target)
     mouse_svgs, _, names = ev.mouse_drawings()
     mouse = ev.stroke_features([mouse_svgs[names.index("flag and base")]])
     readers = [("the user's model (stream_model)", [user_model]),
                ("serving benchmark's model" if len(models) == 1 else
                 f"serving benchmark's models (random_state 0..{len(models) - 1})", models),
                ("LEARNER=sgd (the default until 2026-12-01) on the user's stream", [sgd_model]),
-               ("5 nearest digits images", [knn])]
+               *[(name, [m]) for name, m in offline.items()]]
     rows = []
     for name, ms in readers:
         answers = [m.predict(x) for m in ms]
@@ -107,7 +125,7 @@ def _ones_rows(user_model, models: list, sgd_model) -> tuple[list[dict], dict]:
     return rows, {"n": len(family)}
 
 
-def _base_rows(user_model) -> list[dict]:
+def _base_rows(user_model, offline: dict) -> list[dict]:
     """1s by their base (online_ml/harness/mouse_digits.py, ``ones_by_base``: none, a foot in the
     stem's stroke, a base as a second stroke or in the stem's stroke; each with and without
     every flag, on three boards and cropped), answered by the model a user gets as the server
@@ -119,7 +137,11 @@ def _base_rows(user_model) -> list[dict]:
     fitted = calibration(user_model)
     groups: dict[tuple, list[tuple[bool, bool, bool]]] = {}
     ones = ones_by_base()
-    for one, row in zip(ones, ev.stroke_features(one["svg"] for one in ones)):
+    features = ev.stroke_features(one["svg"] for one in ones)
+    # with a flag, the share read as 1 by each learner fitted offline on all of digits
+    offline_ones = [m.predict(features) == 1 for m in offline.values()]
+    by_offline: dict[tuple, list[float]] = {}
+    for one, row in zip(ones, features):
         x = row[None, :]
         proba = view_probabilities(user_model, x, fitted.temperature)
         if proba is None:
@@ -129,6 +151,11 @@ def _base_rows(user_model) -> list[dict]:
             unsure = not verdict(proba[0], user_model.classes_, fitted.threshold)["sure"]
         key = (one["base"], one["strokes"], one["width"])
         groups.setdefault(key, []).append((one["flag"], right, unsure))
+    for read in offline_ones:
+        for key in groups:
+            picked = [i for i, one in enumerate(ones)
+                      if (one["base"], one["strokes"], one["width"]) == key and one["flag"]]
+            by_offline.setdefault(key, []).append(float(read[picked].mean()))
     rows = []
     for (base, strokes, width), seen in sorted(groups.items(), key=lambda kv: (kv[0][2], kv[0][1])):
         plain = [r for flag, r, _ in seen if not flag]
@@ -136,7 +163,8 @@ def _base_rows(user_model) -> list[dict]:
         misses = [unsure for _, r, unsure in seen if not r]
         rows.append({"base": base, "strokes": strokes, "width": width,
                      "plain": float(np.mean(plain)), "flagged": float(np.mean(flagged)),
-                     "n": len(seen),
+                     "n": len(seen), "offline": by_offline[base, strokes, width],
+                     "offline_text": " / ".join(f"{v:.2f}" for v in by_offline[base, strokes, width]),
                      "unsure": f"{sum(misses)} of {len(misses)}" if misses else "-"})
     return rows
 
@@ -183,7 +211,9 @@ ONES_COLUMNS = [("1 with a flag and a base, read by", "reader", ""), ("board", "
 BASE_COLUMNS = [("a 1's base (100x100 box, stem 6..94)", "base", ""), ("strokes", "strokes", ""),
                 ("width / stem's height", "width", ".2f"), ("drawings", "n", "d"),
                 ("answered 1, no flag", "plain", ".3f"), ("with a flag", "flagged", ".3f"),
-                ("misses the board calls not sure", "unsure", "")]
+                ("misses the board calls not sure", "unsure", ""),
+                ("with a flag, fitted offline on all of digits: 5-NN / SVM / MLP / trees",
+                 "offline_text", "")]
 DIGITS_COLUMNS = [("digits 1s", "what", ""), ("value", "value", "")]
 
 
@@ -198,8 +228,9 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     sgd_model = ev.stream_model(p.epochs, 0, learner="sgd",
                                  params=JOB_LEARNER_PARAMS["sgd"])
     templates = _template_rows(p, models)
-    ones, info = _ones_rows(user_model, models, sgd_model)
-    bases = _base_rows(user_model)
+    offline = offline_learners()
+    ones, info = _ones_rows(user_model, models, sgd_model, offline)
+    bases = _base_rows(user_model, offline)
     facts = _digits_ones()
     digits_rows = [
         {"what": "with a base / a flag / both", "value": f"{facts['base']} / {facts['flag']} / "
@@ -212,7 +243,9 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         {"what": "base's centre right of the stem's top (columns)",
          "value": f"{facts['base_right_of_stem_top']:.2f}"}]
     before, served = templates[0], templates[-1]
-    user, knn = ones[0], ones[-1]
+    user = ones[0]
+    knn = next(r for r in ones if r["reader"] == "5 nearest digits images")
+    widest = max(r["width"] for r in bases)
     targets = [
         common.target("templates: served - 95 % run's features (mean recognised, points)",
                       round(100 * (served["mean"] - before["mean"]), 1), 0, ">=",
@@ -222,15 +255,22 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         common.target("flagged and based 1s answered 1 (the user's model)", round(user["all"], 3), 1.0, ">=",
                       f"mouse set's: {user['mouse']}"),
     ]
+    wide = [r for r in bases if r["width"] == widest]
+    limit = (f"the widest base ({widest:.2f} of the stem's height) with a flag: answered 1 by the "
+             f"user's model {np.mean([r['flagged'] for r in wide]):.3f}, by the learners fitted "
+             f"offline on all of digits {min(min(r['offline']) for r in wide):.3f} to "
+             f"{max(max(r['offline']) for r in wide):.3f} (the same 1s without a flag: "
+             f"{np.mean([r['plain'] for r in wide]):.3f})")
     text = "\n\n".join([
         common.table("the serving benchmark's templates, per feature path, over its possible models",
                      TEMPLATE_COLUMNS, templates),
         common.table(f"a 1 with a flag and a base ({info['n']} drawings): share answered 1",
                      ONES_COLUMNS, ones),
         common.table("1s by their base: share answered 1 by the user's model", BASE_COLUMNS, bases),
+        limit,
         common.table("how digits draws a 1", DIGITS_COLUMNS, digits_rows),
         common.targets_table(targets)])
-    results = {"templates": templates, "ones": ones, "bases": bases, "digits_ones": facts,
+    results = {"templates": templates, "ones": ones, "bases": bases, "digits_ones": facts, "limit": limit,
                "digits_rows": digits_rows}
     path = common.write_result("strokes", dict(vars(p)), results, targets, machine, started, smoke)
     out = common.finish(path, templates, targets, text, smoke, quiet)
