@@ -155,17 +155,21 @@ def test_the_benchmark_runs_with_a_learner_without_decision_values(tmp_path):
 
 def test_the_strokes_benchmark_runs_at_smoke_size(tmp_path):
     """bench/strokes.py --smoke as a user runs it: the templates under both feature paths over
-    the serving benchmark's possible models, the 1s with a flag and a base, per reader, and the
-    1s by their base."""
+    the serving benchmark's possible models, the 1s with a flag and a base, per reader (the
+    learners fitted offline on all of digits among them), and the 1s by their base."""
     doc = _smoke_run(tmp_path, "strokes")
     res = doc["results"]
     # one model per random state (SGD), or the one model of a deterministic learner (softmax)
     assert [r["models"] for r in res["templates"]] in ([doc["parameters"]["models"]] * 3, [1] * 3)
     assert all(0 <= r["mean"] <= 1 for r in res["templates"])
-    assert len(res["ones"]) == 4 and all(0 <= r["all"] <= 1 for r in res["ones"])
+    assert len(res["ones"]) == 7 and all(0 <= r["all"] <= 1 for r in res["ones"])
+    assert res["ones"][3]["reader"] == "5 nearest digits images"
+    assert all(r["reader"].endswith("on all of digits (offline)") for r in res["ones"][4:])
     assert res["digits_ones"]["n"] == 182
     assert len(res["bases"]) == 13 and sum(r["n"] for r in res["bases"]) == 208
     assert all(0 <= r["plain"] <= 1 and 0 <= r["flagged"] <= 1 for r in res["bases"])
+    assert all(len(r["offline"]) == 4 and all(0 <= v <= 1 for v in r["offline"]) for r in res["bases"])
+    assert res["limit"].startswith("the widest base (0.55 of the stem's height) with a flag")
     assert {t["target"] for t in doc["targets"]} >= {"flagged and based 1s answered 1 (the user's model)"}
 
 
