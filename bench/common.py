@@ -41,9 +41,24 @@ BENCH_REDIS_DB = int(os.environ.get("BENCH_REDIS_DB", "2"))
 #: Issue 10, point 5: the server's median CPU per /predict at concurrency 1 stays within this
 #: (bench/serving.py's target; bench/handwriting.py weighs test-time augmentation against it).
 SERVING_CPU_BUDGET_MS = 2.5
+#: Images in sklearn's digits: one pass of the stream = every image seen once.
+EPOCH = 1797
 PACKAGES = ("apache-flink", "scikit-learn", "kafka-python", "redis", "numpy", "pandas", "skops",
             "flask", "granian", "gunicorn", "waitress", "svglib", "reportlab", "rlPyCairo",
             "pillow", "requests")
+
+
+def accuracy(pairs: Iterable[tuple[Any, Any] | None]) -> float | None:
+    """The share of (predicted, actual) pairs that agree, to 4 places (``None`` entries skipped;
+    ``None`` if no pair is left): prequential accuracy from a sink's predictions.
+
+    >>> accuracy([(1, 1), (2, 3), None, (None, 4)])
+    0.3333
+    >>> accuracy([]) is None
+    True
+    """
+    kept = [pair for pair in pairs if pair is not None]
+    return round(sum(p == a for p, a in kept) / len(kept), 4) if kept else None
 
 
 def run_id() -> str:

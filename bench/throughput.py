@@ -32,37 +32,35 @@ While each Flink variant runs, the TCP ports its job added to the TaskManager (t
 processes it started, i.e. the Python workers) are listed from /proc, with their addresses:
 what each execution mode opens (issue 9, point 6).
 
+Variants (d) are in bench/throughput_python.py, the verdict on the execution modes (and
+``--repeat N``) in bench/execution_mode.py.
+
 ``python bench/throughput.py --private`` runs it all on a private stack instance
 (online_ml.harness.instance: state folder and ports of its own), not on the running stack.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import itertools
 import json
 import os
 import re
-import statistics
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import common
+from execution_mode import REPEAT_COLUMNS, ROW_THREAD, execution_modes, repeated
+from throughput_python import run_python_variants
 
 from online_ml.config import Settings
 from online_ml.harness.flink import FlinkJobs
 from online_ml.harness.kafka import TopicReader, Topics, preload
-from online_ml.harness.net import is_loopback, listening_sockets
-from online_ml.harness.paths import STATE
+from online_ml.harness.net import added_sockets, taskmanager_sockets
 from online_ml.harness.verdicts import if_row_bound
 from online_ml.harness.waiting import GiveUp, wait_for
 
-EPOCH = 1797  # images in sklearn's digits: one pass = every image seen once
-ROW_THREAD = "row UDF, thread mode"
 SHAPE = "python shape"
 # pemja (thread mode) loads libpython once per JVM; a later job's class loader cannot (FLINK-37727)
 PEMJA_ONCE = "NoSuchFieldException: loadedLibraryNames"
@@ -96,13 +94,6 @@ class Params:
                    python_pool=400, preload_procs=1)
 
 
-def _accuracy(rows) -> float | None:
-    rows = [r for r in rows if r is not None]
-    if not rows:
-        return None
-    return round(sum(p == a for p, a in rows) / len(rows), 4)
-
-
 def _predictions(records) -> list[tuple[int | None, int]]:
     out = []
     for rec in records:
@@ -114,57 +105,6 @@ def _predictions(records) -> list[tuple[int | None, int]]:
     return out
 
 
-TASKMANAGER_MAIN = "org.apache.flink.runtime.taskexecutor.TaskManagerRunner"
-
-
-def _processes() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, command line) of every process /proc lets us read."""
-    out = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, ValueError, IndexError):
-            continue
-        out[int(stat.parent.name)] = (ppid, cmd)
-    return out
-
-
-def taskmanager_sockets(state: Path) -> list[dict]:
-    """The listening sockets of the TaskManagers of the stack instance in ``state`` and of every
-    process they started (PyFlink's Python workers), found by command line and parent, so that
-    it holds whichever process manager started them."""
-    procs = _processes()
-    tms = {pid for pid, (_, cmd) in procs.items() if TASKMANAGER_MAIN in cmd and str(state) in cmd}
-
-    def in_tree(pid: int | None) -> bool:
-        for _ in range(64):  # up the parent chain
-            if pid is None or pid <= 1:
-                return False
-            if pid in tms:
-                return True
-            pid = procs.get(pid, (None, ""))[0]
-        return False
-
-    return [s for s in listening_sockets() if in_tree(s["pid"])]
-
-
-def stack_state() -> Path:
-    """The state folder of the stack instance the environment names (as stack/env.sh does)."""
-    return Path(os.environ.get("ONLINE_ML_STATE") or STATE).resolve()
-
-
-def added_sockets(before: list[dict], during: list[dict]) -> dict:
-    """What a job added to the TaskManager's listening sockets: count, how many not on
-    loopback, and ``address:port command`` of each (for the JSON)."""
-    old = {(s["address"], s["port"]) for s in before}
-    new = [s for s in during if (s["address"], s["port"]) not in old]
-    return {"job_ports": len(new),
-            "job_ports_not_loopback": sum(not is_loopback(s["address"]) for s in new),
-            "job_sockets": [f"{s['address']}:{s['port']} pid {s['pid']} {s['command'][:80]}"
-                            for s in new]}
-
-
 def run_flink_variant(name: str, script: str, env: dict, args: list[str], p: Params,
                       settings: Settings, flink: FlinkJobs, topics: Topics, rid: str,
                       predicts: bool, flink_options: tuple[str, ...] = (),
@@ -173,7 +113,7 @@ def run_flink_variant(name: str, script: str, env: dict, args: list[str], p: Par
     sink = topics.create(f"bench_{rid}_{slug}_sink")
     env = dict(env, SINK_TOPIC=sink)
     reader = TopicReader(settings, sink)
-    sockets = sockets or (lambda: taskmanager_sockets(stack_state()))
+    sockets = sockets or taskmanager_sockets
     before = sockets()
     during: list[dict] = []
     submitted = time.time()
@@ -219,9 +159,9 @@ def run_flink_variant(name: str, script: str, env: dict, args: list[str], p: Par
         **added_sockets(before, during),
     }
     if predicts:
-        k = min(EPOCH, count)
-        row["acc_first_epoch"] = _accuracy(_predictions(reader.read(0, k)))
-        row["acc_last_epoch"] = _accuracy(_predictions(reader.read(count - k, k)))
+        k = min(common.EPOCH, count)
+        row["acc_first_epoch"] = common.accuracy(_predictions(reader.read(0, k)))
+        row["acc_last_epoch"] = common.accuracy(_predictions(reader.read(count - k, k)))
     reader.close()
     if restarts:
         p.notes.append(f"{name}: the job restarted {restarts} time(s) during the measurement")
@@ -229,93 +169,6 @@ def run_flink_variant(name: str, script: str, env: dict, args: list[str], p: Par
         p.notes.append(f"{name} passed the whole topic on in {span:.1f} s (< {p.seconds:g} s): "
                        f"preload more records (--records)")
     return row
-
-
-def _python_loop(name: str, pool: list, step, p: Params, chunk: int = 1) -> dict:
-    """Run ``step(values) -> [(pred, actual)]`` over the pool (cycled) for python_seconds."""
-    first: list = []
-    last: deque = deque(maxlen=EPOCH)
-    n = 0
-    started = time.perf_counter()
-    deadline = started + p.python_seconds
-    for i in itertools.cycle(range(0, len(pool), chunk)):
-        results = step(pool[i:i + chunk])
-        n += len(results)
-        if len(first) < EPOCH:
-            first.extend(results[:EPOCH - len(first)])
-        last.extend(results)
-        if n >= min(len(pool), EPOCH) and time.perf_counter() >= deadline:
-            break
-    elapsed = time.perf_counter() - started
-    return {"variant": name, "kind": "python", "records": n, "seconds": round(elapsed, 3),
-            "records_per_s": round(n / elapsed, 1), "acc_first_epoch": _accuracy(first),
-            "acc_last_epoch": _accuracy(last)}
-
-
-def _sink_values(out, sink_topic: str) -> list[str]:
-    """The prediction(s) in one process_many output: a JSON string, or (topic, value) pairs."""
-    if out is None:
-        return []
-    if isinstance(out, (str, bytes)):
-        return [out]
-    return [value for topic, value in out if topic == sink_topic]
-
-
-def run_python_variants(p: Params, settings: Settings, rid: str, keys: list[str]) -> list[dict]:
-    from online_ml.producer import iter_records, make_message
-    from online_ml.schema import decode_record
-    from online_ml.trainer import Trainer
-
-    pool_raw = [make_message(x, y) for x, y in
-                itertools.islice(iter_records(seed=p.seed), min(p.python_pool, p.records))]
-    rows = []
-
-    def trainer(tag: str) -> Trainer:
-        key = f"bench_{rid}_py_{tag}"
-        keys.append(key)
-        t = Trainer(Settings.from_env(redis_db=common.BENCH_REDIS_DB, model_key=key,
-                                      backup_interval_seconds=p.backup_interval))
-        t.start_background_backups()  # as the job does
-        return t
-
-    # OnlineLearner.learn_one on decoded records: the learner alone
-    t = trainer("learn_one")
-    decoded = [decode_record(v) for v in pool_raw]
-    learner = t.learner
-    common.progress("throughput: python OnlineLearner.learn_one")
-    rows.append(_python_loop("python: learn_one", decoded,
-                             lambda recs: [(learner.learn_one(r.x, r.actual_y), r.actual_y)
-                                           for r in recs], p))
-    t.close()
-
-    # Trainer.process: the row UDF's eval without Flink
-    t = trainer("process")
-    common.progress("throughput: python Trainer.process")
-
-    def row_step(values):
-        _, actual, predicted = t.process(values[0])
-        return [(predicted, actual)]
-
-    rows.append(_python_loop("python: Trainer.process", pool_raw, row_step, p))
-    t.close()
-
-    # Trainer.process_many per Arrow batch: the batch UDF's eval without Flink
-    for b in p.batch_sizes:
-        t = trainer(f"many{b}")
-        common.progress(f"throughput: python Trainer.process_many (batch {b})")
-
-        def batch_step(values, t=t):
-            outputs, _, _ = t.process_many(values)
-            res = []
-            for out in outputs:
-                for value in _sink_values(out, t.settings.sink_topic):
-                    doc = json.loads(value)
-                    res.append((doc["predict_y"], doc["actual_y"]))
-            return res
-
-        rows.append(_python_loop(f"python: process_many B={b}", pool_raw, batch_step, p, chunk=b))
-        t.close()
-    return rows
 
 
 def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
@@ -453,52 +306,6 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     return common.finish(path, rows, targets, report(rows, targets, p.notes), smoke, quiet)
 
 
-def default_kept(ratio: float, how: str) -> str:
-    """The default execution mode, from the measured ratio thread / process and what thread mode
-    cannot do (README, "Python execution mode")."""
-    return ("default kept: process mode -- thread mode " + (
-        f"makes the row UDF x{ratio:.2f} as fast ({how}), but " if ratio >= 1.05 else
-        f"does not make the row UDF faster (x{ratio:.2f}, {how}), and ")
-        + "it runs no pandas UDF (the batch UDF), its UDF metrics do not reach Flink, a cancel "
-        "skips the UDF's close(), and PyFlink 2.2.1 on Java 17 runs it in one job per "
-        "TaskManager JVM")
-
-
-def execution_modes(by_name: dict[str, dict]) -> tuple[list[dict], list[str]]:
-    """Targets and words on PyFlink's execution modes for the row UDF: what thread mode does to
-    the throughput, and which ports each mode's job opens on the TaskManager."""
-    proc, thread = by_name.get("row UDF"), by_name.get(ROW_THREAD)
-    targets: list[dict] = []
-    words: list[str] = []
-    if thread is None:  # not asked for: the default run's targets stay as they are
-        return targets, words
-    if thread.get("error"):
-        return targets, [f"execution mode: the row UDF in thread mode did not run: {thread['error']}"]
-    exposed = [r for r in by_name.values() if r.get("kind") == "flink"
-               and r.get("job_ports_not_loopback")]
-    python_jobs = [r for r in by_name.values() if r.get("kind") == "flink"
-                   and not r["variant"].startswith("passthrough (")]
-    targets.append(common.target(
-        "Python UDF jobs: ports opened not on loopback", sum(
-            r.get("job_ports_not_loopback", 0) for r in python_jobs) if python_jobs else None, 0,
-        "<=", ", ".join(r["variant"] for r in exposed) or "every port the jobs opened is loopback"))
-    if thread:
-        targets.append(common.target("row UDF, thread mode: ports the job opens",
-                                     thread.get("job_ports"), 0, "<=",
-                                     "no Python worker, no gRPC endpoints"))
-    if proc and thread and proc.get("records_per_s") and thread.get("records_per_s"):
-        ratio = thread["records_per_s"] / proc["records_per_s"]
-        words.append(
-            f"execution mode: the row UDF in thread mode ran at {thread['records_per_s']:,.0f} "
-            f"records/s, x{ratio:.2f} process mode's {proc['records_per_s']:,.0f} "
-            f"({'faster' if ratio > 1.05 else 'slower' if ratio < 0.95 else 'the same, within 5%'}"
-            f"); the job opened {proc.get('job_ports')} port(s) on the TaskManager in process "
-            f"mode ({proc.get('job_ports_not_loopback')} not on loopback), "
-            f"{thread.get('job_ports')} in thread mode")
-        words.append(default_kept(ratio, "this run"))
-    return targets, words
-
-
 COLUMNS = [("variant", "variant", ""), ("records", "records", ""),
            ("seconds", "seconds", ".1f"), ("rec/s", "records_per_s", ",.0f"),
            ("steady rec/s", "steady_records_per_s", ",.0f"),
@@ -534,58 +341,6 @@ def run_private(p: Params, smoke: bool = False, quiet: bool = False,
             os.environ.update(saved)
 
 
-REPEAT_COLUMNS = [("run", "run", ""), ("first", "first", ""),
-                  ("process rec/s", "process_rec_s", ",.0f"), ("thread rec/s", "thread_rec_s", ",.0f"),
-                  ("thread / process", "ratio", ".2f"), ("ports, process", "process_ports", ""),
-                  ("ports, thread", "thread_ports", ""), ("not loopback", "not_loopback", ""),
-                  ("load", "load", ".1f")]
-
-
-def repeated(p: Params, runs: int, private: bool, smoke: bool) -> dict:
-    """``runs`` runs of row and row-thread, each on a fresh instance when ``private``, the order
-    alternating (drift on a shared machine cancels out); the ratio's median is the verdict."""
-    started = time.time()
-    out = []
-    for i in range(runs):
-        pi = dataclasses.replace(p, thread_first=bool(i % 2), notes=[])
-        res = run_private(pi, smoke, quiet=True) if private else run(pi, smoke, quiet=True)
-        by_name = {r["variant"]: r for r in res["rows"]}
-        proc, thread = by_name.get("row UDF", {}), by_name.get(ROW_THREAD, {})
-        rates = proc.get("records_per_s"), thread.get("records_per_s")
-        out.append({"run": i + 1, "first": "thread" if pi.thread_first else "process",
-                    "process_rec_s": rates[0], "thread_rec_s": rates[1],
-                    "ratio": round(rates[1] / rates[0], 3) if all(rates) else None,
-                    "process_ports": proc.get("job_ports"), "thread_ports": thread.get("job_ports"),
-                    "not_loopback": (proc.get("job_ports_not_loopback") or 0)
-                    + (thread.get("job_ports_not_loopback") or 0),
-                    "load": (common.loadavg() or [None])[0],
-                    "error": thread.get("error") or proc.get("error")})
-    ratios = sorted(r["ratio"] for r in out if r["ratio"] is not None)
-    median = statistics.median(ratios) if ratios else None
-    targets = [common.target("row UDF, thread mode: ports the job opens (worst run)",
-                             max((r["thread_ports"] for r in out if r["thread_ports"] is not None),
-                                 default=None), 0, "<="),
-               common.target("Python UDF jobs: ports opened not on loopback",
-                             sum(r["not_loopback"] for r in out), 0, "<=")]
-    words = [f"{r['run']}: {r['error']}" for r in out if r["error"]]
-    if median is not None:
-        words.append(
-            f"thread mode / process mode, row UDF, median of {len(ratios)} run(s): x{median:.2f} "
-            f"(from x{ratios[0]:.2f} to x{ratios[-1]:.2f}); "
-            + ("thread mode is faster in every run" if ratios[0] > 1 else
-               "thread mode is slower in every run" if ratios[-1] < 1 else
-               "neither mode is faster in every run"))
-        words.append(default_kept(median, "median"))
-    path = common.write_result("throughput_execution_mode", dict(vars(p), runs=runs,
-                                                                 private=private),
-                               out, targets, common.machine_info(), started, smoke,
-                               extra={"verdict": words})
-    text = common.report("row UDF: PyFlink process mode vs thread mode (each run on a fresh "
-                         "private instance)" if private else "row UDF: process vs thread mode",
-                         REPEAT_COLUMNS, out, targets, words)
-    return common.finish(path, out, targets, text, smoke, quiet=False)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--private", action="store_true",
@@ -611,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
                     else getattr(args, name))
     if args.repeat:
         p.variants = ("row", "row-thread")
-        result = repeated(p, args.repeat, args.private, args.smoke)
+        result = repeated(p, args.repeat, args.private, args.smoke,
+                          run_private if args.private else run)
         columns = REPEAT_COLUMNS
     else:
         result = (run_private(p, args.smoke, jars=args.jars) if args.private

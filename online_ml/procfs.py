@@ -68,6 +68,23 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def parents_and_commands() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every process /proc lets us read.
+
+    >>> os.getppid() == parents_and_commands()[os.getpid()][0]
+    True
+    """
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        out[int(stat.parent.name)] = (ppid, cmd)
+    return out
+
+
 def environ(pid: int) -> set[bytes]:
     """The ``NAME=value`` entries of ``pid``'s environment (empty if gone or not ours to read)."""
     try:

@@ -1,7 +1,8 @@
-"""Small network helpers: a free local port and a JSON request.
+"""Small network helpers: a free local port, a JSON request, who listens where.
 
 Why: servers and private redis-servers started by tests and benchmarks must not collide with
-the stack's fixed ports or with each other, and half the HTTP checks only want a JSON answer.
+the stack's fixed ports or with each other, half the HTTP checks only want a JSON answer, and
+the tests and bench/throughput.py ask which ports a service or a job opened, and where.
 """
 from __future__ import annotations
 
@@ -90,3 +91,49 @@ def is_loopback(address: str) -> bool:
     (True, True, False, False)
     """
     return ipaddress.ip_address(address).is_loopback
+
+
+TASKMANAGER_MAIN = "org.apache.flink.runtime.taskexecutor.TaskManagerRunner"
+
+
+def taskmanager_sockets(state: Path | None = None) -> list[dict[str, Any]]:
+    """The listening sockets of the TaskManagers of the stack instance in ``state`` (default: the
+    one the environment names now, as stack/env.sh does) and of every process they started
+    (PyFlink's Python workers), found by command line and parent, so that it holds whichever
+    process manager started them."""
+    from online_ml import procfs
+
+    from .paths import ROOT
+
+    if state is None:
+        state = Path(os.environ.get("ONLINE_ML_STATE") or ROOT / ".state").resolve()
+    procs = procfs.parents_and_commands()
+    tms = {pid for pid, (_, cmd) in procs.items() if TASKMANAGER_MAIN in cmd and str(state) in cmd}
+
+    def in_tree(pid: int | None) -> bool:
+        for _ in range(64):  # up the parent chain
+            if pid is None or pid <= 1:
+                return False
+            if pid in tms:
+                return True
+            pid = procs.get(pid, (None, ""))[0]
+        return False
+
+    return [s for s in listening_sockets() if in_tree(s["pid"])]
+
+
+def added_sockets(before: list[dict], during: list[dict]) -> dict[str, Any]:
+    """What a job added to the TaskManager's listening sockets: count, how many not on
+    loopback, and ``address:port command`` of each (for a benchmark's JSON).
+
+    >>> added_sockets([{"address": "127.0.0.1", "port": 1, "pid": 5, "command": "java"}],
+    ...               [{"address": "127.0.0.1", "port": 1, "pid": 5, "command": "java"},
+    ...                {"address": "0.0.0.0", "port": 2, "pid": 6, "command": "python"}])
+    {'job_ports': 1, 'job_ports_not_loopback': 1, 'job_sockets': ['0.0.0.0:2 pid 6 python']}
+    """
+    old = {(s["address"], s["port"]) for s in before}
+    new = [s for s in during if (s["address"], s["port"]) not in old]
+    return {"job_ports": len(new),
+            "job_ports_not_loopback": sum(not is_loopback(s["address"]) for s in new),
+            "job_sockets": [f"{s['address']}:{s['port']} pid {s['pid']} {s['command'][:80]}"
+                            for s in new]}
