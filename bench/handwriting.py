@@ -36,6 +36,7 @@ import common
 import handwriting_strokes
 import handwriting_uncertainty
 import numpy as np
+from handwriting_width import WIDTH_COLUMNS, width_sweep
 
 from online_ml import evaluation as ev
 from online_ml import uncertainty as unc
@@ -139,59 +140,6 @@ def _cost(model, n: int) -> list[dict]:
          "ms": per_item(lambda i: unc.verdict(unc.probabilities(model, x[i:i + 1])[0], classes,
                                               unc.calibration(model).threshold))},
     ]
-
-
-WIDTH_COLUMNS = [("widest (px of 32)", "px", "d"), ("dev board", "dev_board", ".3f"),
-                 ("dev cropped", "dev_cropped", ".3f"), ("digits as SVG: same answer", "round_trip", ".3f"),
-                 ("", "chosen", ""), ("paired with the served width (dev)", "paired", "")]
-#: Widths tried for ``features.MAX_WIDTH`` (px of the 32 px box), on the development split only.
-WIDTHS = (20, 22, 24, 26, 28, 32)
-#: How far ahead of the served width another must be on dev to replace it: a paired comparison of
-#: the same drawings (McNemar's, normal approximation): of the drawings the two widths answer
-#: differently, the other must get right more than the served by this many standard deviations
-#: (1.96: 95 %). Anything less is a tie, and a tie keeps the served width rather than move the
-#: features on noise. (Until 2026-12-03 a fixed 0.1 % of dev accuracy, which 2.5 drawings a form
-#: crossed.)
-WIDTH_Z = 1.96
-
-
-def _width_sweep(model, inks: dict, ys: dict, rt_inks: list, rt_expected: np.ndarray,
-                 rt_floor: float) -> list[dict]:
-    """Dev accuracy and the round trip for each widest width of the served features: how
-    ``features.MAX_WIDTH`` is chosen — the best dev mean among the widths whose `digits` round
-    trip is no worse than ``rt_floor`` (the features before this work: the issue's rule); the
-    test split is not looked at."""
-    rows = []
-    right: dict[int, np.ndarray] = {}
-    for px in WIDTHS:
-        row: dict = {"px": px}
-        hits = []
-        for f in FORMS:
-            x = ev.features_of(inks["dev", f], {"max_width": px / 32})
-            hits.append(model.predict(x) == ys["dev"])
-            row[f"dev_{f}"] = float(hits[-1].mean())
-        right[px] = np.concatenate(hits)
-        row["round_trip"] = float((model.predict(ev.features_of(rt_inks, {"max_width": px / 32}))
-                                   == rt_expected).mean())
-        rows.append(row)
-    kept = [r for r in rows if r["round_trip"] >= rt_floor - 1e-9] or rows
-
-    def score(r: dict) -> float:
-        return sum(r[f"dev_{f}"] for f in FORMS) / len(FORMS)
-
-    best = max(kept, key=score)
-    served = next((r for r in rows if abs(r["px"] / 32 - MAX_WIDTH) < 1e-9), None)
-    if served in kept and best is not served:
-        gained = int((right[best["px"]] & ~right[served["px"]]).sum())
-        lost = int((~right[best["px"]] & right[served["px"]]).sum())
-        best["paired"] = f"{gained} gained, {lost} lost against the served width"
-        if gained - lost <= WIDTH_Z * np.sqrt(gained + lost):
-            best = served  # a tie: the served width stays
-    for r in rows:
-        r["chosen"] = ", ".join(word for word, holds in (
-            ("round trip worse: ruled out", r not in kept), ("best on dev", r is best),
-            ("served", r is served)) if holds)
-    return rows
 
 
 def _tta_verdict(ablation: list[dict], cost: list[dict], served: bool, learner: str) -> dict:
@@ -301,7 +249,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         ablation.append(aug)
 
     mouse_rows, ones = _mouse(model)
-    widths = (_width_sweep(model, inks, ys, rt_inks, rt_expected, ablation[0]["round_trip"])
+    widths = (width_sweep(model, inks, ys, rt_inks, rt_expected, ablation[0]["round_trip"])
               if p.width_sweep else [])
 
     # what the server scores a bitmap by with this learner: both views, or the features alone
