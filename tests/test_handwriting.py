@@ -173,6 +173,21 @@ def test_the_strokes_benchmark_runs_at_smoke_size(tmp_path):
     assert {t["target"] for t in doc["targets"]} >= {"flagged and based 1s answered 1 (the user's model)"}
 
 
+def test_the_candidates_benchmark_runs_at_smoke_size(tmp_path):
+    """bench/candidates.py --smoke as a user runs it: the served parameters, one other setting and
+    the nearest-records blend, each scored on dev, the mouse set and the flagged 1s of the widest
+    bases, and the computed verdict."""
+    doc = _smoke_run(tmp_path, "candidates")
+    rows = doc["results"]["rows"]
+    assert [r["candidate"] for r in rows] == list(doc["parameters"]["candidates"])
+    assert rows[0]["candidate"].startswith("served") and len(rows) == 3
+    for r in rows:
+        assert 0 <= r["dev"] <= 1 and 0 <= r["mouse"] <= 42
+        assert all(0 <= r[key] <= 1 for key in ("flag_0.41", "flag_0.55", "plain"))
+    assert doc["results"]["verdict"].startswith("ahead of the served model on dev and on the flagged 1s: ")
+    assert [t["target"] for t in doc["targets"]] == ["flagged 1s read 1 at the widest base, best candidate"]
+
+
 def test_the_teaching_benchmark_runs_at_smoke_size(tmp_path):
     """bench/teaching.py --smoke as a user runs it: one correction of real handwriting per
     share on both splits, the share the development split chooses, the same correction merged
