@@ -12,6 +12,8 @@ them, ``served`` = the share).
   (mean and 5th percentile over the trials). The development split chooses the share — the
   largest whose mean change is not negative: a correction shows as often as it can without
   costing other people's drawings on average — and the test split reports it.
+* Tried, not served: instead of a fixed share, the smallest share up to a cap that makes the
+  served scores put the corrected label ahead by a margin (``SMALLEST``), on both splits.
 * The same correction at parallelism 1, 2 and 4 (test split): the learner that got it and the
   others, each after ``SYNC_EVERY_RECORDS`` records, merged as the job merges them.
 * The widest-based 1s (online_ml/harness/mouse_digits.py, ``ones_by_base``: read 2 by the model,
@@ -40,6 +42,9 @@ from online_ml.learner import OnlineLearner
 
 #: The shares of a feedback step that also go straight into the served weights, compared.
 SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: A rule tried instead of a fixed share, not served: the smallest share up to a cap that makes
+#: the served scores put the corrected label ahead of every other by a margin — (cap, margin).
+SMALLEST = ((0.25, 0.5), (0.5, 0.5))
 
 
 @dataclass
@@ -137,6 +142,48 @@ def _parallel_rows(model, x: np.ndarray, y: np.ndarray, trials: int, share: floa
     return rows
 
 
+def smallest_share(model, row: list[int], label: int, cap: float, margin: float) -> float:
+    """A correction under the rule tried (``SMALLEST``; the softmax learner only): an ordinary
+    step on ``row``, then the averaged weights moved by the smallest share ``s <= cap`` of that
+    step that makes the served score of ``label`` lead every other class's by ``margin`` — the
+    scores move linearly with ``s`` — or by ``cap`` where no share does. Returns ``s``."""
+    x = np.asarray(row, dtype=np.float64)[None]
+    weights, bias = model.weights_.copy(), model.bias_.copy()
+    model.partial_fit(x, [label])
+    dw, db = model.weights_ - weights, model.bias_ - bias
+    z = model.decision_function(x)[0]
+    moves = dw @ model._inputs(x)[0] + db  # what a share of 1 adds to each served score
+    k = model.classes_.tolist().index(label)
+    need = 0.0
+    for j in range(len(z)):
+        short = margin - (z[k] - z[j])
+        if j != k and short > 0:
+            slope = moves[k] - moves[j]
+            need = max(need, short / slope if slope > 0 else np.inf)
+    share = min(need, cap)
+    model.avg_weights_ += share * dw
+    model.avg_bias_ += share * db
+    return float(share)
+
+
+def _smallest_rows(model, split: str, x: np.ndarray, y: np.ndarray, trials: int) -> list[dict]:
+    """The corrections of :func:`_correction_rows` under the rule tried, per (cap, margin)."""
+    before, picked = _picked(model, x, y, trials)
+    rows = []
+    for cap, margin in SMALLEST:
+        fixed, change, used = [], [], []
+        for i in picked:
+            m = copy.deepcopy(model)
+            used.append(smallest_share(m, np.rint(x[i]).astype(int).tolist(), int(y[i]), cap, margin))
+            right, moved = _outcome(m, x, y, before, i)
+            fixed.append(right)
+            change.append(moved)
+        rows.append({"split": split, "cap": cap, "margin": margin, "trials": len(picked),
+                     "fixed": float(np.mean(fixed)), "change": float(np.mean(change)),
+                     "p5": float(np.percentile(change, 5)), "used": float(np.mean(used))})
+    return rows
+
+
 def chosen_share(dev_rows: list[dict]) -> float:
     """The largest share whose mean change of the other drawings' accuracy on the development
     split is not negative (0 when none is).
@@ -219,6 +266,10 @@ PARALLEL_COLUMNS = [("learners (one merge of their deltas)", "learners", "d"),
                     ("corrections", "trials", "d"),
                     ("corrected drawing read right", "fixed", ".3f"),
                     ("others' accuracy change, mean (points)", "change", "+.2f")]
+SMALLEST_COLUMNS = [("split", "split", ""), ("cap", "cap", "g"), ("margin", "margin", "g"),
+                    ("corrections", "trials", "d"), ("corrected drawing read right", "fixed", ".3f"),
+                    ("others' accuracy change, mean (points)", "change", "+.2f"),
+                    ("5th percentile", "p5", "+.2f"), ("share used, mean", "used", ".3f")]
 TEACH_COLUMNS = [("teaching the widest-based 1s (drawn on the board)", "teaching", ""),
                  ("feedback records", "feedback", "d"),
                  ("their other drawings read 1: served model", "served", ".3f"),
@@ -238,11 +289,14 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     _, labels = hw.load_mnist()
     dev, test = hw.split(labels)
     rows = []
+    smallest: list[dict] = []
     splits = {}
     for split, indices in (("dev", dev), ("test", test)):
         x, y = splits[split] = _traced(indices[:p.drawings])
         common.progress(f"teaching: {p.trials} corrections per share on {split}")
         rows += _correction_rows(model, split, x, y, p.trials)
+        if hasattr(model, "avg_weights_"):  # the rule tried needs averaged weights (softmax)
+            smallest += _smallest_rows(model, split, x, y, p.trials)
     share = chosen_share([r for r in rows if r["split"] == "dev"])
     common.progress("teaching: one correction merged with parallel learners (test)")
     parallel = _parallel_rows(model, *splits["test"], p.trials, settings.feedback_step_share)
@@ -261,12 +315,14 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     text = "\n\n".join([
         common.table("one correction of real handwriting (traced strokes), per share",
                      CORRECTION_COLUMNS, rows),
+        common.table("tried, not served: the smallest share that makes the board agree",
+                     SMALLEST_COLUMNS, smallest),
         common.table("one correction (test) merged with parallel learners", PARALLEL_COLUMNS,
                      parallel),
         common.table("teaching the widest-based 1s", TEACH_COLUMNS, teaching),
         common.targets_table(targets)])
-    results = {"corrections": rows, "chosen_share": share, "parallel": parallel,
-               "teaching": teaching}
+    results = {"corrections": rows, "chosen_share": share, "smallest": smallest,
+               "parallel": parallel, "teaching": teaching}
     path = common.write_result("teaching", {**vars(p), "shares": list(SHARES)}, results, targets,
                                machine, started, smoke)
     out = common.finish(path, rows, targets, text, smoke, quiet)
@@ -276,8 +332,8 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
 
 def main() -> int:
     return common.offline_main(__doc__, run, Params, [
-        (CORRECTION_COLUMNS, "corrections"), (PARALLEL_COLUMNS, "parallel"),
-        (TEACH_COLUMNS, "teaching")])
+        (CORRECTION_COLUMNS, "corrections"), (SMALLEST_COLUMNS, "smallest"),
+        (PARALLEL_COLUMNS, "parallel"), (TEACH_COLUMNS, "teaching")])
 
 
 if __name__ == "__main__":

@@ -200,6 +200,10 @@ def test_the_teaching_benchmark_runs_at_smoke_size(tmp_path):
         [(split, share) for split in ("dev", "test") for share in shares]
     assert all(0 <= r["fixed"] <= 1 and r["worst"] <= r["change"] for r in res["corrections"])
     assert res["chosen_share"] in shares
+    # the rule tried instead (not served): the smallest share up to a cap, on both splits
+    assert [(r["split"], r["cap"]) for r in res["smallest"]] == [
+        (split, cap) for split in ("dev", "test") for cap in (0.25, 0.5)]
+    assert all(0 <= r["used"] <= r["cap"] and 0 <= r["fixed"] <= 1 for r in res["smallest"])
     assert [(r["learners"], r["taken"]) for r in res["parallel"]] == [
         (1, "as the job takes it"), (2, "as the job takes it"), (4, "as the job takes it"),
         (2, "not scaled up (before)"), (4, "not scaled up (before)")]
