@@ -140,7 +140,6 @@ def _base_rows(user_model, offline: dict) -> list[dict]:
     features = ev.stroke_features(one["svg"] for one in ones)
     # with a flag, the share read as 1 by each learner fitted offline on all of digits
     offline_ones = [m.predict(features) == 1 for m in offline.values()]
-    by_offline: dict[tuple, list[float]] = {}
     for one, row in zip(ones, features):
         x = row[None, :]
         proba = view_probabilities(user_model, x, fitted.temperature)
@@ -151,11 +150,12 @@ def _base_rows(user_model, offline: dict) -> list[dict]:
             unsure = not verdict(proba[0], user_model.classes_, fitted.threshold)["sure"]
         key = (one["base"], one["strokes"], one["width"])
         groups.setdefault(key, []).append((one["flag"], right, unsure))
-    for read in offline_ones:
-        for key in groups:
-            picked = [i for i, one in enumerate(ones)
-                      if (one["base"], one["strokes"], one["width"]) == key and one["flag"]]
-            by_offline.setdefault(key, []).append(float(read[picked].mean()))
+    flagged_of: dict[tuple, list[int]] = {}
+    for i, one in enumerate(ones):
+        if one["flag"]:
+            flagged_of.setdefault((one["base"], one["strokes"], one["width"]), []).append(i)
+    by_offline = {key: [float(read[picked].mean()) for read in offline_ones]
+                  for key, picked in flagged_of.items()}
     rows = []
     for (base, strokes, width), seen in sorted(groups.items(), key=lambda kv: (kv[0][2], kv[0][1])):
         plain = [r for flag, r, _ in seen if not flag]

@@ -82,21 +82,36 @@ def _outcome(model, x: np.ndarray, y: np.ndarray, before: np.ndarray, i: int) ->
     return bool(after[i]), float(100 * (after[others].mean() - before[others].mean()))
 
 
-def _correction_rows(model, split: str, x: np.ndarray, y: np.ndarray, trials: int) -> list[dict]:
-    """Per share: one correction of a drawing the model reads wrong, ``trials`` times."""
+def _corrections(model, x: np.ndarray, y: np.ndarray, trials: int, correct) -> dict:
+    """``trials`` corrections of drawings ``model`` reads wrong, each ``correct(model copy, row,
+    label)`` (returning the share it used, or None): how often the drawing is then read right, the
+    other drawings' accuracy change (mean, 5th percentile, worst) and the mean share used."""
     before, picked = _picked(model, x, y, trials)
+    fixed, change, used = [], [], []
+    for i in picked:
+        m = copy.deepcopy(model)
+        used.append(correct(m, np.rint(x[i]).astype(int).tolist(), int(y[i])))
+        right, moved = _outcome(m, x, y, before, i)
+        fixed.append(right)
+        change.append(moved)
+    return {"trials": len(picked), "fixed": float(np.mean(fixed)), "change": float(np.mean(change)),
+            "p5": float(np.percentile(change, 5)), "worst": float(np.min(change)),
+            "used": None if None in used else float(np.mean(used))}
+
+
+def _correction_rows(model, split: str, x: np.ndarray, y: np.ndarray, trials: int) -> list[dict]:
+    """Per share: one correction of a drawing the model reads wrong, ``trials`` times, learned as
+    the job learns a feedback record."""
+    def learned(share: float):
+        def correct(m, row: list[int], label: int) -> None:
+            OnlineLearner(m).learn_one(row, label, served=share)  # steps ``m`` in place
+        return correct
+
     rows = []
     for share in SHARES:
-        fixed, change = [], []
-        for i in picked:
-            learner = OnlineLearner(copy.deepcopy(model))
-            learner.learn_one(np.rint(x[i]).astype(int).tolist(), int(y[i]), served=share)
-            right, moved = _outcome(learner.model, x, y, before, i)
-            fixed.append(right)
-            change.append(moved)
-        rows.append({"split": split, "share": share, "trials": len(picked),
-                     "fixed": float(np.mean(fixed)), "change": float(np.mean(change)),
-                     "p5": float(np.percentile(change, 5)), "worst": float(np.min(change))})
+        out = _corrections(model, x, y, trials, learned(share))
+        del out["used"]
+        rows.append({"split": split, "share": share, **out})
     return rows
 
 
@@ -168,19 +183,12 @@ def smallest_share(model, row: list[int], label: int, cap: float, margin: float)
 
 def _smallest_rows(model, split: str, x: np.ndarray, y: np.ndarray, trials: int) -> list[dict]:
     """The corrections of :func:`_correction_rows` under the rule tried, per (cap, margin)."""
-    before, picked = _picked(model, x, y, trials)
     rows = []
     for cap, margin in SMALLEST:
-        fixed, change, used = [], [], []
-        for i in picked:
-            m = copy.deepcopy(model)
-            used.append(smallest_share(m, np.rint(x[i]).astype(int).tolist(), int(y[i]), cap, margin))
-            right, moved = _outcome(m, x, y, before, i)
-            fixed.append(right)
-            change.append(moved)
-        rows.append({"split": split, "cap": cap, "margin": margin, "trials": len(picked),
-                     "fixed": float(np.mean(fixed)), "change": float(np.mean(change)),
-                     "p5": float(np.percentile(change, 5)), "used": float(np.mean(used))})
+        out = _corrections(model, x, y, trials, lambda m, row, label, cap=cap, margin=margin:
+                           smallest_share(m, row, label, cap, margin))
+        del out["worst"]
+        rows.append({"split": split, "cap": cap, "margin": margin, **out})
     return rows
 
 

@@ -75,13 +75,15 @@ def parents_and_commands() -> dict[int, tuple[int, str]]:
     True
     """
     out = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            ppid = int(_stat(int(entry.name))[1])
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except (OSError, ValueError, IndexError):
             continue
-        out[int(stat.parent.name)] = (ppid, cmd)
+        out[int(entry.name)] = (ppid, cmd)
     return out
 
 
