@@ -1,4 +1,4 @@
-"""Candidates against the widest flagged 1s: settings of the default learner, and a blend with
+"""Candidates against the widest flagged 1s: settings of the default learner, and its memory of
 the nearest records, each measured where the served model's weak point is — a 1 with a flag and a
 base wider than a third of its height, which the served model reads as 2 (bench/strokes.py).
 
@@ -7,9 +7,9 @@ No services, about five minutes here. None of these is served; the test split is
 * Each candidate is trained as the job trains (``evaluation.stream_model``: three passes of the
   default stream, record by record) with the job's ``LEARNER_PARAMS`` changed as named, or with
   one affine variant of each record learned too (training-time augmentation).
-* ``+ 9 nearest records``: the served model's log-probabilities plus twice the share of the 9
-  nearest records of one pass of the stream (each record once) that carry each label — what an
-  instance memory in the model would add.
+* ``+ 9 nearest records``: the learner's memory of records (``neighbours`` 9: its
+  log-probabilities plus twice the share of the 9 nearest of the last 2,048 records it learned
+  that carry each label; online_ml/nearest.py, opt-in).
 * Scored on real handwriting's development split (bitmaps, both forms, both views averaged as the
   server averages them), on our mouse set through the server's stroke path, and on the 1s by
   their base (online_ml/harness/mouse_digits.py, ``ones_by_base``) with a flag: the share read as
@@ -30,31 +30,26 @@ import numpy as np
 from online_ml import evaluation as ev
 from online_ml.config import Settings
 from online_ml.handwriting import FORMS, drawing, load_mnist, split
-from online_ml.producer import iter_records
 
-#: name -> (changes to the job's LEARNER_PARAMS, affine variants per record, nearest records)
-CANDIDATES: dict[str, tuple[dict[str, Any], int, int]] = {
-    "served (the job's parameters)": ({}, 0, 0),
-    "l2 3e-3": ({"l2": 3e-3}, 0, 0),
-    "l2 3e-4": ({"l2": 3e-4}, 0, 0),
-    "learning_rate 0.25": ({"learning_rate": 0.25}, 0, 0),
-    "learning_rate 1": ({"learning_rate": 1.0}, 0, 0),
-    "average 0.15": ({"average": 0.15}, 0, 0),
-    "average 0.6": ({"average": 0.6}, 0, 0),
-    "kernel_gamma 0.07": ({"kernel_gamma": 0.07}, 0, 0),
-    "kernel_gamma 0.14": ({"kernel_gamma": 0.14}, 0, 0),
-    "1,024 random features": ({"kernel_features": 1024}, 0, 0),
-    "2,048 random features": ({"kernel_features": 2048}, 0, 0),
-    "one affine variant of each record learned too": ({}, 1, 0),
-    "served + 9 nearest records": ({}, 0, 9),
+#: name -> (changes to the job's LEARNER_PARAMS, affine variants per record)
+CANDIDATES: dict[str, tuple[dict[str, Any], int]] = {
+    "served (the job's parameters)": ({}, 0),
+    "l2 3e-3": ({"l2": 3e-3}, 0),
+    "l2 3e-4": ({"l2": 3e-4}, 0),
+    "learning_rate 0.25": ({"learning_rate": 0.25}, 0),
+    "learning_rate 1": ({"learning_rate": 1.0}, 0),
+    "average 0.15": ({"average": 0.15}, 0),
+    "average 0.6": ({"average": 0.6}, 0),
+    "kernel_gamma 0.07": ({"kernel_gamma": 0.07}, 0),
+    "kernel_gamma 0.14": ({"kernel_gamma": 0.14}, 0),
+    "1,024 random features": ({"kernel_features": 1024}, 0),
+    "2,048 random features": ({"kernel_features": 2048}, 0),
+    "one affine variant of each record learned too": ({}, 1),
+    "served + 9 nearest records": ({"neighbours": 9}, 0),
 }
 SMOKE = ("served (the job's parameters)", "l2 3e-3", "served + 9 nearest records")
 #: The bases whose flagged 1s the served model misses (width over the stem's height).
 WIDE = (0.41, 0.55)
-#: Weight of the nearest records' vote shares against the model's log-probabilities.
-VOTES = 2.0
-
-
 @dataclass
 class Params:
     epochs: int = 3
@@ -64,37 +59,6 @@ class Params:
     @classmethod
     def smoke(cls) -> Params:
         return cls(epochs=1, dev=60, candidates=SMOKE)
-
-
-class Nearest:
-    """Vote shares of the ``k`` nearest records (squared distance of the 64 features)."""
-
-    def __init__(self, k: int):
-        pairs = list(iter_records(seed=0, epochs=1))
-        self.x = np.array([x for x, _ in pairs], dtype=np.float64)
-        self.y = np.array([y for _, y in pairs])
-        self.k = k
-
-    def shares(self, x: np.ndarray) -> np.ndarray:
-        d = (x * x).sum(1)[:, None] - 2 * x @ self.x.T + (self.x * self.x).sum(1)[None, :]
-        near = np.argpartition(d, self.k, axis=1)[:, :self.k]
-        out = np.zeros((len(x), 10))
-        for j in range(self.k):
-            np.add.at(out, (np.arange(len(x)), self.y[near[:, j]]), 1.0 / self.k)
-        return out
-
-
-def _scorer(model: Any, nearest: Nearest | None):
-    """Scores of a feature matrix: the model's decision values, or with ``nearest`` its
-    log-probabilities plus ``VOTES`` times the nearest records' vote shares."""
-    if nearest is None:
-        return model.decision_function
-
-    def score(x: np.ndarray) -> np.ndarray:
-        z = model.decision_function(x)
-        z = z - z.max(axis=1, keepdims=True)
-        return z - np.log(np.exp(z).sum(axis=1, keepdims=True)) + VOTES * nearest.shares(x)
-    return score
 
 
 def _sets(p: Params) -> dict[str, Any]:
@@ -142,10 +106,10 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     base = Settings.from_env().learner_kwargs()
     rows = []
     for name in p.candidates:
-        changes, augment, k = CANDIDATES[name]
+        changes, augment = CANDIDATES[name]
         common.progress(f"candidates: {name}")
         model = ev.stream_model(p.epochs, 0, params={**base, **changes}, augment=augment)
-        rows.append(_row(name, _scorer(model, Nearest(k) if k else None), sets))
+        rows.append(_row(name, model.decision_function, sets))
     served = rows[0]
 
     def flagged(r: dict) -> float:

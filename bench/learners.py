@@ -73,6 +73,10 @@ VARIANTS: dict[str, tuple[str, dict, int | str]] = {
     "softmax-linear": ("softmax", {"kernel_features": 0}, 1),
     "softmax-last-weights": ("softmax", {"average": 0.0}, 1),
     "softmax-no-l2": ("softmax", {"l2": 0.0}, 1),
+    # and what the memory of the last 2,048 records earns, its 9 nearest voting (opt-in,
+    # LEARNER_PARAMS neighbours; online_ml/nearest.py): row mode and the batch UDF's chunking
+    "softmax-neighbours": ("softmax", {"neighbours": 9}, 1),
+    "softmax-neighbours-job1024": ("softmax", {"neighbours": 9}, "job:1024"),
     # River's StandardScaler | SoftmaxRegression(optimizer=SGD(0.01)), dict per record
     "river-softmax": ("river", {"lr": 0.01}, 1),
 }

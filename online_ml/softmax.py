@@ -25,6 +25,11 @@ blows up stray ink in the near-empty border cells of ``digits`` and costs real h
   linear in the cells. ``R`` and ``c`` are drawn again from the seed when needed, never stored.
   ``kernel_features=0`` is the linear model (and what a model stored before these parameters
   existed loads as).
+* **the nearest records** (``neighbours`` > 0; off by default): the model also keeps the last
+  ``memory`` records it learned (online_ml/nearest.py) and its scores become its
+  log-probabilities plus ``votes`` times the share of the ``neighbours`` nearest of them that
+  carry each label. ``neighbours=0`` (and a model stored before this parameter existed) is the
+  plain softmax.
 
 ``partial_fit`` takes one step per row, in order, so mini-batch mode (``OnlineLearner.learn_many``)
 learns what row mode learns; only its predictions come from the model before the chunk. The steps
@@ -86,11 +91,15 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
     scale : fixed input scaling, ``x * scale`` (1/16 for cells of 0..16).
     kernel_features, kernel_gamma, kernel_weight, kernel_seed : the random Fourier features
         appended to the scaled cells (0: none, a linear model); see the module docstring.
+    neighbours, memory, votes : how many of the last ``memory`` records learned vote, and their
+        weight against the log-probabilities (``neighbours`` 0: no memory, no votes).
 
     Fitted state (plain arrays and one float, so the store serialises it with skops and parallel
     learners merge it, online_ml/sync.py): ``weights_``/``bias_`` (the current iterate, in scaled
     inputs), ``avg_weights_``/``avg_bias_`` (what predicts), ``accum_``/``accum_bias_`` (AdaGrad's
-    sums of squared gradients), ``t_`` (steps taken). ``coef_``/``intercept_`` are the averaged
+    sums of squared gradients), ``t_`` (steps taken); with ``neighbours``, the ring of records
+    ``memory_x_``/``memory_y_``/``memory_count_`` (not merged: online_ml/sync.py refuses it at
+    parallelism > 1). ``coef_``/``intercept_`` are the averaged
     weights on raw inputs, as scikit-learn's linear models name them.
     """
 
@@ -99,10 +108,14 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
     kernel_gamma = 0.1
     kernel_weight = 0.125
     kernel_seed = 1
+    neighbours = 0
+    memory = 2048
+    votes = 2.0
 
     def __init__(self, learning_rate: float = 0.5, l2: float = 1e-3, average: float = 0.3,
                  scale: float = 1 / 16, kernel_features: int = 512, kernel_gamma: float = 0.1,
-                 kernel_weight: float = 0.125, kernel_seed: int = 1):
+                 kernel_weight: float = 0.125, kernel_seed: int = 1, neighbours: int = 0,
+                 memory: int = 2048, votes: float = 2.0):
         self.learning_rate = learning_rate
         self.l2 = l2
         self.average = average
@@ -111,6 +124,9 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
         self.kernel_gamma = kernel_gamma
         self.kernel_weight = kernel_weight
         self.kernel_seed = kernel_seed
+        self.neighbours = neighbours
+        self.memory = memory
+        self.votes = votes
 
     # -- state ---------------------------------------------------------------------------------
     def _init_state(self, n_features: int, classes: Sequence[Any]) -> None:
@@ -120,10 +136,13 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
         if not (self.learning_rate > 0 and self.l2 >= 0 and 0 <= self.average <= 1
                 and self.scale > 0 and isinstance(self.kernel_features, int)
                 and self.kernel_features >= 0 and self.kernel_gamma > 0
-                and self.kernel_weight > 0 and isinstance(self.kernel_seed, int)):
+                and self.kernel_weight > 0 and isinstance(self.kernel_seed, int)
+                and isinstance(self.neighbours, int) and self.neighbours >= 0
+                and isinstance(self.memory, int) and self.memory >= 1 and self.votes >= 0):
             raise ValueError("need learning_rate > 0, l2 >= 0, 0 <= average <= 1, scale > 0, an "
-                             "int kernel_features >= 0, kernel_gamma > 0, kernel_weight > 0 and "
-                             f"an int kernel_seed; got {self.get_params()}")
+                             "int kernel_features >= 0, kernel_gamma > 0, kernel_weight > 0, "
+                             "an int kernel_seed, an int neighbours >= 0, an int memory >= 1 and "
+                             f"votes >= 0; got {self.get_params()}")
         k = len(classes_)
         width = int(n_features) + self.kernel_features
         self.classes_ = classes_
@@ -135,6 +154,14 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
         self.accum_ = np.zeros((k, width))
         self.accum_bias_ = np.zeros(k)
         self.t_ = 0.0
+        if self.neighbours:
+            self.memory_x_ = np.zeros((self.memory, int(n_features)), dtype=np.float32)
+            self.memory_y_ = np.zeros(self.memory, dtype=np.int16)
+            self.memory_count_ = 0
+
+    def _remembers(self) -> bool:
+        """Whether this model keeps records and blends their votes into its scores."""
+        return bool(self.neighbours) and hasattr(self, "memory_x_")
 
     @property
     def coef_(self) -> np.ndarray:
@@ -256,6 +283,13 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
         else:  # each row's random features from the cells seen before it (``_inputs``)
             self.t_ = float(adagrad_kernel_steps(X * self.scale, *state, *kernel,
                                                  float(self.kernel_weight)))
+        if self._remembers():  # a row of weight 0 took no step and is not remembered either
+            from . import nearest
+
+            kept = weights > 0
+            self.memory_count_ = nearest.append(self.memory_x_, self.memory_y_,
+                                                self.memory_count_, X[kept],
+                                                np.asarray(cols)[kept])
         return self
 
     def _fit_shared(self, X: np.ndarray, y: Any, classes: Sequence[Any] | None,
@@ -286,13 +320,32 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
     # -- predicting ----------------------------------------------------------------------------
     def decision_function(self, X: Any, averaged: bool = True) -> np.ndarray:
         """The ten class scores (logits) of the averaged model, shape (n_samples, n_classes);
-        ``averaged=False``: of the last iterate (the weights the next step starts from)."""
+        ``averaged=False``: of the last iterate (the weights the next step starts from). With
+        ``neighbours``: the log-probabilities plus ``votes`` times the nearest records' label
+        shares (online_ml/nearest.py)."""
         if not hasattr(self, "classes_"):
             raise NotFittedError("this OnlineSoftmax is not fitted yet: call partial_fit first")
         X = self._rows(X)
         if not averaged:
-            return self._inputs(X) @ self.weights_.T + self.bias_
-        return self._inputs(X) @ self.avg_weights_.T + self.avg_bias_
+            z = self._inputs(X) @ self.weights_.T + self.bias_
+        else:
+            z = self._inputs(X) @ self.avg_weights_.T + self.avg_bias_
+        if not self._remembers():
+            return z
+        z = z - z.max(axis=1, keepdims=True)
+        z = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return z + self.votes * self.nearest_shares(X)
+
+    def nearest_shares(self, X: Any) -> np.ndarray:
+        """The share of the ``neighbours`` nearest remembered records carrying each class, per
+        row of ``X`` (zeros without a memory)."""
+        from . import nearest
+
+        X = self._rows(X)
+        if not self._remembers():
+            return np.zeros((len(X), len(self.classes_)))
+        return nearest.vote_shares(X, self.memory_x_, self.memory_y_, self.memory_count_,
+                                   self.neighbours, len(self.classes_))
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """The model's own probabilities: the softmax of its scores (temperature 1)."""

@@ -103,8 +103,15 @@ def _kind(model: Any) -> str:
 
 
 def check_mergeable(model: Any) -> None:
-    """Raise :class:`NotMergeable` with a clear message for a model that cannot be merged."""
-    _kind(model)
+    """Raise :class:`NotMergeable` with a clear message for a model that cannot be merged.
+
+    The softmax learner's memory of records (``neighbours`` > 0, online_ml/nearest.py) is not
+    merged: each learner would vote with the records it saw itself, and the served model with
+    the merger's. Until contributions carry records, it runs at parallelism 1 only."""
+    if _kind(model) == "softmax" and bool(getattr(model, "neighbours", None)):
+        raise NotMergeable(
+            "the softmax learner's memory of records (LEARNER_PARAMS neighbours > 0) is not "
+            "merged across parallel learners yet: run it at parallelism 1, or set neighbours 0")
 
 
 def _stochastic_gradient(model: Any) -> bool:

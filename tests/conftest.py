@@ -30,6 +30,17 @@ TEST_REDIS_DB = 1
 os.environ.update(instance_environment())  # another stack instance: its REST URL, its CLI conf
 
 
+@pytest.fixture(scope="module")
+def shuffled_digits():
+    """scikit-learn's digits in one fixed shuffled order (X, y): the learners' unit tests."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    order = np.random.default_rng(0).permutation(len(y))
+    return X[order], y[order]
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     s = Stack()

@@ -8,7 +8,6 @@ import os
 import numpy as np
 import pytest
 from sklearn.base import clone
-from sklearn.datasets import load_digits
 
 from online_ml import model_store, softmax, sync
 from online_ml.config import Settings
@@ -17,13 +16,6 @@ from online_ml.producer import iter_records, load_dataset
 from online_ml.softmax import OnlineSoftmax
 
 CLASSES = list(range(10))
-
-
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    order = np.random.default_rng(0).permutation(len(y))
-    return X[order], y[order]
 
 
 def _fit(X, y, **params) -> OnlineSoftmax:
@@ -60,8 +52,8 @@ def test_first_pass_of_the_stream_beats_rivers_figure():
     assert learner.accuracy >= 0.91, learner
 
 
-def test_partial_fit_on_many_rows_learns_what_row_by_row_learns(digits):
-    X, y = digits
+def test_partial_fit_on_many_rows_learns_what_row_by_row_learns(shuffled_digits):
+    X, y = shuffled_digits
     rows = OnlineSoftmax()
     for xi, yi in zip(X[:300], y[:300]):
         rows.partial_fit(xi[None], [yi], classes=CLASSES)
@@ -97,8 +89,8 @@ def _numpy_steps(model: OnlineSoftmax, X, y, weights) -> None:
 
 @pytest.mark.parametrize("params", [{}, {"l2": 0.0, "average": 0.0}, {"learning_rate": 0.1},
                                     {"kernel_features": 0}, {"kernel_features": 0, "l2": 0.0}])
-def test_the_compiled_steps_are_the_numpy_steps(digits, params):
-    X, y = digits
+def test_the_compiled_steps_are_the_numpy_steps(shuffled_digits, params):
+    X, y = shuffled_digits
     weights = np.random.default_rng(1).choice([0.0, 0.5, 1.0, 2.0], size=500)
     compiled = OnlineSoftmax(**params).partial_fit(X[:500], y[:500], classes=CLASSES,
                                                    sample_weight=weights)
@@ -173,8 +165,8 @@ def test_batch_mode_within_one_point_of_row_mode():
     assert np.allclose(batch.model.weights_, row.model.weights_)
 
 
-def test_scikit_learn_api(digits):
-    X, y = digits
+def test_scikit_learn_api(shuffled_digits):
+    X, y = shuffled_digits
     linear = _fit(X[:500], y[:500], kernel_features=0)
     z = linear.decision_function(X[500:600])
     assert np.allclose(z, X[500:600] @ linear.coef_.T + linear.intercept_)
@@ -189,8 +181,8 @@ def test_scikit_learn_api(digits):
     assert (model.predict(X[500:1000]) == y[500:1000]).mean() > 0.85
 
 
-def test_bad_input_is_refused_before_anything_changes(digits):
-    X, y = digits
+def test_bad_input_is_refused_before_anything_changes(shuffled_digits):
+    X, y = shuffled_digits
     with pytest.raises(ValueError, match="classes must be given"):
         OnlineSoftmax().partial_fit(X[:2], y[:2])
     with pytest.raises(AttributeError, match="not fitted"):
@@ -215,12 +207,12 @@ def test_bad_input_is_refused_before_anything_changes(digits):
         OnlineSoftmax().partial_fit(X[:2], y[:2], classes=[1, 1])
 
 
-def test_a_share_of_a_step_goes_straight_into_what_predicts(digits):
+def test_a_share_of_a_step_goes_straight_into_what_predicts(shuffled_digits):
     """``into_average`` (the board's feedback, FEEDBACK_STEP_SHARE): a row's step also moves the
     averaged weights by its share of the iterate's step, on top of the ordinary average; rows of
     share 0 are ordinary steps, so a call with shares is the same as the calls it splits into,
     and all shares 0 is plain ``partial_fit``."""
-    X, y = digits
+    X, y = shuffled_digits
     base = _fit(X[:1000], y[:1000])
     rows, labels = X[1000:1006], y[1000:1006]
     shares = [0.0, 1.0, 0.0, 0.0, 0.5, 0.25]
@@ -245,19 +237,19 @@ def test_a_share_of_a_step_goes_straight_into_what_predicts(digits):
             copy.deepcopy(base).partial_fit(rows, labels, into_average=bad)
 
 
-def test_a_row_of_weight_zero_takes_no_step(digits):
-    X, y = digits
+def test_a_row_of_weight_zero_takes_no_step(shuffled_digits):
+    X, y = shuffled_digits
     model = _fit(X[:50], y[:50])
     before = {k: v.copy() for k, v in sync.state_of(model).items()}
     model.partial_fit(X[50:52], y[50:52], sample_weight=[0.0, 0.0])
     assert all(np.array_equal(before[k], v) for k, v in sync.state_of(model).items())
 
 
-def test_stray_ink_in_a_cell_digits_never_inks_changes_nothing(digits):
+def test_stray_ink_in_a_cell_digits_never_inks_changes_nothing(shuffled_digits):
     """Fixed x/16 scaling, not standardisation: a cell that is empty in every training image
     keeps weight 0, so ink there (a stray mark on the board) moves no score. Divided by a
     running standard deviation of ~0, the same ink would swamp the drawing (issue 10)."""
-    X, y = digits
+    X, y = shuffled_digits
     model = _fit(X, y)
     never = np.flatnonzero(X.max(axis=0) == 0)
     assert len(never) > 0  # digits has such border cells (column 0 of every row, for one)
@@ -283,10 +275,10 @@ def test_random_features_learn_what_a_linear_model_cannot():
 
 
 @pytest.mark.parametrize("params", [{}, {"kernel_features": 0}])
-def test_contributions_add_up_to_the_score_against_a_blank_board(digits, params):
+def test_contributions_add_up_to_the_score_against_a_blank_board(shuffled_digits, params):
     """What the board shows per cell (server ``explain``): weight x cell for the linear part,
     integrated gradients for the random features; their sum is the score minus a blank's."""
-    X, y = digits
+    X, y = shuffled_digits
     model = _fit(X[:400], y[:400], **params)
     blank = model.decision_function(np.zeros((1, 64)))[0]
     for x in X[400:410]:
@@ -297,8 +289,8 @@ def test_contributions_add_up_to_the_score_against_a_blank_board(digits, params)
         assert abs(parts.sum() - score) <= 0.01 * max(1.0, abs(score)), (parts.sum(), score)
 
 
-def test_a_model_stored_before_the_random_features_loads_as_the_linear_model_it_was(digits):
-    X, y = digits
+def test_a_model_stored_before_the_random_features_loads_as_the_linear_model_it_was(shuffled_digits):
+    X, y = shuffled_digits
     model = _fit(X[:300], y[:300], kernel_features=0)
     old = model_store.loads(model_store.dumps(model))
     for name in ("kernel_features", "kernel_gamma", "kernel_weight", "kernel_seed"):
@@ -309,8 +301,8 @@ def test_a_model_stored_before_the_random_features_loads_as_the_linear_model_it_
     assert old.t_ == 310
 
 
-def test_stored_with_skops_and_loaded_through_the_trusted_list(digits):
-    X, y = digits
+def test_stored_with_skops_and_loaded_through_the_trusted_list(shuffled_digits):
+    X, y = shuffled_digits
     model = _fit(X[:300], y[:300])
     back = model_store.loads(model_store.dumps(model))
     assert isinstance(back, OnlineSoftmax)
@@ -319,16 +311,16 @@ def test_stored_with_skops_and_loaded_through_the_trusted_list(digits):
     assert back.t_ == 301
 
 
-def test_snapshot_is_json(digits):
-    X, y = digits
+def test_snapshot_is_json(shuffled_digits):
+    X, y = shuffled_digits
     learner = OnlineLearner(make_model("softmax"))
     learner.learn_many(X[:20], y[:20])
     meta = json.loads(json.dumps(learner.snapshot()))
     assert meta["learner"] == "OnlineSoftmax" and meta["params"]["learning_rate"] == 0.5
 
 
-def test_merge_rules_average_by_samples_and_alone_change_nothing(digits):
-    X, y = digits
+def test_merge_rules_average_by_samples_and_alone_change_nothing(shuffled_digits):
+    X, y = shuffled_digits
     a, b = _fit(X[:100], y[:100]), _fit(X[100:400], y[100:400])
     sync.check_mergeable(a)
     rules = sync.rules_of(a)
@@ -346,8 +338,8 @@ def test_merge_rules_average_by_samples_and_alone_change_nothing(digits):
     assert all(not v.any() for v in sync.fresh_state(a, sa).values())
 
 
-def test_an_unfitted_merger_takes_the_merged_state(digits):
-    X, y = digits
+def test_an_unfitted_merger_takes_the_merged_state(shuffled_digits):
+    X, y = shuffled_digits
     a = _fit(X[:200], y[:200])
     merger = make_model("softmax")
     sync.initialise(merger, sync.state_of(a), CLASSES)
@@ -360,9 +352,11 @@ def test_an_unfitted_merger_takes_the_merged_state(digits):
 # -- through the job's loop, against a private Redis ----------------------------------------------
 @pytest.mark.integration
 @pytest.mark.parametrize("mode", ["row", "batch"])
-def test_the_job_trains_backs_up_and_restarts_with_it(mode):
+@pytest.mark.parametrize("params", ["{}", '{"neighbours": 9}'])
+def test_the_job_trains_backs_up_and_restarts_with_it(mode, params):
     """Trainer.process (row UDF) or process_many (batch UDF) with LEARNER=softmax: it learns, its
-    backup goes through skops and the trusted list, a restarted job continues from it."""
+    backup goes through skops and the trusted list, a restarted job continues from it; with its
+    memory of records (online_ml/nearest.py), the memory too."""
     import dataclasses
 
     from online_ml.config import Settings
@@ -375,7 +369,7 @@ def test_the_job_trains_backs_up_and_restarts_with_it(mode):
     with PrivateRedis() as server:
         settings = dataclasses.replace(
             Settings(), redis_port=server.port, redis_password=server.password, redis_db=1,
-            model_key="test_softmax", learner="softmax", learner_params="{}",
+            model_key="test_softmax", learner="softmax", learner_params=params,
             backup_interval_seconds=10)
         trainer = Trainer(settings, clock=lambda: now[0])
         if mode == "row":
@@ -393,5 +387,10 @@ def test_the_job_trains_backs_up_and_restarts_with_it(mode):
         again = Trainer(settings)
         assert isinstance(again.learner.model, OnlineSoftmax)
         assert again.learner.samples_seen == 600 and again.learner.model.t_ == 600
+        remembers = again.learner.model.neighbours > 0
+        if remembers:  # the backup carried the memory: the restarted job votes with it
+            assert again.learner.model.memory_count_ == 600
+            assert np.array_equal(again.learner.model.memory_x_, trainer.learner.model.memory_x_)
         again.process(values[0])
         assert again.learner.samples_seen == 601
+        assert not remembers or again.learner.model.memory_count_ == 601

@@ -97,6 +97,10 @@ def test_each_learner_has_its_own_calibration_chosen_by_the_models_type():
     assert unc.CALIBRATIONS["sgd"].temperature == 2020.0
     assert unc.CALIBRATIONS["sgd"].threshold == 0.67
     assert unc.calibration(make_model("nb")) == unc.UNFITTED  # not fitted: its own predict_proba
+    remembers = make_model("softmax", neighbours=9)  # the memory's votes: fitted apart
+    assert unc.learner_of(remembers) == "softmax-neighbours"
+    assert unc.calibration(remembers) == unc.CALIBRATIONS["softmax-neighbours"]
+    assert unc.served_views(remembers, np.zeros((2, 64))).shape == (2, 64)
 
 
 def _mixed_3_and_8() -> np.ndarray:
@@ -166,7 +170,7 @@ def test_only_the_learners_it_earns_its_place_with_score_both_views():
     soft = OnlineSoftmax().partial_fit(digits.data[:200], digits.target[:200], classes=list(range(10)))
     sgd = SGDClassifier(loss="log_loss", random_state=0).fit(digits.data, digits.target)
     nb = MultinomialNB().fit(digits.data, digits.target)
-    assert unc.BITMAP_VIEW_LEARNERS == {"softmax"}
+    assert unc.BITMAP_VIEW_LEARNERS == {"softmax", "softmax-neighbours"}
     assert np.array_equal(unc.served_views(soft, views), views)
     for model in (sgd, nb):
         assert np.array_equal(unc.served_views(model, views), views[:1])

@@ -1,0 +1,79 @@
+"""A memory of the records a learner learned last, and the votes of the nearest of them.
+
+Why (issue 10): a model trained on ``digits`` reads a drawing by what every record taught it at
+once; the few records most like the drawing can say more. bench/candidates.py measured the served
+softmax's log-probabilities plus twice the label shares of the 9 nearest records of one pass of
+the stream (squared distance of the 64 cells): +1.1 points on the development split of real
+handwriting, every flagged 1 with a base 0.41 of its height read 1 (two thirds before) and half
+at 0.55 (none before). ``OnlineSoftmax(neighbours=k)`` keeps such a memory (``memory`` records,
+the oldest dropped first) and blends its votes in (online_ml/softmax.py).
+
+The memory is a ring: ``x`` (capacity x cells, float32: what BLAS multiplies without a copy; a
+ring of bytes had to be converted on every prediction, which cost more than the search),
+``y`` (the class index of each row) and ``count`` (rows ever written; the next goes to
+``count % capacity``).
+
+>>> import numpy as np
+>>> x, y = np.zeros((3, 2), np.float32), np.zeros(3, np.int16)
+>>> count = append(x, y, 0, np.array([[0, 0], [16, 16], [15, 16], [1, 0]]), [0, 1, 1, 0])
+>>> count, x.astype(int).tolist(), y.tolist()  # the first row was overwritten by the fourth
+(4, [[1, 0], [16, 16], [15, 16]], [0, 1, 1])
+>>> vote_shares(np.array([[14.0, 15.0]]), x, y, count, k=2, n_classes=2).tolist()
+[[0.0, 1.0]]
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["append", "filled", "vote_shares", "chronological"]
+
+
+def filled(capacity: int, count: int) -> int:
+    """How many rows of a ring of ``capacity`` rows hold a record after ``count`` writes."""
+    return min(int(capacity), int(count))
+
+
+def append(x: np.ndarray, y: np.ndarray, count: int, rows: np.ndarray,
+           labels: Sequence[int] | np.ndarray) -> int:
+    """Write ``rows`` (cells) with their class indices
+    ``labels`` into the ring ``x``/``y`` after ``count`` earlier writes, in place; the new count.
+    Only the last ``capacity`` rows matter when more are given."""
+    capacity = len(x)
+    rows = np.asarray(rows, dtype=np.float64)
+    classes = np.asarray(labels, dtype=np.int64)
+    if capacity == 0 or len(rows) == 0:
+        return int(count) + len(rows)
+    skip = max(0, len(rows) - capacity)
+    at = (int(count) + skip + np.arange(len(rows) - skip)) % capacity
+    x[at] = rows[skip:]
+    y[at] = classes[skip:]
+    return int(count) + len(rows)
+
+
+def chronological(x: np.ndarray, y: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows that hold a record, oldest first (copies)."""
+    n = filled(len(x), count)
+    order = (int(count) - n + np.arange(n)) % max(len(x), 1)
+    return x[order].copy(), y[order].copy()
+
+
+def vote_shares(X: np.ndarray, x: np.ndarray, y: np.ndarray, count: int, k: int,
+                n_classes: int) -> np.ndarray:
+    """For each row of ``X``: the share of its ``k`` nearest remembered rows (squared distance
+    of the cells) that carry each class; all zeros while nothing is remembered. Ties at the k-th
+    distance are broken by position in the ring. (A row's own squared length is left out of its
+    distances: it ranks nothing.)"""
+    out = np.zeros((len(X), n_classes))
+    n = filled(len(x), count)
+    if n == 0 or k <= 0 or len(X) == 0:
+        return out
+    kept = x[:n]
+    X = np.asarray(X, dtype=kept.dtype)
+    d = np.einsum("ij,ij->i", kept, kept)[None, :] - 2.0 * (X @ kept.T)
+    k = min(int(k), n)
+    near = np.argpartition(d, k - 1, axis=1)[:, :k] if k < n else np.broadcast_to(np.arange(n), (len(X), n))
+    rows = np.repeat(np.arange(len(X)), k)
+    np.add.at(out, (rows, y[:n][near].reshape(-1).astype(np.int64)), 1.0 / k)
+    return out
