@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["append", "filled", "vote_shares", "chronological"]
+__all__ = ["append", "filled", "vote_shares", "chronological", "since", "joined", "restore"]
 
 
 def filled(capacity: int, count: int) -> int:
@@ -53,10 +53,54 @@ def append(x: np.ndarray, y: np.ndarray, count: int, rows: np.ndarray,
 
 
 def chronological(x: np.ndarray, y: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """The rows that hold a record, oldest first (copies)."""
+    """The ring as parallel learners exchange it (online_ml/sync.py): the rows that hold a
+    record oldest first, then zeros up to the capacity (copies). In this form and in what
+    :func:`since` takes out of it, the rows that count are the first ``min(count, rows)``."""
     n = filled(len(x), count)
     order = (int(count) - n + np.arange(n)) % max(len(x), 1)
-    return x[order].copy(), y[order].copy()
+    out_x, out_y = np.zeros_like(x), np.zeros_like(y)
+    out_x[:n], out_y[:n] = x[order], y[order]
+    return out_x, out_y
+
+
+def _valid(x: np.ndarray, count: float) -> int:
+    return min(len(x), max(0, int(count)))
+
+
+def since(x: np.ndarray, y: np.ndarray, count: float, earlier: float
+          ) -> tuple[np.ndarray, np.ndarray, float]:
+    """What a learner remembered after it had ``earlier`` records (its base): the newest
+    ``count - earlier`` rows of a :func:`chronological` ring (all it still holds if it wrote
+    more than its capacity since), and that number."""
+    new = max(0.0, float(count) - float(earlier))
+    n = _valid(x, count)
+    m = min(n, int(new))
+    return x[n - m:n].copy(), y[n - m:n].copy(), new
+
+
+def joined(x: np.ndarray, y: np.ndarray, count: float, more_x: np.ndarray, more_y: np.ndarray,
+           more_count: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """A :func:`chronological` ring with the rows of another (or of :func:`since`) written
+    after its own: the newest that fit its capacity, in the same form."""
+    rows_x = np.concatenate([x[:_valid(x, count)], more_x[:_valid(more_x, more_count)]])
+    rows_y = np.concatenate([y[:_valid(y, count)], more_y[:_valid(more_y, more_count)]])
+    keep = min(len(rows_x), len(x))
+    rows_x, rows_y = rows_x[len(rows_x) - keep:], rows_y[len(rows_y) - keep:]
+    out_x, out_y = np.zeros_like(x), np.zeros_like(y)
+    out_x[:len(rows_x)], out_y[:len(rows_y)] = rows_x, rows_y
+    return out_x, out_y, float(count) + float(more_count)
+
+
+def restore(ring_x: np.ndarray, ring_y: np.ndarray, x: np.ndarray, y: np.ndarray,
+            count: float) -> int:
+    """Write a :func:`chronological` ring's rows into a learner's ring, in place, where its
+    own writes would have put them after ``count`` records; the count."""
+    ring_x[...], ring_y[...] = 0, 0
+    n = _valid(x, count)
+    keep = min(n, len(ring_x))
+    at = (int(count) - keep + np.arange(keep)) % max(len(ring_x), 1)
+    ring_x[at], ring_y[at] = x[n - keep:n], y[n - keep:n]
+    return int(count)
 
 
 def vote_shares(X: np.ndarray, x: np.ndarray, y: np.ndarray, count: int, k: int,

@@ -63,6 +63,7 @@ from online_ml import sync_wire
 AVG = "avg"
 STEP = "step"
 SUM = "sum"
+APPEND = "append"
 
 State = dict[str, np.ndarray]
 Rules = dict[str, str]
@@ -79,6 +80,9 @@ class NotMergeable(ValueError):
 # -- what a model's state is ---------------------------------------------------------------------
 SOFTMAX_ARRAYS = ("weights_", "bias_", "avg_weights_", "avg_bias_", "accum_", "accum_bias_")
 SOFTMAX_STEPPED = ("weights_", "bias_", "avg_weights_", "avg_bias_")
+#: The softmax learner's memory of records (``neighbours``, online_ml/nearest.py): its rows, their
+#: labels and how many were ever written. Not averaged: appended (:func:`merge_states`).
+MEMORY = ("memory_x_", "memory_y_", "memory_count_")
 
 
 def _kind(model: Any) -> str:
@@ -103,15 +107,8 @@ def _kind(model: Any) -> str:
 
 
 def check_mergeable(model: Any) -> None:
-    """Raise :class:`NotMergeable` with a clear message for a model that cannot be merged.
-
-    The softmax learner's memory of records (``neighbours`` > 0, online_ml/nearest.py) is not
-    merged: each learner would vote with the records it saw itself, and the served model with
-    the merger's. Until contributions carry records, it runs at parallelism 1 only."""
-    if _kind(model) == "softmax" and bool(getattr(model, "neighbours", None)):
-        raise NotMergeable(
-            "the softmax learner's memory of records (LEARNER_PARAMS neighbours > 0) is not "
-            "merged across parallel learners yet: run it at parallelism 1, or set neighbours 0")
+    """Raise :class:`NotMergeable` with a clear message for a model that cannot be merged."""
+    _kind(model)
 
 
 def _stochastic_gradient(model: Any) -> bool:
@@ -143,6 +140,9 @@ def _arrays(model: Any) -> dict[str, tuple[Any, str]]:
             # stay a plain mean (a longer step there would shrink every later step)
             out[name] = (getattr(model, name), STEP if name in SOFTMAX_STEPPED else AVG)
         out["t_"] = (model.t_, AVG)
+        if model._remembers():  # the records each learner remembered, written after the others'
+            for name in MEMORY:
+                out[name] = (getattr(model, name), APPEND)
     elif kind == "counts":
         out["class_count_"] = (model.class_count_, SUM)
         out["feature_count_"] = (model.feature_count_, SUM)
@@ -160,11 +160,20 @@ def fitted(model: Any) -> bool:
 
 
 def state_of(model: Any) -> State | None:
-    """A copy of the model's mergeable arrays (None while it is unfitted)."""
+    """A copy of the model's mergeable arrays (None while it is unfitted); a memory of records
+    oldest first (``nearest.chronological``)."""
     if not fitted(model):
         return None
-    return {name: np.array(value, dtype=np.float64, copy=True)
-            for name, (value, _) in _arrays(model).items()}
+    arrays = _arrays(model)
+    out = {name: np.array(value, dtype=np.float64, copy=True)
+           for name, (value, rule) in arrays.items() if rule != APPEND}
+    if MEMORY[0] in arrays:
+        from . import nearest
+
+        x, y = nearest.chronological(model.memory_x_, model.memory_y_, model.memory_count_)
+        out.update(zip(MEMORY, (x.astype(np.float64), y.astype(np.float64),
+                                np.array(float(model.memory_count_)))))
+    return out
 
 
 def rules_of(model: Any) -> Rules:
@@ -179,8 +188,10 @@ def zero_based(model: Any) -> bool:
 def set_state(model: Any, state: Mapping[str, np.ndarray]) -> None:
     """Write ``state`` into the fitted ``model`` in place (the MLP's optimiser holds references
     to its arrays, so they are overwritten, not replaced) and refresh what derives from it."""
-    for name, (value, _) in _arrays(model).items():
+    for name, (value, rule) in _arrays(model).items():
         new = state[name]
+        if rule == APPEND:
+            continue
         if name == "t_":
             model.t_ = float(new)
         elif isinstance(value, np.ndarray):
@@ -190,6 +201,11 @@ def set_state(model: Any, state: Mapping[str, np.ndarray]) -> None:
     if _kind(model) == "counts":
         model._update_feature_log_prob(model._check_alpha())
         model._update_class_log_prior(class_prior=model.class_prior)
+    if MEMORY[0] in state and getattr(model, "_remembers", lambda: False)():
+        from . import nearest
+
+        x, y, count = (state[name] for name in MEMORY)
+        model.memory_count_ = nearest.restore(model.memory_x_, model.memory_y_, x, y, float(count))
 
 
 def initialise(model: Any, like: State, classes: Sequence[int]) -> None:
@@ -216,18 +232,50 @@ def fresh_state(model: Any, like: State) -> State:
     out = {k: np.zeros_like(v) for k, v in like.items()}
     if _kind(model) == "linear":
         out["t_"] = np.array(1.0)
+    if MEMORY[0] in like:  # an empty memory of the model's capacity
+        capacity = int(getattr(model, "memory", len(like[MEMORY[0]])))
+        out[MEMORY[0]] = np.zeros((capacity, *np.shape(like[MEMORY[0]])[1:]))
+        out[MEMORY[1]] = np.zeros(capacity)
     return out
 
 
 def subtract(state: State, base: State | None) -> State:
-    """``state - base``; a missing base is zero."""
+    """``state - base``; a missing base is zero. A memory of records: the rows written since
+    the base (``nearest.since``)."""
     if base is None:
         return {k: v.copy() for k, v in state.items()}
-    return {k: state[k] - base[k] for k in state}
+    out = {k: state[k] - base[k] for k in state if k not in MEMORY}
+    if MEMORY[0] in state:
+        from . import nearest
+
+        x, y, count = (state[name] for name in MEMORY)
+        out.update(zip(MEMORY, _as_arrays(nearest.since(x, y, float(count),
+                                                        float(base[MEMORY[2]])))))
+    return out
 
 
 def add(a: State, b: State) -> State:
-    return {k: a[k] + b[k] for k in a}
+    """``a + b``; a memory of records: ``b``'s rows written after ``a``'s (``nearest.joined``)."""
+    out = {k: a[k] + b[k] for k in a if k not in MEMORY}
+    if MEMORY[0] in a:
+        out.update(_joined(a, [b]))
+    return out
+
+
+def _as_arrays(memory: tuple) -> tuple[np.ndarray, ...]:
+    x, y, count = memory
+    return x, y, np.array(float(count))
+
+
+def _joined(first: State, others: Sequence[State]) -> State:
+    """``first``'s memory of records with the others' rows written after it, in order."""
+    from . import nearest
+
+    x, y, count = first[MEMORY[0]], first[MEMORY[1]], float(first[MEMORY[2]])
+    for other in others:
+        x, y, count = nearest.joined(x, y, count, other[MEMORY[0]], other[MEMORY[1]],
+                                     float(other[MEMORY[2]]))
+    return dict(zip(MEMORY, _as_arrays((x, y, count))))
 
 
 def plain(rules: Rules) -> Rules:
@@ -253,7 +301,16 @@ def merge_states(global_state: State | None, deltas: Sequence[tuple[State, int]]
     total = sum(max(0, n) for _, n in deltas)
     step = 1.0 if global_state is None or first else float(np.sqrt(len(deltas)))
     out: State = {}
+    if MEMORY[0] in rules:  # appended, newest last; without a global, room for all of them
+        start = global_state if global_state is not None else {
+            MEMORY[0]: np.zeros((sum(len(d[MEMORY[0]]) for d, _ in deltas),
+                                 *np.shape(deltas[0][0][MEMORY[0]])[1:])),
+            MEMORY[1]: np.zeros(sum(len(d[MEMORY[1]]) for d, _ in deltas)),
+            MEMORY[2]: np.array(0.0)}
+        out.update(_joined(start, [d for d, _ in deltas]))
     for name, rule in rules.items():
+        if rule == APPEND:
+            continue
         acc = (np.array(global_state[name], dtype=np.float64, copy=True) if global_state is not None
                else np.zeros_like(deltas[0][0][name], dtype=np.float64))
         for delta, n in deltas:
@@ -380,4 +437,10 @@ def compatible(delta: State, rules: Rules, like: State | None) -> bool:
     or shape (a misconfigured job) is dropped, not merged."""
     if set(delta) != set(rules):
         return False
-    return like is None or all(np.shape(delta[k]) == np.shape(like[k]) for k in rules)
+    if like is None:
+        return True
+
+    def shape(k: str, arrays: State) -> tuple[int, ...]:
+        # a memory's rows: as many as were written since the base, each as wide as the global's
+        return np.shape(arrays[k])[1:] if rules[k] == APPEND else np.shape(arrays[k])
+    return all(shape(k, delta) == shape(k, like) for k in rules)

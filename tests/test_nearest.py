@@ -122,15 +122,76 @@ def test_stored_with_its_memory_and_a_model_stored_before_loads_without(shuffled
     old.partial_fit(X[30:31], y[30:31])
 
 
-def test_refused_at_parallelism_above_one_with_a_clear_error(shuffled_digits):
-    """Its memory is not merged: N learners would each vote with their own records."""
-    with pytest.raises(sync.NotMergeable, match="parallelism 1"):
-        sync.check_mergeable(make_model("softmax", neighbours=9))
-    sync.check_mergeable(make_model("softmax"))
-    # alone, a sync round writes the merged arrays back and leaves the memory as it was
+def _memory_rows(model) -> list[list[float]]:
+    x, _ = nearest.chronological(model.memory_x_, model.memory_y_, model.memory_count_)
+    return x[:nearest.filled(model.memory, model.memory_count_)].tolist()
+
+
+def test_parallel_learners_merge_their_memories_by_appending(shuffled_digits):
+    """The rows each learner remembered since the global are written after the global's, in
+    the order the contributions merge, the newest kept; the weights merge as before."""
     X, y = shuffled_digits
-    model = OnlineSoftmax(neighbours=9).partial_fit(X[:100], y[:100], classes=CLASSES)
-    memory = model.memory_x_.copy()
-    sync.set_state(model, sync.merge_states(None, [(sync.state_of(model), 100)],
-                                            sync.rules_of(model)))
-    assert np.array_equal(model.memory_x_, memory) and model.memory_count_ == 100
+    params = {"neighbours": 3, "memory": 64}
+    a = OnlineSoftmax(**params).partial_fit(X[:30], y[:30], classes=CLASSES)
+    b = OnlineSoftmax(**params).partial_fit(X[30:70], y[30:70], classes=CLASSES)
+    sync.check_mergeable(a)
+    rules = sync.rules_of(a)
+    assert {k for k, r in rules.items() if r == sync.APPEND} == set(sync.MEMORY)
+    start = sync.fresh_state(a, sync.state_of(a))
+    base_a = sync.state_of(a)  # what a hands over is its base from then on
+    deltas = [(sync.subtract(sync.state_of(m), start), n) for m, n in ((a, 30), (b, 40))]
+    assert deltas[1][0]["memory_x_"].shape == (40, 64)  # only what was written since
+    assert all(sync.compatible(d, rules, start) for d, _ in deltas)
+    merged = sync.merge_states(start, deltas, rules, first=True)
+    merger = OnlineSoftmax(**params)
+    sync.initialise(merger, merged, CLASSES)
+    sync.set_state(merger, merged)
+    assert merger.memory_count_ == 70
+    assert _memory_rows(merger) == X[6:70].tolist()  # a's then b's; 64 fit: the oldest 6 go
+    # a learns 5 more and adopts the global: the global's rows, then its own 5
+    a.partial_fit(X[70:75], y[70:75])
+    sync.set_state(a, sync.add(merged, sync.subtract(sync.state_of(a), base_a)))
+    assert a.memory_count_ == 75 and _memory_rows(a) == X[11:75].tolist()
+    # a learner that wrote more than its memory holds since the global hands over what it holds
+    c = OnlineSoftmax(**params).partial_fit(X[:200], y[:200], classes=CLASSES)
+    over = sync.subtract(sync.state_of(c), start)
+    assert over["memory_x_"].shape == (64, 64) and float(over["memory_count_"]) == 200
+    wide = dict(over, memory_x_=np.zeros((3, 10)))
+    assert not sync.compatible(wide, rules, start)
+    # on the wire the rows travel as they are
+    back = sync.Contribution.decode(sync.Contribution("c", 200, over).encode())
+    assert np.array_equal(back.delta["memory_x_"], over["memory_x_"])
+
+
+@pytest.mark.integration
+def test_two_learners_serve_one_memory_of_every_record(settings, redis_client):
+    """Two real Trainers (two subtasks of a job at parallelism 2) against the real Redis, with
+    LEARNER_PARAMS neighbours and a memory that holds the whole run: the served model remembers
+    every record either of them learned, each once."""
+    import dataclasses
+    import itertools
+    import json
+
+    from online_ml.model_store import ModelStore
+    from online_ml.producer import iter_records, make_message
+    from online_ml.trainer import Trainer
+
+    records = list(itertools.islice(iter_records(seed=11), 600))
+    values = [make_message(x, y, ts="2024-01-01 12:00:00").decode() for x, y in records]
+    settings = dataclasses.replace(settings, sync_every_records=25, sync_interval_seconds=0.2,
+                                   backup_interval_seconds=0.5, learner_timeout_seconds=3.0,
+                                   learner="softmax",
+                                   learner_params=json.dumps({"neighbours": 9, "memory": 1024}))
+    a, b = Trainer(settings, learners=2), Trainer(settings, learners=2)
+    for start in range(0, len(values), 100):
+        for i, value in enumerate(values[start:start + 100]):
+            (a, b)[i % 2].process(value)
+        for t in (a, b):
+            t.maybe_backup()
+    for t in (a, b):
+        t.close()
+    served = ModelStore(redis_client, settings.model_key).load().model
+    assert served.memory_count_ == 600
+    assert sorted(_memory_rows(served)) == sorted(np.asarray([x for x, _ in records], float).tolist())
+    labels = nearest.chronological(served.memory_x_, served.memory_y_, 600)[1][:600]
+    assert sorted(labels.tolist()) == sorted(y for _, y in records)
