@@ -48,6 +48,13 @@ COLUMNS = [("pipeline", "pipeline", ""), ("form", "form", ""), ("split", "split"
            ("n", "n", "d"), ("accuracy", "accuracy", ".3f")]
 
 
+def _learner_text(name: str) -> str:
+    """``LEARNER=softmax``; a calibration of its own (uncertainty.CALIBRATIONS) named as set."""
+    if name == "softmax-neighbours":
+        return "LEARNER=softmax with LEARNER_PARAMS neighbours (softmax-neighbours)"
+    return f"LEARNER={name}"
+
+
 @dataclass
 class Params:
     dev: int | None = None  # samples of each split (None: all 2,500)
@@ -156,7 +163,7 @@ def _tta_verdict(ablation: list[dict], cost: list[dict], served: bool, learner: 
                                             "the round trip", ms)
     failed = [name for name, ok in checks.items() if not ok]
     earns = not failed
-    served_text = (f"LEARNER={learner}: the server scores bitmaps by "
+    served_text = (f"{_learner_text(learner)}: the server scores bitmaps by "
                    + ("both views" if served else "one view"))
     text = (f"test-time augmentation (bitmaps): dev {gain:+.2f} points, round trip "
             f"{tta['round_trip']:.3f} (one view: {one['round_trip']:.3f}), features + scoring "
@@ -303,7 +310,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     learner = chosen["learner"] or type(model).__name__
     server_cal = unc.calibration(model)
     fitted_t = chosen["temperature"]
-    fitted_text = (f"calibration fitted on the dev split for LEARNER={learner}: "
+    fitted_text = (f"calibration fitted on the dev split for {_learner_text(learner)}: "
                    f"Calibration(temperature={'n/a' if fitted_t is None else f'{fitted_t:.3g}'}, "
                    f"threshold={chosen['threshold']:.3f}); the server uses "
                    f"Calibration(temperature={server_cal.temperature:g}, "

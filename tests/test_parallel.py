@@ -17,6 +17,7 @@ import pytest
 from kafka import KafkaConsumer
 from sklearn.datasets import load_digits
 
+from online_ml import nearest
 from online_ml.config import Settings
 from online_ml.harness.flink import FlinkJobs
 from online_ml.harness.kafka import Topics, produce
@@ -161,7 +162,10 @@ def settled_meta(store: ModelStore, samples: int, timeout: float = 60) -> dict:
 
 
 # -- tests -----------------------------------------------------------------------------------------
-def test_two_learners_one_model(par_env, settings, redis_client, flink, two_taskmanagers):
+@pytest.mark.parametrize("memory", [False, True], ids=["softmax", "softmax-neighbours"])
+def test_two_learners_one_model(par_env, settings, redis_client, flink, two_taskmanagers, memory):
+    # with memory: LEARNER_PARAMS neighbours, the records each learner remembered are merged
+    # into one memory of the newest (online_ml/nearest.py; sync.MEMORY)
     # three passes of digits: after 900 records SGD's last iterate is too noisy to compare one
     # run with another (one learner on digits: 0.900-0.940 over its last 100 of 900 records,
     # 0.962-0.971 over its last 100 of 5,391), and a served model that ends on a few unaveraged
@@ -172,7 +176,10 @@ def test_two_learners_one_model(par_env, settings, redis_client, flink, two_task
     sink.start()
     store = ModelStore(redis_client, settings.model_key)
     try:
-        job = flink.submit("stream.py", dict(par_env, PARALLELISM="2"))
+        env = dict(par_env, PARALLELISM="2")
+        if memory:
+            env["LEARNER_PARAMS"] = json.dumps({"neighbours": 9})
+        job = flink.submit("stream.py", env)
         hosts = wait_for(lambda: flink.fully_running(job) and subtask_hosts(flink, job), 90,
                          "the job RUNNING")
         assert len(set(hosts)) == 2, f"both subtasks on one TaskManager: {hosts}"
@@ -180,6 +187,17 @@ def test_two_learners_one_model(par_env, settings, redis_client, flink, two_task
         # one served model, merged from both learners, that has seen every record
         meta = settled_meta(store, n)
         assert meta["samples_seen"] == n and meta["learners"] == 2, meta
+        if memory:  # one memory, every record of both learners counted once, the newest kept
+            model = store.load().model
+            assert model.neighbours == 9 and model.memory_count_ == n, model.memory_count_
+            X, y = load_digits(return_X_y=True)
+            labels: dict[tuple, set] = {}
+            for image, label in zip(X.tolist(), y.tolist()):
+                labels.setdefault(tuple(image), set()).add(label)
+            kept, kept_y = nearest.chronological(model.memory_x_, model.memory_y_, n)
+            # records as they came, with their labels: not averaged, not mixed up
+            assert all(model.classes_[int(c)] in labels.get(tuple(row), ())
+                       for row, c in zip(kept.tolist(), kept_y.tolist()))
         history = [h["version"] for h in store.history()]
         assert history == sorted(history) and len(history) >= 2
         accuracy, alone = served_accuracy(store), one_learner_accuracy(n)
