@@ -98,9 +98,9 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
     learners merge it, online_ml/sync.py): ``weights_``/``bias_`` (the current iterate, in scaled
     inputs), ``avg_weights_``/``avg_bias_`` (what predicts), ``accum_``/``accum_bias_`` (AdaGrad's
     sums of squared gradients), ``t_`` (steps taken); with ``neighbours``, the ring of records
-    ``memory_x_``/``memory_y_``/``memory_count_`` (not merged: online_ml/sync.py refuses it at
-    parallelism > 1). ``coef_``/``intercept_`` are the averaged
-    weights on raw inputs, as scikit-learn's linear models name them.
+    ``memory_x_``/``memory_y_``/``memory_count_`` (parallel learners append theirs, not average
+    them). ``coef_``/``intercept_`` are the averaged weights on raw inputs, as scikit-learn's
+    linear models name them.
     """
 
     # what a model stored before the random Fourier features existed reads (a linear model)
