@@ -29,7 +29,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["append", "filled", "vote_shares", "chronological", "since", "joined", "restore"]
+__all__ = ["append", "filled", "vote_shares", "nearest_rows", "chronological", "since", "joined",
+           "restore"]
 
 
 def filled(capacity: int, count: int) -> int:
@@ -105,6 +106,25 @@ def restore(ring_x: np.ndarray, ring_y: np.ndarray, x: np.ndarray, y: np.ndarray
     return int(count)
 
 
+def _distances(X: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """Squared distances of each row of ``X`` to each kept row, less the row's own squared
+    length (it ranks nothing)."""
+    X = np.asarray(X, dtype=kept.dtype)
+    return np.einsum("ij,ij->i", kept, kept)[None, :] - 2.0 * (X @ kept.T)
+
+
+def nearest_rows(row: np.ndarray, x: np.ndarray, count: int, k: int) -> np.ndarray:
+    """Where in the ring the ``k`` remembered rows nearest to ``row`` are, nearest first (what
+    voted for a drawing's answer, for the board to show)."""
+    n = filled(len(x), count)
+    if n == 0 or k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    d = _distances(np.asarray(row).reshape(1, -1), x[:n])[0]
+    k = min(int(k), n)
+    near = np.argpartition(d, k - 1)[:k] if k < n else np.arange(n)
+    return near[np.argsort(d[near], kind="stable")]
+
+
 def vote_shares(X: np.ndarray, x: np.ndarray, y: np.ndarray, count: int, k: int,
                 n_classes: int) -> np.ndarray:
     """For each row of ``X``: the share of its ``k`` nearest remembered rows (squared distance
@@ -115,9 +135,7 @@ def vote_shares(X: np.ndarray, x: np.ndarray, y: np.ndarray, count: int, k: int,
     n = filled(len(x), count)
     if n == 0 or k <= 0 or len(X) == 0:
         return out
-    kept = x[:n]
-    X = np.asarray(X, dtype=kept.dtype)
-    d = np.einsum("ij,ij->i", kept, kept)[None, :] - 2.0 * (X @ kept.T)
+    d = _distances(X, x[:n])
     k = min(int(k), n)
     near = np.argpartition(d, k - 1, axis=1)[:, :k] if k < n else np.broadcast_to(np.arange(n), (len(X), n))
     rows = np.repeat(np.arange(len(X)), k)

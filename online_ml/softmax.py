@@ -347,6 +347,18 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
         return nearest.vote_shares(X, self.memory_x_, self.memory_y_, self.memory_count_,
                                    self.neighbours, len(self.classes_))
 
+    def nearest_records(self, x: Any) -> list[tuple[np.ndarray, Any]]:
+        """The ``neighbours`` remembered records nearest to one row ``x`` — its cells and its
+        label — nearest first: what voted for its answer (none without a memory)."""
+        from . import nearest
+
+        row = self._rows(np.asarray(x, dtype=np.float64).reshape(1, -1))[0]
+        if not self._remembers():
+            return []
+        at = nearest.nearest_rows(row, self.memory_x_, self.memory_count_, self.neighbours)
+        return [(self.memory_x_[i].astype(np.float64), self.classes_[int(self.memory_y_[i])])
+                for i in at]
+
     def predict_proba(self, X: Any) -> np.ndarray:
         """The model's own probabilities: the softmax of its scores (temperature 1)."""
         z = self.decision_function(X)

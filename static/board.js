@@ -239,14 +239,36 @@
     }
   }
 
+  function grey(v) {
+    var g = Math.round(255 - (255 * Math.min(16, Math.max(0, v))) / 16);
+    return "rgb(" + g + "," + g + "," + g + ")";
+  }
+
+  // A model with a memory of records (LEARNER_PARAMS neighbours) says which remembered records
+  // voted for its answer: each as an 8x8 picture with its digit.
+  function showVoters(answer) {
+    var voters = (answer && answer.neighbours) || [];
+    var box = document.getElementById("voters");
+    var list = document.getElementById("voter-list");
+    list.textContent = "";
+    box.hidden = voters.length === 0;
+    voters.forEach(function (v) {
+      var item = document.createElement("div");
+      var canvas = document.createElement("canvas");
+      canvas.width = canvas.height = 32;
+      paintCells(canvas, v.features, grey);
+      item.appendChild(canvas);
+      item.appendChild(document.createTextNode(String(v.digit)));
+      list.appendChild(item);
+    });
+  }
+
   function showExplanation(answer) {
+    showVoters(answer);
     var features = answer && answer.features;
     explainBox.hidden = !(features && features.length === 64);
     if (explainBox.hidden) return;
-    paintCells(document.getElementById("seen"), features, function (v) {
-      var g = Math.round(255 - (255 * Math.min(16, Math.max(0, v))) / 16);
-      return "rgb(" + g + "," + g + "," + g + ")";
-    });
+    paintCells(document.getElementById("seen"), features, grey);
     var pushed = document.getElementById("pushed");
     var contributions = answer.contributions;
     pushed.parentNode.hidden = !(contributions && contributions.length === 64);

@@ -127,6 +127,12 @@ def _predict_in_page(page) -> dict:
     # what the model saw, next to the drawing (the board asks with explain=1)
     assert len(answer["features"]) == 64 and page.locator("#explain").is_visible()
     assert page.locator("#explain-digit").inner_text() == str(answer["predict_result"])
+    # the records that voted (a model with a memory of records only), each a picture and a digit
+    voters = answer.get("neighbours", [])
+    assert page.locator("#voters").is_visible() is bool(voters)
+    assert page.locator("#voter-list canvas").count() == len(voters)
+    assert [t.strip() for t in page.locator("#voter-list div").all_inner_texts()] == \
+        [str(v["digit"]) for v in voters]
     unsure = page.locator("#unsure")
     if answer.get("sure") is False:
         assert unsure.is_visible()
@@ -393,3 +399,26 @@ def test_clean_mouse_digits_are_read_right_on_our_board_and_the_tutorials_page(u
     _verdict("our board", ours)
     _verdict("the tutorial's jSignature page", tutorial)
 
+
+def test_the_board_shows_the_records_that_voted(settings, redis_client, unique_topics):
+    """With LEARNER_PARAMS neighbours the model remembers records, and the board shows the ones
+    that voted for its answer next to what the model saw (``_predict_in_page`` checks them)."""
+    from sklearn.datasets import load_digits
+
+    import online_ml.model_store as model_store
+    from online_ml.learner import OnlineLearner, make_model
+
+    digits = load_digits()
+    learner = OnlineLearner(make_model("softmax", neighbours=9))
+    learner.learn_many(digits.data.astype(int).tolist(), digits.target.tolist())
+    snapshot = learner.snapshot()
+    model_store.ModelStore(redis_client, prefix=settings.model_key).save(
+        learner.model, snapshot, snapshot=snapshot)
+    errors: list[str] = []
+    foreign: list[str] = []
+    with _model_server(settings, unique_topics) as url, _page(errors, foreign) as page:
+        page.goto(url + "/")
+        board = page.locator("#board")
+        _draw(page, {"x": 0, "y": 0}, _seven(board.bounding_box()))
+        answer = _predict_in_page(page)
+    assert len(answer["neighbours"]) == 9 and errors == [] and foreign == []

@@ -195,3 +195,50 @@ def test_two_learners_serve_one_memory_of_every_record(settings, redis_client):
     assert sorted(_memory_rows(served)) == sorted(np.asarray([x for x, _ in records], float).tolist())
     labels = nearest.chronological(served.memory_x_, served.memory_y_, 600)[1][:600]
     assert sorted(labels.tolist()) == sorted(y for _, y in records)
+
+
+def test_the_records_that_voted_nearest_first(shuffled_digits):
+    X, y = shuffled_digits
+    model = OnlineSoftmax(neighbours=5, memory=500).partial_fit(X[:500], y[:500], classes=CLASSES)
+    voters = model.nearest_records(X[7])
+    assert len(voters) == 5
+    assert np.array_equal(voters[0][0], X[7]) and voters[0][1] == y[7]  # itself, remembered
+    d = [((row - X[7]) ** 2).sum() for row, _ in voters]
+    assert d == sorted(d)
+    assert not (((X[:500] - X[7]) ** 2).sum(1) < d[-1]).sum() > 5  # no nearer one left out
+    assert OnlineSoftmax().partial_fit(X[:10], y[:10], classes=CLASSES).nearest_records(X[0]) == []
+
+
+@pytest.mark.integration
+def test_the_board_is_told_which_records_voted(redis_client, settings):
+    """``POST /predict`` with ``explain``: a model with a memory names the records that voted,
+    nearest first, each with its digit and 64 cells; the default model's answer has none."""
+    from sklearn.datasets import load_digits
+
+    from online_ml.harness.drawings import digit_rects_svg, svg_data_url
+    from online_ml.model_store import ModelStore
+    from online_ml.server import create_app
+
+    digits = load_digits()
+    app = create_app({"TESTING": True, "SETTINGS": settings, "REDIS_CLIENT": redis_client,
+                      "VERSION_CHECK_INTERVAL": 0})
+    try:
+        store = ModelStore(redis_client, prefix=settings.model_key)
+        url = svg_data_url(digit_rects_svg(digits.images[4]))
+        for params in ({"neighbours": 9}, {}):
+            model = OnlineSoftmax(**params).partial_fit(digits.data, digits.target,
+                                                        classes=CLASSES)
+            store.save(model, {"samples_seen": 1797})
+            answer = app.test_client().post("/predict", data={"imgStr": url, "explain": "1"})
+            answer = answer.get_json()
+            if not params:
+                assert "neighbours" not in answer and len(answer["features"]) == 64
+                continue
+            voters = answer["neighbours"]
+            assert len(voters) == 9 and all(len(v["features"]) == 64 for v in voters)
+            x = np.array(answer["features"])
+            d = [((np.array(v["features"]) - x) ** 2).sum() for v in voters]
+            assert d == sorted(d) and voters[0]["digit"] == digits.target[4]
+            assert answer["predict_result"] == digits.target[4]
+    finally:
+        app.extensions["online_ml"].close()

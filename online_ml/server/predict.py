@@ -46,8 +46,15 @@ def _explain(model: Any, x: np.ndarray, digit: int) -> dict:
     so a person can see why a "1" became a 3. Opt-in (``explain``): it doubles the answer. For a
     bitmap scored by two views, the first (its features without the stroke width normalised).
     With random Fourier features (``OnlineSoftmax.contributions``) the cells' shares of the score
-    are integrated gradients; either way they add up to the score minus a blank board's."""
+    are integrated gradients; either way they add up to the score minus a blank board's. A model
+    with a memory of records (``neighbours``) also says which remembered records voted, nearest
+    first (``neighbours``: their digit and 64 cells): the cells explain only the softmax's part."""
     out: dict[str, Any] = {"features": [round(float(v), 2) for v in x[0]]}
+    if hasattr(model, "nearest_records"):
+        voters = model.nearest_records(x[0])
+        if voters:
+            out["neighbours"] = [{"digit": int(label), "features": [round(float(v), 1) for v in row]}
+                                 for row, label in voters]
     coef = np.asarray(getattr(model, "coef_", []))
     classes = list(getattr(model, "classes_", []))
     if digit not in classes:
