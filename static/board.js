@@ -525,6 +525,21 @@
       if (!xs.length) return [min, max];
       return [xs[0], Math.max(xs[xs.length - 1], xs[0] + 60)];
     };
+    // one line per tick: uPlot's two-line labels (time, then the date and hour under the first
+    // tick and each new hour) ran into each other on a range of a minute or two
+    var timeAxis = {
+      space: 70,
+      values: function (u, splits) {
+        var span = splits.length > 1 ? splits[splits.length - 1] - splits[0] : 0;
+        return splits.map(function (t) {
+          var d = new Date(t * 1000);
+          var hm = ("0" + d.getHours()).slice(-2) + ":" + ("0" + d.getMinutes()).slice(-2);
+          if (span < 600) return hm + ":" + ("0" + d.getSeconds()).slice(-2);
+          if (span < 2 * 86400) return hm;
+          return (d.getMonth() + 1) + "/" + d.getDate() + " " + hm;
+        });
+      }
+    };
     charts.accuracy = new window.uPlot({
       width: chartWidth(accEl), height: 180,
       legend: { live: false },
@@ -534,7 +549,7 @@
         { label: "cumulative", stroke: "#1f6feb", width: 2, value: pct },
         { label: "last N", stroke: "#d97706", width: 2, value: pct }
       ],
-      axes: [{}, { values: function (u, vals) { return vals.map(function (v) { return v + "%"; }); } }]
+      axes: [timeAxis, { values: function (u, vals) { return vals.map(function (v) { return v + "%"; }); } }]
     }, [[], [], []], accEl);
     charts.throughput = new window.uPlot({
       width: chartWidth(thrEl), height: 180,
@@ -545,7 +560,8 @@
         {},
         { label: "records/s", stroke: "#2da44e", width: 2, fill: "rgba(45,164,78,0.12)",
           value: function (u, v) { return v === null || v === undefined ? "–" : v.toFixed(1); } }
-      ]
+      ],
+      axes: [timeAxis, {}]
     }, [[], []], thrEl);
     window.addEventListener("resize", function () {
       charts.accuracy.setSize({ width: chartWidth(accEl), height: 180 });

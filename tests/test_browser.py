@@ -6,7 +6,8 @@ page's canvas, predicts, sends feedback by picking a digit; the test reads the f
 back from Kafka, lets the job's training loop (``online_ml.trainer.Trainer``, which the PyFlink
 UDF wraps) learn it and back up a model, and the page then says that model includes the example.
 
-Screenshot: ``.state/screenshots/board.png`` (copied by hand to docs/board.png for the README).
+Screenshots: ``.state/screenshots/board.png``, ``board-unsure.png`` and ``board-voters.png`` (copied
+by hand to docs/ for the README).
 """
 from __future__ import annotations
 
@@ -410,7 +411,8 @@ def test_the_board_shows_the_records_that_voted(settings, redis_client, unique_t
 
     digits = load_digits()
     learner = OnlineLearner(make_model("softmax", neighbours=9))
-    learner.learn_many(digits.data.astype(int).tolist(), digits.target.tolist())
+    for i in range(0, len(digits.target), 10):  # predict, then learn, 10 records at a time
+        learner.learn_many(digits.data[i:i + 10].astype(int).tolist(), digits.target[i:i + 10].tolist())
     snapshot = learner.snapshot()
     model_store.ModelStore(redis_client, prefix=settings.model_key).save(
         learner.model, snapshot, snapshot=snapshot)
@@ -421,4 +423,5 @@ def test_the_board_shows_the_records_that_voted(settings, redis_client, unique_t
         board = page.locator("#board")
         _draw(page, {"x": 0, "y": 0}, _seven(board.bounding_box()))
         answer = _predict_in_page(page)
+        page.screenshot(path=str(SCREENSHOT.with_name("board-voters.png")), full_page=True)
     assert len(answer["neighbours"]) == 9 and errors == [] and foreign == []
