@@ -1,6 +1,6 @@
 """The softmax learner's memory of records (``neighbours``; online_ml/nearest.py): a ring of the
 last records learned, their votes blended into the scores, predict-then-learn kept, safe to
-store, refused where it would not be one model (parallelism > 1)."""
+store, one memory when parallel learners merge, and the records that voted told to the board."""
 import doctest
 
 import numpy as np
