@@ -293,8 +293,9 @@ def plain(rules: Rules) -> Rules:
 def merge_states(global_state: State | None, deltas: Sequence[tuple[State, int]],
                  rules: Rules, first: bool = False) -> State:
     """``global + Σ wᵢ·deltaᵢ`` (avg arrays, ``wᵢ = nᵢ/Σn``), ``global + √K·Σ wᵢ·deltaᵢ`` (step
-    arrays, K deltas) and ``global + Σ deltaᵢ`` (sum arrays). A missing global is zero (every
-    contribution then started from zero); then, or with ``first`` (the global is a fresh
+    arrays, K deltas) and ``global + Σ deltaᵢ`` (sum arrays); append arrays (a memory of
+    records): the global's rows, then each delta's, the newest that fit. A missing global is zero
+    (every contribution then started from zero); then, or with ``first`` (the global is a fresh
     model's state), step arrays are averaged like avg ones."""
     if not deltas:
         if global_state is None:

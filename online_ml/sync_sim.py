@@ -110,8 +110,8 @@ def _merge(learners: Sequence[OnlineLearner], bases: list, pending: list[int],
     if not deltas or template is None:
         return global_state
     rules = sync.rules_of(template)
-    if mode == "sum":
-        rules = {name: sync.SUM for name in rules}
+    if mode == "sum":  # a memory of records stays appended
+        rules = {name: rule if rule == sync.APPEND else sync.SUM for name, rule in rules.items()}
     elif mode == "avg-tsum" and "t_" in rules:
         rules = {**rules, "t_": sync.SUM}
     elif mode == "avg1":
