@@ -50,6 +50,8 @@ CANDIDATES: dict[str, tuple[dict[str, Any], int]] = {
 SMOKE = ("served (the job's parameters)", "l2 3e-3", "served + 9 nearest records")
 #: The bases whose flagged 1s the served model misses (width over the stem's height).
 WIDE = (0.41, 0.55)
+
+
 @dataclass
 class Params:
     epochs: int = 3

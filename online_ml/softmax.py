@@ -56,6 +56,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 
+from . import nearest
+
 __all__ = ["OnlineSoftmax"]
 
 _FOURIER: dict[tuple[int, int, int, float], tuple[np.ndarray, np.ndarray]] = {}
@@ -284,8 +286,6 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
             self.t_ = float(adagrad_kernel_steps(X * self.scale, *state, *kernel,
                                                  float(self.kernel_weight)))
         if self._remembers():  # a row of weight 0 took no step and is not remembered either
-            from . import nearest
-
             kept = weights > 0
             self.memory_count_ = nearest.append(self.memory_x_, self.memory_y_,
                                                 self.memory_count_, X[kept],
@@ -334,24 +334,24 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
             return z
         z = z - z.max(axis=1, keepdims=True)
         z = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        return z + self.votes * self.nearest_shares(X)
+        return z + self.votes * self._shares(X)
 
     def nearest_shares(self, X: Any) -> np.ndarray:
         """The share of the ``neighbours`` nearest remembered records carrying each class, per
         row of ``X`` (zeros without a memory)."""
-        from . import nearest
-
         X = self._rows(X)
         if not self._remembers():
             return np.zeros((len(X), len(self.classes_)))
+        return self._shares(X)
+
+    def _shares(self, X: np.ndarray) -> np.ndarray:
+        """:meth:`nearest_shares` of rows already checked, with a memory."""
         return nearest.vote_shares(X, self.memory_x_, self.memory_y_, self.memory_count_,
                                    self.neighbours, len(self.classes_))
 
     def nearest_records(self, x: Any) -> list[tuple[np.ndarray, Any]]:
         """The ``neighbours`` remembered records nearest to one row ``x`` — its cells and its
         label — nearest first: what voted for its answer (none without a memory)."""
-        from . import nearest
-
         row = self._rows(np.asarray(x, dtype=np.float64).reshape(1, -1))[0]
         if not self._remembers():
             return []

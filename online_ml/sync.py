@@ -60,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from online_ml import sync_wire
+from online_ml import nearest, sync_wire
 
 AVG = "avg"
 STEP = "step"
@@ -170,8 +170,6 @@ def state_of(model: Any) -> State | None:
     out = {name: np.array(value, dtype=np.float64, copy=True)
            for name, (value, rule) in arrays.items() if rule != APPEND}
     if MEMORY[0] in arrays:
-        from . import nearest
-
         x, y = nearest.chronological(model.memory_x_, model.memory_y_, model.memory_count_)
         out.update(zip(MEMORY, (x.astype(np.float64), y.astype(np.float64),
                                 np.array(float(model.memory_count_)))))
@@ -190,7 +188,8 @@ def zero_based(model: Any) -> bool:
 def set_state(model: Any, state: Mapping[str, np.ndarray]) -> None:
     """Write ``state`` into the fitted ``model`` in place (the MLP's optimiser holds references
     to its arrays, so they are overwritten, not replaced) and refresh what derives from it."""
-    for name, (value, rule) in _arrays(model).items():
+    arrays = _arrays(model)
+    for name, (value, rule) in arrays.items():
         new = state[name]
         if rule == APPEND:
             continue
@@ -203,9 +202,7 @@ def set_state(model: Any, state: Mapping[str, np.ndarray]) -> None:
     if _kind(model) == "counts":
         model._update_feature_log_prob(model._check_alpha())
         model._update_class_log_prior(class_prior=model.class_prior)
-    if MEMORY[0] in state and getattr(model, "_remembers", lambda: False)():
-        from . import nearest
-
+    if MEMORY[0] in arrays:  # the memory of records: its rows back into the model's ring
         x, y, count = (state[name] for name in MEMORY)
         model.memory_count_ = nearest.restore(model.memory_x_, model.memory_y_, x, y, float(count))
 
@@ -248,8 +245,6 @@ def subtract(state: State, base: State | None) -> State:
         return {k: v.copy() for k, v in state.items()}
     out = {k: state[k] - base[k] for k in state if k not in MEMORY}
     if MEMORY[0] in state:
-        from . import nearest
-
         x, y, count = (state[name] for name in MEMORY)
         out.update(zip(MEMORY, _as_arrays(nearest.since(x, y, float(count),
                                                         float(base[MEMORY[2]])))))
@@ -271,8 +266,6 @@ def _as_arrays(memory: tuple) -> tuple[np.ndarray, ...]:
 
 def _joined(first: State, others: Sequence[State]) -> State:
     """``first``'s memory of records with the others' rows written after it, in order."""
-    from . import nearest
-
     x, y, count = first[MEMORY[0]], first[MEMORY[1]], float(first[MEMORY[2]])
     for other in others:
         x, y, count = nearest.joined(x, y, count, other[MEMORY[0]], other[MEMORY[1]],
