@@ -51,7 +51,9 @@ COLUMNS = [("pipeline", "pipeline", ""), ("form", "form", ""), ("split", "split"
 def _learner_text(name: str) -> str:
     """``LEARNER=softmax``; a calibration of its own (uncertainty.CALIBRATIONS) named as set."""
     if name == "softmax-neighbours":
-        return "LEARNER=softmax with LEARNER_PARAMS neighbours (softmax-neighbours)"
+        return "LEARNER=softmax, its memory of records voting (softmax-neighbours)"
+    if name == "softmax":
+        return "LEARNER=softmax without its memory of records (neighbours 0)"
     return f"LEARNER={name}"
 
 

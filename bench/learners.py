@@ -63,20 +63,21 @@ VARIANTS: dict[str, tuple[str, dict, int | str]] = {
     "multinomial-nb": ("nb", {}, 1),
     "mlp-32": ("mlp", {}, 1),
     "mlp-64-lr1e-2": ("mlp", {"hidden_layer_sizes": (64,), "learning_rate_init": 0.01}, 1),
-    # ours (online_ml/softmax.py, LEARNER=softmax): row mode and the batch UDF's chunking
+    # ours (online_ml/softmax.py, LEARNER=softmax, with its memory of records since
+    # 2026-12-03): row mode and the batch UDF's chunking
     "softmax": ("softmax", {}, 1),
     "softmax-job256": ("softmax", {}, "job:256"),
     "softmax-job512": ("softmax", {}, "job:512"),
     "softmax-job1024": ("softmax", {}, "job:1024"),
-    # what each of its choices earns: no random Fourier features (the linear model, the
-    # default until 2026-12-03), predicting with the last weights, no weight decay
+    # what each of its choices earns: no memory of records (neighbours 0: the default until
+    # 2026-12-03; online_ml/nearest.py), in row mode and the batch UDF's chunking; no random
+    # Fourier features (the linear model, the default until 2026-12-03 before that),
+    # predicting with the last weights, no weight decay
+    "softmax-no-memory": ("softmax", {"neighbours": 0}, 1),
+    "softmax-no-memory-job1024": ("softmax", {"neighbours": 0}, "job:1024"),
     "softmax-linear": ("softmax", {"kernel_features": 0}, 1),
     "softmax-last-weights": ("softmax", {"average": 0.0}, 1),
     "softmax-no-l2": ("softmax", {"l2": 0.0}, 1),
-    # and what the memory of the last 2,048 records earns, its 9 nearest voting (opt-in,
-    # LEARNER_PARAMS neighbours; online_ml/nearest.py): row mode and the batch UDF's chunking
-    "softmax-neighbours": ("softmax", {"neighbours": 9}, 1),
-    "softmax-neighbours-job1024": ("softmax", {"neighbours": 9}, "job:1024"),
     # River's StandardScaler | SoftmaxRegression(optimizer=SGD(0.01)), dict per record
     "river-softmax": ("river", {"lr": 0.01}, 1),
 }

@@ -25,7 +25,7 @@ blows up stray ink in the near-empty border cells of ``digits`` and costs real h
   linear in the cells. ``R`` and ``c`` are drawn again from the seed when needed, never stored.
   ``kernel_features=0`` is the linear model (and what a model stored before these parameters
   existed loads as).
-* **the nearest records** (``neighbours`` > 0; off by default): the model also keeps the last
+* **the nearest records** (``neighbours`` > 0; 9 by default): the model also keeps the last
   ``memory`` records it learned (online_ml/nearest.py) and its scores become its
   log-probabilities plus ``votes`` times the share of the ``neighbours`` nearest of them that
   carry each label. ``neighbours=0`` (and a model stored before this parameter existed) is the
@@ -105,7 +105,7 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
     linear models name them.
     """
 
-    # what a model stored before the random Fourier features existed reads (a linear model)
+    # what a model stored before these parameters existed reads (a linear model, no memory)
     kernel_features = 0
     kernel_gamma = 0.1
     kernel_weight = 0.125
@@ -116,7 +116,7 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
 
     def __init__(self, learning_rate: float = 0.5, l2: float = 1e-3, average: float = 0.3,
                  scale: float = 1 / 16, kernel_features: int = 512, kernel_gamma: float = 0.1,
-                 kernel_weight: float = 0.125, kernel_seed: int = 1, neighbours: int = 0,
+                 kernel_weight: float = 0.125, kernel_seed: int = 1, neighbours: int = 9,
                  memory: int = 2048, votes: float = 2.0):
         self.learning_rate = learning_rate
         self.l2 = l2
@@ -201,9 +201,10 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
         """What each input cell of one row ``x`` added to class ``label``'s score against a blank
         input (all zeros): the weight times the cell for the cells themselves, and for the random
         Fourier features their integrated gradient along the straight line from blank to ``x``
-        (``steps`` midpoints), shared out to the cells. The contributions add up to the score of
-        ``x`` minus the score of a blank input (exactly for a linear model; within the midpoint
-        rule's error with the random features)."""
+        (``steps`` midpoints), shared out to the cells. The contributions add up to the weights'
+        score of ``x`` (:meth:`weight_scores`: without the memory's votes, which are the nearest
+        records' and belong to no cell) minus a blank input's (exactly for a linear model; within
+        the midpoint rule's error with the random features)."""
         if not hasattr(self, "classes_"):
             raise NotFittedError("this OnlineSoftmax is not fitted yet: call partial_fit first")
         x = self._rows(np.asarray(x, dtype=np.float64).reshape(1, -1))[0]
@@ -319,22 +320,33 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
 
     # -- predicting ----------------------------------------------------------------------------
     def decision_function(self, X: Any, averaged: bool = True) -> np.ndarray:
-        """The ten class scores (logits) of the averaged model, shape (n_samples, n_classes);
-        ``averaged=False``: of the last iterate (the weights the next step starts from). With
-        ``neighbours``: the log-probabilities plus ``votes`` times the nearest records' label
-        shares (online_ml/nearest.py)."""
-        if not hasattr(self, "classes_"):
-            raise NotFittedError("this OnlineSoftmax is not fitted yet: call partial_fit first")
-        X = self._rows(X)
-        if not averaged:
-            z = self._inputs(X) @ self.weights_.T + self.bias_
-        else:
-            z = self._inputs(X) @ self.avg_weights_.T + self.avg_bias_
+        """The ten class scores of the averaged model, shape (n_samples, n_classes);
+        ``averaged=False``: of the last iterate (the weights the next step starts from). Without
+        a memory these are the weights' logits (:meth:`weight_scores`); with ``neighbours``, their
+        log-probabilities plus ``votes`` times the nearest records' label shares
+        (online_ml/nearest.py)."""
+        X = self._checked(X)
+        z = self._weight_scores(X, averaged)
         if not self._remembers():
             return z
         z = z - z.max(axis=1, keepdims=True)
         z = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
         return z + self.votes * self._shares(X)
+
+    def weight_scores(self, X: Any, averaged: bool = True) -> np.ndarray:
+        """The logits the weights alone give (``decision_function`` without the memory's votes):
+        what :meth:`contributions` shares out among the cells."""
+        return self._weight_scores(self._checked(X), averaged)
+
+    def _checked(self, X: Any) -> np.ndarray:
+        if not hasattr(self, "classes_"):
+            raise NotFittedError("this OnlineSoftmax is not fitted yet: call partial_fit first")
+        return self._rows(X)
+
+    def _weight_scores(self, X: np.ndarray, averaged: bool) -> np.ndarray:
+        if not averaged:
+            return self._inputs(X) @ self.weights_.T + self.bias_
+        return self._inputs(X) @ self.avg_weights_.T + self.avg_bias_
 
     def nearest_shares(self, X: Any) -> np.ndarray:
         """The share of the ``neighbours`` nearest remembered records carrying each class, per

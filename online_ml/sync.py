@@ -14,7 +14,7 @@ the pure rules, unit-tested apart from Redis:
   (online_ml/softmax.py) averages AdaGrad's accumulated squared gradients (the merged model's,
   not everybody's summed: summed, they would shrink every step N times too fast) and its step
   counter ``t_`` (which sets the averaging horizon), for the reasons SGD's ``t_`` is averaged.
-  Its opt-in memory of records (``neighbours``) is ``append``ed: each contribution carries the
+  Its memory of records (``neighbours``, on by default) is ``append``ed: each contribution carries the
   rows written since its base, and they are written after the global's, the newest kept.
 * A learner keeps the **base** it last adopted (or handed over). Its **delta** is
   ``state - base``; the merge is ``global + Σ wᵢ·deltaᵢ`` for ``avg`` arrays

@@ -8,8 +8,9 @@ is "sure" only when the top probability reaches a threshold chosen on the same s
 answers are right at least ``SURE_PRECISION`` of the time. Unsure answers name the two most likely
 digits.
 
-Both numbers belong to a learner: the default softmax regression's scores are logits already (its
-temperature is close to 1), SGD's are in the thousands. ``CALIBRATIONS`` holds them per learner
+Both numbers belong to a learner: the softmax regression's scores are logits already (its
+temperature is close to 1; with its memory of records, the default, log-probabilities plus the
+nearest records' votes), SGD's are in the thousands. ``CALIBRATIONS`` holds them per learner
 name (``LEARNER``), each fitted by ``LEARNER=<name> python bench/handwriting.py`` (it prints the
 values fitted on the development split); the server picks them by the type of the model it serves
 (:func:`calibration`), not by its own ``LEARNER`` setting, which may disagree with what is stored.
@@ -23,7 +24,9 @@ values fitted on the development split); the server picks them by the type of th
 >>> verdict(np.array([0.9, 0.05, 0.05]), [0, 1, 2], threshold=0.6)
 {'sure': True, 'candidates': [0]}
 >>> from online_ml.learner import make_model
->>> calibration(make_model("softmax")) == CALIBRATIONS["softmax"]
+>>> calibration(make_model("softmax")) == CALIBRATIONS["softmax-neighbours"]  # its memory's votes
+True
+>>> calibration(make_model("softmax", neighbours=0)) == CALIBRATIONS["softmax"]
 True
 >>> calibration(make_model("sgd")).temperature
 2020.0
@@ -70,16 +73,18 @@ class Calibration:
 #: ``LEARNER_PARAMS`` (``LEARNER=<name> LEARNER_PARAMS='{}' python bench/handwriting.py``, with
 #: the ink-fitted pen and the capped width of features.py; README "When the model is not sure"):
 #:
-#: * ``softmax`` (the default, with its random Fourier features since 2026-12-03): fitted on the
-#:   served scores (bitmaps by two views, ``features.image_to_views``) at T 0.917, threshold
-#:   0.660 (the promise kept with 95 % confidence, ``SURE_Z``) — its scores are logits. (The
-#:   linear softmax before: T 0.86, threshold 0.667.)
+#: * ``softmax`` without its memory of records (``LEARNER_PARAMS='{"neighbours": 0}'``, and a
+#:   model stored before the memory existed; with its random Fourier features since 2026-12-03):
+#:   fitted on the served scores (bitmaps by two views, ``features.image_to_views``) at T 0.917,
+#:   threshold 0.660 (the promise kept with 95 % confidence, ``SURE_Z``) — its scores are
+#:   logits. (The linear softmax before: T 0.86, threshold 0.667.)
 #: * ``sgd`` (one-vs-rest log-loss SGD, alpha 0.001): fitted T 2020.1, threshold 0.672 — its
 #:   decision values are in the thousands (L1, 64 inputs of 0..16). The tutorial's alpha=0.01
 #:   has smaller ones: with it, the probabilities come out flatter than they should.
-#: * ``softmax-neighbours`` (the softmax with its memory of records, opt-in: LEARNER_PARAMS
-#:   ``{"neighbours": 9}``): fitted T 1.25, threshold 0.664 — its scores are log-probabilities
-#:   plus up to 2 for the nearest records' votes, sharper than the model's own.
+#: * ``softmax-neighbours`` (the default learner's model: the softmax with its memory of records,
+#:   ``neighbours`` 9, the default since 2026-12-03): fitted T 1.25, threshold 0.664 — its scores
+#:   are log-probabilities plus up to 2 for the nearest records' votes, sharper than the model's
+#:   own.
 CALIBRATIONS: dict[str, Calibration] = {
     "softmax": Calibration(temperature=0.917, threshold=0.66),
     "softmax-neighbours": Calibration(temperature=1.25, threshold=0.664),

@@ -244,7 +244,7 @@
     return "rgb(" + g + "," + g + "," + g + ")";
   }
 
-  // A model with a memory of records (LEARNER_PARAMS neighbours) says which remembered records
+  // A model with a memory of records (the default learner's neighbours) says which remembered records
   // voted for its answer: each as an 8x8 picture with its digit.
   function showVoters(answer) {
     var voters = (answer && answer.neighbours) || [];

@@ -402,8 +402,9 @@ def test_clean_mouse_digits_are_read_right_on_our_board_and_the_tutorials_page(u
 
 
 def test_the_board_shows_the_records_that_voted(settings, redis_client, unique_topics):
-    """With LEARNER_PARAMS neighbours the model remembers records, and the board shows the ones
-    that voted for its answer next to what the model saw (``_predict_in_page`` checks them)."""
+    """The model remembers records (the default learner's ``neighbours`` 9), and the board shows
+    the ones that voted for its answer next to what the model saw (``_predict_in_page`` checks
+    them)."""
     from sklearn.datasets import load_digits
 
     import online_ml.model_store as model_store

@@ -40,20 +40,26 @@ def test_votes_are_the_label_shares_of_the_nearest():
     assert not nearest.vote_shares(np.array([[1.0, 1.0]]), x, y, 0, k=3, n_classes=2).any()
 
 
-def test_without_neighbours_the_model_is_the_plain_softmax(shuffled_digits):
+def test_the_memory_is_the_default_and_without_neighbours_the_model_is_the_plain_softmax(
+        shuffled_digits):
+    """The memory changes what is scored, not what the weights learn: the default model (9
+    neighbours) and one without (``neighbours=0``, and what a model stored before the memory
+    loads as) have the same weights after the same records; the latter's scores are its logits."""
     X, y = shuffled_digits
-    plain = OnlineSoftmax().partial_fit(X[:300], y[:300], classes=CLASSES)
+    remembers = OnlineSoftmax().partial_fit(X[:300], y[:300], classes=CLASSES)
     off = OnlineSoftmax(neighbours=0).partial_fit(X[:300], y[:300], classes=CLASSES)
+    assert remembers.neighbours == 9 and remembers.memory_count_ == 300
     assert not hasattr(off, "memory_x_")
-    assert np.array_equal(plain.decision_function(X), off.decision_function(X))
+    assert np.array_equal(remembers.avg_weights_, off.avg_weights_)
+    assert np.array_equal(off.decision_function(X), remembers.weight_scores(X))
+    assert not np.array_equal(remembers.decision_function(X), off.decision_function(X))
 
 
 def test_scores_are_log_probabilities_plus_the_votes(shuffled_digits):
     X, y = shuffled_digits
     model = OnlineSoftmax(neighbours=5, memory=300).partial_fit(X[:300], y[:300], classes=CLASSES)
     assert model.memory_count_ == 300
-    plain = OnlineSoftmax().partial_fit(X[:300], y[:300], classes=CLASSES)
-    z = plain.decision_function(X[300:400])
+    z = model.weight_scores(X[300:400])
     logp = z - z.max(1, keepdims=True)
     logp -= np.log(np.exp(logp).sum(1, keepdims=True))
     shares = model.nearest_shares(X[300:400])
@@ -206,7 +212,8 @@ def test_the_records_that_voted_nearest_first(shuffled_digits):
     d = [((row - X[7]) ** 2).sum() for row, _ in voters]
     assert d == sorted(d)
     assert not (((X[:500] - X[7]) ** 2).sum(1) < d[-1]).sum() > 5  # no nearer one left out
-    assert OnlineSoftmax().partial_fit(X[:10], y[:10], classes=CLASSES).nearest_records(X[0]) == []
+    plain = OnlineSoftmax(neighbours=0).partial_fit(X[:10], y[:10], classes=CLASSES)
+    assert plain.nearest_records(X[0]) == []
 
 
 @pytest.mark.integration

@@ -165,10 +165,10 @@ def settled_meta(store: ModelStore, samples: int, timeout: float = 60) -> dict:
 
 
 # -- tests -----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("memory", [False, True], ids=["softmax", "softmax-neighbours"])
+@pytest.mark.parametrize("memory", [False, True], ids=["softmax-neighbours-0", "softmax"])
 def test_two_learners_one_model(par_env, settings, redis_client, flink, two_taskmanagers, memory):
-    # with memory: LEARNER_PARAMS neighbours, the records each learner remembered are merged
-    # into one memory of the newest (online_ml/nearest.py; sync.MEMORY)
+    # with memory (the default; without: LEARNER_PARAMS neighbours 0), the records each learner
+    # remembered are merged into one memory of the newest (online_ml/nearest.py; sync.MEMORY)
     # three passes of digits: after 900 records SGD's last iterate is too noisy to compare one
     # run with another (one learner on digits: 0.900-0.940 over its last 100 of 900 records,
     # 0.962-0.971 over its last 100 of 5,391), and a served model that ends on a few unaveraged
@@ -180,7 +180,7 @@ def test_two_learners_one_model(par_env, settings, redis_client, flink, two_task
     store = ModelStore(redis_client, settings.model_key)
     try:
         env = dict(par_env, PARALLELISM="2")
-        params = {"neighbours": 9} if memory else None
+        params = None if memory else {"neighbours": 0}
         if params:
             env["LEARNER_PARAMS"] = json.dumps(params)
         job = flink.submit("stream.py", env)

@@ -167,9 +167,11 @@ def test_batch_mode_within_one_point_of_row_mode():
 
 def test_scikit_learn_api(shuffled_digits):
     X, y = shuffled_digits
-    linear = _fit(X[:500], y[:500], kernel_features=0)
+    linear = _fit(X[:500], y[:500], kernel_features=0, neighbours=0)
     z = linear.decision_function(X[500:600])
     assert np.allclose(z, X[500:600] @ linear.coef_.T + linear.intercept_)
+    remembers = _fit(X[:500], y[:500], kernel_features=0)  # the memory's votes come on top
+    assert np.allclose(remembers.weight_scores(X[500:600]), z)
     model = _fit(X[:500], y[:500])
     z = model.decision_function(X[500:600])
     assert z.shape == (100, 10) and model.coef_.shape == (10, 64 + model.kernel_features)
@@ -266,7 +268,9 @@ def test_random_features_learn_what_a_linear_model_cannot():
     X[1, 10] = X[2, 20] = X[3, 10] = X[3, 20] = 16
     y = [0, 1, 1, 0]
     right = {}
-    for name, params in (("linear", {"kernel_features": 0}), ("random features", {"kernel_gamma": 1.0})):
+    # without the memory of records, which would learn them by heart
+    for name, params in (("linear", {"kernel_features": 0, "neighbours": 0}),
+                         ("random features", {"kernel_gamma": 1.0, "neighbours": 0})):
         model = OnlineSoftmax(**params)
         for _ in range(300):
             model.partial_fit(X, y, classes=[0, 1])
@@ -277,25 +281,28 @@ def test_random_features_learn_what_a_linear_model_cannot():
 @pytest.mark.parametrize("params", [{}, {"kernel_features": 0}])
 def test_contributions_add_up_to_the_score_against_a_blank_board(shuffled_digits, params):
     """What the board shows per cell (server ``explain``): weight x cell for the linear part,
-    integrated gradients for the random features; their sum is the score minus a blank's."""
+    integrated gradients for the random features; their sum is the weights' score minus a
+    blank's (the memory's votes, on top by default, belong to no cell)."""
     X, y = shuffled_digits
     model = _fit(X[:400], y[:400], **params)
-    blank = model.decision_function(np.zeros((1, 64)))[0]
+    blank = model.weight_scores(np.zeros((1, 64)))[0]
     for x in X[400:410]:
         digit = int(model.predict(x[None])[0])
         parts = model.contributions(x, digit)
         assert parts.shape == (64,)
-        score = model.decision_function(x[None])[0, digit] - blank[digit]
+        score = model.weight_scores(x[None])[0, digit] - blank[digit]
         assert abs(parts.sum() - score) <= 0.01 * max(1.0, abs(score)), (parts.sum(), score)
 
 
 def test_a_model_stored_before_the_random_features_loads_as_the_linear_model_it_was(shuffled_digits):
     X, y = shuffled_digits
-    model = _fit(X[:300], y[:300], kernel_features=0)
+    model = _fit(X[:300], y[:300], kernel_features=0, neighbours=0)
     old = model_store.loads(model_store.dumps(model))
-    for name in ("kernel_features", "kernel_gamma", "kernel_weight", "kernel_seed"):
+    for name in ("kernel_features", "kernel_gamma", "kernel_weight", "kernel_seed",
+                 "neighbours", "memory", "votes"):
         del old.__dict__[name]  # what a model stored by the code before them holds
     assert old.kernel_features == 0 and old.get_params()["kernel_features"] == 0
+    assert old.neighbours == 0 and not hasattr(old, "memory_x_")  # no memory either
     assert np.array_equal(old.decision_function(X), model.decision_function(X))
     old.partial_fit(X[300:310], y[300:310])
     assert old.t_ == 310
@@ -321,7 +328,8 @@ def test_snapshot_is_json(shuffled_digits):
 
 def test_merge_rules_average_by_samples_and_alone_change_nothing(shuffled_digits):
     X, y = shuffled_digits
-    a, b = _fit(X[:100], y[:100]), _fit(X[100:400], y[100:400])
+    # the weights' rules (the memory's, appended: tests/test_nearest.py)
+    a, b = _fit(X[:100], y[:100], neighbours=0), _fit(X[100:400], y[100:400], neighbours=0)
     sync.check_mergeable(a)
     rules = sync.rules_of(a)
     assert set(rules) == {*sync.SOFTMAX_ARRAYS, "t_"}
@@ -352,11 +360,11 @@ def test_an_unfitted_merger_takes_the_merged_state(shuffled_digits):
 # -- through the job's loop, against a private Redis ----------------------------------------------
 @pytest.mark.integration
 @pytest.mark.parametrize("mode", ["row", "batch"])
-@pytest.mark.parametrize("params", ["{}", '{"neighbours": 9}'])
+@pytest.mark.parametrize("params", ["{}", '{"neighbours": 0}'])
 def test_the_job_trains_backs_up_and_restarts_with_it(mode, params):
     """Trainer.process (row UDF) or process_many (batch UDF) with LEARNER=softmax: it learns, its
-    backup goes through skops and the trusted list, a restarted job continues from it; with its
-    memory of records (online_ml/nearest.py), the memory too."""
+    backup goes through skops and the trusted list, a restarted job continues from it, its
+    memory of records (online_ml/nearest.py) too; without a memory (``neighbours`` 0) likewise."""
     import dataclasses
 
     from online_ml.config import Settings

@@ -88,7 +88,7 @@ def test_linear_scores_are_the_models_decision_function():
 def test_each_learner_has_its_own_calibration_chosen_by_the_models_type():
     from online_ml.learner import make_model
 
-    softmax_model, sgd_model = make_model("softmax"), make_model("sgd", alpha=0.001)
+    softmax_model, sgd_model = make_model("softmax", neighbours=0), make_model("sgd", alpha=0.001)
     assert unc.learner_of(softmax_model) == "softmax" and unc.learner_of(sgd_model) == "sgd"
     assert unc.calibration(softmax_model) == unc.CALIBRATIONS["softmax"]
     assert unc.calibration(sgd_model) == unc.CALIBRATIONS["sgd"]
@@ -97,7 +97,7 @@ def test_each_learner_has_its_own_calibration_chosen_by_the_models_type():
     assert unc.CALIBRATIONS["sgd"].temperature == 2020.0
     assert unc.CALIBRATIONS["sgd"].threshold == 0.67
     assert unc.calibration(make_model("nb")) == unc.UNFITTED  # not fitted: its own predict_proba
-    remembers = make_model("softmax", neighbours=9)  # the memory's votes: fitted apart
+    remembers = make_model("softmax")  # the default's memory and its votes: fitted apart
     assert unc.learner_of(remembers) == "softmax-neighbours"
     assert unc.calibration(remembers) == unc.CALIBRATIONS["softmax-neighbours"]
     assert unc.served_views(remembers, np.zeros((2, 64))).shape == (2, 64)
@@ -120,7 +120,8 @@ def test_each_learner_is_sure_of_a_clean_digit_and_not_of_a_mixed_one_with_its_o
         learner = OnlineLearner(make_model(name, **params))
         for _ in range(3):
             learner.learn_many(digits.data, digits.target)
-        model, own = learner.model, unc.CALIBRATIONS[name]
+        model = learner.model
+        own = unc.CALIBRATIONS[unc.learner_of(model)]
         clean = unc.probabilities(model, digits.data[:200])  # the model's own temperature
         assert np.allclose(clean, unc.softmax(unc.logits(model, digits.data[:200]),
                                               own.temperature))
