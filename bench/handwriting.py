@@ -201,6 +201,18 @@ def _mouse(model) -> tuple[list[dict], dict]:
     return rows, ones
 
 
+def _mouse_set() -> tuple[list[str], np.ndarray]:
+    svgs, y, _ = ev.mouse_drawings()
+    return list(svgs), np.asarray(y)
+
+
+def _ones_by_base() -> tuple[list[str], np.ndarray]:
+    from online_ml.harness.mouse_digits import ones_by_base
+
+    ones = ones_by_base()
+    return [o["svg"] for o in ones], np.ones(len(ones), dtype=int)
+
+
 def _within(name: str, value: float | None, lo: float, hi: float, detail: str) -> dict:
     """A two-sided target: the code's constant still matches what this run measured (n/a
     without a value)."""
@@ -258,8 +270,8 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         ablation.append(aug)
 
     mouse_rows, ones = _mouse(model)
-    widths = (width_sweep(model, inks, ys, rt_inks, rt_expected, ablation[0]["round_trip"])
-              if p.width_sweep else [])
+    widths = (width_sweep(model, inks, ys, rt_inks, rt_expected, ablation[0]["round_trip"],
+                          _mouse_set(), _ones_by_base()) if p.width_sweep else [])
 
     # what the server scores a bitmap by with this learner: both views, or the features alone
     two_views = unc.learner_of(model) in unc.BITMAP_VIEW_LEARNERS

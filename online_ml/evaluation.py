@@ -20,7 +20,7 @@ import numpy as np
 
 from .config import Settings
 from .drawing_input import FeatureError
-from .features import ink_to_features, strokes_to_features
+from .features import MAX_WIDTH, ink_to_features, strokes_to_features
 from .learner import OnlineLearner, make_model
 from .producer import iter_records
 from .svg_render import SvgDrawing, svg_ink
@@ -30,7 +30,8 @@ __all__ = ["VARIANTS", "STROKE_VARIANTS", "SERVED", "WIDTH", "BITMAP_VIEWS", "mo
            "features_of", "view_scores", "view_answers", "per_digit", "confusion",
            "format_confusion"]
 
-SERVED = "+ deskew, centred across by mass, height fills, width <= 24/32 (served)"
+_MAX = f"width <= {round(MAX_WIDTH * 32)}/32"
+SERVED = f"+ deskew, centred across by mass, height fills, {_MAX} (served)"
 WIDTH = "served + stroke width (bitmaps' second view)"
 #: What the server scores a bitmap (or filled shapes) by: these views, their decision values
 #: averaged (``features.bitmap_views``; test-time augmentation). Strokes get one view.
@@ -55,7 +56,7 @@ STROKE_VARIANTS: dict[str, dict[str, Any]] = {
                                                         "fit": "long side"},
     "one pen, long side, centred across by mass": {"fit_ink": False, "fit": "long side"},
     "pen fitted to digits' ink, long side, centred across by mass": {"fit": "long side"},
-    "pen fitted to digits' ink, centred across by mass, height fills, width <= 24/32 (served)": {},
+    f"pen fitted to digits' ink, centred across by mass, height fills, {_MAX} (served)": {},
 }
 
 

@@ -129,6 +129,13 @@ def test_the_benchmark_runs_at_smoke_size(tmp_path):
     assert len(res["ablation"]) >= 2 and all(0 <= r["round_trip"] <= 1 for r in res["ablation"])
     assert any("affine variants" in r["variant"] for r in res["ablation"])
     assert round(MAX_WIDTH * 32) in [r["px"] for r in res["widths"]]  # how MAX_WIDTH was chosen
+    # the width may not cost a mouse drawing or a 1 by its base against the served width
+    served = next(r for r in res["widths"] if r["px"] == round(MAX_WIDTH * 32))
+    best = next(r for r in res["widths"] if "best on dev" in r["chosen"])
+    assert 0 <= served["mouse"] <= 42 and 0 <= served["ones"] <= 208
+    assert best["mouse"] >= served["mouse"] and best["ones"] >= served["ones"]
+    assert all("ruled out" in r["chosen"] for r in res["widths"]
+               if r["mouse"] < served["mouse"] or r["ones"] < served["ones"])
     assert [r["n"] for r in res["mouse"]] == [42] * len(res["mouse"])  # our mouse drawings
     n_test = doc["parameters"]["test"]
     assert len(res["per_digit"]) == 10 and np.array(res["confusion"]["board"]).sum() == n_test
