@@ -71,8 +71,8 @@ VARIANTS: dict[str, tuple[str, dict, int | str]] = {
     "softmax-job1024": ("softmax", {}, "job:1024"),
     # what each of its choices earns: no memory of records (neighbours 0: the default until
     # 2026-12-03; online_ml/nearest.py), in row mode and the batch UDF's chunking; no random
-    # Fourier features (the linear model, the default until 2026-12-03 before that),
-    # predicting with the last weights, no weight decay
+    # Fourier features (with the memory; the linear model without it was the default until
+    # that morning), predicting with the last weights, no weight decay
     "softmax-no-memory": ("softmax", {"neighbours": 0}, 1),
     "softmax-no-memory-job1024": ("softmax", {"neighbours": 0}, "job:1024"),
     "softmax-linear": ("softmax", {"kernel_features": 0}, 1),
