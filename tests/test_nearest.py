@@ -219,7 +219,8 @@ def test_the_records_that_voted_nearest_first(shuffled_digits):
 @pytest.mark.integration
 def test_the_board_is_told_which_records_voted(redis_client, settings):
     """``POST /predict`` with ``explain``: a model with a memory names the records that voted,
-    nearest first, each with its digit and 64 cells; the default model's answer has none."""
+    nearest first, each with its digit and 64 cells (the default); a model without one
+    (``neighbours`` 0) names none."""
     from sklearn.datasets import load_digits
 
     from online_ml.harness.drawings import digit_rects_svg, svg_data_url
@@ -232,13 +233,13 @@ def test_the_board_is_told_which_records_voted(redis_client, settings):
     try:
         store = ModelStore(redis_client, prefix=settings.model_key)
         url = svg_data_url(digit_rects_svg(digits.images[4]))
-        for params in ({"neighbours": 9}, {}):
+        for params in ({}, {"neighbours": 0}):
             model = OnlineSoftmax(**params).partial_fit(digits.data, digits.target,
                                                         classes=CLASSES)
             store.save(model, {"samples_seen": 1797})
             answer = app.test_client().post("/predict", data={"imgStr": url, "explain": "1"})
             answer = answer.get_json()
-            if not params:
+            if params:
                 assert "neighbours" not in answer and len(answer["features"]) == 64
                 continue
             voters = answer["neighbours"]

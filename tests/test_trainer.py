@@ -103,11 +103,16 @@ def test_a_correction_from_the_board_shows_in_the_next_answers(mode, share, sett
     """FEEDBACK_STEP_SHARE (the default): after 1,000 records, the first later drawing the
     model reads wrong, sent as feedback with its label, is read right within three corrections
     (part of the step goes straight into the averaged weights the softmax learner predicts
-    with); 0, an ordinary step, leaves the answer as it was (README "Teaching it")."""
+    with); 0, an ordinary step, leaves the weights' answer as it was (README "Teaching it":
+    checked without the memory of records, whose remembered correction votes whatever the
+    share)."""
     from online_ml.schema import encode_record
 
     assert Settings().feedback_step_share > 0
-    trainer = Trainer(dataclasses.replace(settings, feedback_step_share=share))
+    changes: dict = {"feedback_step_share": share}
+    if not share:
+        changes["learner_params"] = '{"neighbours": 0}'
+    trainer = Trainer(dataclasses.replace(settings, **changes))
     run(trainer, GOOD[:1000], mode)
     record = next(r for r in map(json.loads, GOOD[1000:])
                   if trainer.learner.model.predict([r["x"]])[0] != r["actual_y"])
