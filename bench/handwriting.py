@@ -187,10 +187,10 @@ MOUSE_COLUMNS = [("features (strokes)", "features", ""), ("n", "n", "d"), ("righ
                  ("accuracy", "accuracy", ".3f"), ("missed (digit drawing -> answer)", "missed", "")]
 
 
-def _mouse(model) -> tuple[list[dict], dict]:
-    """Our clean mouse drawings through each stroke path of the features (offline: the browser
-    test draws the same set on the board); and how the served path answers the 1s."""
-    svgs, y, names = ev.mouse_drawings()
+def _mouse(model, svgs: list[str], y: np.ndarray, names: list[str]) -> tuple[list[dict], dict]:
+    """Our clean mouse drawings (``ev.mouse_drawings``) through each stroke path of the features
+    (offline: the browser test draws the same set on the board); and how the served path answers
+    the 1s."""
     rows = []
     for variant in ev.STROKE_VARIANTS:
         pred = model.predict(ev.stroke_features(svgs, variant))
@@ -199,11 +199,6 @@ def _mouse(model) -> tuple[list[dict], dict]:
                      "missed": ", ".join(f"{d} {n} -> {p}" for d, n, p in zip(y, names, pred) if p != d)})
     ones = {n: int(p) for d, n, p in zip(y, names, pred) if d == 1}
     return rows, ones
-
-
-def _mouse_set() -> tuple[list[str], np.ndarray]:
-    svgs, y, _ = ev.mouse_drawings()
-    return list(svgs), np.asarray(y)
 
 
 def _ones_by_base() -> tuple[list[str], np.ndarray]:
@@ -269,9 +264,10 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                 (aug_model.predict(feats[ev.SERVED, s, f]) == truth).mean())
         ablation.append(aug)
 
-    mouse_rows, ones = _mouse(model)
+    mouse_svgs, mouse_y, mouse_names = ev.mouse_drawings()
+    mouse_rows, ones = _mouse(model, mouse_svgs, mouse_y, mouse_names)
     widths = (width_sweep(model, inks, ys, rt_inks, rt_expected, ablation[0]["round_trip"],
-                          _mouse_set(), _ones_by_base()) if p.width_sweep else [])
+                          (mouse_svgs, mouse_y), _ones_by_base()) if p.width_sweep else [])
 
     # what the server scores a bitmap by with this learner: both views, or the features alone
     two_views = unc.learner_of(model) in unc.BITMAP_VIEW_LEARNERS

@@ -8,9 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from online_ml import evaluation as ev
-from online_ml.features import MAX_WIDTH, strokes_to_features
+from online_ml.features import MAX_WIDTH
 from online_ml.handwriting import FORMS
-from online_ml.svg_render import SvgDrawing
 
 WIDTH_COLUMNS = [("widest (px of 32)", "px", "d"), ("dev board", "dev_board", ".3f"),
                  ("dev cropped", "dev_cropped", ".3f"), ("digits as SVG: same answer", "round_trip", ".3f"),
@@ -30,8 +29,7 @@ WIDTH_Z = 1.96
 def _strokes_right(model, strokes: tuple[list[str], np.ndarray], px: int) -> int:
     """How many of these stroke drawings the server's stroke path reads right at this width."""
     svgs, truth = strokes
-    x = np.array([strokes_to_features(SvgDrawing(svg.encode()), max_width=px / 32) for svg in svgs])
-    return int((model.predict(x) == truth).sum())
+    return int((model.predict(ev.stroke_features(svgs, max_width=px / 32)) == truth).sum())
 
 
 def width_sweep(model, inks: dict, ys: dict, rt_inks: list, rt_expected: np.ndarray,

@@ -171,10 +171,12 @@ def mouse_drawings(board: tuple[float, float] = (360, 240)) -> tuple[list[str], 
             [name for _, name, _ in SET])
 
 
-def stroke_features(svgs: Iterable[str], variant: str = list(STROKE_VARIANTS)[-1]) -> np.ndarray:
-    """Features of SVG drawings through the server's path (``strokes_to_features``)."""
-    return np.array([strokes_to_features(SvgDrawing(svg.encode()), **STROKE_VARIANTS[variant])
-                     for svg in svgs])
+def stroke_features(svgs: Iterable[str], variant: str = list(STROKE_VARIANTS)[-1],
+                    **options: Any) -> np.ndarray:
+    """Features of SVG drawings through the server's path (``strokes_to_features``), or another
+    of ``STROKE_VARIANTS``; ``options`` change its keyword arguments (e.g. ``max_width``)."""
+    kwargs = {**STROKE_VARIANTS[variant], **options}
+    return np.array([strokes_to_features(SvgDrawing(svg.encode()), **kwargs) for svg in svgs])
 
 
 def per_digit(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[int] = range(10)) -> list[dict]:

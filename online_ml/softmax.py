@@ -205,9 +205,7 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
         score of ``x`` (:meth:`weight_scores`: without the memory's votes, which are the nearest
         records' and belong to no cell) minus a blank input's (exactly for a linear model; within
         the midpoint rule's error with the random features)."""
-        if not hasattr(self, "classes_"):
-            raise NotFittedError("this OnlineSoftmax is not fitted yet: call partial_fit first")
-        x = self._rows(np.asarray(x, dtype=np.float64).reshape(1, -1))[0]
+        x = self._checked(np.asarray(x, dtype=np.float64).reshape(1, -1))[0]
         k = self.classes_.tolist().index(label)
         n = self.n_features_in_
         w = self.avg_weights_[k]
