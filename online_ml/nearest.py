@@ -8,7 +8,14 @@ handwriting, every flagged 1 with a base 0.41 of its height read 1 (two thirds b
 at 0.55 (none before). ``OnlineSoftmax(neighbours=k)`` keeps such a memory (``memory`` records,
 the oldest dropped first) and blends its votes in (online_ml/softmax.py); parallel learners
 append what each remembered (online_ml/sync.py, :func:`since`, :func:`joined`, :func:`restore`).
-Opt-in: on the test split of real handwriting it gained nothing (README, *The learner*).
+The default learner's since 2026-12-03 (README, *The learner*).
+
+Which records are nearest: the ``k`` smallest distances, a tie at the ``k``-th distance going to
+the lower place in the ring, so the answer is one whatever computes it. A process that learns
+(the job, the benches) selects them with a compiled loop once it has learned
+(:func:`use_compiled`: ~3 µs a row against ~25 µs for ``np.argpartition``, which also left ties to
+chance); the server, which only predicts and has no numba, with numpy calls that pick the same
+records (tests/test_nearest.py).
 
 The memory is a ring: ``x`` (capacity x cells, float32: what BLAS multiplies without a copy; a
 ring of bytes had to be converted on every prediction, which cost more than the search),
@@ -25,12 +32,12 @@ ring of bytes had to be converted on every prediction, which cost more than the 
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["append", "filled", "vote_shares", "nearest_rows", "chronological", "since", "joined",
-           "restore"]
+__all__ = ["append", "filled", "vote_shares", "nearest_rows", "nearest_indices", "use_compiled",
+           "chronological", "since", "joined", "restore"]
 
 
 def filled(capacity: int, count: int) -> int:
@@ -113,31 +120,60 @@ def _distances(X: np.ndarray, kept: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", kept, kept)[None, :] - 2.0 * (X @ kept.T)
 
 
+def _nearest_numpy(d: np.ndarray, k: int) -> np.ndarray:
+    """:func:`nearest_indices` with numpy calls: the ``k``-th smallest value per row, everything
+    below it, then the first places that equal it until there are ``k``."""
+    kth = np.partition(d, k - 1, axis=1)[:, k - 1:k]
+    less = d < kth
+    tie = d == kth
+    chosen = less | (tie & (np.cumsum(tie, axis=1) <= k - less.sum(axis=1, keepdims=True)))
+    at = np.nonzero(chosen)[1].reshape(len(d), k)  # ascending places per row
+    order = np.argsort(np.take_along_axis(d, at, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(at, order, axis=1)
+
+
+_compiled_nearest: Callable[[np.ndarray, int], np.ndarray] | None = None
+
+
+def use_compiled() -> None:
+    """From now on, :func:`nearest_indices` runs compiled in this process (numba: imported by
+    whatever learns, never by the server). Same answers as the numpy calls."""
+    global _compiled_nearest
+    if _compiled_nearest is None:
+        from .softmax_steps import nearest_indices as compiled
+        _compiled_nearest = compiled
+
+
+def nearest_indices(d: np.ndarray, k: int) -> np.ndarray:
+    """For each row of distances ``d`` (``k`` <= its length): the places of its ``k`` smallest,
+    nearest first, a tie going to the lower place (so also: among equal distances the lower
+    place is the one kept when some must be left out)."""
+    if _compiled_nearest is not None:
+        return _compiled_nearest(np.ascontiguousarray(d), int(k))
+    return _nearest_numpy(d, int(k))
+
+
 def nearest_rows(row: np.ndarray, x: np.ndarray, count: int, k: int) -> np.ndarray:
     """Where in the ring the ``k`` remembered rows nearest to ``row`` are, nearest first (what
     voted for a drawing's answer, for the board to show)."""
     n = filled(len(x), count)
     if n == 0 or k <= 0:
         return np.zeros(0, dtype=np.int64)
-    d = _distances(np.asarray(row).reshape(1, -1), x[:n])[0]
-    k = min(int(k), n)
-    near = np.argpartition(d, k - 1)[:k] if k < n else np.arange(n)
-    return near[np.argsort(d[near], kind="stable")]
+    d = _distances(np.asarray(row).reshape(1, -1), x[:n])
+    return nearest_indices(d, min(int(k), n))[0]
 
 
 def vote_shares(X: np.ndarray, x: np.ndarray, y: np.ndarray, count: int, k: int,
                 n_classes: int) -> np.ndarray:
     """For each row of ``X``: the share of its ``k`` nearest remembered rows (squared distance
-    of the cells) that carry each class; all zeros while nothing is remembered. Ties at the k-th
-    distance are broken by position in the ring. (A row's own squared length is left out of its
-    distances: it ranks nothing.)"""
+    of the cells; :func:`nearest_indices`) that carry each class; all zeros while nothing is
+    remembered. (A row's own squared length is left out of its distances: it ranks nothing.)"""
     out = np.zeros((len(X), n_classes))
     n = filled(len(x), count)
     if n == 0 or k <= 0 or len(X) == 0:
         return out
-    d = _distances(X, x[:n])
     k = min(int(k), n)
-    near = np.argpartition(d, k - 1, axis=1)[:, :k] if k < n else np.broadcast_to(np.arange(n), (len(X), n))
-    rows = np.repeat(np.arange(len(X)), k)
-    np.add.at(out, (rows, y[:n][near].reshape(-1).astype(np.int64)), 1.0 / k)
-    return out
+    near = nearest_indices(_distances(X, x[:n]), k)
+    labels = y[:n].astype(np.int64)[near] + n_classes * np.arange(len(X))[:, None]
+    counts = np.bincount(labels.reshape(-1), minlength=len(X) * n_classes)
+    return counts.reshape(len(X), n_classes) / k

@@ -275,6 +275,7 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
             raise ValueError(f"sample_weight has {len(weights)} values for {len(X)} rows")
         from .softmax_steps import adagrad_kernel_steps, adagrad_steps  # numba: only the job
 
+        nearest.use_compiled()  # this process learns: its votes are compiled from now on too
         state = (np.asarray(cols, dtype=np.int64), weights, self.weights_, self.bias_,
                  self.accum_, self.accum_bias_, self.avg_weights_, self.avg_bias_, float(self.t_),
                  float(self.learning_rate), float(self.l2), float(self.average), EPS)

@@ -40,6 +40,42 @@ def test_votes_are_the_label_shares_of_the_nearest():
     assert not nearest.vote_shares(np.array([[1.0, 1.0]]), x, y, 0, k=3, n_classes=2).any()
 
 
+def test_a_tie_at_the_last_place_goes_to_the_lower_place_in_the_ring():
+    """Four records at the same distance, two voting places: the two first in the ring vote,
+    whichever computes it (the server's numpy calls, the job's compiled loop)."""
+    x = np.array([[1, 0], [0, 1], [-1, 0], [0, -1]], np.float32)
+    y = np.array([0, 1, 1, 1], np.int16)
+    d = nearest._distances(np.zeros((1, 2)), x)
+    assert nearest._nearest_numpy(d, 2).tolist() == [[0, 1]]
+    assert np.allclose(nearest.vote_shares(np.zeros((1, 2)), x, y, 4, k=2, n_classes=2),
+                       [[0.5, 0.5]])
+
+
+def test_the_compiled_selection_picks_what_numpy_picks():
+    """On distances full of ties (small integers, as the 64 cells' squared distances are), any
+    number of rows and places: the same places in the same order."""
+    from online_ml.softmax_steps import nearest_indices as compiled
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        rows, n = int(rng.integers(1, 6)), int(rng.integers(1, 60))
+        k = int(rng.integers(1, n + 1))
+        d = rng.integers(0, 5, size=(rows, n)).astype(np.float32)
+        assert np.array_equal(compiled(d, k), nearest._nearest_numpy(d, k)), (d, k)
+
+
+def test_a_process_that_learns_votes_compiled_and_the_same(shuffled_digits):
+    X, y = shuffled_digits
+    model = OnlineSoftmax(memory=500).partial_fit(X[:600], y[:600], classes=CLASSES)
+    assert nearest._compiled_nearest is not None
+    compiled = model.decision_function(X[600:])
+    saved, nearest._compiled_nearest = nearest._compiled_nearest, None
+    try:  # as the server, which never learns, computes them
+        with_numpy = model.decision_function(X[600:])
+    finally:
+        nearest._compiled_nearest = saved
+    assert np.array_equal(compiled, with_numpy)
+
+
 def test_the_memory_is_the_default_and_without_neighbours_the_model_is_the_plain_softmax(
         shuffled_digits):
     """The memory changes what is scored, not what the weights learn: the default model (9
