@@ -118,6 +118,18 @@ class FlinkRest:
         except FlinkUnreachable:
             return False
 
+    def direct_memory(self) -> dict[str, tuple[float, float]]:
+        """Each TaskManager's JVM direct memory in use and its limit, in MB: where the Python
+        workers' gRPC buffers come from (stack/flink/config.yaml, ``task.off-heap``); near the
+        limit, a TaskManager's Python workers fail to start."""
+        out = {}
+        for tm in self._call("/taskmanagers")["taskmanagers"]:
+            detail = self._call(f"/taskmanagers/{tm['id']}")
+            memory = detail.get("memoryConfiguration", {})  # -XX:MaxDirectMemorySize is their sum
+            limit = sum(memory.get(k, 0) for k in ("frameworkOffHeap", "taskOffHeap", "networkMemory"))
+            out[tm["id"]] = (detail.get("metrics", {}).get("directUsed", 0) / 2**20, limit / 2**20)
+        return out
+
     # -- jobs --------------------------------------------------------------------------------------
     def jobs(self) -> list[dict]:
         """Every job the cluster knows (``jid``, ``name``, ``state``, ...), running or not."""

@@ -138,8 +138,9 @@ def served_accuracy(store: ModelStore) -> float:
 
 def predicted(flink: FlinkJobs, job: str, sink: Sink, n: int, timeout: float, what: str) -> None:
     """Wait until the sink holds predictions for ``n`` records; on a timeout, say what the job
-    was doing (its state, subtasks, restarts and last failure): a CI run once timed out here
-    with nothing else to go by."""
+    was doing (its state, subtasks, restarts, last failure and the TaskManagers' direct memory):
+    a CI run once timed out here with nothing else to go by, and once because a TaskManager's
+    direct memory was spent (stack/flink/config.yaml, ``task.off-heap``)."""
     try:
         wait_for(lambda: len(sink.ids) >= n, timeout, what)
     except WaitTimeout as exc:
@@ -149,12 +150,15 @@ def predicted(flink: FlinkJobs, job: str, sink: Sink, n: int, timeout: float, wh
             subtasks = [(v.get("name", "")[:40], v.get("status"), v.get("parallelism"))
                         for v in info.get("vertices", [])]
             overview = flink.overview()
+            direct = {tm[-6:]: f"{used:.0f}/{limit:.0f} MB"
+                      for tm, (used, limit) in flink.direct_memory().items()}
         except Exception as err:  # the REST API itself is the problem
-            state, subtasks, overview = f"unknown ({err!r})", [], {}
+            state, subtasks, overview, direct = f"unknown ({err!r})", [], {}, {}
         raise WaitTimeout(
             f"{exc}: {len(sink.ids)} predicted (sink errors: {sink.errors[-3:]}); "
             f"job {job} {state}, vertices {subtasks}, "
-            f"restarts {flink.restarts_if_known(job)}, cluster {overview}, last failure:\n"
+            f"restarts {flink.restarts_if_known(job)}, cluster {overview}, "
+            f"TaskManagers' direct memory {direct}, last failure:\n"
             f"{flink.failure_if_any(job)[:3000]}") from exc
 
 
