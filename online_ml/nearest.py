@@ -120,15 +120,27 @@ def _distances(X: np.ndarray, kept: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", kept, kept)[None, :] - 2.0 * (X @ kept.T)
 
 
+def _chosen_numpy(d: np.ndarray, k: int) -> np.ndarray:
+    """The places of :func:`nearest_indices`, in no order, with numpy calls: ``np.argpartition``'s
+    ``k``; in a row where more places share the ``k``-th distance than fit (it picks among them
+    at will), everything below that distance and then the first places at it."""
+    at = np.argpartition(d, k - 1, axis=1)[:, :k] if k < d.shape[1] else \
+        np.broadcast_to(np.arange(d.shape[1]), d.shape)
+    kth = d[np.arange(len(d))[:, None], at].max(axis=1, keepdims=True)
+    crowded = np.flatnonzero(np.count_nonzero(d <= kth, axis=1) > k)
+    if len(crowded):
+        dc, kc = d[crowded], kth[crowded]
+        less, tie = dc < kc, dc == kc
+        chosen = less | (tie & (np.cumsum(tie, axis=1) <= k - less.sum(axis=1, keepdims=True)))
+        at = at.copy()
+        at[crowded] = np.nonzero(chosen)[1].reshape(len(crowded), k)
+    return at
+
+
 def _nearest_numpy(d: np.ndarray, k: int) -> np.ndarray:
-    """:func:`nearest_indices` with numpy calls: the ``k``-th smallest value per row, everything
-    below it, then the first places that equal it until there are ``k``."""
-    kth = np.partition(d, k - 1, axis=1)[:, k - 1:k]
-    less = d < kth
-    tie = d == kth
-    chosen = less | (tie & (np.cumsum(tie, axis=1) <= k - less.sum(axis=1, keepdims=True)))
-    at = np.nonzero(chosen)[1].reshape(len(d), k)  # ascending places per row
-    order = np.argsort(np.take_along_axis(d, at, axis=1), axis=1, kind="stable")
+    """:func:`nearest_indices` with numpy calls (:func:`_chosen_numpy`, nearest first)."""
+    at = np.sort(_chosen_numpy(d, k), axis=1)  # places ascending: a stable sort keeps the
+    order = np.argsort(np.take_along_axis(d, at, axis=1), axis=1, kind="stable")  # lower first
     return np.take_along_axis(at, order, axis=1)
 
 
@@ -173,7 +185,8 @@ def vote_shares(X: np.ndarray, x: np.ndarray, y: np.ndarray, count: int, k: int,
     if n == 0 or k <= 0 or len(X) == 0:
         return out
     k = min(int(k), n)
-    near = nearest_indices(_distances(X, x[:n]), k)
-    labels = y[:n].astype(np.int64)[near] + n_classes * np.arange(len(X))[:, None]
+    d = _distances(X, x[:n])
+    near = _compiled_nearest(d, k) if _compiled_nearest is not None else _chosen_numpy(d, k)
+    labels = y[near].astype(np.int64) + n_classes * np.arange(len(X))[:, None]
     counts = np.bincount(labels.reshape(-1), minlength=len(X) * n_classes)
     return counts.reshape(len(X), n_classes) / k
