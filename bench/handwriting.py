@@ -39,6 +39,7 @@ import numpy as np
 from handwriting_width import WIDTH_COLUMNS, width_sweep
 
 from online_ml import evaluation as ev
+from online_ml import nearest
 from online_ml import uncertainty as unc
 from online_ml.features import MAX_WIDTH, bitmap_views
 from online_ml.handwriting import FORMS, TRACED, drawing, load_mnist, split
@@ -129,7 +130,8 @@ def _cost(model, n: int) -> list[dict]:
     x = np.array([ev.ink_to_features(svg_ink(decode_data_url(u))) for u in urls])
 
     def per_item(fn) -> float:
-        return common.cpu_ms(lambda: [fn(i) for i in range(n)], n, 5)
+        with nearest.as_the_server():  # this process learned: select as the server does
+            return common.cpu_ms(lambda: [fn(i) for i in range(n)], n, 5)
 
     classes = model.classes_
     before, served = list(ev.STROKE_VARIANTS)[0], list(ev.STROKE_VARIANTS)[-1]

@@ -32,12 +32,13 @@ ring of bytes had to be converted on every prediction, which cost more than the 
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
 __all__ = ["append", "filled", "vote_shares", "nearest_rows", "nearest_indices", "use_compiled",
-           "chronological", "since", "joined", "restore"]
+           "as_the_server", "chronological", "since", "joined", "restore"]
 
 
 def filled(capacity: int, count: int) -> int:
@@ -154,6 +155,18 @@ def use_compiled() -> None:
     if _compiled_nearest is None:
         from .softmax_steps import nearest_indices as compiled
         _compiled_nearest = compiled
+
+
+@contextlib.contextmanager
+def as_the_server() -> Iterator[None]:
+    """Select with the numpy calls for a while, as the server (which never learns) does: to time
+    what it pays in a process that has learned, or to compare the two."""
+    global _compiled_nearest
+    saved, _compiled_nearest = _compiled_nearest, None
+    try:
+        yield
+    finally:
+        _compiled_nearest = saved
 
 
 def nearest_indices(d: np.ndarray, k: int) -> np.ndarray:

@@ -68,11 +68,10 @@ def test_a_process_that_learns_votes_compiled_and_the_same(shuffled_digits):
     model = OnlineSoftmax(memory=500).partial_fit(X[:600], y[:600], classes=CLASSES)
     assert nearest._compiled_nearest is not None
     compiled = model.decision_function(X[600:])
-    saved, nearest._compiled_nearest = nearest._compiled_nearest, None
-    try:  # as the server, which never learns, computes them
+    with nearest.as_the_server():  # which never learns: numpy calls
+        assert nearest._compiled_nearest is None
         with_numpy = model.decision_function(X[600:])
-    finally:
-        nearest._compiled_nearest = saved
+    assert nearest._compiled_nearest is not None
     assert np.array_equal(compiled, with_numpy)
 
 

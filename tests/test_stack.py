@@ -93,6 +93,22 @@ def test_no_password_on_a_command_line(redis_service, kafka_service, flink_servi
         assert password not in cmdline, f"pid {pid} has the password on its command line"
 
 
+@pytest.mark.integration
+def test_taskmanagers_have_direct_memory_for_the_python_workers(settings, flink_service):
+    """The Python workers' gRPC buffers are JVM direct memory. Flink leaves them none by default
+    (only what the network buffers, allocated up front, and the framework do not use: ~120 MB),
+    and a CI run of many jobs on one TaskManager spent that once, after which no Python worker
+    of it started. Every TaskManager has the budget of stack/flink/config.yaml on top, and
+    uses less than its limit."""
+    from online_ml.flink_rest import FlinkRest
+
+    memory = FlinkRest(settings.flink_rest_url).direct_memory()
+    assert memory
+    for tm, (used, limit) in memory.items():
+        assert limit >= 128 + 256 + 200, f"TaskManager {tm}: direct memory limit {limit:.0f} MB"
+        assert 0 < used < limit, f"TaskManager {tm}: {used:.0f} of {limit:.0f} MB direct memory"
+
+
 # -- supervisord, on harmless sleeps in a temporary folder ---------------------------------------
 @pytest.fixture
 def sv(tmp_path):
