@@ -3,14 +3,15 @@ without its memory of the nearest records, each measured where the served model'
 a 1 with a flag and a base over half its height, which the served model reads as 2 half of the
 time (bench/strokes.py).
 
-No services, about five minutes here. None of these is served; the test split is not looked at.
+No services, about a minute here. None of these is served; the test split is not looked at.
 
 * Each candidate is trained as the job trains (``evaluation.stream_model``: three passes of the
   default stream, record by record) with the job's ``LEARNER_PARAMS`` changed as named, or with
   one affine variant of each record learned too (training-time augmentation).
 * ``without its memory of records``: ``neighbours`` 0, the plain softmax (the default until
   2026-12-03; the served model's scores are its log-probabilities plus twice the share of the 9
-  nearest of the last 2,048 records it learned that carry each label; online_ml/nearest.py).
+  nearest of the last 2,048 records it learned that carry each label; online_ml/nearest.py); and
+  those three numbers a step either way.
 * Scored on real handwriting's development split (bitmaps, both forms, both views averaged as the
   server averages them), on our mouse set through the server's stroke path, and on the 1s by
   their base (online_ml/harness/mouse_digits.py, ``ones_by_base``) with a flag: the share read as
@@ -45,6 +46,12 @@ CANDIDATES: dict[str, tuple[dict[str, Any], int]] = {
     "kernel_gamma 0.14": ({"kernel_gamma": 0.14}, 0),
     "1,024 random features": ({"kernel_features": 1024}, 0),
     "2,048 random features": ({"kernel_features": 2048}, 0),
+    "neighbours 5 (served 9)": ({"neighbours": 5}, 0),
+    "neighbours 15": ({"neighbours": 15}, 0),
+    "votes 1 (served 2)": ({"votes": 1.0}, 0),
+    "votes 3": ({"votes": 3.0}, 0),
+    "memory 1,024 records (served 2,048)": ({"memory": 1024}, 0),
+    "memory 4,096 records": ({"memory": 4096}, 0),
     "one affine variant of each record learned too": ({}, 1),
     "served without its memory of records (neighbours 0)": ({"neighbours": 0}, 0),
 }

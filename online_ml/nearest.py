@@ -140,9 +140,9 @@ def _chosen_numpy(d: np.ndarray, k: int) -> np.ndarray:
 
 def _nearest_numpy(d: np.ndarray, k: int) -> np.ndarray:
     """:func:`nearest_indices` with numpy calls (:func:`_chosen_numpy`, nearest first)."""
-    at = np.sort(_chosen_numpy(d, k), axis=1)  # places ascending: a stable sort keeps the
-    order = np.argsort(np.take_along_axis(d, at, axis=1), axis=1, kind="stable")  # lower first
-    return np.take_along_axis(at, order, axis=1)
+    at = np.sort(_chosen_numpy(d, k), axis=1)  # places ascending, so that the stable sort by
+    order = np.argsort(np.take_along_axis(d, at, axis=1), axis=1, kind="stable")  # distance
+    return np.take_along_axis(at, order, axis=1)  # puts the lower of two equal places first
 
 
 _compiled_nearest: Callable[[np.ndarray, int], np.ndarray] | None = None
