@@ -138,11 +138,16 @@ def _chosen_numpy(d: np.ndarray, k: int) -> np.ndarray:
     return at
 
 
+def _nearest_first(d: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The places ``at`` of each row ordered by distance, the lower of two equal places first."""
+    at = np.sort(at, axis=1)  # ascending, so that the stable sort by distance keeps that order
+    order = np.argsort(np.take_along_axis(d, at, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(at, order, axis=1)
+
+
 def _nearest_numpy(d: np.ndarray, k: int) -> np.ndarray:
-    """:func:`nearest_indices` with numpy calls (:func:`_chosen_numpy`, nearest first)."""
-    at = np.sort(_chosen_numpy(d, k), axis=1)  # places ascending, so that the stable sort by
-    order = np.argsort(np.take_along_axis(d, at, axis=1), axis=1, kind="stable")  # distance
-    return np.take_along_axis(at, order, axis=1)  # puts the lower of two equal places first
+    """:func:`nearest_indices` with numpy calls."""
+    return _nearest_first(d, _chosen_numpy(d, k))
 
 
 _compiled_nearest: Callable[[np.ndarray, int], np.ndarray] | None = None
@@ -169,13 +174,19 @@ def as_the_server() -> Iterator[None]:
         _compiled_nearest = saved
 
 
+def _chosen(d: np.ndarray, k: int) -> np.ndarray:
+    """The places of :func:`nearest_indices`, compiled where this process learned, else with
+    numpy calls (the same places; only the compiled loop's come nearest first)."""
+    if _compiled_nearest is not None:
+        return _compiled_nearest(np.ascontiguousarray(d), int(k))
+    return _chosen_numpy(d, int(k))
+
+
 def nearest_indices(d: np.ndarray, k: int) -> np.ndarray:
     """For each row of distances ``d`` (``k`` <= its length): the places of its ``k`` smallest,
     nearest first, a tie going to the lower place (so also: among equal distances the lower
     place is the one kept when some must be left out)."""
-    if _compiled_nearest is not None:
-        return _compiled_nearest(np.ascontiguousarray(d), int(k))
-    return _nearest_numpy(d, int(k))
+    return _nearest_first(d, _chosen(d, k))
 
 
 def nearest_rows(row: np.ndarray, x: np.ndarray, count: int, k: int) -> np.ndarray:
@@ -199,7 +210,7 @@ def vote_shares(X: np.ndarray, x: np.ndarray, y: np.ndarray, count: int, k: int,
         return out
     k = min(int(k), n)
     d = _distances(X, x[:n])
-    near = _compiled_nearest(d, k) if _compiled_nearest is not None else _chosen_numpy(d, k)
+    near = _chosen(d, k)  # in any order: only their labels count
     labels = y[near].astype(np.int64) + n_classes * np.arange(len(X))[:, None]
     counts = np.bincount(labels.reshape(-1), minlength=len(X) * n_classes)
     return counts.reshape(len(X), n_classes) / k

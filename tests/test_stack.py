@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from online_ml.flink_rest import FlinkRest
 from online_ml.harness.paths import ROOT
 from online_ml.harness.stack import alive
 from online_ml.harness.waiting import wait_for
@@ -99,11 +100,11 @@ def test_taskmanagers_have_direct_memory_for_the_python_workers(settings, flink_
     (only what the network buffers, allocated up front, and the framework do not use: ~120 MB),
     and a CI run of many jobs on one TaskManager spent that once, after which no Python worker
     of it started. Every TaskManager has the budget of stack/flink/config.yaml on top, and
-    uses less than its limit."""
-    from online_ml.flink_rest import FlinkRest
-
-    memory = FlinkRest(settings.flink_rest_url).direct_memory()
-    assert memory
+    uses less than its limit. (A TaskManager that just started reports 0 until the REST API
+    first fetches its metrics: wait for them.)"""
+    flink = FlinkRest(settings.flink_rest_url)
+    memory = wait_for(lambda: (m := flink.direct_memory()) and all(u for u, _ in m.values()) and m,
+                      60, "every TaskManager's direct memory in the metrics")
     for tm, (used, limit) in memory.items():
         assert limit >= 128 + 256 + 200, f"TaskManager {tm}: direct memory limit {limit:.0f} MB"
         assert 0 < used < limit, f"TaskManager {tm}: {used:.0f} of {limit:.0f} MB direct memory"
