@@ -92,6 +92,40 @@ def test_every_model_learns_online(name, digits):
     assert learner.accuracy > 0.3, learner  # far better than chance (0.1)
 
 
+def test_a_learner_added_the_way_the_readme_says(monkeypatch, digits):
+    """README "Make it your own": a factory in ``MODELS`` is all a learner needs to be chosen with
+    LEARNER and learn online; the model store loads it (skops trusts scikit-learn's estimators; a
+    class of one's own must be in ``model_store.TRUSTED_TYPES``); the board
+    gets its own probabilities (no calibration fitted for it); and at parallelism > 1 stream.py
+    refuses it with a clear message until sync.py has a merge rule for it."""
+    from sklearn.naive_bayes import BernoulliNB
+
+    from online_ml import model_store, sync, uncertainty
+    from online_ml.config import Settings
+
+    monkeypatch.setitem(MODELS, "bernoulli", lambda **params: BernoulliNB(**params))
+    settings = Settings(learner="bernoulli", learner_params='{"alpha": 0.5}')
+    learner = OnlineLearner(make_model(settings.learner, **settings.learner_kwargs()))
+    X, y = digits
+    for xi, yi in zip(X[:600], y[:600]):  # as the row UDF does
+        learner.learn_one(xi, yi)
+    assert learner.model.alpha == 0.5 and learner.accuracy > 0.6, learner
+    back = model_store.loads(model_store.dumps(learner.model))
+    assert np.array_equal(back.predict(X[600:700]), learner.model.predict(X[600:700]))
+    assert uncertainty.calibration(back) == uncertainty.UNFITTED
+    with pytest.raises(sync.NotMergeable, match="BernoulliNB cannot be merged"):
+        sync.check_mergeable(back)
+    # skops trusts scikit-learn's own estimators; a class of one's own must be listed
+    own = make_model("softmax", kernel_features=0, neighbours=0).partial_fit(
+        X[:50], y[:50], classes=list(range(10)))
+    blob = model_store.dumps(own)
+    assert type(model_store.loads(blob)).__name__ == "OnlineSoftmax"
+    monkeypatch.setattr(model_store, "TRUSTED_TYPES", [
+        t for t in model_store.TRUSTED_TYPES if t != "online_ml.softmax.OnlineSoftmax"])
+    with pytest.raises(model_store.ModelFormatError, match="untrusted types: .*OnlineSoftmax"):
+        model_store.loads(blob)
+
+
 # -- progressive validation --------------------------------------------------------------------
 def test_first_prediction_is_none_and_not_counted_correct(digits):
     X, y = digits
