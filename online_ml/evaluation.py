@@ -19,14 +19,13 @@ from typing import Any
 import numpy as np
 
 from .config import Settings
-from .drawing_input import FeatureError
 from .features import MAX_WIDTH, ink_to_features, strokes_to_features
 from .learner import OnlineLearner, make_model
 from .producer import iter_records
 from .svg_render import SvgDrawing, svg_ink
 
 __all__ = ["VARIANTS", "STROKE_VARIANTS", "SERVED", "WIDTH", "BITMAP_VIEWS", "mouse_drawings",
-           "stroke_features", "stream_model", "batch_model", "affine_variant", "drawing_inks",
+           "stroke_features", "stream_model", "batch_model", "drawing_inks",
            "features_of", "view_scores", "view_answers", "per_digit", "confusion",
            "format_confusion"]
 
@@ -61,26 +60,20 @@ STROKE_VARIANTS: dict[str, dict[str, Any]] = {
 
 
 def stream_model(epochs: int = 3, seed: int = 0, learner: str | None = None,
-                 params: dict | None = None, limit: int | None = None, augment: int = 0) -> Any:
+                 params: dict | None = None, limit: int | None = None) -> Any:
     """The model the job trains on the default stream: ``kafka_producer.py``'s record order
     (``iter_records``, reshuffled every pass) through ``OnlineLearner.learn_one`` (the row UDF's
     path), with the job's LEARNER and LEARNER_PARAMS unless given. ``limit`` stops early
-    (smoke runs). ``augment`` > 0: after each record, also learn that many affine variants of it
-    (:func:`affine_variant`), outside the learner's metrics — training-time augmentation, measured
-    here before anyone puts it in the job."""
-    import random
-
+    (smoke runs). The default learner's training-time augmentation (``OnlineSoftmax.augment``)
+    is part of the learner: it learns here as in the job."""
     settings = Settings.from_env()
     name = learner or settings.learner
     kwargs = settings.learner_kwargs() if params is None else params
     model = OnlineLearner(make_model(name, **kwargs))
-    rng = random.Random(seed)
     for i, (x, y) in enumerate(iter_records(seed=seed, epochs=epochs)):
         if limit is not None and i >= limit:
             break
         model.learn_one(x, y)
-        for _ in range(augment):
-            model.model.partial_fit(affine_variant(x, rng)[None], [y], classes=model.classes)
     return model.model
 
 
@@ -105,23 +98,6 @@ def batch_model(epochs: int = 2, seed: int = 1, batch: int = 64, random_state: i
     if xs:
         model.learn_many(xs, ys)
     return model.model
-
-
-def affine_variant(x: Sequence[float], rng: Any) -> np.ndarray:
-    """A ``digits`` record as a small random affine variant (shear up to 0.3, scale 0.85-1.15),
-    counted again the optdigits way (without deskewing)."""
-    from PIL import Image
-
-    img = Image.fromarray((np.asarray(x, dtype=np.float64).reshape(8, 8) / 16).astype(np.float32))
-    img = img.resize((64, 64), Image.Resampling.BILINEAR)
-    shear, scale = rng.uniform(-0.3, 0.3), rng.uniform(0.85, 1.15)
-    out = img.transform((96, 64), Image.Transform.AFFINE,
-                        (1 / scale, -shear, shear * 32 - 16, 0, 1 / scale, 0),
-                        resample=Image.Resampling.BILINEAR)
-    try:
-        return ink_to_features(np.asarray(out, dtype=np.float32), deskew=False, centre="box", fit="long side")
-    except FeatureError:  # transformed out of sight: learn the record itself again
-        return np.asarray(x, dtype=np.float64)
 
 
 def drawing_inks(svgs: Iterable[str]) -> list[np.ndarray]:

@@ -30,6 +30,14 @@ blows up stray ink in the near-empty border cells of ``digits`` and costs real h
   log-probabilities plus ``votes`` times the share of the ``neighbours`` nearest of them that
   carry each label. ``neighbours=0`` (and a model stored before this parameter existed) is the
   plain softmax.
+* **training-time augmentation** (``augment`` > 0; 1 by default, since 2026-12-03): the weights
+  also learn ``augment`` random affine variants of each record — turned up to ``AFFINE["turn"]``
+  degrees, its width scaled by up to ``AFFINE["widen"]`` either way, sheared up to
+  ``AFFINE["shear"]`` — each normalised as the server normalises a drawing (deskewed, the height
+  filling the box, the width capped, centred by mass) and counted: people's digits are turned
+  and as wide as they like, ``digits``' 1,797 are not. Variants are not counted in any metric
+  (the learner counts records) and not remembered; their ink is kept to the cells records have
+  inked. ``augment=0`` (and a model stored before it existed) learns the records alone.
 
 ``partial_fit`` takes one step per row, in order, so mini-batch mode (``OnlineLearner.learn_many``)
 learns what row mode learns; only its predictions come from the model before the chunk. The steps
@@ -58,7 +66,52 @@ from sklearn.exceptions import NotFittedError
 
 from . import nearest
 
-__all__ = ["OnlineSoftmax"]
+__all__ = ["OnlineSoftmax", "AFFINE", "variants_of"]
+
+#: Training-time augmentation's variants (``augment``): turned up to ``turn`` degrees either way,
+#: the width scaled by up to ``widen`` either way, sheared across by up to ``shear`` — chosen on
+#: the development split of real handwriting (ad hoc, 2026-12-03: 5 to 15 degrees, 0.1 to 0.25,
+#: 0 or 0.3, each alone and together; the largest tried gained most) — then normalised as the
+#: server normalises a drawing (``features.MAX_WIDTH`` and ``SQUASH_LIMIT``, ``normalise.MAX_SLANT``).
+AFFINE = {"turn": 15.0, "widen": 0.25, "shear": 0.3}
+AUGMENT_SEED = 20261203
+_MAX_WIDTH_PX, _SQUASH, _MAX_SLANT = 24.0, 2.5, 1.0  # as features.py and normalise.py have them
+
+
+def variants_of(X: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """One random affine variant (``AFFINE``) of each row of ``X`` (8x8 ``digits`` counts), the
+    variant's parameters drawn from ``steps`` (one integer per row, the number of the step that
+    learns it: the same variant of a record whether it is learned in row mode or in a chunk).
+    Compiled (``softmax_steps.affine_variants``, ~35 µs a variant).
+
+    >>> from sklearn.datasets import load_digits
+    >>> x = load_digits().data[[0, 0, 1]]
+    >>> v = variants_of(x, np.array([1, 2, 1]))
+    >>> v.shape, bool((v != x).any(axis=1).all()), bool((v[0] != v[1]).any())
+    ((3, 64), True, True)
+    >>> bool(np.array_equal(variants_of(x[:1], np.array([1])), v[:1]))  # the step decides
+    True
+    """
+    from .softmax_steps import affine_variants  # numba: only where a model learns
+
+    u = _uniforms(np.asarray(steps, dtype=np.uint64), 3)
+    turns = np.deg2rad(AFFINE["turn"] * (2 * u[:, 0] - 1))
+    widens = 1 + AFFINE["widen"] * (2 * u[:, 1] - 1)
+    shears = AFFINE["shear"] * (2 * u[:, 2] - 1)
+    return affine_variants(np.ascontiguousarray(X, dtype=np.float64), turns, widens, shears,
+                           _MAX_WIDTH_PX, _SQUASH, _MAX_SLANT)
+
+
+def _uniforms(keys: np.ndarray, m: int) -> np.ndarray:
+    """``m`` uniform numbers in [0, 1) per key, a fixed function of the key and ``AUGMENT_SEED``
+    (splitmix64: no generator state to store or to keep in step between row and chunk mode)."""
+    z = (keys[:, None] * np.uint64(m) + np.arange(m, dtype=np.uint64)
+         + np.uint64(AUGMENT_SEED)) * np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+
 
 _FOURIER: dict[tuple[int, int, int, float], tuple[np.ndarray, np.ndarray]] = {}
 
@@ -113,11 +166,12 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
     neighbours = 0
     memory = 2048
     votes = 2.0
+    augment = 0
 
     def __init__(self, learning_rate: float = 0.5, l2: float = 1e-3, average: float = 0.3,
                  scale: float = 1 / 16, kernel_features: int = 512, kernel_gamma: float = 0.1,
                  kernel_weight: float = 0.125, kernel_seed: int = 1, neighbours: int = 9,
-                 memory: int = 2048, votes: float = 2.0):
+                 memory: int = 2048, votes: float = 2.0, augment: int = 1):
         self.learning_rate = learning_rate
         self.l2 = l2
         self.average = average
@@ -129,6 +183,7 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
         self.neighbours = neighbours
         self.memory = memory
         self.votes = votes
+        self.augment = augment
 
     # -- state ---------------------------------------------------------------------------------
     def _init_state(self, n_features: int, classes: Sequence[Any]) -> None:
@@ -140,11 +195,15 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
                 and self.kernel_features >= 0 and self.kernel_gamma > 0
                 and self.kernel_weight > 0 and isinstance(self.kernel_seed, int)
                 and isinstance(self.neighbours, int) and self.neighbours >= 0
-                and isinstance(self.memory, int) and self.memory >= 1 and self.votes >= 0):
+                and isinstance(self.memory, int) and self.memory >= 1 and self.votes >= 0
+                and isinstance(self.augment, int) and self.augment >= 0):
             raise ValueError("need learning_rate > 0, l2 >= 0, 0 <= average <= 1, scale > 0, an "
                              "int kernel_features >= 0, kernel_gamma > 0, kernel_weight > 0, "
-                             "an int kernel_seed, an int neighbours >= 0, an int memory >= 1 and "
-                             f"votes >= 0; got {self.get_params()}")
+                             "an int kernel_seed, an int neighbours >= 0, an int memory >= 1, "
+                             f"votes >= 0 and an int augment >= 0; got {self.get_params()}")
+        if self.augment and int(n_features) != 64:
+            raise ValueError(f"augment draws variants of 8x8 images: it needs 64 features, got "
+                             f"{n_features} (set augment 0)")
         k = len(classes_)
         width = int(n_features) + self.kernel_features
         self.classes_ = classes_
@@ -239,9 +298,16 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
 
     # -- learning ------------------------------------------------------------------------------
     def partial_fit(self, X: Any, y: Any, classes: Sequence[Any] | None = None,
-                    sample_weight: Any = None, into_average: Any = None) -> OnlineSoftmax:
+                    sample_weight: Any = None, into_average: Any = None,
+                    remember: bool = True, variants: bool = True) -> OnlineSoftmax:
         """One AdaGrad step per row, in order. ``classes`` is required on the first call (as
         scikit-learn's ``partial_fit``); a row of weight 0 takes no step.
+
+        With ``augment`` k > 0 (training-time augmentation), each row of weight > 0 is followed by
+        k random affine variants of it (:func:`variants_of`), which take ordinary steps and are
+        not remembered; ``variants=False`` learns the rows alone (a feedback row with a share).
+        ``remember=False``: the rows take their steps but stay out of the memory of records
+        (made-up rows: remembered, a record's variants crowded the real records out).
 
         ``into_average``: a share per row (None: 0 for all). A row's step also moves the averaged
         weights, which predict, by that share of what it moves the last iterate, on top of the
@@ -255,6 +321,8 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"into_average must hold a share >= 0 for each of the {len(X)} "
                                  f"rows, got {len(shares)} shares")
             if shares.any():
+                if not remember:
+                    raise ValueError("into_average is for records that are remembered")
                 return self._fit_shared(X, y, classes, sample_weight, shares)
         if not hasattr(self, "classes_"):
             if classes is None:
@@ -275,8 +343,13 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
             raise ValueError(f"sample_weight has {len(weights)} values for {len(X)} rows")
         from .softmax_steps import adagrad_kernel_steps, adagrad_steps  # numba: only the job
 
+        col_index = np.asarray(cols, dtype=np.int64)
+        real = np.ones(len(X), dtype=bool)
+        if self.augment and variants and len(X):
+            X, col_index, weights, real = self._with_variants(X, col_index, weights)
+
         nearest.use_compiled()  # this process learns: its votes are compiled from now on too
-        state = (np.asarray(cols, dtype=np.int64), weights, self.weights_, self.bias_,
+        state = (col_index, weights, self.weights_, self.bias_,
                  self.accum_, self.accum_bias_, self.avg_weights_, self.avg_bias_, float(self.t_),
                  float(self.learning_rate), float(self.l2), float(self.average), EPS)
         kernel = self._kernel()
@@ -285,12 +358,33 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
         else:  # each row's random features from the cells seen before it (``_inputs``)
             self.t_ = float(adagrad_kernel_steps(X * self.scale, *state, *kernel,
                                                  float(self.kernel_weight)))
-        if self._remembers():  # a row of weight 0 took no step and is not remembered either
-            kept = weights > 0
+        if remember and self._remembers():  # a row of weight 0 took no step: not remembered
+            kept = (weights > 0) & real
             self.memory_count_ = nearest.append(self.memory_x_, self.memory_y_,
                                                 self.memory_count_, X[kept],
-                                                np.asarray(cols)[kept])
+                                                col_index[kept])
         return self
+
+    def _with_variants(self, X: np.ndarray, cols: np.ndarray, weights: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The rows to learn with each row's ``augment`` variants after it: rows, class indices,
+        weights (a variant takes its record's) and which rows are real. A variant is masked to the
+        cells real records have inked up to its record (the seen cells), so made-up ink never
+        gives a cell a weight: stray ink where no record of the stream had any still moves no
+        score."""
+        k = int(self.augment)
+        # the number of the step each row takes: rows of weight 0 (and their variants) take none
+        stepping = (weights > 0).astype(np.int64) * (k + 1)
+        first = int(self.t_) + np.concatenate([[0], np.cumsum(stepping)[:-1]])
+        inked = np.logical_or.accumulate(X > 0, axis=0) | (self._seen() > 0)
+        n = len(X)
+        rows = np.empty((n * (k + 1), X.shape[1]))
+        rows[::k + 1] = X
+        for v in range(k):
+            rows[v + 1::k + 1] = variants_of(X, first + 1 + v) * inked
+        real = np.zeros(len(rows), dtype=bool)
+        real[::k + 1] = True
+        return rows, np.repeat(cols, k + 1), np.repeat(weights, k + 1), real
 
     def _fit_shared(self, X: np.ndarray, y: Any, classes: Sequence[Any] | None,
                     sample_weight: Any, shares: np.ndarray) -> OnlineSoftmax:
@@ -310,7 +404,7 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
             before = (self.weights_.copy(), self.bias_.copy()) if hasattr(self, "classes_") \
                 else None  # a first step ever: the average is that step already
             self.partial_fit(X[row:row + 1], labels[row:row + 1], classes,
-                             None if weights is None else weights[row:row + 1])
+                             None if weights is None else weights[row:row + 1], variants=False)
             if before is not None:
                 self.avg_weights_ += shares[row] * (self.weights_ - before[0])
                 self.avg_bias_ += shares[row] * (self.bias_ - before[1])

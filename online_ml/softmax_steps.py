@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["adagrad_kernel_steps", "adagrad_steps", "nearest_indices"]
+__all__ = ["adagrad_kernel_steps", "adagrad_steps", "nearest_indices", "affine_variant_counts",
+           "affine_variants"]
 
 
 def _import_njit() -> Callable:
@@ -170,4 +171,158 @@ def nearest_indices(d, k):
                 at -= 1
             best[at] = v
             out[r, at] = j
+    return out
+
+
+# -- training-time augmentation: a record as a random affine variant, counted as served ---------
+@_compiled
+def _cover(w: np.ndarray, r: float, c: float) -> float:
+    """The ink coverage of an 8x8 ``digits`` record (``w``: counts / 16) at (row, column) of its
+    32 px box: bilinear between the blocks' centres (4 i + 2), the edge blocks' value out to the
+    box's edge (as an image scaled up with bilinear resampling), nothing beyond it."""
+    if r < 0.0 or c < 0.0 or r >= 32.0 or c >= 32.0:
+        return 0.0
+    fi = min(max((r - 2.0) / 4.0, 0.0), 7.0)
+    fj = min(max((c - 2.0) / 4.0, 0.0), 7.0)
+    i0 = min(int(fi), 6)
+    j0 = min(int(fj), 6)
+    di = fi - i0
+    dj = fj - j0
+    return ((w[i0, j0] * (1.0 - dj) + w[i0, j0 + 1] * dj) * (1.0 - di)
+            + (w[i0 + 1, j0] * (1.0 - dj) + w[i0 + 1, j0 + 1] * dj) * di)
+
+
+@_compiled
+def affine_variant_counts(x: np.ndarray, turn: float, widen: float, shear: float,
+                          max_width: float, squash: float, max_slant: float) -> np.ndarray:
+    """One ``digits`` record (64 counts) turned by ``turn`` (radians), its width scaled by
+    ``widen`` and sheared by ``shear`` around its centre of mass, then normalised as
+    ``features.ink_to_features`` normalises a drawing — deskewed (the slant from the ink's second
+    moments, left alone beyond ``max_slant``), cropped to the ink at half coverage, its height
+    filling the 32 px box and its width following up to ``max_width`` px (a shape more than
+    ``squash`` times wider than tall keeps its aspect ratio), centred across by its centre of mass,
+    binarised at half coverage — and counted in 4x4 blocks. Each stage samples the record's
+    bilinear surface through the stages composed (no image is resampled twice).
+    """
+    w = x.reshape(8, 8) / 16.0
+    total = 0.0
+    cr = 0.0
+    cc = 0.0
+    for i in range(8):
+        for j in range(8):
+            total += w[i, j]
+            cr += w[i, j] * (4 * i + 2)
+            cc += w[i, j] * (4 * j + 2)
+    out = np.zeros(64)
+    if total <= 0.0:
+        return x.astype(np.float64)
+    cr /= total
+    cc /= total
+    # forward (x across, y down) around the centre of mass: rotate, shear across by y, widen
+    cs = np.cos(turn)
+    sn = np.sin(turn)
+    a00 = widen * (cs + shear * sn)
+    a01 = widen * (-sn + shear * cs)
+    a10 = sn
+    a11 = cs
+    det = a00 * a11 - a01 * a10
+    b00 = a11 / det
+    b01 = -a01 / det
+    b10 = -a10 / det
+    b11 = a00 / det
+    n = 64  # the canvas the turned record is drawn on, its centre of mass at the middle
+    half = n / 2.0
+    canvas = np.zeros((n, n))
+    mass = 0.0
+    my = 0.0
+    mx = 0.0
+    for yy in range(n):
+        for xx in range(n):
+            u = xx + 0.5 - half
+            v = yy + 0.5 - half
+            val = _cover(w, cr + b10 * u + b11 * v, cc + b00 * u + b01 * v)
+            canvas[yy, xx] = val
+            mass += val
+            my += val * yy
+            mx += val * xx
+    if mass <= 0.0:
+        return x.astype(np.float64)
+    my /= mass
+    mx /= mass
+    syy = 0.0
+    sxy = 0.0
+    for yy in range(n):
+        for xx in range(n):
+            val = canvas[yy, xx]
+            syy += val * (yy - my) * (yy - my)
+            sxy += val * (yy - my) * (xx - mx)
+    slant = -sxy / syy if syy > 1e-9 else 0.0
+    if abs(slant) < 0.02 or abs(slant) > max_slant:
+        slant = 0.0
+    # deskewed canvas: (y, x) shows the turned record at (y, x + slant * (my - y))
+    r0 = n
+    r1 = -1
+    c0 = n
+    c1 = -1
+    for yy in range(n):
+        for xx in range(n):
+            u = xx + 0.5 + slant * (my - yy - 0.5) - half
+            v = yy + 0.5 - half
+            val = _cover(w, cr + b10 * u + b11 * v, cc + b00 * u + b01 * v)
+            canvas[yy, xx] = val
+            if val >= 0.5:
+                r0 = min(r0, yy)
+                r1 = max(r1, yy)
+                c0 = min(c0, xx)
+                c1 = max(c1, xx)
+    if r1 < 0:
+        return x.astype(np.float64)
+    h = r1 - r0 + 1
+    wd = c1 - c0 + 1
+    if wd <= squash * h:
+        new_h = 32
+        new_w = min(int(round(max_width)), max(1, int(round(wd * 32.0 / h))))
+    else:
+        new_w = int(round(max_width))
+        new_h = min(32, max(1, int(round(h * max_width / wd))))
+    # the crop resized: each pixel samples the deskewed canvas at its centre (bilinear)
+    crop = np.zeros((new_h, new_w))
+    col_mass = np.zeros(new_w)
+    for a in range(new_h):
+        for b in range(new_w):
+            fy = r0 + (a + 0.5) * h / new_h - 0.5
+            fx = c0 + (b + 0.5) * wd / new_w - 0.5
+            y0 = min(max(int(np.floor(fy)), 0), n - 2)
+            x0 = min(max(int(np.floor(fx)), 0), n - 2)
+            dy = min(max(fy - y0, 0.0), 1.0)
+            dx = min(max(fx - x0, 0.0), 1.0)
+            val = ((canvas[y0, x0] * (1.0 - dx) + canvas[y0, x0 + 1] * dx) * (1.0 - dy)
+                   + (canvas[y0 + 1, x0] * (1.0 - dx) + canvas[y0 + 1, x0 + 1] * dx) * dy)
+            crop[a, b] = val
+            col_mass[b] += val
+    top = (32 - new_h) // 2
+    left = (32 - new_w) // 2
+    cm = col_mass.sum()
+    if cm > 0.0:
+        cx = 0.0
+        for b in range(new_w):
+            cx += col_mass[b] * b
+        left = min(max(int(round(16.0 - 0.5 - cx / cm)), 0), 32 - new_w)
+    for a in range(new_h):
+        for b in range(new_w):
+            if crop[a, b] >= 0.5:
+                out[((top + a) // 4) * 8 + (left + b) // 4] += 1.0
+    return out
+
+
+@_compiled
+def affine_variants(X: np.ndarray, turns: np.ndarray, widens: np.ndarray, shears: np.ndarray,
+                    max_width: float, squash: float, max_slant: float) -> np.ndarray:
+    """:func:`affine_variant_counts` of row ``i // k`` of ``X`` with the ``i``-th of the ``k x
+    len(X)`` drawn parameters, for every ``i``: ``k`` variants of each row, in order."""
+    k = len(turns) // max(len(X), 1)
+    out = np.zeros((len(turns), X.shape[1]))
+    for i in range(len(turns)):
+        out[i] = affine_variant_counts(X[i // k], turns[i], widens[i], shears[i], max_width,
+                                       squash, max_slant)
     return out

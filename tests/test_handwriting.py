@@ -127,7 +127,7 @@ def test_the_benchmark_runs_at_smoke_size(tmp_path):
     res = doc["results"]
     assert {r["form"] for r in res["accuracy"]} == {*FORMS, TRACED}
     assert len(res["ablation"]) >= 2 and all(0 <= r["round_trip"] <= 1 for r in res["ablation"])
-    assert any("affine variants" in r["variant"] for r in res["ablation"])
+    assert any("without training-time augmentation" in r["variant"] for r in res["ablation"])
     assert round(MAX_WIDTH * 32) in [r["px"] for r in res["widths"]]  # how MAX_WIDTH was chosen
     # the width may not cost a mouse drawing or a 1 by its base against the served width
     served = next(r for r in res["widths"] if r["px"] == round(MAX_WIDTH * 32))
@@ -181,13 +181,14 @@ def test_the_strokes_benchmark_runs_at_smoke_size(tmp_path):
 
 
 def test_the_candidates_benchmark_runs_at_smoke_size(tmp_path):
-    """bench/candidates.py --smoke as a user runs it: the served parameters, one other setting and
-    the nearest-records blend, each scored on dev, the mouse set and the flagged 1s of the widest
-    bases, and the computed verdict."""
+    """bench/candidates.py --smoke as a user runs it: the served parameters, one other setting, no
+    training-time augmentation and no nearest-records blend, each scored on dev, the mouse set and
+    the flagged 1s of the widest bases, timed, and the computed verdict."""
     doc = _smoke_run(tmp_path, "candidates")
     rows = doc["results"]["rows"]
     assert [r["candidate"] for r in rows] == list(doc["parameters"]["candidates"])
-    assert rows[0]["candidate"].startswith("served") and len(rows) == 3
+    assert rows[0]["candidate"].startswith("served") and len(rows) == 4
+    assert all(r["us"] > 0 for r in rows)
     for r in rows:
         assert 0 <= r["dev"] <= 1 and 0 <= r["mouse"] <= 42
         assert all(0 <= r[key] <= 1 for key in ("flag_0.41", "flag_0.55", "plain"))
