@@ -75,14 +75,16 @@ __all__ = ["OnlineSoftmax", "AFFINE", "variants_of"]
 #: server normalises a drawing (``features.MAX_WIDTH`` and ``SQUASH_LIMIT``, ``normalise.MAX_SLANT``).
 AFFINE = {"turn": 15.0, "widen": 0.25, "shear": 0.3}
 AUGMENT_SEED = 20261203
-_MAX_WIDTH_PX, _SQUASH, _MAX_SLANT = 24.0, 2.5, 1.0  # as features.py and normalise.py have them
+#: ``AFFINE`` and the server's normalisation (``features.MAX_WIDTH`` in px, ``SQUASH_LIMIT``,
+#: ``normalise.MAX_SLANT``; tests/test_softmax.py checks they agree), as the compiled steps take them
+_AFFINE_ARGS = (AFFINE["turn"], AFFINE["widen"], AFFINE["shear"], 24.0, 2.5, 1.0)
 
 
 def variants_of(X: np.ndarray, steps: np.ndarray) -> np.ndarray:
     """One random affine variant (``AFFINE``) of each row of ``X`` (8x8 ``digits`` counts), the
     variant's parameters drawn from ``steps`` (one integer per row, the number of the step that
     learns it: the same variant of a record whether it is learned in row mode or in a chunk).
-    Compiled (``softmax_steps.affine_variants``, ~35 µs a variant).
+    Compiled (``softmax_steps.variants_at``, ~40 µs a variant).
 
     >>> from sklearn.datasets import load_digits
     >>> x = load_digits().data[[0, 0, 1]]
@@ -92,25 +94,10 @@ def variants_of(X: np.ndarray, steps: np.ndarray) -> np.ndarray:
     >>> bool(np.array_equal(variants_of(x[:1], np.array([1])), v[:1]))  # the step decides
     True
     """
-    from .softmax_steps import affine_variants  # numba: only where a model learns
+    from .softmax_steps import variants_at  # numba: only where a model learns
 
-    u = _uniforms(np.asarray(steps, dtype=np.uint64), 3)
-    turns = np.deg2rad(AFFINE["turn"] * (2 * u[:, 0] - 1))
-    widens = 1 + AFFINE["widen"] * (2 * u[:, 1] - 1)
-    shears = AFFINE["shear"] * (2 * u[:, 2] - 1)
-    return affine_variants(np.ascontiguousarray(X, dtype=np.float64), turns, widens, shears,
-                           _MAX_WIDTH_PX, _SQUASH, _MAX_SLANT)
-
-
-def _uniforms(keys: np.ndarray, m: int) -> np.ndarray:
-    """``m`` uniform numbers in [0, 1) per key, a fixed function of the key and ``AUGMENT_SEED``
-    (splitmix64: no generator state to store or to keep in step between row and chunk mode)."""
-    z = (keys[:, None] * np.uint64(m) + np.arange(m, dtype=np.uint64)
-         + np.uint64(AUGMENT_SEED)) * np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z ^= z >> np.uint64(31)
-    return (z >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+    return variants_at(np.ascontiguousarray(X, dtype=np.float64),
+                       np.asarray(steps, dtype=np.int64), AUGMENT_SEED, *_AFFINE_ARGS)
 
 
 _FOURIER: dict[tuple[int, int, int, float], tuple[np.ndarray, np.ndarray]] = {}
@@ -368,23 +355,15 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
     def _with_variants(self, X: np.ndarray, cols: np.ndarray, weights: np.ndarray
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The rows to learn with each row's ``augment`` variants after it: rows, class indices,
-        weights (a variant takes its record's) and which rows are real. A variant is masked to the
-        cells real records have inked up to its record (the seen cells), so made-up ink never
-        gives a cell a weight: stray ink where no record of the stream had any still moves no
-        score."""
-        k = int(self.augment)
-        # the number of the step each row takes: rows of weight 0 (and their variants) take none
-        stepping = (weights > 0).astype(np.int64) * (k + 1)
-        first = int(self.t_) + np.concatenate([[0], np.cumsum(stepping)[:-1]])
-        inked = np.logical_or.accumulate(X > 0, axis=0) | (self._seen() > 0)
-        n = len(X)
-        rows = np.empty((n * (k + 1), X.shape[1]))
-        rows[::k + 1] = X
-        for v in range(k):
-            rows[v + 1::k + 1] = variants_of(X, first + 1 + v) * inked
-        real = np.zeros(len(rows), dtype=bool)
-        real[::k + 1] = True
-        return rows, np.repeat(cols, k + 1), np.repeat(weights, k + 1), real
+        weights (a variant takes its record's) and which rows are records
+        (``softmax_steps.with_variants``). A variant is masked to the cells records have inked up
+        to its own, so made-up ink never gives a cell a weight: stray ink where no record of the
+        stream had any still moves no score."""
+        from .softmax_steps import with_variants
+
+        return with_variants(np.ascontiguousarray(X, dtype=np.float64), cols,
+                             np.ascontiguousarray(weights, dtype=np.float64), int(self.t_),
+                             int(self.augment), self._seen(), AUGMENT_SEED, *_AFFINE_ARGS)
 
     def _fit_shared(self, X: np.ndarray, y: Any, classes: Sequence[Any] | None,
                     sample_weight: Any, shares: np.ndarray) -> OnlineSoftmax:

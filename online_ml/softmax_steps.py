@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["adagrad_kernel_steps", "adagrad_steps", "nearest_indices", "affine_variant_counts",
-           "affine_variants"]
+           "variant_at", "variants_at", "with_variants"]
 
 
 def _import_njit() -> Callable:
@@ -316,13 +316,70 @@ def affine_variant_counts(x: np.ndarray, turn: float, widen: float, shear: float
 
 
 @_compiled
-def affine_variants(X: np.ndarray, turns: np.ndarray, widens: np.ndarray, shears: np.ndarray,
-                    max_width: float, squash: float, max_slant: float) -> np.ndarray:
-    """:func:`affine_variant_counts` of row ``i // k`` of ``X`` with the ``i``-th of the ``k x
-    len(X)`` drawn parameters, for every ``i``: ``k`` variants of each row, in order."""
-    k = len(turns) // max(len(X), 1)
-    out = np.zeros((len(turns), X.shape[1]))
-    for i in range(len(turns)):
-        out[i] = affine_variant_counts(X[i // k], turns[i], widens[i], shears[i], max_width,
-                                       squash, max_slant)
+def _unit(key: np.uint64) -> float:
+    """A number in [0, 1), a fixed function of ``key`` (splitmix64)."""
+    z = key * np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return float(z >> np.uint64(11)) * 2.0 ** -53
+
+
+@_compiled
+def variant_at(x: np.ndarray, step: int, seed: int, turn: float, widen: float, shear: float,
+               max_width: float, squash: float, max_slant: float) -> np.ndarray:
+    """:func:`affine_variant_counts` of ``x`` turned by up to ``turn`` degrees, widened by up to
+    ``widen`` and sheared by up to ``shear`` either way, the three drawn from ``step`` and
+    ``seed`` alone (no generator state: the same variant for the same step number)."""
+    key = np.uint64(step) * np.uint64(3) + np.uint64(seed)
+    a = np.deg2rad(turn * (2.0 * _unit(key) - 1.0))
+    b = 1.0 + widen * (2.0 * _unit(key + np.uint64(1)) - 1.0)
+    c = shear * (2.0 * _unit(key + np.uint64(2)) - 1.0)
+    return affine_variant_counts(x, a, b, c, max_width, squash, max_slant)
+
+
+@_compiled
+def with_variants(X: np.ndarray, cols: np.ndarray, weights: np.ndarray, first_step: int, k: int,
+                  seen: np.ndarray, seed: int, turn: float, widen: float, shear: float,
+                  max_width: float, squash: float, max_slant: float):
+    """The rows a call of ``partial_fit`` learns with training-time augmentation: each row of
+    ``X``, then ``k`` variants of it (:func:`variant_at`, drawn from the number of the step that
+    learns each: ``first_step`` counts on by ``k + 1`` after every row of weight > 0), each masked
+    to the cells inked so far (``seen``, then every row of ``X`` up to its own); with their class
+    indices, weights (a variant takes its record's) and whether each row is a record."""
+    n, m = X.shape
+    rows = np.empty((n * (k + 1), m))
+    out_cols = np.empty(n * (k + 1), dtype=np.int64)
+    out_weights = np.empty(n * (k + 1))
+    real = np.zeros(n * (k + 1), dtype=np.bool_)
+    inked = seen.copy()
+    step = first_step
+    for i in range(n):
+        for j in range(m):
+            if X[i, j] > 0.0:
+                inked[j] = 1.0
+        base = i * (k + 1)
+        rows[base] = X[i]
+        real[base] = True
+        for r in range(k + 1):
+            out_cols[base + r] = cols[i]
+            out_weights[base + r] = weights[i]
+        for v in range(k):
+            made = variant_at(X[i], step + 1 + v, seed, turn, widen, shear, max_width, squash,
+                              max_slant)
+            for j in range(m):
+                rows[base + 1 + v, j] = made[j] * inked[j]
+        if weights[i] > 0.0:
+            step += k + 1
+    return rows, out_cols, out_weights, real
+
+
+@_compiled
+def variants_at(X: np.ndarray, steps: np.ndarray, seed: int, turn: float, widen: float,
+                shear: float, max_width: float, squash: float, max_slant: float) -> np.ndarray:
+    """:func:`variant_at` of each row of ``X`` at its step number."""
+    out = np.zeros((len(X), X.shape[1]))
+    for i in range(len(X)):
+        out[i] = variant_at(X[i], steps[i], seed, turn, widen, shear, max_width, squash,
+                            max_slant)
     return out

@@ -267,6 +267,10 @@ def test_the_weights_also_learn_a_variant_of_each_record_and_only_records_count(
     assert (judge.predict(made) == y[:500]).mean() > 0.8
     with pytest.raises(ValueError, match="64 features"):
         OnlineSoftmax().partial_fit(X[:2, :16], y[:2], classes=CLASSES)
+    from online_ml import features, normalise  # the variants are normalised as the server's are
+
+    assert softmax._AFFINE_ARGS[3:] == (features.MAX_WIDTH * features.BOX, features.SQUASH_LIMIT,
+                                        normalise.MAX_SLANT)
 
 
 def test_a_row_of_weight_zero_takes_no_step(shuffled_digits):
