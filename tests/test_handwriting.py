@@ -127,7 +127,7 @@ def test_the_benchmark_runs_at_smoke_size(tmp_path):
     res = doc["results"]
     assert {r["form"] for r in res["accuracy"]} == {*FORMS, TRACED}
     assert len(res["ablation"]) >= 2 and all(0 <= r["round_trip"] <= 1 for r in res["ablation"])
-    assert any("without training-time augmentation" in r["variant"] for r in res["ablation"])
+    assert any("with training-time augmentation" in r["variant"] for r in res["ablation"])
     assert round(MAX_WIDTH * 32) in [r["px"] for r in res["widths"]]  # how MAX_WIDTH was chosen
     # the width may not cost a mouse drawing or a 1 by its base against the served width
     served = next(r for r in res["widths"] if r["px"] == round(MAX_WIDTH * 32))
@@ -181,7 +181,7 @@ def test_the_strokes_benchmark_runs_at_smoke_size(tmp_path):
 
 
 def test_the_candidates_benchmark_runs_at_smoke_size(tmp_path):
-    """bench/candidates.py --smoke as a user runs it: the served parameters, one other setting, no
+    """bench/candidates.py --smoke as a user runs it: the served parameters, one other setting,
     training-time augmentation and no nearest-records blend, each scored on dev, the mouse set and
     the flagged 1s of the widest bases, timed, and the computed verdict."""
     doc = _smoke_run(tmp_path, "candidates")
