@@ -3,7 +3,7 @@ without its memory of the nearest records, each measured where the served model'
 a 1 with a flag and a base over half its height, which the served model reads as 2 half of the
 time (bench/strokes.py).
 
-No services, about two minutes here. None of these is served; the test split is not looked at.
+No services, about a minute here. None of these is served; the test split is not looked at.
 
 * Each candidate is trained as the job trains (``evaluation.stream_model``: three passes of the
   default stream, record by record) with the job's ``LEARNER_PARAMS`` changed as named (among

@@ -140,24 +140,6 @@ def test_many_rows_at_once_remember_what_row_by_row_remembers(shuffled_digits):
     assert np.allclose(chunk.decision_function(X[200:300]), rows.decision_function(X[200:300]))
 
 
-def test_rows_learned_without_remembering_them_move_the_weights_only(shuffled_digits):
-    """Made-up rows (training-time augmentation's variants, ``augment``): the weights learn
-    them, the memory keeps the real records alone (remembered, variants crowded them out: in an
-    ad hoc run the development split gained as much, and the flagged 1s with a base 0.41 of
-    their height read 1 fell from all to two thirds)."""
-    X, y = shuffled_digits
-    plain = OnlineSoftmax(neighbours=9, memory=64, augment=0).partial_fit(X[:100], y[:100],
-                                                                          classes=CLASSES)
-    more = OnlineSoftmax(neighbours=9, memory=64, augment=0).partial_fit(X[:100], y[:100],
-                                                                         classes=CLASSES)
-    more.partial_fit(X[100:150], y[100:150], remember=False)
-    assert more.memory_count_ == plain.memory_count_ == 100
-    assert np.array_equal(more.memory_x_, plain.memory_x_)
-    assert more.t_ == plain.t_ + 50 and not np.allclose(more.weights_, plain.weights_)
-    with pytest.raises(ValueError, match="remembered"):
-        more.partial_fit(X[:1], y[:1], into_average=[0.5], remember=False)
-
-
 def test_bad_memory_settings_are_refused(shuffled_digits):
     X, y = shuffled_digits
     for params in ({"neighbours": -1}, {"neighbours": 2.5}, {"memory": 0}, {"votes": -1.0}):
