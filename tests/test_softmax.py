@@ -260,6 +260,9 @@ def test_with_augment_the_weights_also_learn_a_variant_of_each_record_and_only_r
     t = model.t_
     model.partial_fit(X[200:201], y[200:201], into_average=[0.5])
     assert model.t_ == t + 1
+    w = model.weights_.copy()
+    model.partial_fit(X[201:203], y[201:203], sample_weight=[0.0, 0.0])  # nor its variants
+    assert model.t_ == t + 1 and np.array_equal(model.weights_, w)
     learner = OnlineLearner(make_model("softmax", augment=1))
     for xi, yi in zip(X[:100], y[:100]):
         learner.learn_one(xi, yi)
