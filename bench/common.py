@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from online_ml.config import Settings
 from online_ml.flink_rest import FlinkRest
 from online_ml.harness.paths import ROOT, STATE
@@ -46,6 +48,26 @@ EPOCH = 1797
 PACKAGES = ("apache-flink", "scikit-learn", "kafka-python", "redis", "numpy", "pandas", "skops",
             "flask", "granian", "gunicorn", "waitress", "svglib", "reportlab", "rlPyCairo",
             "pillow", "requests")
+
+
+#: How far ahead one way of answering must be of another on the same drawings to count as ahead:
+#: a paired comparison (McNemar's test, normal approximation) — of the drawings the two answer
+#: differently, one must get right more than the other by this many standard deviations (1.96:
+#: 95 %). Anything less is a tie. The rules that choose the features' width and the views a
+#: drawing is scored by use it (bench/handwriting_width.py, handwriting.py, handwriting_strokes.py).
+PAIRED_Z = 1.96
+
+
+def paired(right: np.ndarray, other_right: np.ndarray) -> tuple[int, int, float]:
+    """(gained, lost, z): of the same drawings, how many ``right`` gets right that ``other_right``
+    gets wrong, the reverse, and their difference in standard deviations of a tie (McNemar's).
+
+    >>> paired(np.array([1, 1, 1, 0], bool), np.array([0, 0, 1, 1], bool))
+    (2, 1, 0.5773502691896258)
+    """
+    gained = int(np.count_nonzero(right & ~other_right))
+    lost = int(np.count_nonzero(other_right & ~right))
+    return gained, lost, (gained - lost) / float(np.sqrt(gained + lost)) if gained + lost else 0.0
 
 
 def accuracy(pairs: Iterable[tuple[Any, Any] | None]) -> float | None:

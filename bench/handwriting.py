@@ -153,23 +153,26 @@ def _cost(model, n: int) -> list[dict]:
     ]
 
 
-def _tta_verdict(ablation: list[dict], cost: list[dict], served: bool, learner: str) -> dict:
+def _tta_verdict(ablation: list[dict], cost: list[dict], served: bool, learner: str,
+                 paired_dev: tuple[int, int, float]) -> dict:
     """Whether test-time augmentation earns its place on bitmaps, computed: it gains on the
-    development split, keeps the `digits` round trip of the one-view features and fits the
-    serving benchmark's CPU budget per drawing (in-process features + scoring here). The target:
-    the server scores bitmaps by both views (``uncertainty.BITMAP_VIEW_LEARNERS``) for this
-    learner exactly when it does."""
+    development split beyond chance (``paired_dev``: drawings gained, lost and McNemar's z of the
+    two views against one, both forms), keeps the `digits` round trip of the one-view features
+    and fits the serving benchmark's CPU budget per drawing (in-process features + scoring here).
+    The target: the server scores bitmaps by both views (``uncertainty.BITMAP_VIEW_LEARNERS``) for
+    this learner exactly when it does."""
     one = next(a for a in ablation if a["variant"] == ev.SERVED)
     tta = next(a for a in ablation if a["variant"] == TTA)
     gain = 100 * sum(tta[f"dev_{f}"] - one[f"dev_{f}"] for f in FORMS) / len(FORMS)
     ms = next(c["ms"] for c in cost if c["step"] == TTA_COST)
-    checks = handwriting_strokes.tta_checks(gain > 0, tta["round_trip"] >= one["round_trip"],
+    checks = handwriting_strokes.tta_checks(paired_dev[2], tta["round_trip"] >= one["round_trip"],
                                             "the round trip", ms)
     failed = [name for name, ok in checks.items() if not ok]
     earns = not failed
     served_text = (f"{_learner_text(learner)}: the server scores bitmaps by "
                    + ("both views" if served else "one view"))
-    text = (f"test-time augmentation (bitmaps): dev {gain:+.2f} points, round trip "
+    text = (f"test-time augmentation (bitmaps): dev {gain:+.2f} points ({paired_dev[0]} drawings "
+            f"gained, {paired_dev[1]} lost, z {paired_dev[2]:.2f}), round trip "
             f"{tta['round_trip']:.3f} (one view: {one['round_trip']:.3f}), features + scoring "
             f"{ms:.2f} ms CPU per drawing (budget {common.SERVING_CPU_BUDGET_MS} ms): "
             + ("earns its place" if earns else "fails " + ", ".join(f"'{n}'" for n in failed))
@@ -240,21 +243,28 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
 
     ablation = []
     feats: dict = {}
+    one_right: dict = {}  # the served features' answers right, per drawing: the TTA rule pairs them
     for name in ev.VARIANTS:
         row: dict = {"variant": name}
         for (s, f), ink in inks.items():
             feats[name, s, f] = ev.features_of(ink, name)
-            row[f"{s}_{f}"] = float((model.predict(feats[name, s, f]) == ys[s]).mean())
+            right = model.predict(feats[name, s, f]) == ys[s]
+            row[f"{s}_{f}"] = float(right.mean())
+            if name == ev.SERVED:
+                one_right[s, f] = right
         feats[name, "round_trip", ""] = ev.features_of(rt_inks, name)
         row["round_trip"] = float((model.predict(feats[name, "round_trip", ""]) == rt_expected).mean())
         ablation.append(row)
     # test-time augmentation: the decision values averaged over a bitmap's two views
     tta: dict = {"variant": TTA}
+    tta_right: dict = {}
     for s, f in [*inks, ("round_trip", "")]:
         truth = rt_expected if s == "round_trip" else ys[s]
-        tta["round_trip" if s == "round_trip" else f"{s}_{f}"] = float(
-            (ev.view_answers(model, [feats[v, s, f] for v in ev.BITMAP_VIEWS]) == truth).mean())
+        tta_right[s, f] = ev.view_answers(model, [feats[v, s, f] for v in ev.BITMAP_VIEWS]) == truth
+        tta["round_trip" if s == "round_trip" else f"{s}_{f}"] = float(tta_right[s, f].mean())
     ablation.append(tta)
+    paired_dev = common.paired(np.concatenate([tta_right["dev", f] for f in FORMS]),
+                               np.concatenate([one_right["dev", f] for f in FORMS]))
     if p.augment_row and "augment" in model.get_params() and not model.augment:
         common.progress("handwriting: training the same learner with training-time augmentation")
         aug_model = ev.stream_model(p.epochs, p.seed, params={**model.get_params(), "augment": 1})
@@ -363,7 +373,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
 
     common.progress("handwriting: CPU cost per drawing")
     cost = _cost(model, p.cost_drawings)
-    tta_verdict = _tta_verdict(ablation, cost, two_views, learner)
+    tta_verdict = _tta_verdict(ablation, cost, two_views, learner, paired_dev)
     common.progress(tta_verdict["text"])
     targets.append(tta_verdict.pop("target"))
     if strokes:

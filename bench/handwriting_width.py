@@ -5,6 +5,7 @@ and the rule that picks the served width (the test split is not looked at).
 """
 from __future__ import annotations
 
+import common
 import numpy as np
 
 from online_ml import evaluation as ev
@@ -17,13 +18,11 @@ WIDTH_COLUMNS = [("widest (px of 32)", "px", "d"), ("dev board", "dev_board", ".
                  ("", "chosen", ""), ("paired with the served width (dev)", "paired", "")]
 #: Widths tried for ``features.MAX_WIDTH`` (px of the 32 px box), on the development split only.
 WIDTHS = (20, 22, 24, 26, 28, 32)
-#: How far ahead of the served width another must be on dev to replace it: a paired comparison of
-#: the same drawings (McNemar's, normal approximation): of the drawings the two widths answer
-#: differently, the other must get right more than the served by this many standard deviations
-#: (1.96: 95 %). Anything less is a tie, and a tie keeps the served width rather than move the
-#: features on noise. (Until 2026-12-03 a fixed 0.1 % of dev accuracy, which 2.5 drawings a form
-#: crossed.)
-WIDTH_Z = 1.96
+#: How far ahead of the served width another must be on dev to replace it: ``common.PAIRED_Z``
+#: (McNemar's, on the same drawings); anything less is a tie, and a tie keeps the served width
+#: rather than move the features on noise. (Until 2026-12-03 a fixed 0.1 % of dev accuracy, which
+#: 2.5 drawings a form crossed.)
+WIDTH_Z = common.PAIRED_Z
 
 
 def _strokes_right(model, strokes: tuple[list[str], np.ndarray], px: int) -> int:
@@ -68,10 +67,9 @@ def width_sweep(model, inks: dict, ys: dict, rt_inks: list, rt_expected: np.ndar
 
     best = max(kept, key=score)
     if served in kept and best is not served:
-        gained = int((right[best["px"]] & ~right[served["px"]]).sum())
-        lost = int((~right[best["px"]] & right[served["px"]]).sum())
+        gained, lost, z = common.paired(right[best["px"]], right[served["px"]])
         best["paired"] = f"{gained} gained, {lost} lost against the served width"
-        if gained - lost <= WIDTH_Z * np.sqrt(gained + lost):
+        if z <= WIDTH_Z:
             best = served  # a tie: the served width stays
     for r in rows:
         r["chosen"] = ", ".join(word for word, holds in (
