@@ -7,15 +7,17 @@ No services, about a minute here. None of these is served; the test split is not
 
 * Each candidate is trained as the job trains (``evaluation.stream_model``: three passes of the
   default stream, record by record) with the job's ``LEARNER_PARAMS`` changed as named (among
-  them training-time augmentation, ``augment``: one or two variants of each record).
+  them training-time augmentation, ``augment``: none or two variants of each record; the served
+  model learns one).
 * ``without its memory of records``: ``neighbours`` 0, the plain softmax (the default until
   2026-12-03; the served model's scores are its log-probabilities plus twice the share of the 9
   nearest of the last 2,048 records it learned that carry each label; online_ml/nearest.py); and
   those three numbers a step either way.
-* Scored on real handwriting's development split (bitmaps, both forms, both views averaged as the
-  server averages them), on our mouse set through the server's stroke path, and on the 1s by
-  their base (online_ml/harness/mouse_digits.py, ``ones_by_base``) with a flag: the share read as
-  1 with a base 0.41 and 0.55 of the stem's height, and without a flag at any base.
+* Scored on real handwriting's development split (bitmaps, both forms, by the views the server
+  would score them by with that model: both averaged, or one; column ``views``), on our mouse
+  set through the server's stroke path, and on the 1s by their base
+  (online_ml/harness/mouse_digits.py, ``ones_by_base``) with a flag: the share read as 1 with a
+  base 0.41 and 0.55 of the stem's height, and without a flag at any base.
 
     python bench/candidates.py [--markdown] [--smoke]
 """
@@ -30,6 +32,7 @@ import common
 import numpy as np
 
 from online_ml import evaluation as ev
+from online_ml import uncertainty as unc
 from online_ml.config import Settings
 from online_ml.handwriting import FORMS, drawing, load_mnist, split
 from online_ml.producer import load_dataset
@@ -53,12 +56,12 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "votes 3": {"votes": 3.0},
     "memory 1,024 records (served 2,048)": {"memory": 1024},
     "memory 4,096 records": {"memory": 4096},
-    "an affine variant of each record learned too (augment 1, served 0)": {"augment": 1},
+    "no affine variants, the records alone (augment 0, served 1)": {"augment": 0},
     "two affine variants of each record (augment 2)": {"augment": 2},
     "served without its memory of records (neighbours 0)": {"neighbours": 0},
 }
 SMOKE = ("served (the job's parameters)", "l2 3e-3",
-         "an affine variant of each record learned too (augment 1, served 0)",
+         "no affine variants, the records alone (augment 0, served 1)",
          "served without its memory of records (neighbours 0)")
 #: The bases whose flagged 1s the softmax without its memory misses (width over the stem's height).
 WIDE = (0.41, 0.55)
@@ -93,12 +96,16 @@ def _sets(p: Params) -> dict[str, Any]:
             "ones_flag": np.array([o["flag"] for o in ones])}
 
 
-def _row(name: str, score, sets: dict) -> dict:
-    dev = [float((np.mean([score(v) for v in sets["dev"][f]], axis=0).argmax(1) == sets["dev_y"]).mean())
-           for f in FORMS]
+def _row(name: str, model, sets: dict) -> dict:
+    """One candidate's answers, each drawing scored as the server would score it with this model
+    (a bitmap by both views or one: ``uncertainty.served_views``)."""
+    score = model.decision_function
+    views = len(unc.served_views(model, np.zeros((len(ev.BITMAP_VIEWS), 1))))
+    dev = [float((np.mean([score(v) for v in sets["dev"][f][:views]], axis=0).argmax(1)
+                  == sets["dev_y"]).mean()) for f in FORMS]
     ones = score(sets["ones_x"]).argmax(1) == 1
     flag, width = sets["ones_flag"], sets["ones_width"]
-    row = {"candidate": name, "dev": float(np.mean(dev)),
+    row = {"candidate": name, "views": views, "dev": float(np.mean(dev)),
            "mouse": int((score(sets["mouse_x"]).argmax(1) == sets["mouse_y"]).sum()),
            "plain": float(ones[~flag].mean())}
     for w in WIDE:
@@ -106,7 +113,8 @@ def _row(name: str, score, sets: dict) -> dict:
     return row
 
 
-COLUMNS = [("candidate (none served)", "candidate", ""), ("dev, bitmaps", "dev", ".4f"),
+COLUMNS = [("candidate (none served)", "candidate", ""), ("views", "views", "d"),
+           ("dev, bitmaps", "dev", ".4f"),
            ("mouse set right (of 42)", "mouse", "d"),
            *[(f"flagged, base {w} of the height: read 1", f"flag_{w}", ".3f") for w in WIDE],
            ("no flag, any base: read 1", "plain", ".3f"),
@@ -126,7 +134,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         cpu = time.process_time()
         model = ev.stream_model(p.epochs, 0, params={**base, **CANDIDATES[name]})
         cpu = time.process_time() - cpu
-        rows.append({**_row(name, model.decision_function, sets),
+        rows.append({**_row(name, model, sets),
                      "us": cpu / (p.epochs * len(load_dataset()[1])) * 1e6})
     served = rows[0]
 

@@ -51,8 +51,11 @@ COLUMNS = [("pipeline", "pipeline", ""), ("form", "form", ""), ("split", "split"
 
 def _learner_text(name: str) -> str:
     """``LEARNER=softmax``; a calibration of its own (uncertainty.CALIBRATIONS) named as set."""
+    if name == "softmax-augmented":
+        return ("LEARNER=softmax, its memory of records voting, an affine variant of each record "
+                "learned (softmax-augmented)")
     if name == "softmax-neighbours":
-        return "LEARNER=softmax, its memory of records voting (softmax-neighbours)"
+        return "LEARNER=softmax, its memory of records voting, no variants (softmax-neighbours)"
     if name == "softmax":
         return "LEARNER=softmax without its memory of records (neighbours 0)"
     return f"LEARNER={name}"
@@ -69,7 +72,7 @@ class Params:
     round_trip: int = 300  # digits images redrawn as SVG
     tutorial: bool = True
     cost_drawings: int = 200
-    augment_row: bool = True  # the ablation's row of the model with training-time augmentation
+    augment_row: bool = True  # the ablation's row of the model with augment switched the other way
     width_sweep: bool = True  # the dev sweep that chose features.MAX_WIDTH
     strokes: bool = True  # the same digits traced into strokes (bench/handwriting_strokes.py)
 
@@ -265,11 +268,15 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     ablation.append(tta)
     paired_dev = common.paired(np.concatenate([tta_right["dev", f] for f in FORMS]),
                                np.concatenate([one_right["dev", f] for f in FORMS]))
-    if p.augment_row and "augment" in model.get_params() and not model.augment:
-        common.progress("handwriting: training the same learner with training-time augmentation")
-        aug_model = ev.stream_model(p.epochs, p.seed, params={**model.get_params(), "augment": 1})
-        aug: dict = {"variant": "served, the model trained with training-time augmentation "
-                                "(augment 1, one view; not served)"}
+    if p.augment_row and "augment" in model.get_params():
+        # the same learner with training-time augmentation switched the other way
+        other = 0 if model.augment else 1
+        common.progress(f"handwriting: training the same learner with augment {other}")
+        aug_model = ev.stream_model(p.epochs, p.seed, params={**model.get_params(), "augment": other})
+        aug: dict = {"variant": ("served, the model trained without training-time augmentation "
+                                 "(augment 0, one view; not served)" if model.augment else
+                                 "served, the model trained with training-time augmentation "
+                                 "(augment 1, one view; not served)")}
         for s, f in [*inks, ("round_trip", "")]:
             truth = rt_expected if s == "round_trip" else ys[s]
             aug["round_trip" if s == "round_trip" else f"{s}_{f}"] = float(

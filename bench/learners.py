@@ -69,13 +69,13 @@ VARIANTS: dict[str, tuple[str, dict, int | str]] = {
     "softmax-job256": ("softmax", {}, "job:256"),
     "softmax-job512": ("softmax", {}, "job:512"),
     "softmax-job1024": ("softmax", {}, "job:1024"),
-    # what each of its choices earns, and what it would: training-time augmentation (augment 1,
-    # opt-in), no memory of records (neighbours 0: the default until 2026-12-03;
+    # what each of its choices earns: no training-time augmentation (augment 0: the default
+    # until late 2026-12-03), no memory of records (neighbours 0: the default until 2026-12-03;
     # online_ml/nearest.py), each in row mode and the batch UDF's chunking; no random
     # Fourier features (with the memory; the linear model without it was the default until
     # that morning), predicting with the last weights, no weight decay
-    "softmax-augment": ("softmax", {"augment": 1}, 1),
-    "softmax-augment-job1024": ("softmax", {"augment": 1}, "job:1024"),
+    "softmax-no-augment": ("softmax", {"augment": 0}, 1),
+    "softmax-no-augment-job1024": ("softmax", {"augment": 0}, "job:1024"),
     "softmax-no-memory": ("softmax", {"neighbours": 0}, 1),
     "softmax-no-memory-job1024": ("softmax", {"neighbours": 0}, "job:1024"),
     "softmax-linear": ("softmax", {"kernel_features": 0}, 1),

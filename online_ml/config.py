@@ -121,9 +121,11 @@ class Settings:
     # goes straight into the averaged weights the softmax learner predicts with, so the lesson
     # shows in the next answers (README "Teaching it": chosen by bench/teaching.py on real
     # handwriting's development split: 0.25 for the softmax without its memory of records, 0.5
-    # with it, the default since 2026-12-03); 0: an ordinary step, diluted in the average (a
-    # correction changes nothing the board shows). Learners without averaged weights: no effect.
-    feedback_step_share: float = 0.5
+    # with it, 0.75 with training-time augmentation too, the default since late 2026-12-03: its
+    # variants' steps dilute the average twice as fast); 0: an ordinary step, diluted in the
+    # average (a correction changes nothing the board shows). Learners without averaged weights:
+    # no effect.
+    feedback_step_share: float = 0.75
 
     # env var name for each field, e.g. kafka_bootstrap_servers -> KAFKA_BOOTSTRAP_SERVERS
     @staticmethod

@@ -127,7 +127,7 @@ def test_the_benchmark_runs_at_smoke_size(tmp_path):
     res = doc["results"]
     assert {r["form"] for r in res["accuracy"]} == {*FORMS, TRACED}
     assert len(res["ablation"]) >= 2 and all(0 <= r["round_trip"] <= 1 for r in res["ablation"])
-    assert any("with training-time augmentation" in r["variant"] for r in res["ablation"])
+    assert any("training-time augmentation" in r["variant"] for r in res["ablation"])
     assert round(MAX_WIDTH * 32) in [r["px"] for r in res["widths"]]  # how MAX_WIDTH was chosen
     # the width may not cost a mouse drawing or a 1 by its base against the served width
     served = next(r for r in res["widths"] if r["px"] == round(MAX_WIDTH * 32))

@@ -188,15 +188,16 @@ def test_the_served_models_learner_sets_its_probabilities_whatever_learner_is_se
     app = make_app({"TESTING": True, "SETTINGS": dataclasses.replace(settings, learner=other),
                     "REDIS_CLIENT": redis_client, "VERSION_CHECK_INTERVAL": 0})
     store.save(stored, {"samples_seen": 1797})
-    # the default softmax keeps its memory of records: its calibration is that one's
-    own = uncertainty.CALIBRATIONS["softmax-neighbours" if learner == "softmax" else learner]
+    # the default softmax keeps its memory of records and learns affine variants: its calibration
+    # is that one's
+    own = uncertainty.CALIBRATIONS["softmax-augmented" if learner == "softmax" else learner]
     assert uncertainty.calibration(stored) == own
     for i in (0, 8, 13):
         answer = app.test_client().post(
             "/predict", data={"imgStr": digit_data_url(digits.images[i])}).get_json()
         views = digit_data_views(digits.images[i])
         assert views.shape == (2, 64)
-        scored = views if learner == "softmax" else views[:1]  # uncertainty.BITMAP_VIEW_LEARNERS
+        scored = views[:1]  # neither is in uncertainty.BITMAP_VIEW_LEARNERS: one view
         z = uncertainty.logits(stored, scored).mean(axis=0, keepdims=True)  # averaged over views
         expected = uncertainty.softmax(z, own.temperature)[0]
         top = answer["probabilities"]

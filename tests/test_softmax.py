@@ -58,7 +58,7 @@ def test_partial_fit_on_many_rows_learns_what_row_by_row_learns(shuffled_digits)
     for xi, yi in zip(X[:300], y[:300]):
         rows.partial_fit(xi[None], [yi], classes=CLASSES)
     batch = _fit(X[:300], y[:300])
-    assert batch.t_ == rows.t_ == 300
+    assert batch.t_ == rows.t_ == 600  # each record and its affine variant (augment 1)
     for name in sync.SOFTMAX_ARRAYS:
         assert np.allclose(getattr(batch, name), getattr(rows, name)), name
 
@@ -92,6 +92,7 @@ def _numpy_steps(model: OnlineSoftmax, X, y, weights) -> None:
 def test_the_compiled_steps_are_the_numpy_steps(shuffled_digits, params):
     X, y = shuffled_digits
     weights = np.random.default_rng(1).choice([0.0, 0.5, 1.0, 2.0], size=500)
+    params = {"augment": 0, **params}  # the records' steps (variants: the same steps, tested below)
     compiled = OnlineSoftmax(**params).partial_fit(X[:500], y[:500], classes=CLASSES,
                                                    sample_weight=weights)
     oracle = OnlineSoftmax(**params)
@@ -136,7 +137,8 @@ def test_the_steps_compile_where_pyflink_replaced_print(tmp_path, how):
         assert out.returncode != 0 and "has no attribute 'print'" in out.stderr, out.stderr
     else:
         assert out.returncode == 0, out.stderr
-        assert out.stdout.strip() == "via the worker: t 2.0"  # the worker's print is back
+        assert out.stdout.strip() == "via the worker: t 4.0"  # the worker's print is back
+        # (two records, each with its affine variant)
 
 
 def test_a_function_numba_cannot_cache_is_still_compiled():
@@ -201,7 +203,7 @@ def test_bad_input_is_refused_before_anything_changes(shuffled_digits):
     ]:
         with pytest.raises(ValueError):
             bad()
-    assert np.array_equal(model.weights_, before) and model.t_ == 50
+    assert np.array_equal(model.weights_, before) and model.t_ == 2 * 50  # records and variants
     for params in ({"learning_rate": 0}, {"l2": -1}, {"average": 2}, {"scale": 0}):
         with pytest.raises(ValueError):
             OnlineSoftmax(**params).partial_fit(X[:2], y[:2], classes=CLASSES)
@@ -222,12 +224,12 @@ def test_a_share_of_a_step_goes_straight_into_what_predicts(shuffled_digits):
     mixed.partial_fit(rows, labels, into_average=shares)
     for row, label, share in zip(rows, labels, shares):
         w, b = split.weights_.copy(), split.bias_.copy()
-        split.partial_fit(row[None], [label])
+        split.partial_fit(row[None], [label], variants=not share)  # feedback: no variant
         split.avg_weights_ += share * (split.weights_ - w)
         split.avg_bias_ += share * (split.bias_ - b)
     for name in sync.SOFTMAX_ARRAYS:
         assert np.allclose(getattr(mixed, name), getattr(split, name), rtol=0, atol=1e-12), name
-    assert mixed.t_ == split.t_ == 1006
+    assert mixed.t_ == split.t_ == base.t_ + 3 * 2 + 3  # ordinary rows and their variants
     plain, zero = _fit(X[:50], y[:50]), _fit(X[:50], y[:50])
     plain.partial_fit(rows, labels)
     zero.partial_fit(rows, labels, into_average=[0.0] * 6)
@@ -241,7 +243,7 @@ def test_a_share_of_a_step_goes_straight_into_what_predicts(shuffled_digits):
 
 def test_with_augment_the_weights_also_learn_a_variant_of_each_record_and_only_records_count(
         shuffled_digits):
-    """Training-time augmentation (``augment`` 1; opt-in): after each record the weights learn
+    """Training-time augmentation (``augment`` 1, the default): after each record the weights learn
     one random affine variant of it (softmax.variants_of), the same variant whether the records
     come one by one or in a chunk; the memory keeps the records alone, the learner counts the
     records alone, and a feedback row with a share takes no variant. The variants are still the
@@ -251,7 +253,7 @@ def test_with_augment_the_weights_also_learn_a_variant_of_each_record_and_only_r
     rows = OnlineSoftmax(augment=1)
     for xi, yi in zip(X[:200], y[:200]):
         rows.partial_fit(xi[None], [yi], classes=CLASSES)
-    plain = _fit(X[:200], y[:200])
+    plain = _fit(X[:200], y[:200], augment=0)
     assert model.t_ == rows.t_ == 400 and plain.t_ == 200
     for name in sync.SOFTMAX_ARRAYS:
         assert np.allclose(getattr(model, name), getattr(rows, name)), name
@@ -365,7 +367,7 @@ def test_stored_with_skops_and_loaded_through_the_trusted_list(shuffled_digits):
     assert isinstance(back, OnlineSoftmax)
     assert np.array_equal(back.decision_function(X), model.decision_function(X))
     back.partial_fit(X[300:301], y[300:301])  # and it goes on learning
-    assert back.t_ == 301
+    assert back.t_ == model.t_ + 2 == 602  # a record and its variant
 
 
 def test_snapshot_is_json(shuffled_digits):
@@ -403,7 +405,7 @@ def test_an_unfitted_merger_takes_the_merged_state(shuffled_digits):
     sync.initialise(merger, sync.state_of(a), CLASSES)
     assert merger.t_ == 0 and not merger.weights_.any()
     sync.set_state(merger, sync.state_of(a))
-    assert merger.t_ == a.t_ == 200
+    assert merger.t_ == a.t_ == 400  # 200 records and their variants
     assert np.array_equal(merger.predict(X), a.predict(X))
 
 
@@ -444,7 +446,8 @@ def test_the_job_trains_backs_up_and_restarts_with_it(mode, params):
         assert trainer.maybe_backup() is True
         again = Trainer(settings)
         assert isinstance(again.learner.model, OnlineSoftmax)
-        assert again.learner.samples_seen == 600 and again.learner.model.t_ == 600
+        assert again.learner.samples_seen == 600  # records; the steps count their variants too
+        assert again.learner.model.t_ == trainer.learner.model.t_ == 600 * 2
         remembers = again.learner.model.neighbours > 0
         if remembers:  # the backup carried the memory: the restarted job votes with it
             assert again.learner.model.memory_count_ == 600

@@ -97,10 +97,16 @@ def test_each_learner_has_its_own_calibration_chosen_by_the_models_type():
     assert unc.CALIBRATIONS["sgd"].temperature == 2020.0
     assert unc.CALIBRATIONS["sgd"].threshold == 0.67
     assert unc.calibration(make_model("nb")) == unc.UNFITTED  # not fitted: its own predict_proba
-    remembers = make_model("softmax")  # the default's memory and its votes: fitted apart
+    remembers = make_model("softmax", augment=0)  # the memory and its votes: fitted apart
     assert unc.learner_of(remembers) == "softmax-neighbours"
     assert unc.calibration(remembers) == unc.CALIBRATIONS["softmax-neighbours"]
     assert unc.served_views(remembers, np.zeros((2, 64))).shape == (2, 64)
+    default = make_model("softmax")  # and with training-time augmentation: fitted apart again
+    assert unc.learner_of(default) == "softmax-augmented"
+    assert unc.calibration(default) == unc.CALIBRATIONS["softmax-augmented"]
+    assert unc.served_views(default, np.zeros((2, 64))).shape == (1, 64)  # one view
+    # without its memory, augmented or not: the plain softmax's numbers
+    assert unc.learner_of(make_model("softmax", neighbours=0, augment=1)) == "softmax"
 
 
 def _mixed_3_and_8() -> np.ndarray:
@@ -160,18 +166,22 @@ def test_views_average_decision_values_and_one_view_is_the_plain_answer():
 
 
 def test_only_the_learners_it_earns_its_place_with_score_both_views():
-    """Test-time augmentation is served per learner (bench/handwriting.py's rule): softmax scores
-    a bitmap's two views, SGD (it lost the round trip) and unmeasured learners the first."""
+    """Test-time augmentation is served per learner (bench/handwriting.py's rule): softmax without
+    training-time augmentation scores a bitmap's two views; with it (the default), SGD (both lost
+    the round trip) and unmeasured learners the first."""
     from sklearn.naive_bayes import MultinomialNB
 
     from online_ml.softmax import OnlineSoftmax
 
     digits = load_digits()
     views = digits.data[[3, 8]].astype(np.float64)
-    soft = OnlineSoftmax().partial_fit(digits.data[:200], digits.target[:200], classes=list(range(10)))
+    soft = OnlineSoftmax(augment=0).partial_fit(digits.data[:200], digits.target[:200],
+                                                classes=list(range(10)))
+    augmented = OnlineSoftmax().partial_fit(digits.data[:200], digits.target[:200],
+                                            classes=list(range(10)))
     sgd = SGDClassifier(loss="log_loss", random_state=0).fit(digits.data, digits.target)
     nb = MultinomialNB().fit(digits.data, digits.target)
     assert unc.BITMAP_VIEW_LEARNERS == {"softmax", "softmax-neighbours"}
     assert np.array_equal(unc.served_views(soft, views), views)
-    for model in (sgd, nb):
+    for model in (augmented, sgd, nb):
         assert np.array_equal(unc.served_views(model, views), views[:1])
