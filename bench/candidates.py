@@ -3,7 +3,7 @@ without its memory of the nearest records, each measured where the served model'
 a 1 with a flag and a base over half its height, which the served model reads as 2 half of the
 time (bench/strokes.py).
 
-No services, about a minute here. None of these is served; the test split is not looked at.
+No services, about two minutes here. None of these is served; the test split is not looked at.
 
 * Each candidate is trained as the job trains (``evaluation.stream_model``: three passes of the
   default stream, record by record) with the job's ``LEARNER_PARAMS`` changed as named (among
@@ -14,10 +14,15 @@ No services, about a minute here. None of these is served; the test split is not
   nearest of the last 2,048 records it learned that carry each label; online_ml/nearest.py); and
   those three numbers a step either way.
 * Scored on real handwriting's development split (bitmaps, both forms, by the views the server
-  would score them by with that model: both averaged, or one; column ``views``), on our mouse
-  set through the server's stroke path, and on the 1s by their base
+  would score them by with that model: both averaged, or one; column ``views``; and the same
+  digits traced into strokes, ``handwriting.TRACED``, through the board's path), on our mouse set
+  through the server's stroke path, and on the 1s by their base
   (online_ml/harness/mouse_digits.py, ``ones_by_base``) with a flag: the share read as 1 with a
   base 0.41 and 0.55 of the stem's height, and without a flag at any base.
+* "Ahead on dev" means beyond chance, as the server's view rules and the width rule ask: of the
+  dev drawings the two answer differently, the candidate reads more right than the served model
+  by over ``common.PAIRED_Z`` standard deviations (McNemar's, columns "against the served
+  model"), on bitmaps or on strokes, and is not behind beyond chance on the other.
 
     python bench/candidates.py [--markdown] [--smoke]
 """
@@ -34,7 +39,7 @@ import numpy as np
 from online_ml import evaluation as ev
 from online_ml import uncertainty as unc
 from online_ml.config import Settings
-from online_ml.handwriting import FORMS, drawing, load_mnist, split
+from online_ml.handwriting import FORMS, TRACED, drawing, load_mnist, split
 from online_ml.producer import load_dataset
 
 #: name -> changes to the job's LEARNER_PARAMS
@@ -88,33 +93,41 @@ def _sets(p: Params) -> dict[str, Any]:
     for f in FORMS:
         inks = ev.drawing_inks([drawing(i, f)[0] for i in dev])
         views[f] = [ev.features_of(inks, v) for v in ev.BITMAP_VIEWS]
+    traced = ev.stroke_features(drawing(i, TRACED)[0] for i in dev)  # the board's path
     svgs, mouse_y, _ = ev.mouse_drawings()
     ones = ones_by_base()
-    return {"dev_y": labels[dev], "dev": views, "mouse_x": ev.stroke_features(svgs),
+    return {"dev_y": labels[dev], "dev": views, "traced": traced,
+            "mouse_x": ev.stroke_features(svgs),
             "mouse_y": mouse_y, "ones_x": ev.stroke_features(o["svg"] for o in ones),
             "ones_width": np.array([round(o["width"], 2) for o in ones]),
             "ones_flag": np.array([o["flag"] for o in ones])}
 
 
-def _row(name: str, model, sets: dict) -> dict:
+def _row(name: str, model, sets: dict) -> tuple[dict, dict[str, np.ndarray]]:
     """One candidate's answers, each drawing scored as the server would score it with this model
-    (a bitmap by both views or one: ``uncertainty.served_views``)."""
+    (a bitmap by both views or one: ``uncertainty.served_views``; strokes by one), and which dev
+    drawings it reads right (bitmaps of both forms, traced strokes), to pair with the served
+    model's."""
     score = model.decision_function
     views = len(unc.served_views(model, np.zeros((len(ev.BITMAP_VIEWS), 1))))
-    dev = [float((np.mean([score(v) for v in sets["dev"][f][:views]], axis=0).argmax(1)
-                  == sets["dev_y"]).mean()) for f in FORMS]
+    right = [np.mean([score(v) for v in sets["dev"][f][:views]], axis=0).argmax(1) == sets["dev_y"]
+             for f in FORMS]
     ones = score(sets["ones_x"]).argmax(1) == 1
     flag, width = sets["ones_flag"], sets["ones_width"]
-    row = {"candidate": name, "views": views, "dev": float(np.mean(dev)),
+    traced = score(sets["traced"]).argmax(1) == sets["dev_y"]
+    row = {"candidate": name, "views": views,
+           "dev": float(np.mean([r.mean() for r in right])), "traced": float(traced.mean()),
            "mouse": int((score(sets["mouse_x"]).argmax(1) == sets["mouse_y"]).sum()),
            "plain": float(ones[~flag].mean())}
     for w in WIDE:
         row[f"flag_{w}"] = float(ones[flag & (width == w)].mean())
-    return row
+    return row, {"dev": np.concatenate(right), "traced": traced}
 
 
 COLUMNS = [("candidate (none served)", "candidate", ""), ("views", "views", "d"),
-           ("dev, bitmaps", "dev", ".4f"),
+           ("dev, bitmaps", "dev", ".4f"), ("bitmaps, against the served model", "paired", ""),
+           ("dev, traced strokes", "traced", ".4f"),
+           ("strokes, against the served model", "paired_traced", ""),
            ("mouse set right (of 42)", "mouse", "d"),
            *[(f"flagged, base {w} of the height: read 1", f"flag_{w}", ".3f") for w in WIDE],
            ("no flag, any base: read 1", "plain", ".3f"),
@@ -128,26 +141,41 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     sets = _sets(p)
     base = Settings.from_env().learner_kwargs()
     ev.stream_model(1, 0, params=base, limit=50)  # compile the steps before timing
-    rows = []
+    rows, rights = [], []
     for name in p.candidates:
         common.progress(f"candidates: {name}")
         cpu = time.process_time()
         model = ev.stream_model(p.epochs, 0, params={**base, **CANDIDATES[name]})
         cpu = time.process_time() - cpu
-        rows.append({**_row(name, model, sets),
-                     "us": cpu / (p.epochs * len(load_dataset()[1])) * 1e6})
+        row, right = _row(name, model, sets)
+        rows.append({**row, "us": cpu / (p.epochs * len(load_dataset()[1])) * 1e6})
+        rights.append(right)
     served = rows[0]
+    for key, name in (("dev", ""), ("traced", "_traced")):
+        served["paired" + name], served["z" + name] = "-", 0.0
+        for row, right in zip(rows[1:], rights[1:]):  # McNemar's on the same dev drawings
+            gained, lost, z = common.paired(right[key], rights[0][key])
+            row["paired" + name] = f"{gained} gained, {lost} lost, z {z:.2f}"
+            row["z" + name] = round(z, 2)
 
     def flagged(r: dict) -> float:
         return sum(r[f"flag_{w}"] for w in WIDE)
 
-    both = [r["candidate"] for r in rows[1:] if r["dev"] > served["dev"] and flagged(r) > flagged(served)]
-    verdict = ("ahead of the served model on dev and on the flagged 1s: "
+    def ahead(r: dict) -> bool:
+        """Ahead on dev beyond chance (as the view and width rules ask) on bitmaps or on traced
+        strokes, and not behind beyond chance on the other."""
+        zs = (r["z"], r["z_traced"])
+        return max(zs) > common.PAIRED_Z and min(zs) >= -common.PAIRED_Z
+
+    both = [r["candidate"] for r in rows[1:] if ahead(r) and flagged(r) > flagged(served)]
+    verdict = ("ahead of the served model on dev beyond chance and on the flagged 1s: "
                + (", ".join(both) if both else "none"))
-    keeps = [r for r in rows[1:] if r["dev"] > served["dev"] and r["mouse"] >= served["mouse"]
+    keeps = [r for r in rows[1:] if ahead(r) and r["mouse"] >= served["mouse"]
              and all(r[k] >= served[k] for k in ("plain", *(f"flag_{w}" for w in WIDE)))]
-    verdict += ("; ahead on dev and reading no fewer mouse drawings and 1s: "
-                + (", ".join(f"{r['candidate']} ({100 * (r['dev'] - served['dev']):+.2f} points, "
+    verdict += ("; ahead on dev beyond chance and reading no fewer mouse drawings and 1s: "
+                + (", ".join(f"{r['candidate']} (bitmaps {100 * (r['dev'] - served['dev']):+.2f} "
+                             f"points, z {r['z']:.2f}; strokes "
+                             f"{100 * (r['traced'] - served['traced']):+.2f}, z {r['z_traced']:.2f}; "
                              f"learning in {r['us'] / served['us']:.1f}x the served model's time)"
                              for r in keeps) if keeps else "none"))
     all_wide = [r["candidate"] for r in rows if r[f"flag_{WIDE[-1]}"] == 1.0]

@@ -182,7 +182,7 @@ def test_the_strokes_benchmark_runs_at_smoke_size(tmp_path):
 
 def test_the_candidates_benchmark_runs_at_smoke_size(tmp_path):
     """bench/candidates.py --smoke as a user runs it: the served parameters, one other setting,
-    training-time augmentation and no nearest-records blend, each scored on dev, the mouse set and
+    no training-time augmentation and no nearest-records blend, each scored on dev, the mouse set and
     the flagged 1s of the widest bases, timed, and the computed verdict."""
     doc = _smoke_run(tmp_path, "candidates")
     rows = doc["results"]["rows"]
@@ -192,7 +192,12 @@ def test_the_candidates_benchmark_runs_at_smoke_size(tmp_path):
     for r in rows:
         assert 0 <= r["dev"] <= 1 and 0 <= r["mouse"] <= 42
         assert all(0 <= r[key] <= 1 for key in ("flag_0.41", "flag_0.55", "plain"))
-    assert doc["results"]["verdict"].startswith("ahead of the served model on dev and on the flagged 1s: ")
+    assert doc["results"]["verdict"].startswith(
+        "ahead of the served model on dev beyond chance and on the flagged 1s: ")
+    # each candidate paired with the served model on the same dev drawings (McNemar's)
+    assert rows[0]["paired"] == rows[0]["paired_traced"] == "-"
+    assert all(" gained, " in r["paired"] and " gained, " in r["paired_traced"] for r in rows[1:])
+    assert all(0 <= r["traced"] <= 1 for r in rows)  # the same dev digits traced into strokes
     assert [t["target"] for t in doc["targets"]] == ["flagged 1s read 1 at the widest base, best candidate"]
 
 
