@@ -38,8 +38,8 @@ blows up stray ink in the near-empty border cells of ``digits`` and costs real h
   and as wide as they like, ``digits``' 1,797 are not. Variants are not counted in any metric
   (the learner counts records) and not remembered; their ink is kept to the cells records have
   inked. ``augment=0`` (and a model stored before it existed) learns the records alone. Measured
-  (docs/handwriting.md, *Training-time augmentation*): it gains on real handwriting in every
-  form, at about 1.4x the learning cost of a record.
+  (docs/handwriting.md, *Training-time augmentation*): it gains on the board's strokes beyond
+  chance, and learning a record costs about twice as much (the job's throughput halves).
 
 ``partial_fit`` takes one step per row, in order, so mini-batch mode (``OnlineLearner.learn_many``)
 learns what row mode learns; only its predictions come from the model before the chunk. The steps

@@ -109,7 +109,7 @@ UNFITTED = Calibration(temperature=1.0, threshold=0.67)
 #: other learner was measured: they score the first view, as before. The softmax with its memory
 #: of records (``softmax-neighbours``): dev +1.24 points, the round trip kept (2026-12-03). Not
 #: the default model with training-time augmentation (``softmax-augmented``): its two views gain
-#: on dev (+2.06 points, z 4.5) but lose the round trip (0.980 against 0.990, 2026-12-03).
+#: on dev (+2.06 points, z 6.35) but lose the round trip (0.980 against 0.990, 2026-12-03).
 BITMAP_VIEW_LEARNERS = frozenset({"softmax", "softmax-neighbours"})
 
 
