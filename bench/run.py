@@ -37,6 +37,7 @@ import traceback
 from pathlib import Path
 
 import common
+import serving
 
 from online_ml.harness.paths import instance_environment
 
@@ -88,9 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="client threads (default 1 8 32)")
     s.add_argument("--serve-seconds", type=float, metavar="S",
                    help="seconds of load per server and level")
-    s.add_argument("--servers", nargs="+",
-                   choices=("project", "project-waitress", "project-gthread", "tutorial"),
-                   help="servers to measure (default: project, project-waitress, tutorial)")
+    s.add_argument("--servers", nargs="+", choices=serving.SERVERS,
+                   help=f"servers to measure (default: {', '.join(serving.Params.servers)})")
     f = p.add_argument_group("freshness")
     f.add_argument("--intervals", type=float, nargs="+", metavar="S",
                    help="BACKUP_INTERVAL_SECONDS values (default 10 1)")

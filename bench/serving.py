@@ -32,6 +32,9 @@ from online_ml.harness.drawings import BOARD, PEN_WIDTH, drawings
 from online_ml.harness.http_load import connect, load, post
 from online_ml.harness.processes import Server
 
+#: The servers this benchmark can measure (``Params.servers`` measures all but project-gthread).
+SERVERS = ("project", "project-gunicorn", "project-waitress", "project-gthread", "tutorial")
+
 
 @dataclass
 class Params:
@@ -117,6 +120,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         "tutorial": dict(call="tutorial_server:create_app", name="tutorial-server",
                          cwd=common.ROOT / "bench", workers=p.workers),
     }
+    assert set(specs) == set(SERVERS), "SERVERS names every server of specs"
     try:
         meta = store_model(settings, key)
         common.progress(f"serving: model version {meta['version']} stored under db "
