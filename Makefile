@@ -24,10 +24,12 @@ down:
 demo:
 	@bash stack/demo.sh
 
-# The gates (pyproject.toml): ruff (pyflakes, pycodestyle, isort, pyupgrade, bugbear) and mypy.
+# The gates (pyproject.toml): ruff (pyflakes, pycodestyle, isort, pyupgrade, bugbear) and mypy;
+# the board's JavaScript (static/*.js, not the vendored libraries) must parse: node --check.
 lint: install
 	.venv/bin/ruff check .
 	.venv/bin/mypy
+	@for f in static/*.js; do node --check "$$f" || exit 1; done; echo "node --check: static/*.js parse"
 
 # lint first: CI gates on it. Then unit tests, doctests of online_ml/ and integration tests.
 test: lint

@@ -20,6 +20,8 @@ missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# node: `make lint` checks the board's JavaScript (static/*.js) with `node --check`
+command -v node >/dev/null || missing+=(nodejs)
 for cmd in java mvn python3; do
   command -v "$cmd" >/dev/null || { fail "$cmd is required (OpenJDK 17, Maven, Python 3.11)"; exit 1; }
 done

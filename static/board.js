@@ -20,16 +20,9 @@
   var modelRolling = document.getElementById("model-rolling");
   var rollingWindow = document.getElementById("rolling-window");
   var message = document.getElementById("message");
-  var feedbackBox = document.getElementById("feedback");
-  var confirmButton = document.getElementById("confirm");
-  var confirmDigit = document.getElementById("confirm-digit");
-  var feedbackStatus = document.getElementById("feedback-status");
-  var monitorStatus = document.getElementById("monitor-status");
   var trainingBanner = document.getElementById("training-banner");
 
   var MODEL_POLL_MS = 5000;     // model info and monitoring charts
-  var FEEDBACK_POLL_MS = 2000;  // waiting for a model that trained on the user's example
-  var FEEDBACK_PATIENCE_MS = 10 * 60 * 1000;
 
   var PEN_WIDTH = 8;          // CSS px on the board (display only; the server normalises)
   var strokes = [];           // [[{x, y}, ...], ...] in CSS px
@@ -286,10 +279,8 @@
     showUnsure(null);
     showExplanation(null);
     showProbabilities([]);
-    hideFeedback();
+    feedback.hide();
   }
-
-  var lastDrawing = null;  // the data URL that was predicted: feedback labels exactly that
 
   function predict() {
     if (strokes.length === 0) {
@@ -321,8 +312,7 @@
         });
         showMessage(answer.stale ? "Redis is unreachable: answered with the last model loaded."
           : "", answer.stale ? "warn" : "");
-        lastDrawing = drawing;
-        offerFeedback(answer.predict_result);
+        feedback.offer(answer.predict_result, drawing);
       })
       .catch(function (error) {
         clearAnswer();
@@ -339,107 +329,6 @@
     clearAnswer();
     showMessage("");
   }
-
-  // -- feedback: the user's label goes to Kafka, the job trains on it ---------------------------
-  var feedbackButtons = Array.prototype.slice.call(feedbackBox.querySelectorAll("button"));
-  var feedbackToken = 0;  // a newer feedback supersedes the wait for an older one
-
-  function showFeedbackStatus(text, kind) {
-    feedbackStatus.textContent = text || "";
-    feedbackStatus.className = "message" + (kind ? " " + kind : "");
-  }
-
-  function setFeedbackEnabled(enabled) {
-    feedbackButtons.forEach(function (b) { b.disabled = !enabled; });
-  }
-
-  function offerFeedback(predicted) {
-    confirmButton.dataset.digit = String(predicted);
-    confirmDigit.textContent = String(predicted);
-    feedbackButtons.forEach(function (b) {
-      b.classList.toggle("predicted", b.classList.contains("pick") &&
-        b.dataset.digit === String(predicted));
-    });
-    setFeedbackEnabled(true);
-    // a new drawing: what was said about the previous one's feedback no longer applies
-    feedbackToken++;
-    showFeedbackStatus("");
-    delete feedbackBox.dataset.feedbackId;
-    delete feedbackBox.dataset.includedIn;
-    feedbackBox.hidden = false;
-  }
-
-  function hideFeedback() {
-    feedbackBox.hidden = true;
-    lastDrawing = null;
-  }
-
-  function sendFeedback(label) {
-    if (!lastDrawing) return;
-    setFeedbackEnabled(false);
-    var token = ++feedbackToken;
-    showFeedbackStatus("Sending “" + label + "” to the training stream…");
-    getJson("api/feedback", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ imgStr: lastDrawing, label: label })
-    })
-      .then(function (answer) {
-        if (token !== feedbackToken) return;
-        if (!answer.success) {
-          setFeedbackEnabled(true);
-          showFeedbackStatus(answer.error || "feedback failed", "error");
-          return;
-        }
-        feedbackBox.dataset.feedbackId = answer.id;
-        showFeedbackStatus("Sent as a " + label + ". Waiting for the training job to learn it " +
-          "(a new model is backed up every few seconds)…");
-        waitForModel(answer.id, token, performance.now());
-      })
-      .catch(function (error) {
-        if (token !== feedbackToken) return;
-        setFeedbackEnabled(true);
-        showFeedbackStatus("The server cannot be reached: " + error, "error");
-      });
-  }
-
-  function waitForModel(id, token, started) {
-    if (token !== feedbackToken) return;
-    getJson("api/feedback/" + encodeURIComponent(id))
-      .then(function (status) {
-        if (token !== feedbackToken) return;
-        if (status.success && status.included) {
-          showFeedbackStatus("Model v" + status.model_version + " includes your example.", "good");
-          feedbackBox.dataset.includedIn = String(status.model_version);
-          loadModelInfo();
-          return;
-        }
-        var waited = performance.now() - started;
-        if (waited > FEEDBACK_PATIENCE_MS) {
-          showFeedbackStatus("Your example is in Kafka, but no model has included it yet: " +
-            "is the training job running?", "warn");
-          return;
-        }
-        if (waited > 60000) {
-          showFeedbackStatus("Still waiting for a model that includes your example " +
-            "(newest: v" + (status.newest_version || "–") + "). Is the training job running?",
-            "warn");
-        }
-        window.setTimeout(function () { waitForModel(id, token, started); }, FEEDBACK_POLL_MS);
-      })
-      .catch(function () {
-        window.setTimeout(function () { waitForModel(id, token, started); }, FEEDBACK_POLL_MS);
-      });
-  }
-
-  confirmButton.addEventListener("click", function () {
-    sendFeedback(parseInt(confirmButton.dataset.digit, 10));
-  });
-  feedbackButtons.forEach(function (b) {
-    if (b.classList.contains("pick")) {
-      b.addEventListener("click", function () { sendFeedback(parseInt(b.dataset.digit, 10)); });
-    }
-  });
 
   // -- model info and the monitoring panel -------------------------------------------------------
   // The banner: training is not running, or the model no longer changes while records arrive
@@ -500,154 +389,12 @@
       .catch(function () { /* the next poll or prediction will report the problem */ });
   }
 
-  var MAX_POINTS = 2000;
-  var series = { time: [], accuracy: [], rolling: [], throughput: [] };
-  var lastTime = null;
-  var charts = {};
-  var labelsBox = document.getElementById("chart-labels");
-
-  function chartWidth(el) {
-    return Math.max(240, Math.floor(el.getBoundingClientRect().width || 320));
-  }
-
-  function makeCharts() {
-    if (!window.uPlot) {
-      monitorStatus.textContent = "(chart library missing)";
-      return;
-    }
-    var accEl = document.getElementById("chart-accuracy");
-    var thrEl = document.getElementById("chart-throughput");
-    var pct = function (u, v) { return v === null || v === undefined ? "–" : v.toFixed(1) + " %"; };
-    // time axis from the first point to the last, at least a minute wide: with a single snapshot
-    // uPlot widens the range by years before asking, so read the data itself
-    var timeRange = function (u, min, max) {
-      var xs = (u.data && u.data[0]) || [];
-      if (!xs.length) return [min, max];
-      return [xs[0], Math.max(xs[xs.length - 1], xs[0] + 60)];
-    };
-    // one line per tick: uPlot's two-line labels (time, then the date and hour under the first
-    // tick and each new hour) ran into each other on a range of a minute or two
-    var timeAxis = {
-      space: 70,
-      values: function (u, splits) {
-        var span = splits.length > 1 ? splits[splits.length - 1] - splits[0] : 0;
-        return splits.map(function (t) {
-          var d = new Date(t * 1000);
-          var hm = ("0" + d.getHours()).slice(-2) + ":" + ("0" + d.getMinutes()).slice(-2);
-          if (span < 600) return hm + ":" + ("0" + d.getSeconds()).slice(-2);
-          if (span < 2 * 86400) return hm;
-          return (d.getMonth() + 1) + "/" + d.getDate() + " " + hm;
-        });
-      }
-    };
-    charts.accuracy = new window.uPlot({
-      width: chartWidth(accEl), height: 180,
-      legend: { live: false },
-      scales: { x: { time: true, range: timeRange }, y: { range: [0, 100] } },
-      series: [
-        {},
-        { label: "cumulative", stroke: "#1f6feb", width: 2, value: pct },
-        { label: "last N", stroke: "#d97706", width: 2, value: pct }
-      ],
-      axes: [timeAxis, { values: function (u, vals) { return vals.map(function (v) { return v + "%"; }); } }]
-    }, [[], [], []], accEl);
-    charts.throughput = new window.uPlot({
-      width: chartWidth(thrEl), height: 180,
-      legend: { live: false },
-      scales: { x: { time: true, range: timeRange },
-                y: { range: function (u, min, max) { return [0, Math.max(1, max * 1.15)]; } } },
-      series: [
-        {},
-        { label: "records/s", stroke: "#2da44e", width: 2, fill: "rgba(45,164,78,0.12)",
-          value: function (u, v) { return v === null || v === undefined ? "–" : v.toFixed(1); } }
-      ],
-      axes: [timeAxis, {}]
-    }, [[], []], thrEl);
-    window.addEventListener("resize", function () {
-      charts.accuracy.setSize({ width: chartWidth(accEl), height: 180 });
-      charts.throughput.setSize({ width: chartWidth(thrEl), height: 180 });
-    });
-  }
-
-  function drawLabels(distribution) {
-    var counts = [], max = 0, total = 0;
-    for (var d = 0; d < 10; d++) {
-      var n = Number((distribution || {})[String(d)] || 0);
-      counts.push(n);
-      max = Math.max(max, n);
-      total += n;
-    }
-    labelsBox.textContent = "";
-    counts.forEach(function (n, digit) {
-      var col = document.createElement("div");
-      col.className = "col";
-      col.title = digit + ": " + n + " records";
-      var bar = document.createElement("div");
-      bar.className = "bar";
-      bar.style.height = (max ? Math.max(1, Math.round(n / max * 120)) : 1) + "px";
-      var count = document.createElement("div");
-      count.className = "n";
-      count.textContent = total ? (n / total * 100).toFixed(0) + "%" : "";
-      var label = document.createElement("div");
-      label.className = "d";
-      label.textContent = String(digit);
-      col.appendChild(count);
-      col.appendChild(bar);
-      col.appendChild(label);
-      labelsBox.appendChild(col);
-    });
-  }
-
-  function pct100(v) { return typeof v === "number" ? v * 100 : null; }
-
-  function loadHistory() {
-    var url = "api/metrics/history" + (lastTime !== null ? "?since=" + lastTime : "");
-    return getJson(url)
-      .then(function (body) {
-        if (!body.success) {
-          monitorStatus.textContent = "(" + (body.error || "history unavailable") + ")";
-          return;
-        }
-        (body.history || []).forEach(function (p) {
-          if (typeof p.time !== "number" || (lastTime !== null && p.time <= lastTime)) return;
-          series.time.push(p.time);
-          series.accuracy.push(pct100(p.accuracy));
-          series.rolling.push(pct100(p.rolling_accuracy));
-          series.throughput.push(typeof p.throughput === "number" ? p.throughput : null);
-          lastTime = p.time;
-        });
-        ["time", "accuracy", "rolling", "throughput"].forEach(function (k) {
-          if (series[k].length > MAX_POINTS) series[k].splice(0, series[k].length - MAX_POINTS);
-        });
-        if (charts.accuracy) {
-          charts.accuracy.setData([series.time, series.accuracy, series.rolling]);
-          charts.throughput.setData([series.time, series.throughput]);
-          if (body.rolling_window) {
-            charts.accuracy.series[2].label = "last " + body.rolling_window;
-            var labels = charts.accuracy.root.querySelectorAll(".u-legend .u-label");
-            Array.prototype.forEach.call(labels, function (el) {
-              if (/^last /.test(el.textContent)) el.textContent = "last " + body.rolling_window;
-            });
-          }
-        }
-        if (body.label_distribution && Object.keys(body.label_distribution).length) {
-          drawLabels(body.label_distribution);
-        }
-        var n = series.time.length;
-        if (n === 0) {
-          monitorStatus.textContent = "(" + (body.message || "no history yet") + ")";
-        } else {
-          var ago = typeof body.now === "number" ? body.now - series.time[n - 1] : null;
-          monitorStatus.textContent = "(" + n + " snapshots" +
-            (ago !== null ? ", newest " + formatAge(ago) + " ago" : "") + ")";
-        }
-        monitorStatus.dataset.points = String(n);
-      })
-      .catch(function () { monitorStatus.textContent = "(server unreachable)"; });
-  }
+  // the monitoring panel (static/monitor.js) and the feedback (static/feedback.js)
+  var monitor = window.BoardMonitor({ getJson: getJson, formatAge: formatAge });
+  var feedback = window.BoardFeedback({ getJson: getJson, onIncluded: loadModelInfo });
 
   function poll() {
-    Promise.all([loadModelInfo(), loadHistory()]).then(function () {
+    Promise.all([loadModelInfo(), monitor.load()]).then(function () {
       window.setTimeout(poll, MODEL_POLL_MS);
     });
   }
@@ -662,14 +409,12 @@
   window.addEventListener("resize", resize);
 
   resize();
-  drawLabels({});
-  makeCharts();
   poll();
   window.setInterval(tickAge, 1000);
 
   // for tests and the console
   window.digitBoard = {
     toSvg: toSvg, toDataUrl: toDataUrl, clear: clearBoard, predict: predict,
-    sendFeedback: sendFeedback, series: series
+    sendFeedback: feedback.send, series: monitor.series
   };
 }());
