@@ -24,6 +24,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import common
 
@@ -31,9 +32,6 @@ from online_ml.config import Settings
 from online_ml.harness.drawings import BOARD, PEN_WIDTH, drawings
 from online_ml.harness.http_load import connect, load, post
 from online_ml.harness.processes import Server
-
-#: The servers this benchmark can measure (``Params.servers`` measures all but project-gthread).
-SERVERS = ("project", "project-gunicorn", "project-waitress", "project-gthread", "tutorial")
 
 
 @dataclass
@@ -51,6 +49,26 @@ class Params:
     @classmethod
     def smoke(cls) -> Params:
         return cls(seconds=1.0, warmup_requests=5, drawings=10)
+
+
+def server_specs(p: Params) -> dict[str, dict[str, Any]]:
+    """Each server this benchmark can measure: its name -> how ``Server`` starts it."""
+    return {
+        "project": dict(call="online_ml.server:create_app", name="project-server",
+                        workers=p.workers, wsgi="granian"),
+        "project-gunicorn": dict(call="online_ml.server:create_app", name="project-gunicorn",
+                                 workers=p.workers),
+        "project-waitress": dict(call="online_ml.server:create_app", name="project-waitress"),
+        "project-gthread": dict(call="online_ml.server:create_app", name="project-gthread",
+                                workers=p.workers, gunicorn_threads=p.gthreads),
+        # gunicorn imports the app from its working directory
+        "tutorial": dict(call="tutorial_server:create_app", name="tutorial-server",
+                         cwd=common.ROOT / "bench", workers=p.workers),
+    }
+
+
+#: The servers this benchmark can measure (``Params.servers`` measures all but project-gthread).
+SERVERS = tuple(server_specs(Params()))
 
 
 # -- what the answers say ---------------------------------------------------------------------
@@ -108,19 +126,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     bodies = [b for _, b in samples]
     rows: list[dict] = []
     env = {"REDIS_DB": str(common.BENCH_REDIS_DB), "MODEL_KEY": key}
-    specs = {
-        "project": dict(call="online_ml.server:create_app", name="project-server",
-                        workers=p.workers, wsgi="granian"),
-        "project-gunicorn": dict(call="online_ml.server:create_app", name="project-gunicorn",
-                                 workers=p.workers),
-        "project-waitress": dict(call="online_ml.server:create_app", name="project-waitress"),
-        "project-gthread": dict(call="online_ml.server:create_app", name="project-gthread",
-                                workers=p.workers, gunicorn_threads=p.gthreads),
-        # gunicorn imports the app from its working directory
-        "tutorial": dict(call="tutorial_server:create_app", name="tutorial-server",
-                         cwd=common.ROOT / "bench", workers=p.workers),
-    }
-    assert set(specs) == set(SERVERS), "SERVERS names every server of specs"
+    specs = server_specs(p)
     try:
         meta = store_model(settings, key)
         common.progress(f"serving: model version {meta['version']} stored under db "
