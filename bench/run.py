@@ -38,6 +38,7 @@ from pathlib import Path
 
 import common
 import serving
+import throughput
 
 from online_ml.harness.paths import instance_environment
 
@@ -80,10 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds of sink output per Flink variant")
     t.add_argument("--batch-sizes", type=int, nargs="+", metavar="B",
                    help="BATCH_SIZE values of the batch UDF")
-    t.add_argument("--variants", nargs="+",
-                   choices=("passthrough", "python-passthrough", "python-shape", "row", "batch",
-                            "python"),
-                   help="throughput variants to run (default: all)")
+    t.add_argument("--variants", nargs="+", choices=throughput.Params.all_variants,
+                   help="throughput variants to run (default: "
+                        f"{' '.join(throughput.Params.variants)})")
     s = p.add_argument_group("serving")
     s.add_argument("--concurrency", type=int, nargs="+", metavar="C",
                    help="client threads (default 1 8 32)")

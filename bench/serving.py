@@ -8,6 +8,8 @@ Servers in the same run, each a real process, all reading the same model from Re
 * ``project-gunicorn``: the same app under gunicorn with one sync worker per core (what
   ``make demo`` ran until 2026-12-02: a new connection per request);
 * ``project-waitress``: the same app under waitress, one process with 8 threads (one GIL);
+* ``project-blas``: ``project`` with numpy's BLAS free to use every core in each worker
+  (``BLAS_THREADS=0``), as before 2026-12-04: what one BLAS thread (online_ml/blas.py) changes;
 * ``tutorial``: bench/tutorial_server.py, the tutorial's per-request work (model reloaded from
   Redis, drawing rendered through temporary files at the board's full size), under gunicorn
   with one sync worker per core.
@@ -16,7 +18,10 @@ The load generator (online_ml/harness/http_load.py, shared with tests/test_load.
 per simulated client, each with its own keep-alive connection, sending requests back to back for
 ``seconds`` at each concurrency level. The drawings (online_ml/harness/drawings.py) are a few
 strokes of each digit, sampled like mouse input, on a 300x150 board, SVG paths as the board
-(static/board.js, jSignature's format) writes them.
+(static/board.js, jSignature's format) writes them, posted with ``explain=1`` as the board posts
+every drawing (``Params.explain``; the tutorial's server ignores the field). Until 2026-12-04
+the requests had no ``explain``: the project's rows of earlier runs measured a lighter request
+than the board's.
 """
 from __future__ import annotations
 
@@ -39,12 +44,14 @@ class Params:
     concurrency: tuple[int, ...] = (1, 8, 32)
     seconds: float = 20.0  # of load per server and concurrency level
     warmup_requests: int = 30
-    servers: tuple[str, ...] = ("project", "project-gunicorn", "project-waitress", "tutorial")
+    servers: tuple[str, ...] = ("project", "project-gunicorn", "project-waitress", "project-blas",
+                                "tutorial")
     threads: int = 8  # waitress threads
     gthreads: int = 4  # threads per gunicorn gthread worker (project-gthread)
     workers: int = 2  # granian / gunicorn workers (one per core here)
     drawings: int = 40
     seed: int = 7
+    explain: bool = True  # what the board sends with every drawing (static/board.js)
 
     @classmethod
     def smoke(cls) -> Params:
@@ -59,6 +66,8 @@ def server_specs(p: Params) -> dict[str, dict[str, Any]]:
         "project-gunicorn": dict(call="online_ml.server:create_app", name="project-gunicorn",
                                  workers=p.workers),
         "project-waitress": dict(call="online_ml.server:create_app", name="project-waitress"),
+        "project-blas": dict(call="online_ml.server:create_app", name="project-blas",
+                             workers=p.workers, wsgi="granian", env={"BLAS_THREADS": "0"}),
         "project-gthread": dict(call="online_ml.server:create_app", name="project-gthread",
                                 workers=p.workers, gunicorn_threads=p.gthreads),
         # gunicorn imports the app from its working directory
@@ -67,7 +76,8 @@ def server_specs(p: Params) -> dict[str, dict[str, Any]]:
     }
 
 
-#: The servers this benchmark can measure (``Params.servers`` measures all but project-gthread).
+#: The servers this benchmark can measure (``Params.servers`` measures all but project-gthread);
+#: a spec's ``env`` is added to the servers' environment.
 SERVERS = tuple(server_specs(Params()))
 
 
@@ -122,7 +132,8 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     settings = Settings.from_env()
     machine = common.machine_info(settings)
     key = f"bench_{uuid.uuid4().hex[:8]}_serving"
-    samples = drawings(p.drawings, p.seed)
+    samples = [(digit, body + b"&explain=1" if p.explain else body)
+               for digit, body in drawings(p.drawings, p.seed)]
     bodies = [b for _, b in samples]
     rows: list[dict] = []
     env = {"REDIS_DB": str(common.BENCH_REDIS_DB), "MODEL_KEY": key}
@@ -132,8 +143,9 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         common.progress(f"serving: model version {meta['version']} stored under db "
                         f"{common.BENCH_REDIS_DB} {key}")
         for server_name in p.servers:
-            with Server(env=env, threads=p.threads, log_dir=common.RESULTS,
-                        **specs[server_name]) as server:
+            spec = dict(specs[server_name])
+            with Server(env={**env, **spec.pop("env", {})}, threads=p.threads,
+                        log_dir=common.RESULTS, **spec) as server:
                 server.wait_ready()
                 for _, body in zip(range(p.warmup_requests), bodies * p.warmup_requests):
                     warm = connect(server.url)
@@ -185,17 +197,20 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
 
 
 def _server_choice(by: dict) -> list[dict]:
-    """Why ``make demo`` runs granian: its CPU per request at one client and its requests per
-    second at 8 clients against gunicorn's sync workers (what it ran before), in the same run."""
+    """Why ``make demo`` runs granian with one BLAS thread: its CPU per request at one client
+    and its requests per second at 8 clients against gunicorn's sync workers (what it ran
+    before) and against BLAS on every core (before 2026-12-04), in the same run."""
     out = []
-    for c, key, op, what in [(1, "server_cpu_ms_per_request", "<=", "server CPU per request"),
-                             (8, "requests_per_s", ">=", "requests per second")]:
-        ours, theirs = by.get(("project", c)), by.get(("project-gunicorn", c))
-        if ours and theirs and ours.get(key) and theirs.get(key):
-            out.append(common.target(
-                f"granian / gunicorn, {what} at concurrency {c}",
-                round(ours[key] / theirs[key], 3), 1.0, op,
-                f"{ours[key]:,} vs {theirs[key]:,}"))
+    for other, name in [("project-gunicorn", "granian / gunicorn"),
+                        ("project-blas", "one BLAS thread / every core")]:
+        for c, key, op, what in [(1, "server_cpu_ms_per_request", "<=", "server CPU per request"),
+                                 (8, "requests_per_s", ">=", "requests per second")]:
+            ours, theirs = by.get(("project", c)), by.get((other, c))
+            if ours and theirs and ours.get(key) and theirs.get(key):
+                out.append(common.target(
+                    f"{name}, {what} at concurrency {c}",
+                    round(ours[key] / theirs[key], 3), 1.0, op,
+                    f"{ours[key]:,} vs {theirs[key]:,}"))
     return out
 
 
@@ -210,7 +225,7 @@ COLUMNS = [("server", "server", ""), ("clients", "concurrency", "d"),
 
 
 def report(rows, targets) -> str:
-    title = ("serving: POST /predict, board drawings (300x150 SVG); project under granian, "
-             "project-gunicorn and tutorial under gunicorn, 2 workers each; project-waitress: "
-             "8 threads")
+    title = ("serving: POST /predict, board drawings (300x150 SVG) with explain=1; project and "
+             "project-blas (BLAS on every core) under granian, project-gunicorn and tutorial "
+             "under gunicorn, 2 workers each; project-waitress: 8 threads")
     return common.report(title, COLUMNS, rows, targets)

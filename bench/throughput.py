@@ -52,7 +52,7 @@ from pathlib import Path
 
 import common
 from execution_mode import REPEAT_COLUMNS, ROW_THREAD, execution_modes, repeated
-from throughput_python import run_python_variants
+from throughput_python import BLAS_EVERY_CORE, run_python_variants
 
 from online_ml.config import Settings
 from online_ml.harness.flink import FlinkJobs
@@ -83,15 +83,37 @@ class Params:
     # "row-thread" is not in the default: on Java 17 PyFlink 2.2.1 runs thread mode once per
     # TaskManager JVM (README, "Python execution mode"): it runs on a fresh private instance
     variants: tuple[str, ...] = ("passthrough", "python-passthrough", "python-shape", "row",
-                                 "batch", "python")
+                                 "batch", "batch-blas", "python")
     all_variants = ("passthrough", "python-passthrough", "python-shape", "python-flat", "row",
-                    "row-thread", "batch", "python")
+                    "row-thread", "batch", "batch-blas", "python")
     notes: list = field(default_factory=list)
 
     @classmethod
     def smoke(cls) -> Params:
         return cls(records=400, seconds=3.0, batch_sizes=(1000,), python_seconds=0.0,
                    python_pool=400, preload_procs=1)
+
+
+def _blas_targets(by_name: dict, b: int) -> list[dict]:
+    """One BLAS thread (BLAS_THREADS=1, the default: online_ml/blas.py) against every core, the
+    batch UDF at the largest batch size: through Flink no slower (records/s; this VM's runs of
+    the same code differ by up to 15 %), and in the plain Python loop less CPU a record (the
+    process's, every thread's)."""
+    flink_one, flink_every = f"batch UDF B={b}", f"{BLAS_EVERY_CORE}: batch UDF B={b}"
+    loop_one = f"python: process_many B={b}"
+    loop_every = f"{loop_one}, {BLAS_EVERY_CORE}"
+    out = []
+    a, e = (by_name.get(flink_one, {}).get("records_per_s"),
+            by_name.get(flink_every, {}).get("records_per_s"))
+    if a and e:
+        out.append(common.target(f"{flink_one}: one BLAS thread / every core, records/s",
+                                 round(a / e, 3), 0.85, ">=", f"{a:,.0f} vs {e:,.0f}"))
+    a, e = (by_name.get(loop_one, {}).get("cpu_us_per_record"),
+            by_name.get(loop_every, {}).get("cpu_us_per_record"))
+    if a and e:
+        out.append(common.target(f"{loop_one}: one BLAS thread / every core, CPU a record",
+                                 round(a / e, 3), 1.0, "<=", f"{a:,.0f} vs {e:,.0f} µs"))
+    return out
 
 
 def _predictions(records) -> list[tuple[int | None, int]]:
@@ -243,6 +265,15 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                         dict(base_env, UDF_MODE="batch", BATCH_SIZE=str(b), MODEL_KEY=key),
                         ["--group-id", topics.group(f"bench_{rid}_g_b{b}")], predicts=True,
                         **shared))
+            if "batch-blas" in p.variants:  # online_ml/blas.py: what one BLAS thread changes
+                b = max(p.batch_sizes)
+                key = f"bench_{rid}_batch_blas"
+                keys.append(key)
+                rows.append(run_flink_variant(
+                    f"{BLAS_EVERY_CORE}: batch UDF B={b}", "stream.py",
+                    dict(base_env, UDF_MODE="batch", BATCH_SIZE=str(b), MODEL_KEY=key,
+                         BLAS_THREADS="0"),
+                    ["--group-id", topics.group(f"bench_{rid}_g_blas")], predicts=True, **shared))
             if "python" in p.variants:
                 rows.extend(run_python_variants(p, settings, rid, keys))
         finally:
@@ -277,6 +308,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         common.target("batch UDF / python passthrough",
                       best["ratio_to_python_passthrough"] if best else None, 0.5, ">=", detail),
     ]
+    targets += _blas_targets(by_name, max(p.batch_sizes))
     shape = next((r for r in rows if r["variant"].startswith(SHAPE)), None)
     if shape and shape.get("ratio_to_python_passthrough") and best_rate:
         # what the batch UDF's shape leaves: its work (decode, learn, encode) can at most close
@@ -309,6 +341,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
 COLUMNS = [("variant", "variant", ""), ("records", "records", ""),
            ("seconds", "seconds", ".1f"), ("rec/s", "records_per_s", ",.0f"),
            ("steady rec/s", "steady_records_per_s", ",.0f"),
+           ("CPU µs/rec", "cpu_us_per_record", ",.0f"),
            ("vs passthrough", "ratio_to_passthrough", ".1%"),
            ("vs py passthrough", "ratio_to_python_passthrough", ".1%"),
            ("x row UDF", "x_row_udf", ",.1f"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import time
 from collections import deque
 from typing import Any
@@ -18,13 +19,16 @@ import common
 
 from online_ml.config import Settings
 
+#: The variants with numpy's BLAS free to use every core (BLAS_THREADS=0), as before 2026-12-04
+BLAS_EVERY_CORE = "BLAS on every core (before 2026-12-04)"
+
 
 def _python_loop(name: str, pool: list, step, p: Any, chunk: int = 1) -> dict:
     """Run ``step(values) -> [(pred, actual)]`` over the pool (cycled) for python_seconds."""
     first: list = []
     last: deque = deque(maxlen=common.EPOCH)
     n = 0
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     deadline = started + p.python_seconds
     for i in itertools.cycle(range(0, len(pool), chunk)):
         results = step(pool[i:i + chunk])
@@ -34,9 +38,11 @@ def _python_loop(name: str, pool: list, step, p: Any, chunk: int = 1) -> dict:
         last.extend(results)
         if n >= min(len(pool), common.EPOCH) and time.perf_counter() >= deadline:
             break
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    # CPU of the whole process (every thread: BLAS's, the backups') a record learned
     return {"variant": name, "kind": "python", "records": n, "seconds": round(elapsed, 3),
-            "records_per_s": round(n / elapsed, 1), "acc_first_epoch": common.accuracy(first),
+            "records_per_s": round(n / elapsed, 1), "cpu_us_per_record": round(cpu * 1e6 / n, 1),
+            "acc_first_epoch": common.accuracy(first),
             "acc_last_epoch": common.accuracy(last)}
 
 
@@ -103,6 +109,17 @@ def run_python_variants(p: Any, settings: Settings, rid: str, keys: list[str]) -
 
         rows.append(_python_loop(f"python: process_many B={b}", pool_raw, batch_step, p, chunk=b))
         t.close()
+        if b == max(p.batch_sizes):  # the same with BLAS on every core, as before BLAS_THREADS
+            from threadpoolctl import threadpool_limits
+
+            t = trainer(f"many{b}_blas")
+            common.progress(f"throughput: python Trainer.process_many (batch {b}), "
+                            f"{BLAS_EVERY_CORE}")
+            with threadpool_limits(limits=os.cpu_count() or 1, user_api="blas"):
+                rows.append(_python_loop(f"python: process_many B={b}, {BLAS_EVERY_CORE}",
+                                         pool_raw, lambda values, t=t: batch_step(values, t),
+                                         p, chunk=b))
+            t.close()
     return rows
 
 

@@ -126,6 +126,9 @@ class Settings:
     # average (a correction changes nothing the board shows). Learners without averaged weights:
     # no effect.
     feedback_step_share: float = 0.75
+    # threads numpy's BLAS may use in the server and in the job's Python workers (online_ml/blas.py:
+    # one halves a board request's CPU and the batch UDF's); 0 leaves BLAS as it is (every core)
+    blas_threads: int = 1
 
     # env var name for each field, e.g. kafka_bootstrap_servers -> KAFKA_BOOTSTRAP_SERVERS
     @staticmethod
@@ -178,6 +181,8 @@ class Settings:
                 or settings.learner_timeout_seconds <= settings.sync_interval_seconds:
             raise ValueError("SYNC_EVERY_RECORDS must be >= 1, SYNC_INTERVAL_SECONDS > 0 and "
                              "LEARNER_TIMEOUT_SECONDS > SYNC_INTERVAL_SECONDS")
+        if settings.blas_threads < 0:
+            raise ValueError(f"BLAS_THREADS must be >= 0 (0: every core), got {settings.blas_threads}")
         if settings.batch_size < 1 or settings.max_predict_chunk < 1:
             raise ValueError("BATCH_SIZE and MAX_PREDICT_CHUNK must be >= 1")
         if settings.watch_interval_seconds <= 0:

@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from online_ml.alerts import AccuracyAlarm, AlertEvent
 from online_ml.backups import Backups, meta_count
 from online_ml.batch_codec import Batch, decode_many, encode_predictions, hits
+from online_ml.blas import limit_threads as limit_blas_threads
 from online_ml.config import Settings
 from online_ml.learner import OnlineLearner, make_model, predict_chunk
 from online_ml.model_store import ModelFormatError, ModelStore, StoredModel
@@ -70,6 +71,7 @@ class Trainer(Backups):
         this one first waits for the others (:meth:`Synchronizer.meet`, at most
         ``LEARNER_TIMEOUT_SECONDS``), so all start together from the same stored model."""
         self.settings = settings
+        limit_blas_threads(settings.blas_threads)  # online_ml/blas.py: halves a batch's CPU
         self.clock = clock
         self._sleep = sleep
         self.store = store if store is not None else ModelStore(

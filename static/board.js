@@ -149,9 +149,14 @@
     });
   }
 
+  // a status line: its text, and its kind ("warn", "error", ...) as a class for the colour
+  function showIn(element, text, kind) {
+    element.textContent = text || "";
+    element.className = "message" + (kind ? " " + kind : "");
+  }
+
   function showMessage(text, kind) {
-    message.textContent = text || "";
-    message.className = "message" + (kind ? " " + kind : "");
+    showIn(message, text, kind);
   }
 
   function percent(value) {
@@ -391,7 +396,8 @@
 
   // the monitoring panel (static/monitor.js) and the feedback (static/feedback.js)
   var monitor = window.BoardMonitor({ getJson: getJson, formatAge: formatAge });
-  var feedback = window.BoardFeedback({ getJson: getJson, onIncluded: loadModelInfo });
+  var feedback = window.BoardFeedback({ getJson: getJson, showIn: showIn,
+                                        onIncluded: loadModelInfo });
 
   function poll() {
     Promise.all([loadModelInfo(), monitor.load()]).then(function () {

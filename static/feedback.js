@@ -1,13 +1,14 @@
 // The board's feedback: after a prediction the user confirms it or picks the right digit; the
 // label goes to the server (POST api/feedback, then into Kafka), and the page waits until a served
 // model includes it (GET api/feedback/<id>). static/board.js creates it:
-//   var feedback = window.BoardFeedback({ getJson: getJson, onIncluded: loadModelInfo });
+//   var feedback = window.BoardFeedback({ getJson: getJson, showIn: showIn, onIncluded: loadModelInfo });
 //   feedback.offer(digit, dataUrl);  // after each prediction; feedback.hide() when cleared
 (function () {
   "use strict";
 
   window.BoardFeedback = function (helpers) {
     var getJson = helpers.getJson;
+    var showIn = helpers.showIn;  // board.js's: a status line's text and kind
     var feedbackBox = document.getElementById("feedback");
     var confirmButton = document.getElementById("confirm");
     var confirmDigit = document.getElementById("confirm-digit");
@@ -20,8 +21,7 @@
     var feedbackToken = 0;  // a newer feedback supersedes the wait for an older one
 
     function showFeedbackStatus(text, kind) {
-      feedbackStatus.textContent = text || "";
-      feedbackStatus.className = "message" + (kind ? " " + kind : "");
+      showIn(feedbackStatus, text, kind);
     }
 
     function setFeedbackEnabled(enabled) {

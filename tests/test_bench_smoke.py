@@ -71,9 +71,13 @@ def test_throughput_json(smoke_results):
         assert row["records"] > 0
     for name in ["row UDF", *batch, *python]:
         assert 0 <= rows[name]["acc_first_epoch"] <= 1, rows[name]
+    b = max(doc["parameters"]["batch_sizes"])  # the BLAS variants run at the largest batch
+    assert f"BLAS on every core (before 2026-12-04): batch UDF B={b}" in rows, list(rows)
     assert {t["target"] for t in doc["targets"]} == {
         "batch UDF records/s", "batch UDF / row UDF", "batch UDF / passthrough",
-        "batch UDF / python passthrough", "python shape / python passthrough"}
+        "batch UDF / python passthrough", "python shape / python passthrough",
+        f"batch UDF B={b}: one BLAS thread / every core, records/s",
+        f"python: process_many B={b}: one BLAS thread / every core, CPU a record"}
     assert doc["parameters"]["preload"]["records"] == doc["parameters"]["records"]
 
 
@@ -81,7 +85,7 @@ def test_serving_json(smoke_results):
     doc = load(smoke_results[0], "serving")
     rows = {(r["server"], r["concurrency"]): r for r in doc["results"]}
     assert set(rows) == {(s, c) for s in ("project", "project-gunicorn", "project-waitress",
-                                          "tutorial") for c in (1, 8, 32)}
+                                          "project-blas", "tutorial") for c in (1, 8, 32)}
     for row in rows.values():
         assert {"requests", "requests_per_s", "p50_ms", "p95_ms", "p99_ms", "errors",
                 "status"} <= row.keys(), row

@@ -670,17 +670,37 @@ def test_the_request_cost_benchmark_runs_at_smoke_size(redis_service, tmp_path):
     rows = {r["key"]: r for r in doc["results"]}
     assert list(rows) == ["parse", "shapes", "render", "ink_features", "rest_features", "score",
                           "explain", "flask", "request", "renders"]
-    sets = [k for k in ("board", "board_explain", "board_pen_width", "board_svglib", "handwriting")
-            if k in rows["request"]]
-    assert sets[:4] == ["board", "board_explain", "board_pen_width", "board_svglib"]
+    sets = [k for k in ("board", "board_explain", "board_explain_blas", "board_pen_width",
+                        "board_svglib", "handwriting") if k in rows["request"]]
+    assert sets[:5] == ["board", "board_explain", "board_explain_blas", "board_pen_width",
+                        "board_svglib"]
     for name in sets:
         stages = {k: rows[k][name] for k in list(rows)[:8]}
         # only the board's own requests ask for the explanation
-        assert (stages.pop("explain") > 0) == (name == "board_explain"), name
+        assert (stages.pop("explain") > 0) == name.startswith("board_explain"), name
         assert all(v > 0 for v in stages.values()), (name, stages)
         assert rows["request"][name] == pytest.approx(
             sum(stages.values()) + rows["explain"][name], abs=0.01)
         assert rows["renders"][name] >= 1
     # the first pen's guess renders the board drawings no more often than PEN_WIDTH first
     assert rows["renders"]["board"] <= rows["renders"]["board_pen_width"]
-    assert len(doc["targets"]) == 4
+    assert len(doc["targets"]) == 5
+
+
+def test_the_app_keeps_numpy_blas_to_one_thread(make_app, redis_client, settings):
+    """A request's matrices are small; OpenBLAS spreading them over every core and spinning its
+    threads afterwards doubled the CPU of the board's requests (explain=1; bench/request_cost.py,
+    README "Benchmarks"). create_app limits BLAS to BLAS_THREADS (1); 0 leaves it as it is."""
+    from threadpoolctl import threadpool_limits
+
+    from online_ml.blas import threads as blas_threads
+
+    config = {"TESTING": True, "REDIS_CLIENT": redis_client, "WARM_UP": False,
+              "LISTEN_FOR_ANNOUNCEMENTS": False}
+    assert settings.blas_threads == 1
+    with threadpool_limits(limits=2, user_api="blas"):  # and back to what the test found
+        assert blas_threads() == {2}
+        make_app({**config, "SETTINGS": dataclasses.replace(settings, blas_threads=0)})
+        assert blas_threads() == {2}
+        make_app({**config, "SETTINGS": settings})
+        assert blas_threads() == {1}

@@ -74,6 +74,21 @@ def test_predicts_before_learning(settings, redis_client):
     assert predicted is not None and trainer.learner.samples_seen == 2
 
 
+def test_the_job_keeps_numpy_blas_to_one_thread(settings, redis_client):
+    """The job's Python worker learns with one BLAS thread (BLAS_THREADS, online_ml/blas.py): on
+    every core OpenBLAS's spinning threads took 2.4x the CPU a record in batch mode and the JVMs'
+    share of the cores (bench/throughput.py, variants batch-blas). 0 leaves BLAS as it is."""
+    from threadpoolctl import threadpool_limits
+
+    from online_ml.blas import threads as blas_threads
+
+    with threadpool_limits(limits=2, user_api="blas"):  # and back to what the test found
+        Trainer(dataclasses.replace(settings, blas_threads=0)).close()
+        assert blas_threads() == {2}
+        Trainer(settings).close()
+        assert blas_threads() == {1}
+
+
 @pytest.mark.parametrize("mode", ["row", "batch"])
 def test_backups_every_interval_with_increasing_versions(mode, settings, redis_client):
     clock = FakeClock()

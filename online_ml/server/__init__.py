@@ -40,6 +40,7 @@ from typing import Any
 
 from flask import Flask
 
+from ..blas import limit_threads as limit_blas_threads
 from ..config import Settings
 from ..features import MAX_INPUT_CHARS, warm_up
 from ..feedback import FeedbackSender
@@ -135,6 +136,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(bp)
     register_error_handlers(app)
     register_metrics_hooks(app)
+    limit_blas_threads(settings.blas_threads)  # online_ml/blas.py: halves a request's CPU
     if app.config["WARM_UP"]:
         warm_up()
     return app
