@@ -230,7 +230,14 @@ def offline_main(doc: str | None, run: Any, params: Any,
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--markdown", action="store_true", help="the tables in Markdown too")
     args = ap.parse_args()
-    out = run(params.smoke() if args.smoke else params(), smoke=args.smoke)
+    from redis.exceptions import ConnectionError as RedisDown
+
+    try:
+        out = run(params.smoke() if args.smoke else params(), smoke=args.smoke)
+    except RedisDown as exc:  # the benchmarks that store a model need the stack's Redis
+        print(f"error: Redis is not reachable ({exc}); this benchmark needs the stack: "
+              f"`make up` first", file=sys.stderr)
+        return 2
     if args.markdown:
         parts = []
         for columns, key in tables:

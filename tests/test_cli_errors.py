@@ -11,7 +11,8 @@ from online_ml.harness.paths import PY, ROOT
 PROGRAMS = [["model_server.py"], ["kafka_producer.py", "--count", "1"], ["redis_clear.py"],
             ["stream.py"], ["-m", "online_ml.watcher"]]
 BAD = [("REDIS_PORT", "abc", "REDIS_PORT"), ("UDF_MODE", "sideways", "UDF_MODE"),
-       ("LEARNER_PARAMS", "{alpha", "LEARNER_PARAMS"), ("BATCH_SIZE", "0", "BATCH_SIZE")]
+       ("LEARNER_PARAMS", "{alpha", "LEARNER_PARAMS"), ("BATCH_SIZE", "0", "BATCH_SIZE"),
+       ("BLAS_THREADS", "-1", "BLAS_THREADS")]
 
 
 @pytest.mark.parametrize("name,value", [("LEARNER", "forest"),
@@ -33,3 +34,16 @@ def test_bad_setting_is_one_clear_line(program, name, value, named):
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert "Traceback" not in done.stderr + done.stdout
     assert done.stderr.startswith("error: ") and named in done.stderr, done.stderr
+
+
+def test_a_benchmark_that_needs_the_stack_says_so_without_it():
+    """bench/request_cost.py stores a model in Redis: with no Redis there it says what to do (one
+    line, exit code 2), not a traceback from inside redis-py."""
+    from online_ml.harness.net import free_port
+
+    done = subprocess.run([PY, "bench/request_cost.py", "--smoke"], cwd=ROOT,
+                          env=dict(os.environ, REDIS_PORT=str(free_port())), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: Redis is not reachable") and "make up" in last, last
