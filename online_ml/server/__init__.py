@@ -49,6 +49,7 @@ from .api import history_points
 from .cache import NO_MODEL_MESSAGE, ModelCache, ModelUnavailable
 from .errors import register_error_handlers
 from .health import KafkaHealth
+from .json_provider import OrjsonProvider
 from .metrics import ServerMetrics, register_metrics_hooks
 from .routes import bp
 
@@ -91,6 +92,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask app: config from Settings, then ``test_config`` on top."""
     app = Flask(__name__, template_folder=os.path.join(ROOT, "templates"),
                 static_folder=os.path.join(ROOT, "static"))
+    app.json = OrjsonProvider(app)  # the answers written by orjson: json_provider.py
     app.config.from_mapping(
         VERSION_CHECK_INTERVAL=0.5,
         REDIS_RETRY_INTERVAL=2.0,
