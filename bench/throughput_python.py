@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import time
 from collections import deque
 from typing import Any
 
 import common
 
+from online_ml.blas import every_core
 from online_ml.config import Settings
 
 #: The variants with numpy's BLAS free to use every core (BLAS_THREADS=0), as before 2026-12-04
@@ -110,12 +110,10 @@ def run_python_variants(p: Any, settings: Settings, rid: str, keys: list[str]) -
         rows.append(_python_loop(f"python: process_many B={b}", pool_raw, batch_step, p, chunk=b))
         t.close()
         if b == max(p.batch_sizes):  # the same with BLAS on every core, as before BLAS_THREADS
-            from threadpoolctl import threadpool_limits
-
             t = trainer(f"many{b}_blas")
             common.progress(f"throughput: python Trainer.process_many (batch {b}), "
                             f"{BLAS_EVERY_CORE}")
-            with threadpool_limits(limits=os.cpu_count() or 1, user_api="blas"):
+            with every_core():
                 rows.append(_python_loop(f"python: process_many B={b}, {BLAS_EVERY_CORE}",
                                          pool_raw, lambda values, t=t: batch_step(values, t),
                                          p, chunk=b))

@@ -19,7 +19,10 @@ True
 """
 from __future__ import annotations
 
-__all__ = ["limit_threads", "threads"]
+import os
+from typing import Any
+
+__all__ = ["every_core", "limit_threads", "threads"]
 
 
 def limit_threads(threads: int) -> None:
@@ -29,6 +32,14 @@ def limit_threads(threads: int) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=threads, user_api="blas")
+
+
+def every_core() -> Any:
+    """A context in which BLAS may use every core again, as before ``BLAS_THREADS`` (2026-12-04):
+    what the benchmarks compare one thread with (``with every_core(): ...``)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=os.cpu_count() or 1, user_api="blas")
 
 
 def threads() -> set[int]:
