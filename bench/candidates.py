@@ -8,7 +8,8 @@ No services, about two minutes here. None of these is served; the test split is 
 * Each candidate is trained as the job trains (``evaluation.stream_model``: three passes of the
   default stream, record by record) with the job's ``LEARNER_PARAMS`` changed as named (among
   them training-time augmentation, ``augment``: none or two variants of each record; the served
-  model learns one).
+  model learns one; and ``augment_stroke``: the variants' strokes also thinner or thicker, the
+  "stroke width" variants issue 10 names, which the served model does not learn).
 * ``without its memory of records``: ``neighbours`` 0, the plain softmax (the default until
   2026-12-03; the served model's scores are its log-probabilities plus twice the share of the 9
   nearest of the last 2,048 records it learned that carry each label; online_ml/nearest.py); and
@@ -63,6 +64,8 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "memory 4,096 records": {"memory": 4096},
     "no affine variants, the records alone (augment 0, served 1)": {"augment": 0},
     "two affine variants of each record (augment 2)": {"augment": 2},
+    "variants with thinner or thicker strokes (augment_stroke 0.15)": {"augment_stroke": 0.15},
+    "variants with thinner or thicker strokes (augment_stroke 0.25)": {"augment_stroke": 0.25},
     "served without its memory of records (neighbours 0)": {"neighbours": 0},
 }
 SMOKE = ("served (the job's parameters)", "l2 3e-3",

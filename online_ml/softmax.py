@@ -139,6 +139,9 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
         weight against the log-probabilities (``neighbours`` 0: no memory, no votes).
     augment : how many random affine variants of each record the weights also learn (0: the
         records alone); see the module docstring.
+    augment_stroke : the variants' strokes also made thinner or thicker, at random: binarised at
+        a coverage up to this either side of a half (0, the default: at a half, the stroke of
+        ``digits``; bench/candidates.py measures 0.15, issue 10's "stroke width" variants).
 
     Fitted state (plain arrays and one float, so the store serialises it with skops and parallel
     learners merge it, online_ml/sync.py): ``weights_``/``bias_`` (the current iterate, in scaled
@@ -158,11 +161,13 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
     memory = 2048
     votes = 2.0
     augment = 0
+    augment_stroke = 0.0
 
     def __init__(self, learning_rate: float = 0.5, l2: float = 1e-3, average: float = 0.3,
                  scale: float = 1 / 16, kernel_features: int = 512, kernel_gamma: float = 0.1,
                  kernel_weight: float = 0.125, kernel_seed: int = 1, neighbours: int = 9,
-                 memory: int = 2048, votes: float = 2.0, augment: int = 1):
+                 memory: int = 2048, votes: float = 2.0, augment: int = 1,
+                 augment_stroke: float = 0.0):
         self.learning_rate = learning_rate
         self.l2 = l2
         self.average = average
@@ -175,6 +180,7 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
         self.memory = memory
         self.votes = votes
         self.augment = augment
+        self.augment_stroke = augment_stroke
 
     # -- state ---------------------------------------------------------------------------------
     def _init_state(self, n_features: int, classes: Sequence[Any]) -> None:
@@ -187,11 +193,13 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
                 and self.kernel_weight > 0 and isinstance(self.kernel_seed, int)
                 and isinstance(self.neighbours, int) and self.neighbours >= 0
                 and isinstance(self.memory, int) and self.memory >= 1 and self.votes >= 0
-                and isinstance(self.augment, int) and self.augment >= 0):
+                and isinstance(self.augment, int) and self.augment >= 0
+                and 0 <= self.augment_stroke < 0.5):
             raise ValueError("need learning_rate > 0, l2 >= 0, 0 <= average <= 1, scale > 0, an "
                              "int kernel_features >= 0, kernel_gamma > 0, kernel_weight > 0, "
                              "an int kernel_seed, an int neighbours >= 0, an int memory >= 1, "
-                             f"votes >= 0 and an int augment >= 0; got {self.get_params()}")
+                             "votes >= 0, an int augment >= 0 and 0 <= augment_stroke < 0.5; "
+                             f"got {self.get_params()}")
         if self.augment and int(n_features) != 64:
             raise ValueError(f"augment draws variants of 8x8 images: it needs 64 features, got "
                              f"{n_features} (set augment 0)")
@@ -365,7 +373,8 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
 
         return with_variants(np.ascontiguousarray(X, dtype=np.float64), cols,
                              np.ascontiguousarray(weights, dtype=np.float64), int(self.t_),
-                             int(self.augment), self._seen(), AUGMENT_SEED, *_AFFINE_ARGS)
+                             int(self.augment), self._seen(), AUGMENT_SEED, *_AFFINE_ARGS,
+                             float(self.augment_stroke))
 
     def _fit_shared(self, X: np.ndarray, y: Any, classes: Sequence[Any] | None,
                     sample_weight: Any, shares: np.ndarray) -> OnlineSoftmax:

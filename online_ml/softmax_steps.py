@@ -194,14 +194,16 @@ def _cover(w: np.ndarray, r: float, c: float) -> float:
 
 @_compiled
 def affine_variant_counts(x: np.ndarray, turn: float, widen: float, shear: float,
-                          max_width: float, squash: float, max_slant: float) -> np.ndarray:
+                          max_width: float, squash: float, max_slant: float,
+                          level: float = 0.5) -> np.ndarray:
     """One ``digits`` record (64 counts) turned by ``turn`` (radians), its width scaled by
     ``widen`` and sheared by ``shear`` around its centre of mass, then normalised as
     ``features.ink_to_features`` normalises a drawing — deskewed (the slant from the ink's second
     moments, left alone beyond ``max_slant``), cropped to the ink at half coverage, its height
     filling the 32 px box and its width following up to ``max_width`` px (a shape more than
     ``squash`` times wider than tall keeps its aspect ratio), centred across by its centre of mass,
-    binarised at half coverage — and counted in 4x4 blocks. The turned record, and then the same
+    binarised at half coverage — and counted in 4x4 blocks. ``level``: the coverage that counts
+    as ink instead of a half (above: thinner strokes, below: thicker). The turned record, and then the same
     deskewed, are drawn on a 64 px canvas straight from the record's bilinear surface (the turn
     and the shear composed); the crop is resized from that canvas. Close to, not the same as,
     the server's path through PIL (an identity variant is on average 0.4 of a count per cell away
@@ -273,7 +275,7 @@ def affine_variant_counts(x: np.ndarray, turn: float, widen: float, shear: float
             v = yy + 0.5 - half
             val = _cover(w, cr + b10 * u + b11 * v, cc + b00 * u + b01 * v)
             canvas[yy, xx] = val
-            if val >= 0.5:
+            if val >= level:
                 r0 = min(r0, yy)
                 r1 = max(r1, yy)
                 c0 = min(c0, xx)
@@ -313,7 +315,7 @@ def affine_variant_counts(x: np.ndarray, turn: float, widen: float, shear: float
         left = min(max(int(round(16.0 - 0.5 - cx / cm)), 0), 32 - new_w)
     for a in range(new_h):
         for b in range(new_w):
-            if crop[a, b] >= 0.5:
+            if crop[a, b] >= level:
                 out[((top + a) // 4) * 8 + (left + b) // 4] += 1.0
     return out
 
@@ -330,21 +332,25 @@ def _unit(key: np.uint64) -> float:
 
 @_compiled
 def variant_at(x: np.ndarray, step: int, seed: int, turn: float, widen: float, shear: float,
-               max_width: float, squash: float, max_slant: float) -> np.ndarray:
+               max_width: float, squash: float, max_slant: float, stroke: float) -> np.ndarray:
     """:func:`affine_variant_counts` of ``x`` turned by up to ``turn`` degrees, widened by up to
-    ``widen`` and sheared by up to ``shear`` either way, the three drawn from ``step`` and
-    ``seed`` alone (no generator state: the same variant for the same step number)."""
+    ``widen``, sheared by up to ``shear`` and its strokes made thinner or thicker by binarising at
+    a coverage up to ``stroke`` either side of a half (0: at a half), either way, the four drawn
+    from ``step`` and ``seed`` alone (no generator state: the same variant for the same step
+    number)."""
     key = np.uint64(step) * np.uint64(3) + np.uint64(seed)
     a = np.deg2rad(turn * (2.0 * _unit(key) - 1.0))
     b = 1.0 + widen * (2.0 * _unit(key + np.uint64(1)) - 1.0)
     c = shear * (2.0 * _unit(key + np.uint64(2)) - 1.0)
-    return affine_variant_counts(x, a, b, c, max_width, squash, max_slant)
+    # the stroke's draw: a key no step's first three draws use (those are 3 step + seed + 0..2)
+    level = 0.5 + stroke * (2.0 * _unit(key + np.uint64(1 << 40)) - 1.0) if stroke > 0.0 else 0.5
+    return affine_variant_counts(x, a, b, c, max_width, squash, max_slant, level)
 
 
 @_compiled
 def with_variants(X: np.ndarray, cols: np.ndarray, weights: np.ndarray, first_step: int, k: int,
                   seen: np.ndarray, seed: int, turn: float, widen: float, shear: float,
-                  max_width: float, squash: float, max_slant: float):
+                  max_width: float, squash: float, max_slant: float, stroke: float):
     """The rows a call of ``partial_fit`` learns with training-time augmentation: each row of
     ``X``, then ``k`` variants of it (:func:`variant_at`, drawn from the number of the step that
     learns each: ``first_step`` counts on by ``k + 1`` after every row of weight > 0), each masked
@@ -373,7 +379,7 @@ def with_variants(X: np.ndarray, cols: np.ndarray, weights: np.ndarray, first_st
         for v in range(k):
             if learned:
                 made = variant_at(X[i], step + 1 + v, seed, turn, widen, shear, max_width,
-                                  squash, max_slant)
+                                  squash, max_slant, stroke)
                 for j in range(m):
                     rows[base + 1 + v, j] = made[j] * inked[j]
             else:
@@ -385,10 +391,11 @@ def with_variants(X: np.ndarray, cols: np.ndarray, weights: np.ndarray, first_st
 
 @_compiled
 def variants_at(X: np.ndarray, steps: np.ndarray, seed: int, turn: float, widen: float,
-                shear: float, max_width: float, squash: float, max_slant: float) -> np.ndarray:
+                shear: float, max_width: float, squash: float, max_slant: float,
+                stroke: float = 0.0) -> np.ndarray:
     """:func:`variant_at` of each row of ``X`` at its step number."""
     out = np.zeros((len(X), X.shape[1]))
     for i in range(len(X)):
         out[i] = variant_at(X[i], steps[i], seed, turn, widen, shear, max_width, squash,
-                            max_slant)
+                            max_slant, stroke)
     return out

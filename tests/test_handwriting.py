@@ -178,6 +178,12 @@ def test_the_strokes_benchmark_runs_at_smoke_size(tmp_path):
     assert all(len(r["offline"]) == 4 and all(0 <= v <= 1 for v in r["offline"]) for r in res["bases"])
     assert res["limit"].startswith("the widest base (0.55 of the stem's height) with a flag")
     assert {t["target"] for t in doc["targets"]} >= {"flagged and based 1s answered 1 (the user's model)"}
+    # a thicker pen, per stream order: the served pen first, each paired with it on traced dev
+    pens = res["pens"]
+    assert len(pens) == 3 * doc["parameters"]["orders"] and pens[0]["pen"].startswith("served")
+    assert all(r["n_ones"] == 208 and r["n_family"] == 48 and 0 <= r["mouse"] <= 42 for r in pens)
+    assert all(" gained, " in r["paired"] for r in pens if not r["pen"].startswith("served"))
+    assert res["pen_verdict"].startswith(pens[0]["pen"] + ": every 1 read 1 for ")
 
 
 def test_the_candidates_benchmark_runs_at_smoke_size(tmp_path):

@@ -281,6 +281,31 @@ def test_with_augment_the_weights_also_learn_a_variant_of_each_record_and_only_r
                                         normalise.MAX_SLANT)
 
 
+def test_stroke_width_variants_are_thinner_or_thicker_and_opt_in(shuffled_digits):
+    """``augment_stroke`` (issue 10's "stroke width" variants, measured by bench/candidates.py,
+    not served): a variant binarised above half coverage carries less ink than the same variant
+    at a half, below it more; 0, the default, is the variant as before (the same model)."""
+    from online_ml.softmax_steps import affine_variant_counts, variants_at
+
+    X, y = shuffled_digits
+    args = (0.1, 1.0, 0.0, 24.0, 2.5, 1.0)
+    for x in X[:20]:
+        thin, half, thick = (affine_variant_counts(x, *args, level) for level in (0.7, 0.5, 0.3))
+        assert thin.sum() < half.sum() < thick.sum()
+    steps = np.arange(1, 201)
+    plain = variants_at(X[:200], steps, softmax.AUGMENT_SEED, *softmax._AFFINE_ARGS)
+    assert np.array_equal(plain, softmax.variants_of(X[:200], steps))
+    varied = variants_at(X[:200], steps, softmax.AUGMENT_SEED, *softmax._AFFINE_ARGS, 0.25)
+    ink = varied.sum(axis=1) - plain.sum(axis=1)
+    assert (ink < 0).mean() > 0.3 and (ink > 0).mean() > 0.3  # thinner and thicker, at random
+    default = _fit(X[:100], y[:100])
+    assert default.augment_stroke == 0.0
+    assert np.array_equal(default.weights_, _fit(X[:100], y[:100], augment_stroke=0.0).weights_)
+    assert not np.allclose(default.weights_, _fit(X[:100], y[:100], augment_stroke=0.25).weights_)
+    with pytest.raises(ValueError, match="augment_stroke"):
+        _fit(X[:2], y[:2], augment_stroke=0.5)
+
+
 def test_stray_ink_moves_no_score_with_augment_either(shuffled_digits):
     """A variant's ink is kept to the cells records have inked: made-up ink never gives a cell
     that no record of the stream inked a weight."""
