@@ -17,6 +17,9 @@ No services: everything runs in this process, offline.
   answers unchanged from the raw features: that must not get worse).
 * Strokes: the same digits traced into strokes (online_ml/skeleton.py), through the board's
   path, and test-time augmentation on strokes (bench/handwriting_strokes.py).
+* Stream orders: the same learner trained on other orders of the stream (the producer draws a
+  seed of its own unless given one), each scored on test and the mouse set
+  (bench/handwriting_orders.py).
 * Uncertainty: softmax temperature and "sure" threshold fitted on dev for the stream model's
   learner (printed: "calibration fitted on the dev split for LEARNER=..."), scored on test, against
   the values the server uses for that learner (online_ml/uncertainty.py ``CALIBRATIONS``;
@@ -33,6 +36,7 @@ import time
 from dataclasses import dataclass
 
 import common
+import handwriting_orders
 import handwriting_strokes
 import handwriting_uncertainty
 import numpy as np
@@ -75,10 +79,11 @@ class Params:
     augment_row: bool = True  # the ablation's row of the model with augment switched the other way
     width_sweep: bool = True  # the dev sweep that chose features.MAX_WIDTH
     strokes: bool = True  # the same digits traced into strokes (bench/handwriting_strokes.py)
+    orders: int = 5  # stream orders scored on test (bench/handwriting_orders.py; 1: this one only)
 
     @classmethod
     def smoke(cls) -> Params:
-        return cls(dev=40, test=40, epochs=1, round_trip=20, cost_drawings=10)
+        return cls(dev=40, test=40, epochs=1, round_trip=20, cost_drawings=10, orders=2)
 
 
 def _tutorial_features(svgs: list[str]) -> np.ndarray:
@@ -378,6 +383,12 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                 f"chosen {chosen['threshold']:.3f}"),
     ]
 
+    order_rows, order_targets = handwriting_orders.run_section(
+        model, p.seed, p.orders, p.epochs,
+        {f: [feats[v, "test", f] for v in served_views] for f in FORMS}, ys["test"],
+        parts["test"], p.drawing_seed)
+    targets += order_targets
+
     common.progress("handwriting: CPU cost per drawing")
     cost = _cost(model, p.cost_drawings)
     tta_verdict = _tta_verdict(ablation, cost, two_views, learner, paired_dev)
@@ -397,6 +408,8 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         common.table("clean mouse drawings (online_ml/harness/mouse_digits.py), offline",
                      MOUSE_COLUMNS, mouse_rows),
         common.table("per digit (served, test split)", DIGIT_COLUMNS, per_digit),
+        common.table("other orders of the stream (the producer's seed): the served path, test split",
+                     handwriting_orders.ORDER_COLUMNS, order_rows),
         *[ev.format_confusion(np.array(confusions[f]), f"confusion, {f} form, test split")
           for f in FORMS],
         common.table("uncertainty (test split, both forms; thresholds and T chosen on dev)",
@@ -417,7 +430,8 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                   sure_precision=unc.SURE_PRECISION)
     results = {"accuracy": rows, "ablation": ablation, "widths": widths, "mouse": mouse_rows,
                "per_digit": per_digit, "confusion": confusions, "uncertainty": unc_rows,
-               "chosen_on_dev": chosen, "cost": cost, "tta": tta_verdict, "strokes": strokes}
+               "chosen_on_dev": chosen, "cost": cost, "tta": tta_verdict, "strokes": strokes,
+               "orders": order_rows}
     path = common.write_result("handwriting", params, results, targets, machine, started, smoke)
     out = common.finish(path, rows, targets, text, smoke, quiet)
     out["results"] = results
@@ -428,6 +442,7 @@ def main() -> int:
     return common.offline_main(__doc__, run, Params, [
         (COLUMNS, "accuracy"), (ABL_COLUMNS, "ablation"), (WIDTH_COLUMNS, "widths"),
         (MOUSE_COLUMNS, "mouse"), (DIGIT_COLUMNS, "per_digit"),
+        (handwriting_orders.ORDER_COLUMNS, "orders"),
         (handwriting_uncertainty.UNC_COLUMNS, "uncertainty"),
         (handwriting_uncertainty.OPT_COLUMNS, "chosen_on_dev.options"), (COST_COLUMNS, "cost"),
         (handwriting_strokes.ACC_COLUMNS, "strokes.accuracy"),

@@ -146,6 +146,14 @@ def test_the_benchmark_runs_at_smoke_size(tmp_path):
     # the strokes section: the board's path on the same digits traced, and its second views
     assert {r["views"] for r in res["strokes"]["tta"][1:]} == set(handwriting_strokes_candidates())
     assert all(0 <= r["test"] <= 1 for r in res["strokes"]["accuracy"])
+    # other orders of the stream: this run's order first, each scored on test and the mouse set
+    orders = res["orders"]
+    assert [r["order"] for r in orders] == [doc["parameters"]["seed"], 1]
+    assert all(0 <= r[k] <= 1 for r in orders for k in (*FORMS, "traced"))
+    assert all(r["n_mouse"] == 42 and 0 <= r["mouse"] <= 42 for r in orders)
+    first = next(r for r in res["accuracy"] if r["form"] == "board")["accuracy"]
+    assert orders[0]["board"] == first  # the order of every other table
+    assert any("worst of 2 stream orders" in t["target"] for t in doc["targets"])
 
 
 def test_the_benchmark_runs_with_a_learner_without_decision_values(tmp_path):
