@@ -7,11 +7,14 @@ feedback record (``OnlineLearner.learn_one``, its features rounded as ``/api/fee
 them, ``served`` = the share).
 
 * Corrections of real handwriting: a drawing of real handwriting traced into strokes (the board's
-  path) that the model reads wrong is sent once with its label. Per share: how often that drawing
-  is then read right, and how the model's accuracy on the other drawings of the split changed
-  (mean and 5th percentile over the trials). The development split chooses the share — the
-  largest whose mean change is not negative: a correction shows as often as it can without
-  costing other people's drawings on average — and the test split reports it.
+  path) that the model reads wrong is sent once with its label. Per share, and per number of
+  times the model's memory of records keeps the correction (``feedback_copies``, ``COPIES``; the
+  learners without a memory: once): how often that drawing is then read right, and how the
+  model's accuracy on the other drawings of the split changed (mean and 5th percentile over the
+  trials). The development split chooses both — of the pairs whose mean change is not negative,
+  the one that reads the most corrected drawings right (fewer copies, then the smaller share, on
+  a tie): a correction shows as often as it can without costing other people's drawings on
+  average — and the test split reports them.
 * Tried, not served: instead of a fixed share, the smallest share up to a cap that makes the
   served scores put the corrected label ahead by a margin (``SMALLEST``), on both splits.
 * The same correction at parallelism 1, 2 and 4 (test split): the learner that got it and the
@@ -42,6 +45,9 @@ from online_ml.learner import OnlineLearner
 
 #: The shares of a feedback step that also go straight into the served weights, compared.
 SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
+#: How many times the memory of records keeps a correction (``OnlineSoftmax.feedback_copies``),
+#: compared: once (as any record), and as 3 or all 9 of a drawing's nearest records.
+COPIES = (1, 3, 9)
 #: A rule tried instead of a fixed share, not served: the smallest share up to a cap that makes
 #: the served scores put the corrected label ahead of every other by a margin — (cap, margin).
 SMALLEST = ((0.25, 0.5), (0.5, 0.5))
@@ -99,19 +105,29 @@ def _corrections(model, x: np.ndarray, y: np.ndarray, trials: int, correct) -> d
             "used": None if None in used else float(np.mean(used))}
 
 
+def copies_compared(model) -> tuple[int, ...]:
+    """The ``feedback_copies`` compared for ``model``: ``COPIES`` for a learner with a memory of
+    records, else its one way (1)."""
+    return COPIES if getattr(model, "neighbours", 0) and "feedback_copies" in model.get_params() \
+        else (1,)
+
+
 def _correction_rows(model, split: str, x: np.ndarray, y: np.ndarray, trials: int) -> list[dict]:
-    """Per share: one correction of a drawing the model reads wrong, ``trials`` times, learned as
-    the job learns a feedback record."""
-    def learned(share: float):
+    """Per number of copies and share: one correction of a drawing the model reads wrong,
+    ``trials`` times, learned as the job learns a feedback record."""
+    def learned(share: float, copies: int):
         def correct(m, row: list[int], label: int) -> None:
+            if "feedback_copies" in m.get_params():
+                m.set_params(feedback_copies=copies)
             OnlineLearner(m).learn_one(row, label, served=share)  # steps ``m`` in place
         return correct
 
     rows = []
-    for share in SHARES:
-        out = _corrections(model, x, y, trials, learned(share))
-        del out["used"]
-        rows.append({"split": split, "share": share, **out})
+    for copies in copies_compared(model):
+        for share in SHARES:
+            out = _corrections(model, x, y, trials, learned(share, copies))
+            del out["used"]
+            rows.append({"split": split, "copies": copies, "share": share, **out})
     return rows
 
 
@@ -192,16 +208,24 @@ def _smallest_rows(model, split: str, x: np.ndarray, y: np.ndarray, trials: int)
     return rows
 
 
-def chosen_share(dev_rows: list[dict]) -> float:
-    """The largest share whose mean change of the other drawings' accuracy on the development
-    split is not negative (0 when none is).
+def chosen(dev_rows: list[dict]) -> tuple[int, float]:
+    """(copies, share): of the development split's rows whose mean change of the other drawings'
+    accuracy is not negative, the one whose corrected drawings were read right most often, fewer
+    copies and then the smaller share on a tie ((1, 0) when none is). With one number of copies
+    that is the largest such share, the rule before copies were compared.
 
-    >>> chosen_share([{"share": 0.0, "change": -0.01}, {"share": 0.5, "change": 0.2},
-    ...               {"share": 1.0, "change": -0.4}])
-    0.5
+    >>> chosen([{"copies": 1, "share": 0.0, "fixed": 0.1, "change": -0.01},
+    ...         {"copies": 1, "share": 0.5, "fixed": 0.6, "change": 0.2},
+    ...         {"copies": 1, "share": 1.0, "fixed": 0.9, "change": -0.4},
+    ...         {"copies": 3, "share": 0.5, "fixed": 0.8, "change": 0.1},
+    ...         {"copies": 3, "share": 1.0, "fixed": 0.8, "change": 0.0}])
+    (3, 0.5)
     """
-    ok = [r["share"] for r in dev_rows if r["change"] >= 0]
-    return max(ok, default=0.0)
+    ok = [r for r in dev_rows if r["change"] >= 0]
+    if not ok:
+        return 1, 0.0
+    best = min(ok, key=lambda r: (-r["fixed"], r["copies"], r["share"]))
+    return int(best["copies"]), float(best["share"])
 
 
 def _teach_rows(model, p: Params, share: float) -> list[dict]:
@@ -264,7 +288,8 @@ def _one_more_pass(learner: OnlineLearner):
     return learner.model
 
 
-CORRECTION_COLUMNS = [("split", "split", ""), ("share into the served weights", "share", "g"),
+CORRECTION_COLUMNS = [("split", "split", ""), ("memory copies", "copies", "d"),
+                      ("share into the served weights", "share", "g"),
                       ("corrections", "trials", "d"),
                       ("corrected drawing read right", "fixed", ".3f"),
                       ("others' accuracy change, mean (points)", "change", "+.2f"),
@@ -305,23 +330,28 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         rows += _correction_rows(model, split, x, y, p.trials)
         if hasattr(model, "avg_weights_"):  # the rule tried needs averaged weights (softmax)
             smallest += _smallest_rows(model, split, x, y, p.trials)
-    share = chosen_share([r for r in rows if r["split"] == "dev"])
+    copies, share = chosen([r for r in rows if r["split"] == "dev"])
     common.progress("teaching: one correction merged with parallel learners (test)")
     parallel = _parallel_rows(model, *splits["test"], p.trials, settings.feedback_step_share)
-    on_test = next(r for r in rows if r["split"] == "test" and r["share"] == share)
+    on_test = next(r for r in rows
+                   if r["split"] == "test" and r["share"] == share and r["copies"] == copies)
+    served_copies = int(model.get_params().get("feedback_copies", 1))
     common.progress("teaching: the widest-based 1s")
     teaching = _teach_rows(model, p, settings.feedback_step_share)
     targets = [
         target("FEEDBACK_STEP_SHARE: distance from the share chosen on dev",
                abs(settings.feedback_step_share - share), 0.0, "<=",
-               f"set {settings.feedback_step_share:g}, chosen {share:g} (the largest whose mean "
-               "change on dev >= 0)"),
-        target("chosen share on test: others' accuracy change, mean (points)",
+               f"set {settings.feedback_step_share:g}, chosen {share:g} with {copies} copies (of "
+               "those whose mean change on dev >= 0, the most corrected drawings read right)"),
+        target("feedback_copies: distance from the copies chosen on dev",
+               abs(served_copies - copies), 0, "<=",
+               f"the learner's {served_copies}, chosen {copies}"),
+        target("chosen share and copies on test: others' accuracy change, mean (points)",
                round(on_test["change"], 2), 0.0, ">=",
                f"corrected drawing read right {on_test['fixed']:.3f}"),
     ]
     text = "\n\n".join([
-        common.table("one correction of real handwriting (traced strokes), per share",
+        common.table("one correction of real handwriting (traced strokes), per copies and share",
                      CORRECTION_COLUMNS, rows),
         common.table("tried, not served: the smallest share that makes the board agree",
                      SMALLEST_COLUMNS, smallest),
@@ -329,9 +359,11 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                      parallel),
         common.table("teaching the widest-based 1s", TEACH_COLUMNS, teaching),
         common.targets_table(targets)])
-    results = {"corrections": rows, "chosen_share": share, "smallest": smallest,
+    results = {"corrections": rows, "chosen_share": share, "chosen_copies": copies,
+               "smallest": smallest,
                "parallel": parallel, "teaching": teaching}
-    path = common.write_result("teaching", {**vars(p), "shares": list(SHARES)}, results, targets,
+    path = common.write_result("teaching", {**vars(p), "shares": list(SHARES),
+                                            "copies": list(copies_compared(model))}, results, targets,
                                machine, started, smoke)
     out = common.finish(path, rows, targets, text, smoke, quiet)
     out["results"] = results

@@ -217,16 +217,17 @@ def test_the_candidates_benchmark_runs_at_smoke_size(tmp_path):
 
 def test_the_teaching_benchmark_runs_at_smoke_size(tmp_path):
     """bench/teaching.py --smoke as a user runs it: one correction of real handwriting per
-    share on both splits, the share the development split chooses, the same correction merged
-    with 1, 2 and 4 learners, the widest-based 1s taught, and the target that
-    FEEDBACK_STEP_SHARE is the chosen share."""
+    number of memory copies and share on both splits, the copies and share the development split
+    chooses, the same correction merged with 1, 2 and 4 learners, the widest-based 1s taught,
+    and the targets that FEEDBACK_STEP_SHARE and the learner's feedback_copies are the chosen."""
     doc = _smoke_run(tmp_path, "teaching")
     res = doc["results"]
-    shares = doc["parameters"]["shares"]
-    assert [(r["split"], r["share"]) for r in res["corrections"]] == \
-        [(split, share) for split in ("dev", "test") for share in shares]
+    shares, copies = doc["parameters"]["shares"], doc["parameters"]["copies"]
+    assert copies == [1, 3, 9]  # the default learner remembers records
+    assert [(r["split"], r["copies"], r["share"]) for r in res["corrections"]] == \
+        [(split, c, share) for split in ("dev", "test") for c in copies for share in shares]
     assert all(0 <= r["fixed"] <= 1 and r["worst"] <= r["change"] for r in res["corrections"])
-    assert res["chosen_share"] in shares
+    assert res["chosen_share"] in shares and res["chosen_copies"] in copies
     # the rule tried instead (not served): the smallest share up to a cap, on both splits
     assert [(r["split"], r["cap"]) for r in res["smallest"]] == [
         (split, cap) for split in ("dev", "test") for cap in (0.25, 0.5)]
@@ -239,4 +240,5 @@ def test_the_teaching_benchmark_runs_at_smoke_size(tmp_path):
     assert teaching["not taught"]["feedback"] == 0 and "share 1: 1 drawing(s) sent once" in teaching
     assert {t["target"] for t in doc["targets"]} == {
         "FEEDBACK_STEP_SHARE: distance from the share chosen on dev",
-        "chosen share on test: others' accuracy change, mean (points)"}
+        "feedback_copies: distance from the copies chosen on dev",
+        "chosen share and copies on test: others' accuracy change, mean (points)"}
