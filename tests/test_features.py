@@ -566,6 +566,43 @@ def test_a_one_is_a_one_with_any_base_and_with_a_flag_up_to_two_fifths_of_its_he
     assert np.mean(read["one"] + read["two"]) >= 0.5, read
 
 
+def test_one_correction_teaches_the_widest_flagged_ones(users_model):
+    """What the board cannot read, one correction teaches (README "Teaching it"): whichever
+    widest-based flagged 1 the model a user gets reads as another digit is sent once as the job
+    learns a correction from the board (FEEDBACK_STEP_SHARE; kept ``feedback_copies`` times by
+    the memory of records), every drawing of that base with a flag reads 1 — other flags,
+    stroke orders, boards — while ``digits`` and the mouse set read as before, near enough.
+    Kept once (the default until 2026-12-04), 8 of the 12 such corrections left a third of them
+    read as before."""
+    import copy
+
+    from sklearn.datasets import load_digits
+
+    from online_ml.config import Settings
+    from online_ml.evaluation import mouse_drawings, stroke_features
+    from online_ml.harness.mouse_digits import ones_by_base
+    from online_ml.learner import OnlineLearner
+
+    ones = [o for o in ones_by_base() if o["flag"]]
+    widest = max(o["width"] for o in ones)
+    x = stroke_features(o["svg"] for o in ones if o["width"] == widest)
+    answers = users_model.predict(x)
+    assert (answers != 1).any(), answers  # what is left to teach (bench/strokes.py)
+    for wrong in np.flatnonzero(answers != 1):
+        taught = OnlineLearner(copy.deepcopy(users_model))
+        taught.learn_one(np.rint(x[wrong]).astype(int).tolist(), 1,
+                         served=Settings().feedback_step_share)
+        assert (taught.model.predict(x) == 1).all(), (wrong, taught.model.predict(x))
+    digits = load_digits()
+    svgs, mouse_y, _ = mouse_drawings()
+    mouse_x = stroke_features(svgs)
+    before = (users_model.predict(digits.data) == digits.target).mean()
+    after = (taught.model.predict(digits.data) == digits.target).mean()
+    assert after >= before - 0.002, (before, after)
+    assert (taught.model.predict(mouse_x) == mouse_y).sum() >= \
+        (users_model.predict(mouse_x) == mouse_y).sum()
+
+
 def test_a_digit_fills_the_height_and_at_most_six_of_eight_columns(digits):
     """digits images fill all 8 rows and use at most about 6 of the 8 columns, so a drawing's
     height fills the box and its width is squeezed to MAX_WIDTH (a wide 0 no longer fills the
