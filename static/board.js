@@ -243,9 +243,24 @@
   }
 
   // A model with a memory of records (the default learner's neighbours) says which remembered records
-  // voted for its answer: each as an 8x8 picture with its digit.
+  // voted for its answer: each as an 8x8 picture with its digit. The same record remembered more than
+  // once (a correction from this board is kept several times) is one picture, "7 ×9": its votes.
+  function votersGrouped(voters) {
+    var groups = [];
+    var seen = {};
+    voters.forEach(function (v) {
+      var key = v.digit + ":" + v.features.join(",");
+      if (seen[key] === undefined) {
+        seen[key] = groups.length;
+        groups.push({ digit: v.digit, features: v.features, votes: 0 });
+      }
+      groups[seen[key]].votes += 1;
+    });
+    return groups;
+  }
+
   function showVoters(answer) {
-    var voters = (answer && answer.neighbours) || [];
+    var voters = votersGrouped((answer && answer.neighbours) || []);
     var box = document.getElementById("voters");
     var list = document.getElementById("voter-list");
     list.textContent = "";
@@ -256,7 +271,7 @@
       canvas.width = canvas.height = 32;
       paintCells(canvas, v.features, grey);
       item.appendChild(canvas);
-      item.appendChild(document.createTextNode(String(v.digit)));
+      item.appendChild(document.createTextNode(v.digit + (v.votes > 1 ? " \u00d7" + v.votes : "")));
       list.appendChild(item);
     });
   }

@@ -117,6 +117,15 @@ def _seven(box) -> list[list[tuple[float, float]]]:
     return [top + down, bar]
 
 
+def voter_groups(voters: list[dict]) -> list[tuple[int, int]]:
+    """(digit, votes) of the records that voted, the same record (digit and cells) counted once,
+    in the order they first come."""
+    groups: dict[tuple, list] = {}
+    for v in voters:
+        groups.setdefault((v["digit"], tuple(v["features"])), [v["digit"], 0])[1] += 1
+    return [(digit, n) for digit, n in groups.values()]
+
+
 def _predict_in_page(page) -> dict:
     """Click Predict; the API's answer, once the page shows it. The board says "not sure: a or
     b?" exactly when the answer is unsure, naming the answer's candidates."""
@@ -131,9 +140,10 @@ def _predict_in_page(page) -> dict:
     # the records that voted (a model with a memory of records only), each a picture and a digit
     voters = answer.get("neighbours", [])
     assert page.locator("#voters").is_visible() is bool(voters)
-    assert page.locator("#voter-list canvas").count() == len(voters)
+    groups = voter_groups(voters)  # the same record remembered n times: one picture, "d ×n"
+    assert page.locator("#voter-list canvas").count() == len(groups)
     assert [t.strip() for t in page.locator("#voter-list div").all_inner_texts()] == \
-        [str(v["digit"]) for v in voters]
+        [f"{digit} \u00d7{n}" if n > 1 else str(digit) for digit, n in groups]
     unsure = page.locator("#unsure")
     if answer.get("sure") is False:
         assert unsure.is_visible()
@@ -425,4 +435,20 @@ def test_the_board_shows_the_records_that_voted(settings, redis_client, unique_t
         _draw(page, {"x": 0, "y": 0}, _seven(board.bounding_box()))
         answer = _predict_in_page(page)
         page.screenshot(path=str(SCREENSHOT.with_name("board-voters.png")), full_page=True)
-    assert len(answer["neighbours"]) == 9 and errors == [] and foreign == []
+        assert len(answer["neighbours"]) == 9
+        # the drawing taught as a correction from the board (the default share, kept
+        # feedback_copies times): the next answer's voters are that lesson, one picture "d ×9"
+        lesson = (answer["predict_result"] + 1) % 10
+        learner.learn_one([round(v) for v in answer["features"]], lesson,
+                          served=settings.feedback_step_share)
+        snapshot = learner.snapshot()
+        model_store.ModelStore(redis_client, prefix=settings.model_key).save(
+            learner.model, snapshot, snapshot=snapshot)
+        page.click("#clear")  # the same drawing again, answered afresh
+        _draw(page, {"x": 0, "y": 0}, _seven(board.bounding_box()))
+        again = _predict_in_page(page)
+        assert again["model_version"] > answer["model_version"], again
+        assert voter_groups(again["neighbours"]) == [(lesson, 9)], again["neighbours"]
+        assert page.locator("#voter-list div").all_inner_texts()[0].strip() == f"{lesson} \u00d79"
+        page.screenshot(path=str(SCREENSHOT.with_name("board-voters-lesson.png")), full_page=True)
+    assert errors == [] and foreign == []
