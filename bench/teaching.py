@@ -1,10 +1,10 @@
 """Teaching the board: what one correction sent as feedback changes, and how much of its step goes
 straight into the served weights (``FEEDBACK_STEP_SHARE``).
 
-No services, about a minute. The model is the one a user gets (``evaluation.stream_model``: the
-job's learner, three passes of the default stream); a correction is learned as the job learns a
-feedback record (``OnlineLearner.learn_one``, its features rounded as ``/api/feedback`` rounds
-them, ``served`` = the share).
+No services, about five minutes here. The model is the one a user gets
+(``evaluation.stream_model``: the job's learner, three passes of the default stream); a correction
+is learned as the job learns a feedback record (``OnlineLearner.learn_one``, its features rounded
+as ``/api/feedback`` rounds them, ``served`` = the share).
 
 * Corrections of real handwriting: a drawing of real handwriting traced into strokes (the board's
   path) that the model reads wrong is sent once with its label. Per share, and per number of
@@ -335,7 +335,8 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     parallel = _parallel_rows(model, *splits["test"], p.trials, settings.feedback_step_share)
     on_test = next(r for r in rows
                    if r["split"] == "test" and r["share"] == share and r["copies"] == copies)
-    served_copies = int(model.get_params().get("feedback_copies", 1))
+    # what the learner keeps a correction as: its feedback_copies with a memory of records, else 1
+    served_copies = int(model.feedback_copies) if copies_compared(model) != (1,) else 1
     common.progress("teaching: the widest-based 1s")
     teaching = _teach_rows(model, p, settings.feedback_step_share)
     targets = [

@@ -203,11 +203,11 @@ def affine_variant_counts(x: np.ndarray, turn: float, widen: float, shear: float
     filling the 32 px box and its width following up to ``max_width`` px (a shape more than
     ``squash`` times wider than tall keeps its aspect ratio), centred across by its centre of mass,
     binarised at half coverage — and counted in 4x4 blocks. ``level``: the coverage that counts
-    as ink instead of a half (above: thinner strokes, below: thicker). The turned record, and then the same
-    deskewed, are drawn on a 64 px canvas straight from the record's bilinear surface (the turn
-    and the shear composed); the crop is resized from that canvas. Close to, not the same as,
-    the server's path through PIL (an identity variant is on average 0.4 of a count per cell away
-    from ``features.ink_to_features`` of the record drawn 8x larger, ad hoc).
+    as ink instead of a half (above: thinner strokes, below: thicker). The turned record, and
+    then the same deskewed, are drawn on a 64 px canvas straight from the record's bilinear
+    surface (the turn and the shear composed); the crop is resized from that canvas. Close to,
+    not the same as, the server's path through PIL (an identity variant is on average 0.4 of a
+    count per cell away from ``features.ink_to_features`` of the record drawn 8x larger, ad hoc).
     """
     w = x.reshape(8, 8) / 16.0
     total = 0.0
