@@ -19,6 +19,9 @@ as ``/api/feedback`` rounds them, ``served`` = the share).
   served scores put the corrected label ahead by a margin (``SMALLEST``), on both splits.
 * The same correction at parallelism 1, 2 and 4 (test split): the learner that got it and the
   others, each after ``SYNC_EVERY_RECORDS`` records, merged as the job merges them.
+* How long a correction lasts (test split): the corrected drawing read again after more records
+  of the stream (``LASTING``), kept once and kept as the learner keeps it: the memory of records
+  is a ring of ``memory`` records, so a correction's copies leave it after that many.
 * The widest-based 1s (online_ml/harness/mouse_digits.py, ``ones_by_base``: read 2 by the model,
   bench/strokes.py) taught as 1s: 8 of them drawn on the board, sent repeatedly as ordinary steps
   (share 0) or once with the default share; the other drawings of that base read again, by the
@@ -60,10 +63,13 @@ class Params:
     epochs: int = 3  # the user's model
     taught: int = 8  # widest-based 1s taught
     repeats: tuple[int, ...] = (0, 1, 5, 20, 50)  # ordinary steps: how often each is sent
+    lasting_trials: int = 40  # corrections followed through more of the stream
+    lasting: tuple[int, ...] = (0, 500, 1000, 2000, 2100, 3000, 5000)  # records after it
 
     @classmethod
     def smoke(cls) -> Params:
-        return cls(drawings=100, trials=10, epochs=1, repeats=(0, 1))
+        return cls(drawings=100, trials=10, epochs=1, repeats=(0, 1), lasting_trials=2,
+                   lasting=(0, 20))
 
 
 def _traced(indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -128,6 +134,37 @@ def _correction_rows(model, split: str, x: np.ndarray, y: np.ndarray, trials: in
             out = _corrections(model, x, y, trials, learned(share, copies))
             del out["used"]
             rows.append({"split": split, "copies": copies, "share": share, **out})
+    return rows
+
+
+def _lasting_rows(model, x: np.ndarray, y: np.ndarray, p: Params) -> list[dict]:
+    """How long a correction lasts: ``p.lasting_trials`` corrections (the default share), each
+    followed by the stream's records (another shuffle) and its drawing read again after each
+    count of ``p.lasting``; kept once and as the learner keeps it (``feedback_copies``)."""
+    from online_ml.producer import iter_records
+
+    settings = Settings.from_env()
+    stream = list(iter_records(seed=9, epochs=max(1, -(-max(p.lasting) // 1797))))
+    _, picked = _picked(model, x, y, p.lasting_trials)
+    rows = []
+    for copies in sorted({1, int(getattr(model, "feedback_copies", 1))}
+                         if copies_compared(model) != (1,) else {1}):
+        still: dict[int, list[bool]] = {n: [] for n in p.lasting}
+        for i in picked:
+            m = copy.deepcopy(model)
+            if copies_compared(model) != (1,):
+                m.set_params(feedback_copies=copies)
+            learner = OnlineLearner(m)
+            learner.learn_one(np.rint(x[i]).astype(int).tolist(), int(y[i]),
+                              served=settings.feedback_step_share)
+            done = 0
+            for n in p.lasting:
+                for xs, label in stream[done:n]:
+                    learner.learn_one(xs, label)
+                done = n
+                still[n].append(bool(m.predict(x[i:i + 1])[0] == y[i]))
+        rows.append({"copies": copies, "trials": len(picked),
+                     **{f"after_{n}": float(np.mean(v)) for n, v in still.items()}})
     return rows
 
 
@@ -303,6 +340,14 @@ SMALLEST_COLUMNS = [("split", "split", ""), ("cap", "cap", "g"), ("margin", "mar
                     ("corrections", "trials", "d"), ("corrected drawing read right", "fixed", ".3f"),
                     ("others' accuracy change, mean (points)", "change", "+.2f"),
                     ("5th percentile", "p5", "+.2f"), ("share used, mean", "used", ".3f")]
+
+
+def lasting_columns(counts: tuple[int, ...]) -> list[tuple[str, str, str]]:
+    """The columns of the how-long table for these counts of records after a correction."""
+    return [("memory copies", "copies", "d"), ("corrections", "trials", "d"),
+            *[(f"after {n:,} records", f"after_{n}", ".2f") for n in counts]]
+
+
 TEACH_COLUMNS = [("teaching the widest-based 1s (drawn on the board)", "teaching", ""),
                  ("feedback records", "feedback", "d"),
                  ("their other drawings read 1: served model", "served", ".3f"),
@@ -337,6 +382,8 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                    if r["split"] == "test" and r["share"] == share and r["copies"] == copies)
     # what the learner keeps a correction as: its feedback_copies with a memory of records, else 1
     served_copies = int(model.feedback_copies) if copies_compared(model) != (1,) else 1
+    common.progress(f"teaching: {p.lasting_trials} corrections through more of the stream (test)")
+    lasting = _lasting_rows(model, *splits["test"], p)
     common.progress("teaching: the widest-based 1s")
     teaching = _teach_rows(model, p, settings.feedback_step_share)
     targets = [
@@ -358,11 +405,13 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                      SMALLEST_COLUMNS, smallest),
         common.table("one correction (test) merged with parallel learners", PARALLEL_COLUMNS,
                      parallel),
+        common.table("how long a correction lasts (test): the corrected drawing still read right",
+                     lasting_columns(p.lasting), lasting),
         common.table("teaching the widest-based 1s", TEACH_COLUMNS, teaching),
         common.targets_table(targets)])
     results = {"corrections": rows, "chosen_share": share, "chosen_copies": copies,
                "smallest": smallest,
-               "parallel": parallel, "teaching": teaching}
+               "parallel": parallel, "lasting": lasting, "teaching": teaching}
     path = common.write_result("teaching", {**vars(p), "shares": list(SHARES),
                                             "copies": list(copies_compared(model))}, results, targets,
                                machine, started, smoke)
@@ -374,7 +423,8 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
 def main() -> int:
     return common.offline_main(__doc__, run, Params, [
         (CORRECTION_COLUMNS, "corrections"), (SMALLEST_COLUMNS, "smallest"),
-        (PARALLEL_COLUMNS, "parallel"), (TEACH_COLUMNS, "teaching")])
+        (PARALLEL_COLUMNS, "parallel"), (lasting_columns(Params().lasting), "lasting"),
+        (TEACH_COLUMNS, "teaching")])
 
 
 if __name__ == "__main__":

@@ -236,6 +236,10 @@ def test_the_teaching_benchmark_runs_at_smoke_size(tmp_path):
         (1, "as the job takes it"), (2, "as the job takes it"), (4, "as the job takes it"),
         (2, "not scaled up (before)"), (4, "not scaled up (before)")]
     assert all(0 <= r["fixed"] <= 1 for r in res["parallel"])
+    # how long a correction lasts: kept once and as the learner keeps it, read again after records
+    assert [r["copies"] for r in res["lasting"]] == [1, 9]
+    assert all(0 <= r[f"after_{n}"] <= 1 for r in res["lasting"]
+               for n in doc["parameters"]["lasting"])
     teaching = {r["teaching"]: r for r in res["teaching"]}
     assert teaching["not taught"]["feedback"] == 0 and "share 1: 1 drawing(s) sent once" in teaching
     assert {t["target"] for t in doc["targets"]} == {
