@@ -36,13 +36,14 @@ blows up stray ink in the near-empty border cells of ``digits`` and costs real h
 * **training-time augmentation** (``augment`` > 0; 1 by default since late 2026-12-03): the weights
   also learn ``augment`` random affine variants of each record — turned up to ``AFFINE["turn"]``
   degrees, its width scaled by up to ``AFFINE["widen"]`` either way, sheared up to
-  ``AFFINE["shear"]`` — each normalised as the server normalises a drawing (deskewed, the height
-  filling the box, the width capped, centred by mass) and counted: people's digits are turned
-  and as wide as they like, ``digits``' 1,797 are not. Variants are not counted in any metric
-  (the learner counts records) and not remembered; their ink is kept to the cells records have
-  inked. ``augment=0`` (and a model stored before it existed) learns the records alone. Measured
-  (docs/handwriting.md, *Training-time augmentation*): it gains on the board's strokes beyond
-  chance, and learning a record costs about twice as much (the job's throughput halves).
+  ``AFFINE["shear"]`` (online_ml/augment.py) — each normalised as the server normalises a
+  drawing (deskewed, the height filling the box, the width capped, centred by mass) and
+  counted: people's digits are turned and as wide as they like, ``digits``' 1,797 are not.
+  Variants are not counted in any metric (the learner counts records) and not remembered; their
+  ink is kept to the cells records have inked. ``augment=0`` (and a model stored before it
+  existed) learns the records alone. Measured (docs/handwriting.md, *Training-time
+  augmentation*): it gains on the board's strokes beyond chance, and learning a record costs
+  about twice as much (the job's throughput halves).
 
 ``partial_fit`` takes one step per row, in order, so mini-batch mode (``OnlineLearner.learn_many``)
 learns what row mode learns; only its predictions come from the model before the chunk. The steps
@@ -70,40 +71,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 
 from . import nearest
+from .augment import with_variants
 
-__all__ = ["OnlineSoftmax", "AFFINE", "variants_of"]
-
-#: Training-time augmentation's variants (``augment``): turned up to ``turn`` degrees either way,
-#: the width scaled by up to ``widen`` either way, sheared across by up to ``shear`` — chosen on
-#: the development split of real handwriting (ad hoc, 2026-12-03: 5 to 15 degrees, 0.1 to 0.25,
-#: 0 or 0.3, each alone and together; the largest tried gained most) — then normalised as the
-#: server normalises a drawing (``features.MAX_WIDTH`` and ``SQUASH_LIMIT``, ``normalise.MAX_SLANT``).
-AFFINE = {"turn": 15.0, "widen": 0.25, "shear": 0.3}
-AUGMENT_SEED = 20261203
-#: ``AFFINE`` and the server's normalisation (``features.MAX_WIDTH`` in px, ``SQUASH_LIMIT``,
-#: ``normalise.MAX_SLANT``; tests/test_softmax.py checks they agree), as the compiled steps take them
-_AFFINE_ARGS = (AFFINE["turn"], AFFINE["widen"], AFFINE["shear"], 24.0, 2.5, 1.0)
-
-
-def variants_of(X: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """One random affine variant (``AFFINE``) of each row of ``X`` (8x8 ``digits`` counts), the
-    variant's parameters drawn from ``steps`` (one integer per row, the number of the step that
-    learns it: the same variant of a record whether it is learned in row mode or in a chunk).
-    Compiled (``softmax_steps.variants_at``, ~40 µs a variant).
-
-    >>> from sklearn.datasets import load_digits
-    >>> x = load_digits().data[[0, 0, 1]]
-    >>> v = variants_of(x, np.array([1, 2, 1]))
-    >>> v.shape, bool((v != x).any(axis=1).all()), bool((v[0] != v[1]).any())
-    ((3, 64), True, True)
-    >>> bool(np.array_equal(variants_of(x[:1], np.array([1])), v[:1]))  # the step decides
-    True
-    """
-    from .softmax_steps import variants_at  # numba: only where a model learns
-
-    return variants_at(np.ascontiguousarray(X, dtype=np.float64),
-                       np.asarray(steps, dtype=np.int64), AUGMENT_SEED, *_AFFINE_ARGS)
-
+__all__ = ["OnlineSoftmax"]
 
 _FOURIER: dict[tuple[int, int, int, float], tuple[np.ndarray, np.ndarray]] = {}
 
@@ -381,11 +351,7 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
         (``softmax_steps.with_variants``). A variant is masked to the cells records have inked up
         to its own, so made-up ink never gives a cell a weight: stray ink where no record of the
         stream had any still moves no score."""
-        from .softmax_steps import with_variants
-
-        return with_variants(np.ascontiguousarray(X, dtype=np.float64), cols,
-                             np.ascontiguousarray(weights, dtype=np.float64), int(self.t_),
-                             int(self.augment), self._seen(), AUGMENT_SEED, *_AFFINE_ARGS,
+        return with_variants(X, cols, weights, int(self.t_), int(self.augment), self._seen(),
                              float(self.augment_stroke))
 
     def _fit_shared(self, X: np.ndarray, y: Any, classes: Sequence[Any] | None,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from online_ml import model_store, softmax, sync
+from online_ml import augment, model_store, softmax, sync
 from online_ml.config import Settings
 from online_ml.learner import OnlineLearner, make_model, predict_chunk
 from online_ml.producer import iter_records, load_dataset
@@ -24,6 +24,7 @@ def _fit(X, y, **params) -> OnlineSoftmax:
 
 def test_doctests():
     assert doctest.testmod(softmax).failed == 0
+    assert doctest.testmod(augment).failed == 0
 
 
 def test_registered_as_a_learner():
@@ -273,7 +274,7 @@ def test_a_correction_is_remembered_feedback_copies_times(shuffled_digits):
 def test_with_augment_the_weights_also_learn_a_variant_of_each_record_and_only_records_count(
         shuffled_digits):
     """Training-time augmentation (``augment`` 1, the default): after each record the weights learn
-    one random affine variant of it (softmax.variants_of), the same variant whether the records
+    one random affine variant of it (augment.variants_of), the same variant whether the records
     come one by one or in a chunk; the memory keeps the records alone, the learner counts the
     records alone, and a feedback row with a share takes no variant. The variants are still the
     digits they were made from: a model that never learned one reads most of them right."""
@@ -299,14 +300,14 @@ def test_with_augment_the_weights_also_learn_a_variant_of_each_record_and_only_r
         learner.learn_one(xi, yi)
     assert learner.samples_seen == 100 and learner.model.t_ == 200
     assert learner.snapshot()["evaluated"] == 100  # records, not variants
-    made = softmax.variants_of(X[:500], np.arange(1, 501))
+    made = augment.variants_of(X[:500], np.arange(1, 501))
     assert (made != X[:500]).any(axis=1).mean() > 0.95
     assert (_fit(X, y).predict(made) == y[:500]).mean() > 0.8
     with pytest.raises(ValueError, match="64 features"):
         OnlineSoftmax(augment=1).partial_fit(X[:2, :16], y[:2], classes=CLASSES)
     from online_ml import features, normalise  # the variants are normalised as the server's are
 
-    assert softmax._AFFINE_ARGS[3:] == (features.MAX_WIDTH * features.BOX, features.SQUASH_LIMIT,
+    assert augment.AFFINE_ARGS[3:] == (features.MAX_WIDTH * features.BOX, features.SQUASH_LIMIT,
                                         normalise.MAX_SLANT)
 
 
@@ -322,9 +323,9 @@ def test_stroke_width_variants_are_thinner_or_thicker_and_opt_in(shuffled_digits
         thin, half, thick = (affine_variant_counts(x, *args, level) for level in (0.7, 0.5, 0.3))
         assert thin.sum() < half.sum() < thick.sum()
     steps = np.arange(1, 201)
-    plain = variants_at(X[:200], steps, softmax.AUGMENT_SEED, *softmax._AFFINE_ARGS)
-    assert np.array_equal(plain, softmax.variants_of(X[:200], steps))
-    varied = variants_at(X[:200], steps, softmax.AUGMENT_SEED, *softmax._AFFINE_ARGS, 0.25)
+    plain = variants_at(X[:200], steps, augment.AUGMENT_SEED, *augment.AFFINE_ARGS)
+    assert np.array_equal(plain, augment.variants_of(X[:200], steps))
+    varied = variants_at(X[:200], steps, augment.AUGMENT_SEED, *augment.AFFINE_ARGS, 0.25)
     ink = varied.sum(axis=1) - plain.sum(axis=1)
     assert (ink < 0).mean() > 0.3 and (ink > 0).mean() > 0.3  # thinner and thicker, at random
     default = _fit(X[:100], y[:100])
