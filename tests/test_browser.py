@@ -6,8 +6,8 @@ page's canvas, predicts, sends feedback by picking a digit; the test reads the f
 back from Kafka, lets the job's training loop (``online_ml.trainer.Trainer``, which the PyFlink
 UDF wraps) learn it and back up a model, and the page then says that model includes the example.
 
-Screenshots: ``.state/screenshots/board.png``, ``board-unsure.png`` and ``board-voters.png`` (copied
-by hand to docs/ for the README).
+Screenshots: ``.state/screenshots/board.png``, ``board-unsure.png``, ``board-voters.png`` and
+``board-voters-lesson.png`` (copied by hand to docs/ for the README).
 """
 from __future__ import annotations
 
