@@ -131,13 +131,20 @@ def test_many_rows_at_once_remember_what_row_by_row_remembers(shuffled_digits):
     for i in range(200):
         rows.partial_fit(X[i:i + 1], y[i:i + 1], classes=CLASSES)
     chunk = OnlineSoftmax(neighbours=9, memory=64).partial_fit(X[:200], y[:200], classes=CLASSES)
-    shared = OnlineSoftmax(neighbours=9, memory=64).partial_fit(  # feedback rows: one by one
-        X[:200], y[:200], classes=CLASSES, into_average=[0.25 if i % 7 == 0 else 0 for i in range(200)])
+    feedback = [0.25 if i % 7 == 0 else 0 for i in range(200)]  # feedback rows: one by one
+    shared = OnlineSoftmax(neighbours=9, memory=64, feedback_copies=1).partial_fit(
+        X[:200], y[:200], classes=CLASSES, into_average=feedback)
     for other in (chunk, shared):
         assert other.memory_count_ == rows.memory_count_ == 200
         assert np.array_equal(other.memory_x_, rows.memory_x_)
         assert np.array_equal(other.memory_y_, rows.memory_y_)
     assert np.allclose(chunk.decision_function(X[200:300]), rows.decision_function(X[200:300]))
+    # as the learner keeps a correction by default: each feedback row 9 times, one after another
+    kept = OnlineSoftmax(neighbours=9, memory=64).partial_fit(
+        X[:200], y[:200], classes=CLASSES, into_average=feedback)
+    assert kept.feedback_copies == 9 and kept.memory_count_ == 200 + 8 * sum(map(bool, feedback))
+    last = max(i for i, share in enumerate(feedback) if share)  # 196: then 197..199, once each
+    assert (kept.memory_x_[(kept.memory_count_ - 12 + np.arange(9)) % 64] == X[last]).all()
 
 
 def test_bad_memory_settings_are_refused(shuffled_digits):
