@@ -208,11 +208,12 @@ def _pen_rows(p: Params) -> list[dict]:
     _, labels = load_mnist()
     dev, _ = split(labels, 0)  # bench/handwriting.py's split; its test half is not used here
     dev = dev[:p.dev] if p.dev else dev
+    mouse_svgs, mouse_y, _ = ev.mouse_drawings()
     svgs = {"traced": [drawing(i, TRACED)[0] for i in dev],
             "ones": [o["svg"] for o in ones_by_base()],
             "family": [svg for _, _, svg in flagged_based_ones()],
-            "mouse": ev.mouse_drawings()[0]}
-    truth = {"traced": labels[dev], "mouse": ev.mouse_drawings()[1]}
+            "mouse": mouse_svgs}
+    truth = {"traced": labels[dev], "mouse": mouse_y}
     from online_ml.features import INK_AIM, INK_RANGE
 
     pens: dict[str, float | None] = {

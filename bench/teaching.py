@@ -111,11 +111,21 @@ def _corrections(model, x: np.ndarray, y: np.ndarray, trials: int, correct) -> d
             "used": None if None in used else float(np.mean(used))}
 
 
+def _keeps_copies(model) -> bool:
+    """Whether ``model`` keeps a correction ``feedback_copies`` times: a memory of records."""
+    return bool(getattr(model, "neighbours", 0)) and "feedback_copies" in model.get_params()
+
+
 def copies_compared(model) -> tuple[int, ...]:
     """The ``feedback_copies`` compared for ``model``: ``COPIES`` for a learner with a memory of
     records, else its one way (1)."""
-    return COPIES if getattr(model, "neighbours", 0) and "feedback_copies" in model.get_params() \
-        else (1,)
+    return COPIES if _keeps_copies(model) else (1,)
+
+
+def kept_copies(model) -> int:
+    """How many times ``model`` keeps a correction: its ``feedback_copies``, or 1 without a
+    memory of records."""
+    return int(model.feedback_copies) if _keeps_copies(model) else 1
 
 
 def _correction_rows(model, split: str, x: np.ndarray, y: np.ndarray, trials: int) -> list[dict]:
@@ -123,7 +133,7 @@ def _correction_rows(model, split: str, x: np.ndarray, y: np.ndarray, trials: in
     ``trials`` times, learned as the job learns a feedback record."""
     def learned(share: float, copies: int):
         def correct(m, row: list[int], label: int) -> None:
-            if "feedback_copies" in m.get_params():
+            if _keeps_copies(m):
                 m.set_params(feedback_copies=copies)
             OnlineLearner(m).learn_one(row, label, served=share)  # steps ``m`` in place
         return correct
@@ -141,18 +151,19 @@ def _lasting_rows(model, x: np.ndarray, y: np.ndarray, p: Params) -> list[dict]:
     """How long a correction lasts: ``p.lasting_trials`` corrections (the default share), each
     followed by the stream's records (another shuffle) and its drawing read again after each
     count of ``p.lasting``; kept once and as the learner keeps it (``feedback_copies``)."""
+    import itertools
+
     from online_ml.producer import iter_records
 
     settings = Settings.from_env()
-    stream = list(iter_records(seed=9, epochs=max(1, -(-max(p.lasting) // 1797))))
+    stream = list(itertools.islice(iter_records(seed=9), max(p.lasting)))
     _, picked = _picked(model, x, y, p.lasting_trials)
     rows = []
-    for copies in sorted({1, int(getattr(model, "feedback_copies", 1))}
-                         if copies_compared(model) != (1,) else {1}):
+    for copies in sorted({1, kept_copies(model)}):
         still: dict[int, list[bool]] = {n: [] for n in p.lasting}
         for i in picked:
             m = copy.deepcopy(model)
-            if copies_compared(model) != (1,):
+            if _keeps_copies(m):
                 m.set_params(feedback_copies=copies)
             learner = OnlineLearner(m)
             learner.learn_one(np.rint(x[i]).astype(int).tolist(), int(y[i]),
@@ -380,8 +391,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     parallel = _parallel_rows(model, *splits["test"], p.trials, settings.feedback_step_share)
     on_test = next(r for r in rows
                    if r["split"] == "test" and r["share"] == share and r["copies"] == copies)
-    # what the learner keeps a correction as: its feedback_copies with a memory of records, else 1
-    served_copies = int(model.feedback_copies) if copies_compared(model) != (1,) else 1
+    served_copies = kept_copies(model)
     common.progress(f"teaching: {p.lasting_trials} corrections through more of the stream (test)")
     lasting = _lasting_rows(model, *splits["test"], p)
     common.progress("teaching: the widest-based 1s")

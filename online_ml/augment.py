@@ -50,10 +50,11 @@ def with_variants(X: np.ndarray, cols: np.ndarray, weights: np.ndarray, first_st
                   seen: np.ndarray, stroke: float = 0.0
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The rows a call of ``partial_fit`` learns: each row of ``X`` (class indices ``cols``,
-    ``weights``) followed by ``k`` variants of it, their steps numbered from ``first_step``,
-    masked to the cells inked so far (``seen``, then each learned row's own), with
-    ``stroke`` (``augment_stroke``); also which rows are records
-    (``softmax_steps.with_variants``)."""
+    ``weights``) followed by ``k`` variants of it (a variant takes its record's class and
+    weight), their steps numbered from ``first_step``, masked to the cells inked so far (``seen``,
+    then each learned row's own: made-up ink never gives a cell a weight, so stray ink where no
+    record of the stream had any still moves no score), with ``stroke`` (``augment_stroke``);
+    also which rows are records (``softmax_steps.with_variants``)."""
     from .softmax_steps import with_variants as compiled  # numba: only where a model learns
 
     return compiled(np.ascontiguousarray(X, dtype=np.float64), cols,

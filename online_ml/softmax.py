@@ -280,7 +280,7 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
     # -- learning ------------------------------------------------------------------------------
     def partial_fit(self, X: Any, y: Any, classes: Sequence[Any] | None = None,
                     sample_weight: Any = None, into_average: Any = None,
-                    variants: bool = True) -> OnlineSoftmax:
+                    variants: bool = True, remembered: int = 1) -> OnlineSoftmax:
         """One AdaGrad step per row, in order. ``classes`` is required on the first call (as
         scikit-learn's ``partial_fit``); a row of weight 0 takes no step.
 
@@ -288,7 +288,9 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
         k random affine variants of it (:func:`variants_of`), which take ordinary steps and are
         not remembered (remembered, they crowded the records out of the memory: in an ad hoc run
         the flagged 1s with a base 0.41 of their height read 1 fell from all to two thirds);
-        ``variants=False`` learns the rows alone (a feedback row with a share).
+        ``variants=False`` learns the rows alone (a feedback row with a share). With a memory of
+        records, each row that took a step is remembered ``remembered`` times in a row (a
+        feedback row: ``feedback_copies``).
 
         ``into_average``: a share per row (None: 0 for all). A row's step also moves the averaged
         weights, which predict, by that share of what it moves the last iterate, on top of the
@@ -325,7 +327,11 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
         col_index = np.asarray(cols, dtype=np.int64)
         real = np.ones(len(X), dtype=bool)
         if self.augment and variants and len(X):
-            X, col_index, weights, real = self._with_variants(X, col_index, weights)
+            # each row's variants after it, masked to the cells records have inked up to its own
+            # (made-up ink never gives a cell a weight), and which rows are records
+            X, col_index, weights, real = with_variants(
+                X, col_index, weights, int(self.t_), int(self.augment), self._seen(),
+                float(self.augment_stroke))
 
         nearest.use_compiled()  # this process learns: its votes are compiled from now on too
         state = (col_index, weights, self.weights_, self.bias_,
@@ -340,19 +346,10 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
         if self._remembers():  # a row of weight 0 took no step and is not remembered either
             kept = (weights > 0) & real
             self.memory_count_ = nearest.append(self.memory_x_, self.memory_y_,
-                                                self.memory_count_, X[kept],
-                                                col_index[kept])
+                                                self.memory_count_,
+                                                np.repeat(X[kept], remembered, axis=0),
+                                                np.repeat(col_index[kept], remembered))
         return self
-
-    def _with_variants(self, X: np.ndarray, cols: np.ndarray, weights: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The rows to learn with each row's ``augment`` variants after it: rows, class indices,
-        weights (a variant takes its record's) and which rows are records
-        (``softmax_steps.with_variants``). A variant is masked to the cells records have inked up
-        to its own, so made-up ink never gives a cell a weight: stray ink where no record of the
-        stream had any still moves no score."""
-        return with_variants(X, cols, weights, int(self.t_), int(self.augment), self._seen(),
-                             float(self.augment_stroke))
 
     def _fit_shared(self, X: np.ndarray, y: Any, classes: Sequence[Any] | None,
                     sample_weight: Any, shares: np.ndarray) -> OnlineSoftmax:
@@ -372,22 +369,13 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
             before = (self.weights_.copy(), self.bias_.copy()) if hasattr(self, "classes_") \
                 else None  # a first step ever: the average is that step already
             self.partial_fit(X[row:row + 1], labels[row:row + 1], classes,
-                             None if weights is None else weights[row:row + 1], variants=False)
-            self._remember_again(X[row], labels[row], 1.0 if weights is None else weights[row])
+                             None if weights is None else weights[row:row + 1], variants=False,
+                             remembered=int(self.feedback_copies))
             if before is not None:
                 self.avg_weights_ += shares[row] * (self.weights_ - before[0])
                 self.avg_bias_ += shares[row] * (self.bias_ - before[1])
             start = row + 1
         return self
-
-    def _remember_again(self, x: np.ndarray, label: Any, weight: float) -> None:
-        """A feedback row (just learned, and remembered once if it took a step) remembered
-        ``feedback_copies - 1`` more times."""
-        copies = int(self.feedback_copies) - 1
-        if copies > 0 and weight > 0 and self._remembers():
-            col = self.classes_.tolist().index(label)
-            self.memory_count_ = nearest.append(self.memory_x_, self.memory_y_, self.memory_count_,
-                                                np.repeat(x[None], copies, axis=0), [col] * copies)
 
     # -- predicting ----------------------------------------------------------------------------
     def decision_function(self, X: Any, averaged: bool = True) -> np.ndarray:
