@@ -20,8 +20,13 @@ as ``/api/feedback`` rounds them, ``served`` = the share).
 * The same correction at parallelism 1, 2 and 4 (test split): the learner that got it and the
   others, each after ``SYNC_EVERY_RECORDS`` records, merged as the job merges them.
 * How long a correction lasts (test split): the corrected drawing read again after more records
-  of the stream (``LASTING``), kept once and kept as the learner keeps it: the memory of records
-  is a ring of ``memory`` records, so a correction's copies leave it after that many.
+  of the stream (``Params.lasting``), kept once or ``feedback_copies`` times in the memory of
+  records (a ring of ``memory`` records, so a correction's copies leave it after that many: the
+  learner's way until 2026-12-04) and as the learner keeps it now, among its lessons (a ring of
+  ``lessons`` corrections of their own, which the stream does not write over).
+* Many corrections at once (test split, ``Params.many``): right ones and wrong ones (a drawing
+  read right taught as another digit), kept each way; the other drawings' accuracy right after
+  and after more of the stream, and whether the taught drawings still read as taught.
 * The widest-based 1s (online_ml/harness/mouse_digits.py, ``ones_by_base``: read 2 by the model,
   bench/strokes.py) taught as 1s: 8 of them drawn on the board, sent repeatedly as ordinary steps
   (share 0) or once with the default share; the other drawings of that base read again, by the
@@ -51,6 +56,9 @@ SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: How many times the memory of records keeps a correction (``OnlineSoftmax.feedback_copies``),
 #: compared: once (as any record), and as 3 or all 9 of a drawing's nearest records.
 COPIES = (1, 3, 9)
+#: How many of the corrected drawings a lesson must still make right after the longest stretch of
+#: the stream followed (``Params.lasting``: 5,000 records, 2.4 times the memory of records).
+LESSON_LASTS = 0.75
 #: A rule tried instead of a fixed share, not served: the smallest share up to a cap that makes
 #: the served scores put the corrected label ahead of every other by a margin — (cap, margin).
 SMALLEST = ((0.25, 0.5), (0.5, 0.5))
@@ -65,11 +73,13 @@ class Params:
     repeats: tuple[int, ...] = (0, 1, 5, 20, 50)  # ordinary steps: how often each is sent
     lasting_trials: int = 40  # corrections followed through more of the stream
     lasting: tuple[int, ...] = (0, 500, 1000, 2000, 2100, 3000, 5000)  # records after it
+    many: int = 64  # corrections at once, right and wrong (the lessons' ring holds 64)
+    many_after: int = 2100  # records of the stream after them, read again
 
     @classmethod
     def smoke(cls) -> Params:
         return cls(drawings=100, trials=10, epochs=1, repeats=(0, 1), lasting_trials=2,
-                   lasting=(0, 20))
+                   lasting=(0, 20), many=4, many_after=20)
 
 
 def _traced(indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -147,10 +157,20 @@ def _correction_rows(model, split: str, x: np.ndarray, y: np.ndarray, trials: in
     return rows
 
 
+def _kept_ways(model) -> list[tuple[str, int, int]]:
+    """(how, copies, lessons) a correction is kept, compared: once and ``feedback_copies`` times
+    in the memory of records, and as the learner keeps it (among its lessons, if it has them)."""
+    copies, lessons = kept_copies(model), int(getattr(model, "lessons", 0))
+    ways = [("in the memory of records", n, 0) for n in sorted({1, copies})]
+    if _keeps_copies(model) and lessons:
+        ways.append(("among the lessons", copies, lessons))
+    return ways
+
+
 def _lasting_rows(model, x: np.ndarray, y: np.ndarray, p: Params) -> list[dict]:
     """How long a correction lasts: ``p.lasting_trials`` corrections (the default share), each
     followed by the stream's records (another shuffle) and its drawing read again after each
-    count of ``p.lasting``; kept once and as the learner keeps it (``feedback_copies``)."""
+    count of ``p.lasting``; kept each way of :func:`_kept_ways`."""
     import itertools
 
     from online_ml.producer import iter_records
@@ -159,12 +179,12 @@ def _lasting_rows(model, x: np.ndarray, y: np.ndarray, p: Params) -> list[dict]:
     stream = list(itertools.islice(iter_records(seed=9), max(p.lasting)))
     _, picked = _picked(model, x, y, p.lasting_trials)
     rows = []
-    for copies in sorted({1, kept_copies(model)}):
+    for how, copies, lessons in _kept_ways(model):
         still: dict[int, list[bool]] = {n: [] for n in p.lasting}
         for i in picked:
             m = copy.deepcopy(model)
             if _keeps_copies(m):
-                m.set_params(feedback_copies=copies)
+                m.set_params(feedback_copies=copies, lessons=lessons)
             learner = OnlineLearner(m)
             learner.learn_one(np.rint(x[i]).astype(int).tolist(), int(y[i]),
                               served=settings.feedback_step_share)
@@ -174,8 +194,55 @@ def _lasting_rows(model, x: np.ndarray, y: np.ndarray, p: Params) -> list[dict]:
                     learner.learn_one(xs, label)
                 done = n
                 still[n].append(bool(m.predict(x[i:i + 1])[0] == y[i]))
-        rows.append({"copies": copies, "trials": len(picked),
+        rows.append({"kept": how, "copies": copies, "trials": len(picked),
                      **{f"after_{n}": float(np.mean(v)) for n, v in still.items()}})
+    return rows
+
+
+def _many_rows(model, x: np.ndarray, y: np.ndarray, p: Params) -> list[dict]:
+    """Many corrections at once (``p.many``, the default share), kept each way of
+    :func:`_kept_ways`: right ones (drawings the model reads wrong, taught their label) and wrong
+    ones (drawings it reads right, taught another digit: a careless or hostile user); the other
+    drawings' accuracy change right after them and after ``p.many_after`` more records of the
+    stream, each against the model that learned the same records without them. Why: a lesson
+    kept apart from the stream outlives it — a wrong one too."""
+    import itertools
+
+    from online_ml.producer import iter_records
+
+    settings = Settings.from_env()
+    stream = list(itertools.islice(iter_records(seed=9), p.many_after))
+    rng = np.random.default_rng(1)
+    read = model.predict(x)
+    kinds = {"right": (np.flatnonzero(read != y), lambda i: int(y[i])),
+             "wrong": (np.flatnonzero(read == y),
+                       lambda i: int((y[i] + rng.integers(1, 10)) % 10))}
+    plain = OnlineLearner(copy.deepcopy(model))
+    for xs, label in stream:
+        plain.learn_one(xs, label)
+    rows = []
+    for kind, (pool, label_of) in kinds.items():
+        picked = rng.choice(pool, min(p.many, len(pool)), replace=False)
+        taught = [label_of(i) for i in picked]
+        others = np.ones(len(y), dtype=bool)
+        others[picked] = False
+        for how, copies, lessons in _kept_ways(model):
+            m = copy.deepcopy(model)
+            if _keeps_copies(m):
+                m.set_params(feedback_copies=copies, lessons=lessons)
+            learner = OnlineLearner(m)
+            for i, label in zip(picked, taught):
+                learner.learn_one(np.rint(x[i]).astype(int).tolist(), label,
+                                  served=settings.feedback_step_share)
+            now = float(100 * ((m.predict(x[others]) == y[others]).mean()
+                               - (read[others] == y[others]).mean()))
+            for xs, label in stream:
+                learner.learn_one(xs, label)
+            later = float(100 * ((m.predict(x[others]) == y[others]).mean()
+                                 - (plain.model.predict(x[others]) == y[others]).mean()))
+            held = float(np.mean(m.predict(x[picked]) == np.array(taught)))
+            rows.append({"corrections": kind, "kept": how, "copies": copies,
+                         "taught": len(picked), "now": now, "later": later, "held": held})
     return rows
 
 
@@ -353,9 +420,18 @@ SMALLEST_COLUMNS = [("split", "split", ""), ("cap", "cap", "g"), ("margin", "mar
                     ("5th percentile", "p5", "+.2f"), ("share used, mean", "used", ".3f")]
 
 
+def many_columns(after: int) -> list[tuple[str, str, str]]:
+    """The columns of the many-corrections table, ``after`` records of the stream later."""
+    return [("corrections", "corrections", ""), ("kept", "kept", ""), ("copies", "copies", "d"),
+            ("taught", "taught", "d"),
+            ("others' accuracy change, right after (points)", "now", "+.2f"),
+            (f"after {after:,} more records", "later", "+.2f"),
+            (f"taught drawings read as taught, after {after:,}", "held", ".3f")]
+
+
 def lasting_columns(counts: tuple[int, ...]) -> list[tuple[str, str, str]]:
     """The columns of the how-long table for these counts of records after a correction."""
-    return [("memory copies", "copies", "d"), ("corrections", "trials", "d"),
+    return [("kept", "kept", ""), ("copies", "copies", "d"), ("corrections", "trials", "d"),
             *[(f"after {n:,} records", f"after_{n}", ".2f") for n in counts]]
 
 
@@ -394,6 +470,8 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     served_copies = kept_copies(model)
     common.progress(f"teaching: {p.lasting_trials} corrections through more of the stream (test)")
     lasting = _lasting_rows(model, *splits["test"], p)
+    common.progress(f"teaching: {p.many} corrections at once, right and wrong (test)")
+    many = _many_rows(model, *splits["test"], p)
     common.progress("teaching: the widest-based 1s")
     teaching = _teach_rows(model, p, settings.feedback_step_share)
     targets = [
@@ -408,6 +486,14 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                round(on_test["change"], 2), 0.0, ">=",
                f"corrected drawing read right {on_test['fixed']:.3f}"),
     ]
+    apart = [r for r in lasting if r["kept"] == "among the lessons"]
+    if apart:  # the learner keeps its corrections apart: they must outlive the memory of records
+        last = max(p.lasting)
+        in_memory = max(r[f"after_{last}"] for r in lasting if r["kept"] != "among the lessons")
+        targets.append(target(
+            f"a lesson: corrected drawing still read right after {last:,} records (test)",
+            round(apart[0][f"after_{last}"], 2), LESSON_LASTS, ">=",
+            f"kept in the memory of records instead: {in_memory:.2f}"))
     text = "\n\n".join([
         common.table("one correction of real handwriting (traced strokes), per copies and share",
                      CORRECTION_COLUMNS, rows),
@@ -417,11 +503,13 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                      parallel),
         common.table("how long a correction lasts (test): the corrected drawing still read right",
                      lasting_columns(p.lasting), lasting),
+        common.table(f"{p.many} corrections at once (test): the other drawings",
+                     many_columns(p.many_after), many),
         common.table("teaching the widest-based 1s", TEACH_COLUMNS, teaching),
         common.targets_table(targets)])
     results = {"corrections": rows, "chosen_share": share, "chosen_copies": copies,
                "smallest": smallest,
-               "parallel": parallel, "lasting": lasting, "teaching": teaching}
+               "parallel": parallel, "lasting": lasting, "many": many, "teaching": teaching}
     path = common.write_result("teaching", {**vars(p), "shares": list(SHARES),
                                             "copies": list(copies_compared(model))}, results, targets,
                                machine, started, smoke)
@@ -434,6 +522,7 @@ def main() -> int:
     return common.offline_main(__doc__, run, Params, [
         (CORRECTION_COLUMNS, "corrections"), (SMALLEST_COLUMNS, "smallest"),
         (PARALLEL_COLUMNS, "parallel"), (lasting_columns(Params().lasting), "lasting"),
+        (many_columns(Params().many_after), "many"),
         (TEACH_COLUMNS, "teaching")])
 
 

@@ -38,7 +38,12 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 
 __all__ = ["append", "filled", "vote_shares", "nearest_rows", "nearest_indices", "use_compiled",
-           "as_the_server", "chronological", "since", "joined", "restore"]
+           "as_the_server", "chronological", "since", "joined", "restore", "Ring"]
+
+#: A ring searched with the memory (a learner's lessons, online_ml/softmax.py): its rows, their
+#: class indices, the rows ever written and how many neighbours each row counts as (a lesson
+#: stands for ``feedback_copies`` records: it is stored once and searched that many times).
+Ring = tuple[np.ndarray, np.ndarray, int, int]
 
 
 def filled(capacity: int, count: int) -> int:
@@ -189,28 +194,64 @@ def nearest_indices(d: np.ndarray, k: int) -> np.ndarray:
     return _nearest_first(d, _chosen(d, k))
 
 
-def nearest_rows(row: np.ndarray, x: np.ndarray, count: int, k: int) -> np.ndarray:
-    """Where in the ring the ``k`` remembered rows nearest to ``row`` are, nearest first (what
-    voted for a drawing's answer, for the board to show)."""
-    n = filled(len(x), count)
-    if n == 0 or k <= 0:
+def _searched(X: np.ndarray, x: np.ndarray, y: np.ndarray, count: int,
+              more: Sequence[Ring]) -> tuple[np.ndarray, np.ndarray]:
+    """The distances of each row of ``X`` (:func:`_distances`) to the filled rows of the ring
+    ``x``/``y``/``count`` and then of each ring of ``more`` (each of its rows as many times as
+    it counts, one after another), side by side, and those rows' labels in the same order: the
+    places :func:`nearest_rows` answers."""
+    parts, labels = [], []
+    for rx, ry, rcount, copies in [(x, y, count, 1), *more]:
+        n = filled(len(rx), rcount)
+        if n:
+            d = _distances(X, rx[:n])
+            parts.append(d if copies == 1 else np.repeat(d, copies, axis=1))
+            labels.append(ry[:n] if copies == 1 else np.repeat(ry[:n], copies))
+    if not parts:
+        return np.zeros((len(X), 0)), np.zeros(0, dtype=np.int64)
+    if len(parts) == 1:
+        return parts[0], labels[0]
+    return np.hstack(parts), np.concatenate(labels)
+
+
+def nearest_rows(row: np.ndarray, x: np.ndarray, count: int, k: int,
+                 more: Sequence[Ring] = ()) -> np.ndarray:
+    """Where the ``k`` remembered rows nearest to ``row`` are, nearest first (what voted for a
+    drawing's answer, for the board to show): places in the ring's filled rows, then in each
+    ring of ``more``'s after them (:func:`ring_place` tells which ring and row)."""
+    d, _ = _searched(np.asarray(row).reshape(1, -1), x, np.zeros(len(x), np.int16), count, more)
+    if d.shape[1] == 0 or k <= 0:
         return np.zeros(0, dtype=np.int64)
-    d = _distances(np.asarray(row).reshape(1, -1), x[:n])
-    return nearest_indices(d, min(int(k), n))[0]
+    return nearest_indices(d, min(int(k), d.shape[1]))[0]
+
+
+def ring_place(place: int, x: np.ndarray, count: int, more: Sequence[Ring] = ()
+               ) -> tuple[int, int]:
+    """Which ring (0: ``x``, then ``more``'s) and which row of it a place of
+    :func:`nearest_rows` is."""
+    place = int(place)
+    for i, (rx, _, rcount, copies) in enumerate([(x, None, count, 1), *more]):
+        n = filled(len(rx), rcount) * copies
+        if place < n:
+            return i, place // copies
+        place -= n
+    raise IndexError("no such place in these rings")
 
 
 def vote_shares(X: np.ndarray, x: np.ndarray, y: np.ndarray, count: int, k: int,
-                n_classes: int) -> np.ndarray:
+                n_classes: int, more: Sequence[Ring] = ()) -> np.ndarray:
     """For each row of ``X``: the share of its ``k`` nearest remembered rows (squared distance
-    of the cells; :func:`nearest_indices`) that carry each class; all zeros while nothing is
-    remembered. (A row's own squared length is left out of its distances: it ranks nothing.)"""
+    of the cells; :func:`nearest_indices`) that carry each class, searched in the ring and in
+    each of ``more`` (a learner's lessons, online_ml/softmax.py) together; all zeros while
+    nothing is remembered. (A row's own squared length is left out of its distances: it ranks
+    nothing.)"""
     out = np.zeros((len(X), n_classes))
-    n = filled(len(x), count)
-    if n == 0 or k <= 0 or len(X) == 0:
+    if k <= 0 or len(X) == 0:
         return out
-    k = min(int(k), n)
-    d = _distances(X, x[:n])
-    near = _chosen(d, k)  # in any order: only their labels count
-    labels = y[near].astype(np.int64) + n_classes * np.arange(len(X))[:, None]
+    d, y_all = _searched(X, x, y, count, more)
+    if d.shape[1] == 0:
+        return out
+    near = _chosen(d, min(int(k), d.shape[1]))  # in any order: only their labels count
+    labels = y_all[near].astype(np.int64) + n_classes * np.arange(len(X))[:, None]
     counts = np.bincount(labels.reshape(-1), minlength=len(X) * n_classes)
-    return counts.reshape(len(X), n_classes) / k
+    return counts.reshape(len(X), n_classes) / min(int(k), d.shape[1])

@@ -33,6 +33,10 @@ blows up stray ink in the near-empty border cells of ``digits`` and costs real h
   ``feedback_copies`` times (9 by default): next to the drawings like it, it outvotes what the
   stream taught there (bench/teaching.py: on test one correction then makes the corrected drawing
   right 99.0 % of the time instead of 83.3 %, and the others +0.37 points instead of +0.30).
+  Corrections go to a ring of their own, the **lessons** (``lessons``, the last 64 by default),
+  each searched with the records as ``feedback_copies`` of them: a correction lasts until 64
+  newer ones, not until the stream's 2,048 next records push it out of the memory (~3.4 min at
+  the demo's 10 records a second).
 * **training-time augmentation** (``augment`` > 0; 1 by default since late 2026-12-03): the weights
   also learn ``augment`` random affine variants of each record — turned up to ``AFFINE["turn"]``
   degrees, its width scaled by up to ``AFFINE["widen"]`` either way, sheared up to
@@ -121,13 +125,18 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
         what the stream taught there: 9, all of a drawing's ``neighbours`` nearest (chosen with
         FEEDBACK_STEP_SHARE on the development split by bench/teaching.py, 2026-12-04; 1, as
         any record, before and for a model stored before).
+    lessons : how many corrections a ring of their own keeps (the oldest goes first), each
+        stored once and searched with the memory of records as ``feedback_copies`` records (0:
+        they go into the memory of records with the stream's, ``feedback_copies`` times each, as
+        before and for a model stored before).
 
     Fitted state (plain arrays and one float, so the store serialises it with skops and parallel
     learners merge it, online_ml/sync.py): ``weights_``/``bias_`` (the current iterate, in scaled
     inputs), ``avg_weights_``/``avg_bias_`` (what predicts), ``accum_``/``accum_bias_`` (AdaGrad's
     sums of squared gradients), ``t_`` (steps taken); with ``neighbours``, the ring of records
-    ``memory_x_``/``memory_y_``/``memory_count_`` (parallel learners append theirs, not average
-    them). ``coef_``/``intercept_`` are the averaged weights on raw inputs, as scikit-learn's
+    ``memory_x_``/``memory_y_``/``memory_count_`` and, with ``lessons``, the ring of corrections
+    ``lessons_x_``/``lessons_y_``/``lessons_count_`` (parallel learners append theirs, not
+    average them). ``coef_``/``intercept_`` are the averaged weights on raw inputs, as scikit-learn's
     linear models name them.
     """
 
@@ -142,12 +151,13 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
     augment = 0
     augment_stroke = 0.0
     feedback_copies = 1
+    lessons = 0
 
     def __init__(self, learning_rate: float = 0.5, l2: float = 1e-3, average: float = 0.3,
                  scale: float = 1 / 16, kernel_features: int = 512, kernel_gamma: float = 0.1,
                  kernel_weight: float = 0.125, kernel_seed: int = 1, neighbours: int = 9,
                  memory: int = 2048, votes: float = 2.0, augment: int = 1,
-                 augment_stroke: float = 0.0, feedback_copies: int = 9):
+                 augment_stroke: float = 0.0, feedback_copies: int = 9, lessons: int = 64):
         self.learning_rate = learning_rate
         self.l2 = l2
         self.average = average
@@ -162,6 +172,7 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
         self.augment = augment
         self.augment_stroke = augment_stroke
         self.feedback_copies = feedback_copies
+        self.lessons = lessons
 
     # -- state ---------------------------------------------------------------------------------
     def _init_state(self, n_features: int, classes: Sequence[Any]) -> None:
@@ -176,12 +187,14 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
                 and isinstance(self.memory, int) and self.memory >= 1 and self.votes >= 0
                 and isinstance(self.augment, int) and self.augment >= 0
                 and 0 <= self.augment_stroke < 0.5
-                and isinstance(self.feedback_copies, int) and self.feedback_copies >= 1):
+                and isinstance(self.feedback_copies, int) and self.feedback_copies >= 1
+                and isinstance(self.lessons, int) and self.lessons >= 0):
             raise ValueError("need learning_rate > 0, l2 >= 0, 0 <= average <= 1, scale > 0, an "
                              "int kernel_features >= 0, kernel_gamma > 0, kernel_weight > 0, "
                              "an int kernel_seed, an int neighbours >= 0, an int memory >= 1, "
-                             "votes >= 0, an int augment >= 0, 0 <= augment_stroke < 0.5 and an "
-                             f"int feedback_copies >= 1; got {self.get_params()}")
+                             "votes >= 0, an int augment >= 0, 0 <= augment_stroke < 0.5, an int "
+                             "feedback_copies >= 1 and an int lessons >= 0; got "
+                             f"{self.get_params()}")
         if self.augment and int(n_features) != 64:
             raise ValueError(f"augment draws variants of 8x8 images: it needs 64 features, got "
                              f"{n_features} (set augment 0)")
@@ -200,10 +213,28 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
             self.memory_x_ = np.zeros((self.memory, int(n_features)), dtype=np.float32)
             self.memory_y_ = np.zeros(self.memory, dtype=np.int16)
             self.memory_count_ = 0
+        if self.neighbours and self.lessons:
+            self.lessons_x_ = np.zeros((self.lessons, int(n_features)), dtype=np.float32)
+            self.lessons_y_ = np.zeros(self.lessons, dtype=np.int16)
+            self.lessons_count_ = 0
 
     def _remembers(self) -> bool:
         """Whether this model keeps records and blends their votes into its scores."""
         return bool(self.neighbours) and hasattr(self, "memory_x_")
+
+    def _keeps_lessons(self) -> bool:
+        """Whether the corrections have a ring of their own (``lessons``)."""
+        return self._remembers() and bool(self.lessons) and hasattr(self, "lessons_x_")
+
+    def _lesson_rings(self) -> list[nearest.Ring]:
+        """The rings searched with the memory of records: the lessons, if kept apart, each as
+        ``feedback_copies`` records, newest first — so that of two lessons equally near (the
+        same drawing taught twice) the newer outvotes the older: a user corrects a correction."""
+        if not self._keeps_lessons():
+            return []
+        n = nearest.filled(len(self.lessons_x_), self.lessons_count_)
+        newest = (int(self.lessons_count_) - 1 - np.arange(n)) % len(self.lessons_x_)
+        return [(self.lessons_x_[newest], self.lessons_y_[newest], n, int(self.feedback_copies))]
 
     @property
     def coef_(self) -> np.ndarray:
@@ -280,7 +311,8 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
     # -- learning ------------------------------------------------------------------------------
     def partial_fit(self, X: Any, y: Any, classes: Sequence[Any] | None = None,
                     sample_weight: Any = None, into_average: Any = None,
-                    variants: bool = True, remembered: int = 1) -> OnlineSoftmax:
+                    variants: bool = True, remembered: int = 1,
+                    lesson: bool = False) -> OnlineSoftmax:
         """One AdaGrad step per row, in order. ``classes`` is required on the first call (as
         scikit-learn's ``partial_fit``); a row of weight 0 takes no step.
 
@@ -290,7 +322,8 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
         the flagged 1s with a base 0.41 of their height read 1 fell from all to two thirds);
         ``variants=False`` learns the rows alone (a feedback row with a share). With a memory of
         records, each row that took a step is remembered ``remembered`` times in a row (a
-        feedback row: ``feedback_copies``).
+        feedback row: ``feedback_copies``); with ``lesson``, once among the lessons instead if
+        the model keeps them (searched as ``feedback_copies`` records).
 
         ``into_average``: a share per row (None: 0 for all). A row's step also moves the averaged
         weights, which predict, by that share of what it moves the last iterate, on top of the
@@ -345,10 +378,14 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
                                                  float(self.kernel_weight)))
         if self._remembers():  # a row of weight 0 took no step and is not remembered either
             kept = (weights > 0) & real
-            self.memory_count_ = nearest.append(self.memory_x_, self.memory_y_,
-                                                self.memory_count_,
-                                                np.repeat(X[kept], remembered, axis=0),
-                                                np.repeat(col_index[kept], remembered))
+            if lesson and self._keeps_lessons():
+                self.lessons_count_ = nearest.append(self.lessons_x_, self.lessons_y_,
+                                                     self.lessons_count_, X[kept], col_index[kept])
+            else:
+                self.memory_count_ = nearest.append(self.memory_x_, self.memory_y_,
+                                                    self.memory_count_,
+                                                    np.repeat(X[kept], remembered, axis=0),
+                                                    np.repeat(col_index[kept], remembered))
         return self
 
     def _fit_shared(self, X: np.ndarray, y: Any, classes: Sequence[Any] | None,
@@ -370,7 +407,7 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
                 else None  # a first step ever: the average is that step already
             self.partial_fit(X[row:row + 1], labels[row:row + 1], classes,
                              None if weights is None else weights[row:row + 1], variants=False,
-                             remembered=int(self.feedback_copies))
+                             remembered=int(self.feedback_copies), lesson=True)
             if before is not None:
                 self.avg_weights_ += shares[row] * (self.weights_ - before[0])
                 self.avg_bias_ += shares[row] * (self.bias_ - before[1])
@@ -418,17 +455,24 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
     def _shares(self, X: np.ndarray) -> np.ndarray:
         """:meth:`nearest_shares` of rows already checked, with a memory."""
         return nearest.vote_shares(X, self.memory_x_, self.memory_y_, self.memory_count_,
-                                   self.neighbours, len(self.classes_))
+                                   self.neighbours, len(self.classes_), self._lesson_rings())
 
-    def nearest_records(self, x: Any) -> list[tuple[np.ndarray, Any]]:
-        """The ``neighbours`` remembered records nearest to one row ``x`` — its cells and its
-        label — nearest first: what voted for its answer (none without a memory)."""
+    def nearest_records(self, x: Any) -> list[tuple[np.ndarray, Any, bool]]:
+        """The ``neighbours`` remembered records nearest to one row ``x`` — its cells, its label
+        and whether it is a lesson (a correction kept apart) — nearest first: what voted for its
+        answer (none without a memory)."""
         row = self._rows(np.asarray(x, dtype=np.float64).reshape(1, -1))[0]
         if not self._remembers():
             return []
-        at = nearest.nearest_rows(row, self.memory_x_, self.memory_count_, self.neighbours)
-        return [(self.memory_x_[i].astype(np.float64), self.classes_[int(self.memory_y_[i])])
-                for i in at]
+        more = self._lesson_rings()
+        rings = [(self.memory_x_, self.memory_y_), *[(rx, ry) for rx, ry, _, _ in more]]
+        out = []
+        for place in nearest.nearest_rows(row, self.memory_x_, self.memory_count_,
+                                          self.neighbours, more):
+            ring, i = nearest.ring_place(place, self.memory_x_, self.memory_count_, more)
+            rx, ry = rings[ring]
+            out.append((rx[i].astype(np.float64), self.classes_[int(ry[i])], ring > 0))
+        return out
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """The model's own probabilities: the softmax of its scores (temperature 1)."""

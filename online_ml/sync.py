@@ -14,8 +14,9 @@ the pure rules, unit-tested apart from Redis:
   (online_ml/softmax.py) averages AdaGrad's accumulated squared gradients (the merged model's,
   not everybody's summed: summed, they would shrink every step N times too fast) and its step
   counter ``t_`` (which sets the averaging horizon), for the reasons SGD's ``t_`` is averaged.
-  Its memory of records (``neighbours``, on by default) is ``append``ed: each contribution carries the
-  rows written since its base, and they are written after the global's, the newest kept.
+  Its memory of records (``neighbours``, on by default) and its ring of lessons (the board's
+  corrections, ``lessons``) are ``append``ed: each contribution carries the rows written since its
+  base, and they are written after the global's, the newest kept.
 * A learner keeps the **base** it last adopted (or handed over). Its **delta** is
   ``state - base``; the merge is ``global + Σ wᵢ·deltaᵢ`` for ``avg`` arrays
   (``wᵢ = nᵢ / Σ n``), ``global + √K·Σ wᵢ·deltaᵢ`` for ``step`` arrays and
@@ -85,6 +86,14 @@ SOFTMAX_STEPPED = ("weights_", "bias_", "avg_weights_", "avg_bias_")
 #: The softmax learner's memory of records (``neighbours``, online_ml/nearest.py): its rows, their
 #: labels and how many were ever written. Not averaged: appended (:func:`merge_states`).
 MEMORY = ("memory_x_", "memory_y_", "memory_count_")
+#: Its lessons (``lessons``): the board's corrections, a ring of their own, appended the same way.
+LESSONS = ("lessons_x_", "lessons_y_", "lessons_count_")
+RINGS = (MEMORY, LESSONS)
+
+
+def _rings(arrays: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """The rings (:data:`RINGS`) among ``arrays``' names."""
+    return [ring for ring in RINGS if ring[0] in arrays]
 
 
 def _kind(model: Any) -> str:
@@ -143,8 +152,9 @@ def _arrays(model: Any) -> dict[str, tuple[Any, str]]:
             out[name] = (getattr(model, name), STEP if name in SOFTMAX_STEPPED else AVG)
         out["t_"] = (model.t_, AVG)
         if model._remembers():  # the records each learner remembered, written after the others'
-            for name in MEMORY:
-                out[name] = (getattr(model, name), APPEND)
+            for ring in RINGS[:2 if model._keeps_lessons() else 1]:
+                for name in ring:
+                    out[name] = (getattr(model, name), APPEND)
     elif kind == "counts":
         out["class_count_"] = (model.class_count_, SUM)
         out["feature_count_"] = (model.feature_count_, SUM)
@@ -169,10 +179,11 @@ def state_of(model: Any) -> State | None:
     arrays = _arrays(model)
     out = {name: np.array(value, dtype=np.float64, copy=True)
            for name, (value, rule) in arrays.items() if rule != APPEND}
-    if MEMORY[0] in arrays:
-        x, y = nearest.chronological(model.memory_x_, model.memory_y_, model.memory_count_)
-        out.update(zip(MEMORY, (x.astype(np.float64), y.astype(np.float64),
-                                np.array(float(model.memory_count_)))))
+    for ring in _rings(arrays):
+        count = getattr(model, ring[2])
+        x, y = nearest.chronological(getattr(model, ring[0]), getattr(model, ring[1]), count)
+        out.update(zip(ring, (x.astype(np.float64), y.astype(np.float64),
+                              np.array(float(count)))))
     return out
 
 
@@ -202,9 +213,10 @@ def set_state(model: Any, state: Mapping[str, np.ndarray]) -> None:
     if _kind(model) == "counts":
         model._update_feature_log_prob(model._check_alpha())
         model._update_class_log_prior(class_prior=model.class_prior)
-    if MEMORY[0] in arrays:  # the memory of records: its rows back into the model's ring
-        x, y, count = (state[name] for name in MEMORY)
-        model.memory_count_ = nearest.restore(model.memory_x_, model.memory_y_, x, y, float(count))
+    for ring in _rings(arrays):  # a memory of records, the lessons: rows back into the rings
+        x, y, count = (state[name] for name in ring)
+        setattr(model, ring[2], nearest.restore(getattr(model, ring[0]), getattr(model, ring[1]),
+                                                x, y, float(count)))
 
 
 def initialise(model: Any, like: State, classes: Sequence[int]) -> None:
@@ -231,10 +243,10 @@ def fresh_state(model: Any, like: State) -> State:
     out = {k: np.zeros_like(v) for k, v in like.items()}
     if _kind(model) == "linear":
         out["t_"] = np.array(1.0)
-    if MEMORY[0] in like:  # an empty memory of the model's capacity
-        capacity = int(getattr(model, "memory", len(like[MEMORY[0]])))
-        out[MEMORY[0]] = np.zeros((capacity, *np.shape(like[MEMORY[0]])[1:]))
-        out[MEMORY[1]] = np.zeros(capacity)
+    for ring in _rings(like):  # an empty ring of the model's capacity
+        capacity = int(model.memory if ring is MEMORY else model.lessons)
+        out[ring[0]] = np.zeros((capacity, *np.shape(like[ring[0]])[1:]))
+        out[ring[1]] = np.zeros(capacity)
     return out
 
 
@@ -243,19 +255,21 @@ def subtract(state: State, base: State | None) -> State:
     the base (``nearest.since``)."""
     if base is None:
         return {k: v.copy() for k, v in state.items()}
-    out = {k: state[k] - base[k] for k in state if k not in MEMORY}
-    if MEMORY[0] in state:
-        x, y, count = (state[name] for name in MEMORY)
-        out.update(zip(MEMORY, _as_arrays(nearest.since(x, y, float(count),
-                                                        float(base[MEMORY[2]])))))
+    rings = _rings(state)
+    out = {k: state[k] - base[k] for k in state if not any(k in ring for ring in rings)}
+    for ring in rings:
+        x, y, count = (state[name] for name in ring)
+        out.update(zip(ring, _as_arrays(nearest.since(x, y, float(count),
+                                                      float(base[ring[2]])))))
     return out
 
 
 def add(a: State, b: State) -> State:
     """``a + b``; a memory of records: ``b``'s rows written after ``a``'s (``nearest.joined``)."""
-    out = {k: a[k] + b[k] for k in a if k not in MEMORY}
-    if MEMORY[0] in a:
-        out.update(_joined(a, [b]))
+    rings = _rings(a)
+    out = {k: a[k] + b[k] for k in a if not any(k in ring for ring in rings)}
+    for ring in rings:
+        out.update(_joined(a, [b], ring))
     return out
 
 
@@ -264,13 +278,15 @@ def _as_arrays(memory: tuple) -> tuple[np.ndarray, ...]:
     return x, y, np.array(float(count))
 
 
-def _joined(first: State, others: Sequence[State]) -> State:
-    """``first``'s memory of records with the others' rows written after it, in order."""
-    x, y, count = first[MEMORY[0]], first[MEMORY[1]], float(first[MEMORY[2]])
+def _joined(first: State, others: Sequence[State], ring: tuple[str, str, str] = MEMORY
+            ) -> State:
+    """``first``'s ``ring`` (the memory of records, or the lessons) with the others' rows
+    written after it, in order."""
+    x, y, count = first[ring[0]], first[ring[1]], float(first[ring[2]])
     for other in others:
-        x, y, count = nearest.joined(x, y, count, other[MEMORY[0]], other[MEMORY[1]],
-                                     float(other[MEMORY[2]]))
-    return dict(zip(MEMORY, _as_arrays((x, y, count))))
+        x, y, count = nearest.joined(x, y, count, other[ring[0]], other[ring[1]],
+                                     float(other[ring[2]]))
+    return dict(zip(ring, _as_arrays((x, y, count))))
 
 
 def plain(rules: Rules) -> Rules:
@@ -297,13 +313,13 @@ def merge_states(global_state: State | None, deltas: Sequence[tuple[State, int]]
     total = sum(max(0, n) for _, n in deltas)
     step = 1.0 if global_state is None or first else float(np.sqrt(len(deltas)))
     out: State = {}
-    if MEMORY[0] in rules:  # appended, newest last; without a global, room for all of them
+    for ring in _rings(rules):  # appended, newest last; without a global, room for all of them
         start = global_state if global_state is not None else {
-            MEMORY[0]: np.zeros((sum(len(d[MEMORY[0]]) for d, _ in deltas),
-                                 *np.shape(deltas[0][0][MEMORY[0]])[1:])),
-            MEMORY[1]: np.zeros(sum(len(d[MEMORY[1]]) for d, _ in deltas)),
-            MEMORY[2]: np.array(0.0)}
-        out.update(_joined(start, [d for d, _ in deltas]))
+            ring[0]: np.zeros((sum(len(d[ring[0]]) for d, _ in deltas),
+                               *np.shape(deltas[0][0][ring[0]])[1:])),
+            ring[1]: np.zeros(sum(len(d[ring[1]]) for d, _ in deltas)),
+            ring[2]: np.array(0.0)}
+        out.update(_joined(start, [d for d, _ in deltas], ring))
     for name, rule in rules.items():
         if rule == APPEND:
             continue

@@ -244,15 +244,16 @@
 
   // A model with a memory of records (the default learner's neighbours) says which remembered records
   // voted for its answer: each as an 8x8 picture with its digit. The same record remembered more than
-  // once (a correction from this board is kept several times) is one picture, "7 ×9": its votes.
+  // once (a correction from this board is kept several times) is one picture, "7 ×9": its votes; a
+  // correction (kept apart from the stream's records, the model's lessons) says "taught".
   function votersGrouped(voters) {
     var groups = [];
     var seen = {};
     voters.forEach(function (v) {
-      var key = v.digit + ":" + v.features.join(",");
+      var key = v.digit + ":" + (v.lesson ? "lesson:" : "") + v.features.join(",");
       if (seen[key] === undefined) {
         seen[key] = groups.length;
-        groups.push({ digit: v.digit, features: v.features, votes: 0 });
+        groups.push({ digit: v.digit, features: v.features, votes: 0, lesson: !!v.lesson });
       }
       groups[seen[key]].votes += 1;
     });
@@ -271,7 +272,9 @@
       canvas.width = canvas.height = 32;
       paintCells(canvas, v.features, grey);
       item.appendChild(canvas);
-      item.appendChild(document.createTextNode(v.digit + (v.votes > 1 ? " \u00d7" + v.votes : "")));
+      var text = v.digit + (v.votes > 1 ? " \u00d7" + v.votes : "") + (v.lesson ? " taught" : "");
+      if (v.lesson) item.title = "a correction taught on this board";
+      item.appendChild(document.createTextNode(text));
       list.appendChild(item);
     });
   }

@@ -117,13 +117,28 @@ def _seven(box) -> list[list[tuple[float, float]]]:
     return [top + down, bar]
 
 
-def voter_groups(voters: list[dict]) -> list[tuple[int, int]]:
-    """(digit, votes) of the records that voted, the same record (digit and cells) counted once,
-    in the order they first come."""
+def voter_pictures(voters: list[dict]) -> list[tuple[int, int, bool]]:
+    """(digit, votes, lesson) of the records that voted, the same record (digit, cells and
+    whether it is a lesson, a correction kept apart) counted once, in the order they first
+    come: one picture each on the board."""
     groups: dict[tuple, list] = {}
     for v in voters:
-        groups.setdefault((v["digit"], tuple(v["features"])), [v["digit"], 0])[1] += 1
-    return [(digit, n) for digit, n in groups.values()]
+        lesson = bool(v.get("lesson"))
+        groups.setdefault((v["digit"], lesson, tuple(v["features"])),
+                          [v["digit"], 0, lesson])[1] += 1
+    return [(digit, n, lesson) for digit, n, lesson in groups.values()]
+
+
+def voter_groups(voters: list[dict]) -> list[tuple[int, int]]:
+    """(digit, votes) of :func:`voter_pictures`."""
+    return [(digit, n) for digit, n, _ in voter_pictures(voters)]
+
+
+def voter_texts(voters: list[dict]) -> list[str]:
+    """What the board writes under each picture: "d", "d ×n" for a record remembered n times,
+    then " taught" for a lesson."""
+    return [(f"{digit} \u00d7{n}" if n > 1 else str(digit)) + (" taught" if lesson else "")
+            for digit, n, lesson in voter_pictures(voters)]
 
 
 def _predict_in_page(page) -> dict:
@@ -143,7 +158,7 @@ def _predict_in_page(page) -> dict:
     groups = voter_groups(voters)  # the same record remembered n times: one picture, "d ×n"
     assert page.locator("#voter-list canvas").count() == len(groups)
     assert [t.strip() for t in page.locator("#voter-list div").all_inner_texts()] == \
-        [f"{digit} \u00d7{n}" if n > 1 else str(digit) for digit, n in groups]
+        voter_texts(voters)
     unsure = page.locator("#unsure")
     if answer.get("sure") is False:
         assert unsure.is_visible()
@@ -437,7 +452,8 @@ def test_the_board_shows_the_records_that_voted(settings, redis_client, unique_t
         page.screenshot(path=str(SCREENSHOT.with_name("board-voters.png")), full_page=True)
         assert len(answer["neighbours"]) == 9
         # the drawing taught as a correction from the board (the default share, kept
-        # feedback_copies times): the next answer's voters are that lesson, one picture "d ×9"
+        # feedback_copies times, among the lessons): the next answer's voters are that lesson, one
+        # picture "d ×9 taught"
         lesson = (answer["predict_result"] + 1) % 10
         learner.learn_one([round(v) for v in answer["features"]], lesson,
                           served=settings.feedback_step_share)
@@ -449,6 +465,8 @@ def test_the_board_shows_the_records_that_voted(settings, redis_client, unique_t
         again = _predict_in_page(page)
         assert again["model_version"] > answer["model_version"], again
         assert voter_groups(again["neighbours"]) == [(lesson, 9)], again["neighbours"]
-        assert page.locator("#voter-list div").all_inner_texts()[0].strip() == f"{lesson} \u00d79"
+        assert all(v.get("lesson") for v in again["neighbours"]), again["neighbours"]
+        assert page.locator("#voter-list div").all_inner_texts()[0].strip() == \
+            f"{lesson} \u00d79 taught"
         page.screenshot(path=str(SCREENSHOT.with_name("board-voters-lesson.png")), full_page=True)
     assert errors == [] and foreign == []

@@ -218,8 +218,9 @@ def test_the_candidates_benchmark_runs_at_smoke_size(tmp_path):
 def test_the_teaching_benchmark_runs_at_smoke_size(tmp_path):
     """bench/teaching.py --smoke as a user runs it: one correction of real handwriting per
     number of memory copies and share on both splits, the copies and share the development split
-    chooses, the same correction merged with 1, 2 and 4 learners, the widest-based 1s taught,
-    and the targets that FEEDBACK_STEP_SHARE and the learner's feedback_copies are the chosen."""
+    chooses, the same correction merged with 1, 2 and 4 learners, how long it lasts each way it
+    can be kept, many corrections at once, the widest-based 1s taught, and the targets that
+    FEEDBACK_STEP_SHARE and the learner's feedback_copies are the chosen and that a lesson lasts."""
     doc = _smoke_run(tmp_path, "teaching")
     res = doc["results"]
     shares, copies = doc["parameters"]["shares"], doc["parameters"]["copies"]
@@ -236,13 +237,21 @@ def test_the_teaching_benchmark_runs_at_smoke_size(tmp_path):
         (1, "as the job takes it"), (2, "as the job takes it"), (4, "as the job takes it"),
         (2, "not scaled up (before)"), (4, "not scaled up (before)")]
     assert all(0 <= r["fixed"] <= 1 for r in res["parallel"])
-    # how long a correction lasts: kept once and as the learner keeps it, read again after records
-    assert [r["copies"] for r in res["lasting"]] == [1, 9]
+    # how long a correction lasts: kept once and 9 times in the memory of records, and as the
+    # learner keeps it, among its lessons; read again after records
+    assert [(r["kept"], r["copies"]) for r in res["lasting"]] == [
+        ("in the memory of records", 1), ("in the memory of records", 9), ("among the lessons", 9)]
     assert all(0 <= r[f"after_{n}"] <= 1 for r in res["lasting"]
                for n in doc["parameters"]["lasting"])
+    # many corrections at once, right and wrong, each way: the taught drawings read as taught
+    assert [(r["corrections"], r["kept"]) for r in res["many"]] == [
+        (kind, r["kept"]) for kind in ("right", "wrong") for r in res["lasting"]]
+    assert all(r["taught"] == doc["parameters"]["many"] and 0 <= r["held"] <= 1
+               for r in res["many"])
     teaching = {r["teaching"]: r for r in res["teaching"]}
     assert teaching["not taught"]["feedback"] == 0 and "share 1: 1 drawing(s) sent once" in teaching
     assert {t["target"] for t in doc["targets"]} == {
         "FEEDBACK_STEP_SHARE: distance from the share chosen on dev",
         "feedback_copies: distance from the copies chosen on dev",
-        "chosen share and copies on test: others' accuracy change, mean (points)"}
+        "chosen share and copies on test: others' accuracy change, mean (points)",
+        "a lesson: corrected drawing still read right after 20 records (test)"}

@@ -40,6 +40,25 @@ def test_votes_are_the_label_shares_of_the_nearest():
     assert not nearest.vote_shares(np.array([[1.0, 1.0]]), x, y, 0, k=3, n_classes=2).any()
 
 
+def test_rings_searched_with_the_memory_count_each_row_as_its_copies():
+    """A lesson (a ring of ``more``) stored once counts as its copies among the nearest, after the
+    memory's rows in the order of places; which ring and row each place is."""
+    x = np.array([[0, 0], [1, 0], [10, 10], [11, 10]], np.float32)
+    y = np.array([0, 0, 1, 1], np.int16)
+    lessons = (np.array([[0, 1], [0, 0]], np.float32), np.array([1, 0], np.int16), 1, 3)
+    shares = nearest.vote_shares(np.array([[0.0, 1.0]]), x, y, 4, k=3, n_classes=2,
+                                 more=[lessons])
+    assert np.allclose(shares, [[0.0, 1.0]])  # the lesson at distance 0, three times
+    places = nearest.nearest_rows(np.array([0.0, 1.0]), x, 4, 5, more=[lessons])
+    assert places.tolist() == [4, 5, 6, 0, 1]
+    assert [nearest.ring_place(p, x, 4, [lessons]) for p in places] == \
+        [(1, 0), (1, 0), (1, 0), (0, 0), (0, 1)]
+    empty = (np.zeros((2, 2), np.float32), np.zeros(2, np.int16), 0, 3)  # nothing taught yet
+    assert np.allclose(nearest.vote_shares(np.array([[0.0, 1.0]]), x, y, 4, k=3, n_classes=2,
+                                           more=[empty]),
+                       nearest.vote_shares(np.array([[0.0, 1.0]]), x, y, 4, k=3, n_classes=2))
+
+
 def test_a_tie_at_the_last_place_goes_to_the_lower_place_in_the_ring():
     """Four records at the same distance, two voting places: the two first in the ring vote,
     whichever computes it (the server's numpy calls, the job's compiled loop)."""
@@ -132,19 +151,33 @@ def test_many_rows_at_once_remember_what_row_by_row_remembers(shuffled_digits):
         rows.partial_fit(X[i:i + 1], y[i:i + 1], classes=CLASSES)
     chunk = OnlineSoftmax(neighbours=9, memory=64).partial_fit(X[:200], y[:200], classes=CLASSES)
     feedback = [0.25 if i % 7 == 0 else 0 for i in range(200)]  # feedback rows: one by one
-    shared = OnlineSoftmax(neighbours=9, memory=64, feedback_copies=1).partial_fit(
+    shared = OnlineSoftmax(neighbours=9, memory=64, feedback_copies=1, lessons=0).partial_fit(
         X[:200], y[:200], classes=CLASSES, into_average=feedback)
     for other in (chunk, shared):
         assert other.memory_count_ == rows.memory_count_ == 200
         assert np.array_equal(other.memory_x_, rows.memory_x_)
         assert np.array_equal(other.memory_y_, rows.memory_y_)
     assert np.allclose(chunk.decision_function(X[200:300]), rows.decision_function(X[200:300]))
-    # as the learner keeps a correction by default: each feedback row 9 times, one after another
-    kept = OnlineSoftmax(neighbours=9, memory=64).partial_fit(
+    # without lessons apart, each feedback row 9 times in the memory, one after another
+    kept = OnlineSoftmax(neighbours=9, memory=64, lessons=0).partial_fit(
         X[:200], y[:200], classes=CLASSES, into_average=feedback)
     assert kept.feedback_copies == 9 and kept.memory_count_ == 200 + 8 * sum(map(bool, feedback))
     last = max(i for i, share in enumerate(feedback) if share)  # 196: then 197..199, once each
     assert (kept.memory_x_[(kept.memory_count_ - 12 + np.arange(9)) % 64] == X[last]).all()
+    # as the learner keeps a correction by default: once among its lessons (searched as 9
+    # records), the stream's records alone in the memory
+    apart = OnlineSoftmax(neighbours=9, memory=64).partial_fit(
+        X[:200], y[:200], classes=CLASSES, into_average=feedback)
+    taught = [i for i, share in enumerate(feedback) if share]
+    assert apart.lessons == 64 and apart.memory_count_ == 200 - len(taught)
+    assert apart.lessons_count_ == len(taught)  # each stored once, searched as 9 records
+    lessons, labels = nearest.chronological(apart.lessons_x_, apart.lessons_y_,
+                                            apart.lessons_count_)
+    assert np.array_equal(lessons[:len(taught)], X[taught])
+    assert np.array_equal(apart.classes_[labels[:len(taught)].astype(int)], y[taught])
+    memory, _ = nearest.chronological(apart.memory_x_, apart.memory_y_, apart.memory_count_)
+    stream = [i for i in range(200) if not feedback[i]]
+    assert np.array_equal(memory[:64], X[stream[-64:]])
 
 
 def test_bad_memory_settings_are_refused(shuffled_digits):
@@ -162,6 +195,10 @@ def test_stored_with_its_memory_and_a_model_stored_before_loads_without(shuffled
     assert np.array_equal(back.decision_function(X), model.decision_function(X))
     back.partial_fit(X[300:301], y[300:301])
     assert back.memory_count_ == 301
+    back.partial_fit(X[301:302], y[301:302], into_average=[0.75])  # a lesson, stored with it
+    again = model_store.loads(model_store.dumps(back))
+    assert again.lessons_x_.dtype == np.float32 and again.lessons_count_ == 1
+    assert np.array_equal(again.decision_function(X), back.decision_function(X))
     old = model_store.loads(model_store.dumps(OnlineSoftmax().partial_fit(X[:30], y[:30],
                                                                            classes=CLASSES)))
     for name in ("neighbours", "memory", "votes"):
@@ -184,7 +221,7 @@ def test_parallel_learners_merge_their_memories_by_appending(shuffled_digits):
     b = OnlineSoftmax(**params).partial_fit(X[30:70], y[30:70], classes=CLASSES)
     sync.check_mergeable(a)
     rules = sync.rules_of(a)
-    assert {k for k, r in rules.items() if r == sync.APPEND} == set(sync.MEMORY)
+    assert {k for k, r in rules.items() if r == sync.APPEND} == {*sync.MEMORY, *sync.LESSONS}
     start = sync.fresh_state(a, sync.state_of(a))
     base_a = sync.state_of(a)  # what a hands over is its base from then on
     deltas = [(sync.subtract(sync.state_of(m), start), n) for m, n in ((a, 30), (b, 40))]
@@ -209,6 +246,57 @@ def test_parallel_learners_merge_their_memories_by_appending(shuffled_digits):
     # on the wire the rows travel as they are
     back = sync.Contribution.decode(sync.Contribution("c", 200, over).encode())
     assert np.array_equal(back.delta["memory_x_"], over["memory_x_"])
+
+
+def test_parallel_learners_merge_their_lessons_by_appending(shuffled_digits):
+    """A correction one of two learners took is, once merged, among the lessons of the global and
+    of the other learner after it adopts it (stored once, searched as feedback_copies records),
+    and later ones are written after it."""
+    X, y = shuffled_digits
+    params = {"neighbours": 3, "memory": 64, "lessons": 2, "feedback_copies": 3}
+    a = OnlineSoftmax(**params).partial_fit(X[:30], y[:30], classes=CLASSES)
+    b = OnlineSoftmax(**params).partial_fit(X[30:70], y[30:70], classes=CLASSES,
+                                            into_average=[0.0] * 39 + [0.75])
+    rules = sync.rules_of(a)
+    start = sync.fresh_state(a, sync.state_of(a))
+    assert start["lessons_x_"].shape == (2, 64)  # 2 lessons, each searched as 3 records
+    base_a = sync.state_of(a)
+    deltas = [(sync.subtract(sync.state_of(m), start), n) for m, n in ((a, 30), (b, 40))]
+    assert deltas[0][0]["lessons_x_"].shape == (0, 64) and deltas[1][0]["lessons_x_"].shape == (1, 64)
+    merged = sync.merge_states(start, deltas, rules, first=True)
+    assert float(merged["memory_count_"]) == 69 and float(merged["lessons_count_"]) == 1
+    sync.set_state(a, sync.add(merged, sync.subtract(sync.state_of(a), base_a)))
+    assert a.lessons_count_ == 1 and (a.lessons_x_[0] == X[69]).all()
+    assert a.nearest_shares(X[69:70])[0][y[69]] == 1.0  # its 3 nearest: the lesson
+    # two more corrections on a: the ring holds two lessons, the oldest goes
+    a.partial_fit(X[70:72], y[70:72], into_average=[0.75, 0.75])
+    kept, _ = nearest.chronological(a.lessons_x_, a.lessons_y_, a.lessons_count_)
+    assert a.lessons_count_ == 3 and np.array_equal(kept, X[70:72])
+
+
+def test_a_lesson_outlasts_the_memory_of_records(shuffled_digits):
+    """A correction is still the nearest voters of its drawing after the stream has written over
+    the whole memory of records many times (with ``lessons=0`` it is gone); a correction of the
+    correction (the same drawing taught again) is what votes then."""
+    X, y = shuffled_digits
+    wrong = (int(y[5]) + 1) % 10
+    for lessons, kept in ((64, True), (0, False)):
+        model = OnlineSoftmax(neighbours=9, memory=256, lessons=lessons).partial_fit(
+            X[:300], y[:300], classes=CLASSES)
+        model.partial_fit(X[5:6], [wrong], into_average=[0.75])
+        for start in range(300, len(X), 300):
+            model.partial_fit(X[start:start + 300], y[start:start + 300])
+        voters = model.nearest_records(X[5])
+        assert bool(voters[0][1] == wrong and voters[0][2]) is kept, voters[0][1:]
+        assert (sum(lesson for _, _, lesson in voters) == 9) is kept
+    # the same drawing taught again, right: the newer lesson outvotes the older, equally near
+    model = OnlineSoftmax(neighbours=9, memory=256, lessons=4).partial_fit(
+        X[:300], y[:300], classes=CLASSES)
+    for label in (wrong, int(y[5])):
+        model.partial_fit(X[5:6], [label], into_average=[0.75])
+        voters = model.nearest_records(X[5])
+        assert [v[1] for v in voters] == [label] * 9 and all(v[2] for v in voters)
+        assert model.nearest_shares(X[5:6])[0][label] == 1.0
 
 
 @pytest.mark.integration
@@ -251,7 +339,8 @@ def test_the_records_that_voted_nearest_first(shuffled_digits):
     voters = model.nearest_records(X[7])
     assert len(voters) == 5
     assert np.array_equal(voters[0][0], X[7]) and voters[0][1] == y[7]  # itself, remembered
-    d = [((row - X[7]) ** 2).sum() for row, _ in voters]
+    assert not any(lesson for _, _, lesson in voters)  # records of the stream, no lesson
+    d = [((row - X[7]) ** 2).sum() for row, _, _ in voters]
     assert d == sorted(d)
     assert not (((X[:500] - X[7]) ** 2).sum(1) < d[-1]).sum() > 5  # no nearer one left out
     plain = OnlineSoftmax(neighbours=0).partial_fit(X[:10], y[:10], classes=CLASSES)

@@ -244,31 +244,43 @@ def test_a_share_of_a_step_goes_straight_into_what_predicts(shuffled_digits):
 
 def test_a_correction_is_remembered_feedback_copies_times(shuffled_digits):
     """A row learned with a share into the average (the board's feedback) is kept
-    ``feedback_copies`` times by the memory of records, so that it is as many of the nearest
-    records to the drawings like it; ordinary rows once, a row of weight 0 not at all; the
-    weights learn it once whatever the copies. A model stored before the parameter keeps one."""
+    ``feedback_copies`` times, so that it is as many of the nearest records to the drawings like
+    it: once among the lessons, a ring of their own searched with the memory of records as that
+    many records (the stream's records stay there, once each; a row of weight 0 is kept
+    nowhere); the weights learn it once whatever the copies. Without lessons (``lessons=0``, and
+    a model stored before the parameter) the copies go into the memory of records; a model stored
+    before ``feedback_copies`` keeps one."""
     X, y = shuffled_digits
     base = _fit(X[:300], y[:300], feedback_copies=1)
-    assert base.memory_count_ == 300
+    assert base.memory_count_ == 300 and base.lessons_count_ == 0
     once, kept = copy.deepcopy(base), copy.deepcopy(base)
     kept.set_params(feedback_copies=5)
     row, label = X[300:301], y[300:301]
     once.partial_fit(row, label, into_average=[0.75])
     kept.partial_fit(row, label, into_average=[0.75])
-    assert once.memory_count_ == 301 and kept.memory_count_ == 305
-    assert (kept.memory_x_[300:305] == row).all()
-    assert (kept.classes_[kept.memory_y_[300:305]] == label[0]).all()
+    assert once.memory_count_ == kept.memory_count_ == 300
+    assert once.lessons_count_ == kept.lessons_count_ == 1  # stored once, searched as 5
+    assert (kept.lessons_x_[0] == row).all() and kept.classes_[kept.lessons_y_[0]] == label[0]
     for name in ("weights_", "bias_", "avg_weights_", "avg_bias_"):
         assert np.array_equal(getattr(once, name), getattr(kept, name)), name
     assert kept.nearest_shares(row)[0][kept.classes_.tolist().index(label[0])] >= 5 / 9
-    kept.partial_fit(X[301:303], y[301:303])  # ordinary rows: remembered once
-    assert kept.memory_count_ == 307
+    assert [lesson for _, _, lesson in kept.nearest_records(row)[:5]] == [True] * 5
+    kept.partial_fit(X[301:303], y[301:303])  # ordinary rows: in the memory, once
+    assert kept.memory_count_ == 302 and kept.lessons_count_ == 1
     kept.partial_fit(row, label, sample_weight=[0.0], into_average=[0.75])  # no step, no copies
-    assert kept.memory_count_ == 307
+    assert kept.memory_count_ == 302 and kept.lessons_count_ == 1
+    mixed = copy.deepcopy(base)
+    del mixed.__dict__["lessons"]  # as a model stored before lessons loads (its ring unused)
+    assert mixed.lessons == 0 and not mixed._keeps_lessons()
+    mixed.set_params(feedback_copies=3)
+    mixed.partial_fit(row, label, into_average=[0.75])
+    assert mixed.memory_count_ == 303 and (mixed.memory_x_[300:303] == row).all()
     del kept.__dict__["feedback_copies"]  # as a model stored before the parameter loads
     assert kept.feedback_copies == 1
     with pytest.raises(ValueError, match="feedback_copies"):
         _fit(X[:2], y[:2], feedback_copies=0)
+    with pytest.raises(ValueError, match="lessons"):
+        _fit(X[:2], y[:2], lessons=-1)
 
 
 def test_with_augment_the_weights_also_learn_a_variant_of_each_record_and_only_records_count(

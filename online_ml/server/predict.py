@@ -54,13 +54,15 @@ def _explain(model: Any, x: np.ndarray, digit: int) -> dict:
     With random Fourier features (``OnlineSoftmax.contributions``) the cells' shares of the score
     are integrated gradients; either way they add up to the score minus a blank board's. A model
     with a memory of records (``neighbours``) also says which remembered records voted, nearest
-    first (``neighbours``: their digit and 64 cells): the cells explain only the softmax's part."""
+    first (``neighbours``: their digit and 64 cells, and ``lesson`` for a correction kept apart):
+    the cells explain only the softmax's part."""
     out: dict[str, Any] = {"features": _rounded(x[0], 2)}
     if hasattr(model, "nearest_records"):
         voters = model.nearest_records(x[0])
         if voters:
-            out["neighbours"] = [{"digit": int(label), "features": _rounded(row, 1)}
-                                 for row, label in voters]
+            out["neighbours"] = [{"digit": int(label), "features": _rounded(row, 1),
+                                  **({"lesson": True} if lesson else {})}
+                                 for row, label, lesson in voters]
     coef = np.asarray(getattr(model, "coef_", []))
     classes = list(getattr(model, "classes_", []))
     if digit not in classes:
