@@ -45,6 +45,7 @@ from dataclasses import dataclass
 
 import common
 import numpy as np
+import teaching_lessons as lessons
 
 from online_ml import evaluation as ev
 from online_ml.config import Settings
@@ -56,9 +57,6 @@ SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: How many times the memory of records keeps a correction (``OnlineSoftmax.feedback_copies``),
 #: compared: once (as any record), and as 3 or all 9 of a drawing's nearest records.
 COPIES = (1, 3, 9)
-#: How many of the corrected drawings a lesson must still make right after the longest stretch of
-#: the stream followed (``Params.lasting``: 5,000 records, 2.4 times the memory of records).
-LESSON_LASTS = 0.75
 #: A rule tried instead of a fixed share, not served: the smallest share up to a cap that makes
 #: the served scores put the corrected label ahead of every other by a margin — (cap, margin).
 SMALLEST = ((0.25, 0.5), (0.5, 0.5))
@@ -89,13 +87,6 @@ def _traced(indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
     return ev.stroke_features(svgs), np.array(labels)
 
 
-def _picked(model, x: np.ndarray, y: np.ndarray, trials: int) -> tuple[np.ndarray, np.ndarray]:
-    """Which drawings ``model`` reads right, and ``trials`` of those it reads wrong (seeded)."""
-    before = model.predict(x) == y
-    wrong = np.flatnonzero(~before)
-    return before, np.random.default_rng(0).choice(wrong, min(trials, len(wrong)), replace=False)
-
-
 def _outcome(model, x: np.ndarray, y: np.ndarray, before: np.ndarray, i: int) -> tuple[bool, float]:
     """After a correction of drawing ``i``: is it read right, and how the accuracy on the other
     drawings changed (points)."""
@@ -108,7 +99,7 @@ def _corrections(model, x: np.ndarray, y: np.ndarray, trials: int, correct) -> d
     """``trials`` corrections of drawings ``model`` reads wrong, each ``correct(model copy, row,
     label)`` (returning the share it used, or None): how often the drawing is then read right, the
     other drawings' accuracy change (mean, 5th percentile, worst) and the mean share used."""
-    before, picked = _picked(model, x, y, trials)
+    before, picked = lessons.read_wrong(model, x, y, trials)
     fixed, change, used = [], [], []
     for i in picked:
         m = copy.deepcopy(model)
@@ -121,21 +112,10 @@ def _corrections(model, x: np.ndarray, y: np.ndarray, trials: int, correct) -> d
             "used": None if None in used else float(np.mean(used))}
 
 
-def _keeps_copies(model) -> bool:
-    """Whether ``model`` keeps a correction ``feedback_copies`` times: a memory of records."""
-    return bool(getattr(model, "neighbours", 0)) and "feedback_copies" in model.get_params()
-
-
 def copies_compared(model) -> tuple[int, ...]:
     """The ``feedback_copies`` compared for ``model``: ``COPIES`` for a learner with a memory of
     records, else its one way (1)."""
-    return COPIES if _keeps_copies(model) else (1,)
-
-
-def kept_copies(model) -> int:
-    """How many times ``model`` keeps a correction: its ``feedback_copies``, or 1 without a
-    memory of records."""
-    return int(model.feedback_copies) if _keeps_copies(model) else 1
+    return COPIES if lessons.keeps_copies(model) else (1,)
 
 
 def _correction_rows(model, split: str, x: np.ndarray, y: np.ndarray, trials: int) -> list[dict]:
@@ -143,7 +123,7 @@ def _correction_rows(model, split: str, x: np.ndarray, y: np.ndarray, trials: in
     ``trials`` times, learned as the job learns a feedback record."""
     def learned(share: float, copies: int):
         def correct(m, row: list[int], label: int) -> None:
-            if _keeps_copies(m):
+            if lessons.keeps_copies(m):
                 m.set_params(feedback_copies=copies)
             OnlineLearner(m).learn_one(row, label, served=share)  # steps ``m`` in place
         return correct
@@ -154,95 +134,6 @@ def _correction_rows(model, split: str, x: np.ndarray, y: np.ndarray, trials: in
             out = _corrections(model, x, y, trials, learned(share, copies))
             del out["used"]
             rows.append({"split": split, "copies": copies, "share": share, **out})
-    return rows
-
-
-def _kept_ways(model) -> list[tuple[str, int, int]]:
-    """(how, copies, lessons) a correction is kept, compared: once and ``feedback_copies`` times
-    in the memory of records, and as the learner keeps it (among its lessons, if it has them)."""
-    copies, lessons = kept_copies(model), int(getattr(model, "lessons", 0))
-    ways = [("in the memory of records", n, 0) for n in sorted({1, copies})]
-    if _keeps_copies(model) and lessons:
-        ways.append(("among the lessons", copies, lessons))
-    return ways
-
-
-def _lasting_rows(model, x: np.ndarray, y: np.ndarray, p: Params) -> list[dict]:
-    """How long a correction lasts: ``p.lasting_trials`` corrections (the default share), each
-    followed by the stream's records (another shuffle) and its drawing read again after each
-    count of ``p.lasting``; kept each way of :func:`_kept_ways`."""
-    import itertools
-
-    from online_ml.producer import iter_records
-
-    settings = Settings.from_env()
-    stream = list(itertools.islice(iter_records(seed=9), max(p.lasting)))
-    _, picked = _picked(model, x, y, p.lasting_trials)
-    rows = []
-    for how, copies, lessons in _kept_ways(model):
-        still: dict[int, list[bool]] = {n: [] for n in p.lasting}
-        for i in picked:
-            m = copy.deepcopy(model)
-            if _keeps_copies(m):
-                m.set_params(feedback_copies=copies, lessons=lessons)
-            learner = OnlineLearner(m)
-            learner.learn_one(np.rint(x[i]).astype(int).tolist(), int(y[i]),
-                              served=settings.feedback_step_share)
-            done = 0
-            for n in p.lasting:
-                for xs, label in stream[done:n]:
-                    learner.learn_one(xs, label)
-                done = n
-                still[n].append(bool(m.predict(x[i:i + 1])[0] == y[i]))
-        rows.append({"kept": how, "copies": copies, "trials": len(picked),
-                     **{f"after_{n}": float(np.mean(v)) for n, v in still.items()}})
-    return rows
-
-
-def _many_rows(model, x: np.ndarray, y: np.ndarray, p: Params) -> list[dict]:
-    """Many corrections at once (``p.many``, the default share), kept each way of
-    :func:`_kept_ways`: right ones (drawings the model reads wrong, taught their label) and wrong
-    ones (drawings it reads right, taught another digit: a careless or hostile user); the other
-    drawings' accuracy change right after them and after ``p.many_after`` more records of the
-    stream, each against the model that learned the same records without them. Why: a lesson
-    kept apart from the stream outlives it — a wrong one too."""
-    import itertools
-
-    from online_ml.producer import iter_records
-
-    settings = Settings.from_env()
-    stream = list(itertools.islice(iter_records(seed=9), p.many_after))
-    rng = np.random.default_rng(1)
-    read = model.predict(x)
-    kinds = {"right": (np.flatnonzero(read != y), lambda i: int(y[i])),
-             "wrong": (np.flatnonzero(read == y),
-                       lambda i: int((y[i] + rng.integers(1, 10)) % 10))}
-    plain = OnlineLearner(copy.deepcopy(model))
-    for xs, label in stream:
-        plain.learn_one(xs, label)
-    rows = []
-    for kind, (pool, label_of) in kinds.items():
-        picked = rng.choice(pool, min(p.many, len(pool)), replace=False)
-        taught = [label_of(i) for i in picked]
-        others = np.ones(len(y), dtype=bool)
-        others[picked] = False
-        for how, copies, lessons in _kept_ways(model):
-            m = copy.deepcopy(model)
-            if _keeps_copies(m):
-                m.set_params(feedback_copies=copies, lessons=lessons)
-            learner = OnlineLearner(m)
-            for i, label in zip(picked, taught):
-                learner.learn_one(np.rint(x[i]).astype(int).tolist(), label,
-                                  served=settings.feedback_step_share)
-            now = float(100 * ((m.predict(x[others]) == y[others]).mean()
-                               - (read[others] == y[others]).mean()))
-            for xs, label in stream:
-                learner.learn_one(xs, label)
-            later = float(100 * ((m.predict(x[others]) == y[others]).mean()
-                                 - (plain.model.predict(x[others]) == y[others]).mean()))
-            held = float(np.mean(m.predict(x[picked]) == np.array(taught)))
-            rows.append({"corrections": kind, "kept": how, "copies": copies,
-                         "taught": len(picked), "now": now, "later": later, "held": held})
     return rows
 
 
@@ -258,7 +149,7 @@ def _parallel_rows(model, x: np.ndarray, y: np.ndarray, trials: int, share: floa
     from online_ml.producer import iter_records
 
     stream = [(xs, label) for xs, label in iter_records(seed=11, epochs=1)]
-    before, picked = _picked(model, x, y, trials)
+    before, picked = lessons.read_wrong(model, x, y, trials)
     base = sync.state_of(model)
     rules = sync.rules_of(model)
     rows = []
@@ -420,21 +311,6 @@ SMALLEST_COLUMNS = [("split", "split", ""), ("cap", "cap", "g"), ("margin", "mar
                     ("5th percentile", "p5", "+.2f"), ("share used, mean", "used", ".3f")]
 
 
-def many_columns(after: int) -> list[tuple[str, str, str]]:
-    """The columns of the many-corrections table, ``after`` records of the stream later."""
-    return [("corrections", "corrections", ""), ("kept", "kept", ""), ("copies", "copies", "d"),
-            ("taught", "taught", "d"),
-            ("others' accuracy change, right after (points)", "now", "+.2f"),
-            (f"after {after:,} more records", "later", "+.2f"),
-            (f"taught drawings read as taught, after {after:,}", "held", ".3f")]
-
-
-def lasting_columns(counts: tuple[int, ...]) -> list[tuple[str, str, str]]:
-    """The columns of the how-long table for these counts of records after a correction."""
-    return [("kept", "kept", ""), ("copies", "copies", "d"), ("corrections", "trials", "d"),
-            *[(f"after {n:,} records", f"after_{n}", ".2f") for n in counts]]
-
-
 TEACH_COLUMNS = [("teaching the widest-based 1s (drawn on the board)", "teaching", ""),
                  ("feedback records", "feedback", "d"),
                  ("their other drawings read 1: served model", "served", ".3f"),
@@ -467,11 +343,11 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     parallel = _parallel_rows(model, *splits["test"], p.trials, settings.feedback_step_share)
     on_test = next(r for r in rows
                    if r["split"] == "test" and r["share"] == share and r["copies"] == copies)
-    served_copies = kept_copies(model)
+    served_copies = lessons.kept_copies(model)
     common.progress(f"teaching: {p.lasting_trials} corrections through more of the stream (test)")
-    lasting = _lasting_rows(model, *splits["test"], p)
+    lasting = lessons.lasting_rows(model, *splits["test"], p)
     common.progress(f"teaching: {p.many} corrections at once, right and wrong (test)")
-    many = _many_rows(model, *splits["test"], p)
+    many = lessons.many_rows(model, *splits["test"], p)
     common.progress("teaching: the widest-based 1s")
     teaching = _teach_rows(model, p, settings.feedback_step_share)
     targets = [
@@ -486,14 +362,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                round(on_test["change"], 2), 0.0, ">=",
                f"corrected drawing read right {on_test['fixed']:.3f}"),
     ]
-    apart = [r for r in lasting if r["kept"] == "among the lessons"]
-    if apart:  # the learner keeps its corrections apart: they must outlive the memory of records
-        last = max(p.lasting)
-        in_memory = max(r[f"after_{last}"] for r in lasting if r["kept"] != "among the lessons")
-        targets.append(target(
-            f"a lesson: corrected drawing still read right after {last:,} records (test)",
-            round(apart[0][f"after_{last}"], 2), LESSON_LASTS, ">=",
-            f"kept in the memory of records instead: {in_memory:.2f}"))
+    targets += lessons.lesson_target(lasting, p.lasting)
     text = "\n\n".join([
         common.table("one correction of real handwriting (traced strokes), per copies and share",
                      CORRECTION_COLUMNS, rows),
@@ -502,9 +371,9 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         common.table("one correction (test) merged with parallel learners", PARALLEL_COLUMNS,
                      parallel),
         common.table("how long a correction lasts (test): the corrected drawing still read right",
-                     lasting_columns(p.lasting), lasting),
+                     lessons.lasting_columns(p.lasting), lasting),
         common.table(f"{p.many} corrections at once (test): the other drawings",
-                     many_columns(p.many_after), many),
+                     lessons.many_columns(p.many_after), many),
         common.table("teaching the widest-based 1s", TEACH_COLUMNS, teaching),
         common.targets_table(targets)])
     results = {"corrections": rows, "chosen_share": share, "chosen_copies": copies,
@@ -521,8 +390,8 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
 def main() -> int:
     return common.offline_main(__doc__, run, Params, [
         (CORRECTION_COLUMNS, "corrections"), (SMALLEST_COLUMNS, "smallest"),
-        (PARALLEL_COLUMNS, "parallel"), (lasting_columns(Params().lasting), "lasting"),
-        (many_columns(Params().many_after), "many"),
+        (PARALLEL_COLUMNS, "parallel"), (lessons.lasting_columns(Params().lasting), "lasting"),
+        (lessons.many_columns(Params().many_after), "many"),
         (TEACH_COLUMNS, "teaching")])
 
 

@@ -76,6 +76,7 @@ from sklearn.exceptions import NotFittedError
 
 from . import nearest
 from .augment import with_variants
+from .records import RecordMemory
 
 __all__ = ["OnlineSoftmax"]
 
@@ -99,7 +100,7 @@ def _fourier(seed: int, n_in: int, d: int, gamma: float) -> tuple[np.ndarray, np
 EPS = 1e-8
 
 
-class OnlineSoftmax(ClassifierMixin, BaseEstimator):
+class OnlineSoftmax(RecordMemory, ClassifierMixin, BaseEstimator):
     """Softmax regression trained online with AdaGrad, L2 decay and tail-averaged weights.
 
     Parameters (defaults chosen on the prequential stream and the development split of real
@@ -209,32 +210,7 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
         self.accum_ = np.zeros((k, width))
         self.accum_bias_ = np.zeros(k)
         self.t_ = 0.0
-        if self.neighbours:
-            self.memory_x_ = np.zeros((self.memory, int(n_features)), dtype=np.float32)
-            self.memory_y_ = np.zeros(self.memory, dtype=np.int16)
-            self.memory_count_ = 0
-        if self.neighbours and self.lessons:
-            self.lessons_x_ = np.zeros((self.lessons, int(n_features)), dtype=np.float32)
-            self.lessons_y_ = np.zeros(self.lessons, dtype=np.int16)
-            self.lessons_count_ = 0
-
-    def _remembers(self) -> bool:
-        """Whether this model keeps records and blends their votes into its scores."""
-        return bool(self.neighbours) and hasattr(self, "memory_x_")
-
-    def _keeps_lessons(self) -> bool:
-        """Whether the corrections have a ring of their own (``lessons``)."""
-        return self._remembers() and bool(self.lessons) and hasattr(self, "lessons_x_")
-
-    def _lesson_rings(self) -> list[nearest.Ring]:
-        """The rings searched with the memory of records: the lessons, if kept apart, each as
-        ``feedback_copies`` records, newest first — so that of two lessons equally near (the
-        same drawing taught twice) the newer outvotes the older: a user corrects a correction."""
-        if not self._keeps_lessons():
-            return []
-        n = nearest.filled(len(self.lessons_x_), self.lessons_count_)
-        newest = (int(self.lessons_count_) - 1 - np.arange(n)) % len(self.lessons_x_)
-        return [(self.lessons_x_[newest], self.lessons_y_[newest], n, int(self.feedback_copies))]
+        self._init_memory(int(n_features))
 
     @property
     def coef_(self) -> np.ndarray:
@@ -378,14 +354,7 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
                                                  float(self.kernel_weight)))
         if self._remembers():  # a row of weight 0 took no step and is not remembered either
             kept = (weights > 0) & real
-            if lesson and self._keeps_lessons():
-                self.lessons_count_ = nearest.append(self.lessons_x_, self.lessons_y_,
-                                                     self.lessons_count_, X[kept], col_index[kept])
-            else:
-                self.memory_count_ = nearest.append(self.memory_x_, self.memory_y_,
-                                                    self.memory_count_,
-                                                    np.repeat(X[kept], remembered, axis=0),
-                                                    np.repeat(col_index[kept], remembered))
+            self._remember(X[kept], col_index[kept], remembered, lesson)
         return self
 
     def _fit_shared(self, X: np.ndarray, y: Any, classes: Sequence[Any] | None,
@@ -443,36 +412,6 @@ class OnlineSoftmax(ClassifierMixin, BaseEstimator):
         if not averaged:
             return self._inputs(X) @ self.weights_.T + self.bias_
         return self._inputs(X) @ self.avg_weights_.T + self.avg_bias_
-
-    def nearest_shares(self, X: Any) -> np.ndarray:
-        """The share of the ``neighbours`` nearest remembered records carrying each class, per
-        row of ``X`` (zeros without a memory)."""
-        X = self._rows(X)
-        if not self._remembers():
-            return np.zeros((len(X), len(self.classes_)))
-        return self._shares(X)
-
-    def _shares(self, X: np.ndarray) -> np.ndarray:
-        """:meth:`nearest_shares` of rows already checked, with a memory."""
-        return nearest.vote_shares(X, self.memory_x_, self.memory_y_, self.memory_count_,
-                                   self.neighbours, len(self.classes_), self._lesson_rings())
-
-    def nearest_records(self, x: Any) -> list[tuple[np.ndarray, Any, bool]]:
-        """The ``neighbours`` remembered records nearest to one row ``x`` — its cells, its label
-        and whether it is a lesson (a correction kept apart) — nearest first: what voted for its
-        answer (none without a memory)."""
-        row = self._rows(np.asarray(x, dtype=np.float64).reshape(1, -1))[0]
-        if not self._remembers():
-            return []
-        more = self._lesson_rings()
-        rings = [(self.memory_x_, self.memory_y_), *[(rx, ry) for rx, ry, _, _ in more]]
-        out = []
-        for place in nearest.nearest_rows(row, self.memory_x_, self.memory_count_,
-                                          self.neighbours, more):
-            ring, i = nearest.ring_place(place, self.memory_x_, self.memory_count_, more)
-            rx, ry = rings[ring]
-            out.append((rx[i].astype(np.float64), self.classes_[int(ry[i])], ring > 0))
-        return out
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """The model's own probabilities: the softmax of its scores (temperature 1)."""

@@ -152,7 +152,7 @@ def _arrays(model: Any) -> dict[str, tuple[Any, str]]:
             out[name] = (getattr(model, name), STEP if name in SOFTMAX_STEPPED else AVG)
         out["t_"] = (model.t_, AVG)
         if model._remembers():  # the records each learner remembered, written after the others'
-            for ring in RINGS[:2 if model._keeps_lessons() else 1]:
+            for ring in [MEMORY, *([LESSONS] if model._keeps_lessons() else [])]:
                 for name in ring:
                     out[name] = (getattr(model, name), APPEND)
     elif kind == "counts":
