@@ -117,6 +117,13 @@ def test_stream_to_prediction_end_to_end(mode, job_env, settings, redis_client, 
                          10, "an answer from that model")
         grown = {p["digit"]: p["p"] for p in after["probabilities"]}.get(runner_up["digit"], 0.0)
         assert grown >= 5 * runner_up["p"], (before, after)
+        # and it is one of the model's lessons (kept apart from the stream's records, README
+        # "Teaching it"): the drawing's nearest records are that lesson, each of its 9 votes
+        explained = requests.post(server.url + "/predict", timeout=10,
+                                  data={"imgStr": ONE, "explain": "1"}).json()
+        voters = explained["neighbours"]
+        assert len(voters) == 9 and all(v.get("lesson") and v["digit"] == runner_up["digit"]
+                                        for v in voters), voters
 
 
 def test_thread_mode_runs_the_row_udf_without_sockets():
