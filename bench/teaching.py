@@ -8,13 +8,13 @@ as ``/api/feedback`` rounds them, ``served`` = the share).
 
 * Corrections of real handwriting: a drawing of real handwriting traced into strokes (the board's
   path) that the model reads wrong is sent once with its label. Per share, and per number of
-  times the model's memory of records keeps the correction (``feedback_copies``, ``COPIES``; the
-  learners without a memory: once): how often that drawing is then read right, and how the
-  model's accuracy on the other drawings of the split changed (mean and 5th percentile over the
-  trials). The development split chooses both — of the pairs whose mean change is not negative,
-  the one that reads the most corrected drawings right (fewer copies, then the smaller share, on
-  a tie): a correction shows as often as it can without costing other people's drawings on
-  average — and the test split reports them.
+  records the correction counts as among the nearest (``feedback_copies``, ``COPIES``: kept among
+  the lessons, searched that many times; the learners without a memory: once): how often that
+  drawing is then read right, and how the model's accuracy on the other drawings of the split
+  changed (mean and 5th percentile over the trials). The development split chooses both — of the
+  pairs whose mean change is not negative, the one that reads the most corrected drawings right
+  (fewer copies, then the smaller share, on a tie): a correction shows as often as it can without
+  costing other people's drawings on average — and the test split reports them.
 * Tried, not served: instead of a fixed share, the smallest share up to a cap that makes the
   served scores put the corrected label ahead by a margin (``SMALLEST``), on both splits.
 * The same correction at parallelism 1, 2 and 4 (test split): the learner that got it and the
@@ -54,7 +54,7 @@ from online_ml.learner import OnlineLearner
 
 #: The shares of a feedback step that also go straight into the served weights, compared.
 SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
-#: How many times the memory of records keeps a correction (``OnlineSoftmax.feedback_copies``),
+#: How many records a correction counts as among the nearest (``OnlineSoftmax.feedback_copies``),
 #: compared: once (as any record), and as 3 or all 9 of a drawing's nearest records.
 COPIES = (1, 3, 9)
 #: A rule tried instead of a fixed share, not served: the smallest share up to a cap that makes

@@ -120,12 +120,13 @@ class OnlineSoftmax(RecordMemory, ClassifierMixin, BaseEstimator):
     augment_stroke : the variants' strokes also made thinner or thicker, at random: binarised at
         a coverage up to this either side of a half (0, the default: at a half, the stroke of
         ``digits``; bench/candidates.py measures 0.15, issue 10's "stroke width" variants).
-    feedback_copies : how many times the memory of records keeps a row learned with a share
-        into the averaged weights (``into_average``: the board's feedback), so that a person's
-        correction is as many of the nearest records to the drawings like it, and outvotes
-        what the stream taught there: 9, all of a drawing's ``neighbours`` nearest (chosen with
-        FEEDBACK_STEP_SHARE on the development split by bench/teaching.py, 2026-12-04; 1, as
-        any record, before and for a model stored before).
+    feedback_copies : how many records a row learned with a share into the averaged weights
+        (``into_average``: the board's feedback) counts as among the nearest (kept once among the
+        ``lessons``, or that many times in the memory of records without them), so that a person's
+        correction is as many of the nearest records to the drawings like it, and outvotes what
+        the stream taught there: 9, all of a drawing's ``neighbours`` nearest (chosen with
+        FEEDBACK_STEP_SHARE on the development split by bench/teaching.py, 2026-12-04; 1, as any
+        record, before and for a model stored before).
     lessons : how many corrections a ring of their own keeps (the oldest goes first), each
         stored once and searched with the memory of records as ``feedback_copies`` records (0:
         they go into the memory of records with the stream's, ``feedback_copies`` times each, as
