@@ -21,6 +21,8 @@ from online_ml.learner import OnlineLearner
 #: How many of the corrected drawings a lesson must still make right after the longest stretch of
 #: the stream followed (``Params.lasting``: 5,000 records, 2.4 times the memory of records).
 LESSON_LASTS = 0.75
+#: How the many-corrections table names a correction learned as one more record of the stream.
+ONE_MORE_RECORD = "as one more record (share 0)"
 
 
 def read_wrong(model, x: np.ndarray, y: np.ndarray, trials: int) -> tuple[np.ndarray, np.ndarray]:
@@ -82,12 +84,13 @@ def lasting_rows(model, x: np.ndarray, y: np.ndarray, p: Any) -> list[dict]:
 
 
 def many_rows(model, x: np.ndarray, y: np.ndarray, p: Any) -> list[dict]:
-    """Many corrections at once (``p.many``, the default share), kept each way of
-    :func:`kept_ways`: right ones (drawings the model reads wrong, taught their label) and wrong
-    ones (drawings it reads right, taught another digit: a careless or hostile user); the other
-    drawings' accuracy change right after them and after ``p.many_after`` more records of the
-    stream, each against the model that learned the same records without them. Why: a lesson
-    kept apart from the stream outlives it — a wrong one too."""
+    """Many corrections at once (``p.many``), kept each way of :func:`kept_ways` at the default
+    share, and as one more record of the stream (share 0, once, no lessons: what a board open to
+    others may prefer): right ones (drawings the model reads wrong, taught their label) and
+    wrong ones (drawings it reads right, taught another digit: a careless or hostile user); the
+    other drawings' accuracy change right after them and after ``p.many_after`` more records of
+    the stream, each against the model that learned the same records without them. Why: a
+    lesson kept apart from the stream outlives it — a wrong one too."""
     from online_ml.producer import iter_records
 
     settings = Settings.from_env()
@@ -106,14 +109,16 @@ def many_rows(model, x: np.ndarray, y: np.ndarray, p: Any) -> list[dict]:
         taught = [label_of(i) for i in picked]
         others = np.ones(len(y), dtype=bool)
         others[picked] = False
-        for how, copies, lessons in kept_ways(model):
+        ways = [(how, copies, lessons, settings.feedback_step_share)
+                for how, copies, lessons in kept_ways(model)]
+        ways.append((ONE_MORE_RECORD, 1, 0, 0.0))
+        for how, copies, lessons, share in ways:
             m = copy.deepcopy(model)
             if keeps_copies(m):
                 m.set_params(feedback_copies=copies, lessons=lessons)
             learner = OnlineLearner(m)
             for i, label in zip(picked, taught):
-                learner.learn_one(np.rint(x[i]).astype(int).tolist(), label,
-                                  served=settings.feedback_step_share)
+                learner.learn_one(np.rint(x[i]).astype(int).tolist(), label, served=share)
             now = float(100 * ((m.predict(x[others]) == y[others]).mean()
                                - (read[others] == y[others]).mean()))
             for xs, label in stream:
@@ -121,7 +126,7 @@ def many_rows(model, x: np.ndarray, y: np.ndarray, p: Any) -> list[dict]:
             later = float(100 * ((m.predict(x[others]) == y[others]).mean()
                                  - (plain.model.predict(x[others]) == y[others]).mean()))
             held = float(np.mean(m.predict(x[picked]) == np.array(taught)))
-            rows.append({"corrections": kind, "kept": how, "copies": copies,
+            rows.append({"corrections": kind, "kept": how, "copies": copies, "share": share,
                          "taught": len(picked), "now": now, "later": later, "held": held})
     return rows
 
@@ -129,7 +134,7 @@ def many_rows(model, x: np.ndarray, y: np.ndarray, p: Any) -> list[dict]:
 def many_columns(after: int) -> list[tuple[str, str, str]]:
     """The columns of the many-corrections table, ``after`` records of the stream later."""
     return [("corrections", "corrections", ""), ("kept", "kept", ""), ("copies", "copies", "d"),
-            ("taught", "taught", "d"),
+            ("share into the served weights", "share", "g"), ("taught", "taught", "d"),
             ("others' accuracy change, right after (points)", "now", "+.2f"),
             (f"after {after:,} more records", "later", "+.2f"),
             (f"taught drawings read as taught, after {after:,}", "held", ".3f")]
