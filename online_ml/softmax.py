@@ -32,7 +32,7 @@ blows up stray ink in the near-empty border cells of ``digits`` and costs real h
   plain softmax. A correction from the board (a row learned with ``into_average``) is kept
   ``feedback_copies`` times (9 by default): next to the drawings like it, it outvotes what the
   stream taught there (bench/teaching.py: on test one correction then makes the corrected drawing
-  right 99.0 % of the time instead of 83.3 %, and the others +0.37 points instead of +0.30).
+  right 99.0 % of the time instead of 83.3 %, and the others +0.39 points instead of +0.30).
   Corrections go to a ring of their own, the **lessons** (``lessons``, the last 64 by default),
   each searched with the records as ``feedback_copies`` of them: a correction lasts until 64
   newer ones, not until the stream's 2,048 next records push it out of the memory (~3.4 min at
