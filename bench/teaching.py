@@ -294,7 +294,7 @@ def _one_more_pass(learner: OnlineLearner):
     return learner.model
 
 
-CORRECTION_COLUMNS = [("split", "split", ""), ("memory copies", "copies", "d"),
+CORRECTION_COLUMNS = [("split", "split", ""), ("copies (records it counts as)", "copies", "d"),
                       ("share into the served weights", "share", "g"),
                       ("corrections", "trials", "d"),
                       ("corrected drawing read right", "fixed", ".3f"),

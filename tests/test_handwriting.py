@@ -217,7 +217,7 @@ def test_the_candidates_benchmark_runs_at_smoke_size(tmp_path):
 
 def test_the_teaching_benchmark_runs_at_smoke_size(tmp_path):
     """bench/teaching.py --smoke as a user runs it: one correction of real handwriting per
-    number of memory copies and share on both splits, the copies and share the development split
+    number of copies and share on both splits, the copies and share the development split
     chooses, the same correction merged with 1, 2 and 4 learners, how long it lasts each way it
     can be kept, many corrections at once, the widest-based 1s taught, and the targets that
     FEEDBACK_STEP_SHARE and the learner's feedback_copies are the chosen and that a lesson lasts."""
