@@ -53,6 +53,15 @@ def kept_ways(model) -> list[tuple[str, int, int]]:
     return ways
 
 
+def kept_as(model, copies: int, lessons: int) -> OnlineLearner:
+    """A copy of ``model`` that keeps a correction as ``copies`` records, among ``lessons`` (0: in
+    the memory of records), to learn through as the job does."""
+    m = copy.deepcopy(model)
+    if keeps_copies(m):
+        m.set_params(feedback_copies=copies, lessons=lessons)
+    return OnlineLearner(m)
+
+
 def lasting_rows(model, x: np.ndarray, y: np.ndarray, p: Any) -> list[dict]:
     """How long a correction lasts: ``p.lasting_trials`` corrections (the default share), each
     followed by the stream's records (another shuffle) and its drawing read again after each
@@ -66,10 +75,8 @@ def lasting_rows(model, x: np.ndarray, y: np.ndarray, p: Any) -> list[dict]:
     for how, copies, lessons in kept_ways(model):
         still: dict[int, list[bool]] = {n: [] for n in p.lasting}
         for i in picked:
-            m = copy.deepcopy(model)
-            if keeps_copies(m):
-                m.set_params(feedback_copies=copies, lessons=lessons)
-            learner = OnlineLearner(m)
+            learner = kept_as(model, copies, lessons)
+            m = learner.model
             learner.learn_one(np.rint(x[i]).astype(int).tolist(), int(y[i]),
                               served=settings.feedback_step_share)
             done = 0
@@ -103,20 +110,19 @@ def many_rows(model, x: np.ndarray, y: np.ndarray, p: Any) -> list[dict]:
     plain = OnlineLearner(copy.deepcopy(model))
     for xs, label in stream:
         plain.learn_one(xs, label)
+    plain_read = plain.model.predict(x)
+    ways = [(how, copies, lessons, settings.feedback_step_share)
+            for how, copies, lessons in kept_ways(model)]
+    ways.append((ONE_MORE_RECORD, 1, 0, 0.0))
     rows = []
     for kind, (pool, label_of) in kinds.items():
         picked = rng.choice(pool, min(p.many, len(pool)), replace=False)
         taught = [label_of(i) for i in picked]
         others = np.ones(len(y), dtype=bool)
         others[picked] = False
-        ways = [(how, copies, lessons, settings.feedback_step_share)
-                for how, copies, lessons in kept_ways(model)]
-        ways.append((ONE_MORE_RECORD, 1, 0, 0.0))
         for how, copies, lessons, share in ways:
-            m = copy.deepcopy(model)
-            if keeps_copies(m):
-                m.set_params(feedback_copies=copies, lessons=lessons)
-            learner = OnlineLearner(m)
+            learner = kept_as(model, copies, lessons)
+            m = learner.model
             for i, label in zip(picked, taught):
                 learner.learn_one(np.rint(x[i]).astype(int).tolist(), label, served=share)
             now = float(100 * ((m.predict(x[others]) == y[others]).mean()
@@ -124,7 +130,7 @@ def many_rows(model, x: np.ndarray, y: np.ndarray, p: Any) -> list[dict]:
             for xs, label in stream:
                 learner.learn_one(xs, label)
             later = float(100 * ((m.predict(x[others]) == y[others]).mean()
-                                 - (plain.model.predict(x[others]) == y[others]).mean()))
+                                 - (plain_read[others] == y[others]).mean()))
             held = float(np.mean(m.predict(x[picked]) == np.array(taught)))
             rows.append({"corrections": kind, "kept": how, "copies": copies, "share": share,
                          "taught": len(picked), "now": now, "later": later, "held": held})
