@@ -27,6 +27,9 @@ as ``/api/feedback`` rounds them, ``served`` = the share).
 * Many corrections at once (test split, ``Params.many``): right ones and wrong ones (a drawing
   read right taught as another digit), kept each way; the other drawings' accuracy right after
   and after more of the stream, and whether the taught drawings still read as taught.
+* Wrong corrections by count (test split): 1, one client's allowance in a window
+  (``FEEDBACK_LIMIT``) and ``Params.many`` wrong corrections at once, kept as the learner keeps
+  them and as one more record; the other drawings' change right after, over disjoint sets.
 * The widest-based 1s (online_ml/harness/mouse_digits.py, ``ones_by_base``: read 2 by the model,
   bench/strokes.py) taught as 1s: 8 of them drawn on the board, sent repeatedly as ordinary steps
   (share 0) or once with the default share; the other drawings of that base read again, by the
@@ -73,11 +76,13 @@ class Params:
     lasting: tuple[int, ...] = (0, 500, 1000, 2000, 2100, 3000, 5000)  # records after it
     many: int = 64  # corrections at once, right and wrong (the lessons' ring holds 64)
     many_after: int = 2100  # records of the stream after them, read again
+    counts: tuple[int, ...] = ()  # wrong corrections at once; () -> 1, FEEDBACK_LIMIT, many
+    count_trials: int = 16  # disjoint sets of drawings per count
 
     @classmethod
     def smoke(cls) -> Params:
         return cls(drawings=100, trials=10, epochs=1, repeats=(0, 1), lasting_trials=2,
-                   lasting=(0, 20), many=4, many_after=20)
+                   lasting=(0, 20), many=4, many_after=20, counts=(1, 2), count_trials=2)
 
 
 def _traced(indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -348,6 +353,9 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     lasting = lessons.lasting_rows(model, *splits["test"], p)
     common.progress(f"teaching: {p.many} corrections at once, right and wrong (test)")
     many = lessons.many_rows(model, *splits["test"], p)
+    counts = lessons.wrong_counts(p, settings.feedback_limit)
+    common.progress(f"teaching: {', '.join(map(str, counts))} wrong corrections at once (test)")
+    by_count = lessons.wrong_by_count(model, *splits["test"], p, settings.feedback_limit)
     common.progress("teaching: the widest-based 1s")
     teaching = _teach_rows(model, p, settings.feedback_step_share)
     targets = [
@@ -374,11 +382,15 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                      lessons.lasting_columns(p.lasting), lasting),
         common.table(f"{p.many} corrections at once (test): the other drawings",
                      lessons.many_columns(p.many_after), many),
+        common.table("wrong corrections at once (test): what one client's allowance can cost "
+                     f"(FEEDBACK_LIMIT {settings.feedback_limit} in "
+                     f"{settings.feedback_window_seconds:g} s)", lessons.COUNT_COLUMNS, by_count),
         common.table("teaching the widest-based 1s", TEACH_COLUMNS, teaching),
         common.targets_table(targets)])
     results = {"corrections": rows, "chosen_share": share, "chosen_copies": copies,
                "smallest": smallest,
-               "parallel": parallel, "lasting": lasting, "many": many, "teaching": teaching}
+               "parallel": parallel, "lasting": lasting, "many": many, "by_count": by_count,
+               "teaching": teaching}
     path = common.write_result("teaching", {**vars(p), "shares": list(SHARES),
                                             "copies": list(copies_compared(model))}, results, targets,
                                machine, started, smoke)
@@ -391,7 +403,7 @@ def main() -> int:
     return common.offline_main(__doc__, run, Params, [
         (CORRECTION_COLUMNS, "corrections"), (SMALLEST_COLUMNS, "smallest"),
         (PARALLEL_COLUMNS, "parallel"), (lessons.lasting_columns(Params().lasting), "lasting"),
-        (lessons.many_columns(Params().many_after), "many"),
+        (lessons.many_columns(Params().many_after), "many"), (lessons.COUNT_COLUMNS, "by_count"),
         (TEACH_COLUMNS, "teaching")])
 
 

@@ -126,6 +126,11 @@ class Settings:
     # average (a correction changes nothing the board shows). Learners without averaged weights:
     # no effect.
     feedback_step_share: float = 0.75
+    # how many corrections one client address may send through the board in a window of
+    # FEEDBACK_WINDOW_SECONDS (online_ml/feedback_limit.py, counted in Redis; 0: no limit): a wrong
+    # correction costs everyone's drawings (README "Teaching it", bench/teaching.py)
+    feedback_limit: int = 20
+    feedback_window_seconds: float = 600.0
     # threads numpy's BLAS may use in the server and in the job's Python workers (online_ml/blas.py:
     # one halves a board request's CPU and the batch UDF's); 0 leaves BLAS as it is (every core)
     blas_threads: int = 1
@@ -174,6 +179,9 @@ class Settings:
         if not 0.0 <= settings.feedback_step_share <= 1.0:
             raise ValueError("FEEDBACK_STEP_SHARE must be between 0 and 1, got "
                              f"{settings.feedback_step_share}")
+        if settings.feedback_limit < 0 or settings.feedback_window_seconds <= 0:
+            raise ValueError("FEEDBACK_LIMIT must be >= 0 (0: no limit) and "
+                             "FEEDBACK_WINDOW_SECONDS > 0")
         if settings.parallelism < 0 or settings.source_partitions < 1:
             raise ValueError("PARALLELISM must be >= 0 (0: Flink's default) and "
                              "SOURCE_PARTITIONS >= 1")

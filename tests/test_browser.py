@@ -70,10 +70,10 @@ def stored_model(redis_client, settings, monkeypatch):
 
 
 @contextlib.contextmanager
-def _model_server(settings, unique_topics) -> Iterator[str]:
+def _model_server(settings, unique_topics, **more_env: str) -> Iterator[str]:
     """``python model_server.py --port N`` as a user starts it; ready once it serves the model."""
     env = dict(REDIS_DB=str(settings.redis_db), MODEL_KEY=settings.model_key,
-               SOURCE_TOPIC=unique_topics["source"], PYTHONUNBUFFERED="1")
+               SOURCE_TOPIC=unique_topics["source"], PYTHONUNBUFFERED="1", **more_env)
     with Server(script="model_server.py", env=env, name="test_browser_server", log_dir=LOGS,
                 keep_log=True) as server:
         server.wait_ready("/api/model", timeout=30, until=lambda answer: answer["model"])
@@ -82,7 +82,8 @@ def _model_server(settings, unique_topics) -> Iterator[str]:
 
 @pytest.fixture
 def server(settings, stored_model, unique_topics):
-    with _model_server(settings, unique_topics) as url:
+    """The server, one correction allowed per client (FEEDBACK_LIMIT): the test sends a second."""
+    with _model_server(settings, unique_topics, FEEDBACK_LIMIT="1") as url:
         yield url
 
 
@@ -298,7 +299,17 @@ def test_draw_predict_feedback_in_a_real_browser(server, settings, unique_topics
         assert page.locator("#feedback-status").inner_text() == ""
         page.screenshot(path=str(SCREENSHOT.with_name("board-unsure.png")), full_page=True)
 
-    assert console_errors == []
+        # a second correction from this address is over its allowance (FEEDBACK_LIMIT=1): the
+        # board says so and why, and the buttons stay usable for later
+        page.click("#pick-1")
+        page.wait_for_function("document.getElementById('feedback-status').textContent"
+                               ".includes('too many corrections')", timeout=10_000)
+        status = page.locator("#feedback-status").inner_text()
+        assert "at most 1 in 10 minutes" in status and "try again in" in status
+        assert page.locator("#pick-1").is_enabled()
+
+    # Chromium logs the refused correction's status; nothing else may reach the console
+    assert [e for e in console_errors if "status of 429" not in e] == []
     assert foreign == []
     assert 0 <= predicted <= 9
 
@@ -306,6 +317,7 @@ def test_draw_predict_feedback_in_a_real_browser(server, settings, unique_topics
     with urllib.request.urlopen(server + "/metrics", timeout=5) as r:
         text = r.read().decode()
     assert 'online_ml_feedback_total{result="sent"} 1.0' in text
+    assert 'online_ml_feedback_total{result="limited"} 1.0' in text
     assert 'endpoint="/predict",method="POST",status="200"' in text
 
 

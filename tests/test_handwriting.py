@@ -219,8 +219,9 @@ def test_the_teaching_benchmark_runs_at_smoke_size(tmp_path):
     """bench/teaching.py --smoke as a user runs it: one correction of real handwriting per
     number of copies and share on both splits, the copies and share the development split
     chooses, the same correction merged with 1, 2 and 4 learners, how long it lasts each way it
-    can be kept, many corrections at once, the widest-based 1s taught, and the targets that
-    FEEDBACK_STEP_SHARE and the learner's feedback_copies are the chosen and that a lesson lasts."""
+    can be kept, many corrections at once, wrong ones by count, the widest-based 1s taught, and
+    the targets that FEEDBACK_STEP_SHARE and the learner's feedback_copies are the chosen and that
+    a lesson lasts."""
     doc = _smoke_run(tmp_path, "teaching")
     res = doc["results"]
     shares, copies = doc["parameters"]["shares"], doc["parameters"]["copies"]
@@ -249,6 +250,14 @@ def test_the_teaching_benchmark_runs_at_smoke_size(tmp_path):
         for kept in [*(r["kept"] for r in res["lasting"]), "as one more record (share 0)"]]
     assert all(r["taught"] == doc["parameters"]["many"] and 0 <= r["held"] <= 1
                for r in res["many"])
+    # wrong corrections by count (what one client's allowance can cost): as the learner keeps
+    # them and as one more record (no share of the step in the served weights: costs less)
+    assert [(r["count"], r["kept"]) for r in res["by_count"]] == [
+        (k, kept) for k in doc["parameters"]["counts"]
+        for kept in ("among the lessons", "as one more record (share 0)")]
+    assert all(r["sets"] == 2 and r["worst"] <= r["change"] for r in res["by_count"])
+    most = [r for r in res["by_count"] if r["count"] == max(doc["parameters"]["counts"])]
+    assert most[1]["change"] >= most[0]["change"]
     teaching = {r["teaching"]: r for r in res["teaching"]}
     assert teaching["not taught"]["feedback"] == 0 and "share 1: 1 drawing(s) sent once" in teaching
     assert {t["target"] for t in doc["targets"]} == {

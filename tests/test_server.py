@@ -618,6 +618,66 @@ def test_feedback_with_kafka_down_is_503(make_app, redis_client, settings):
     assert 'online_ml_feedback_total{result="kafka_unavailable"} 1.0' in metrics
 
 
+def test_feedback_is_limited_per_client(make_app, redis_client, settings, unique_topics):
+    """FEEDBACK_LIMIT corrections per client address in a window, counted in Redis: the next one
+    is refused with 429, a Retry-After within the window and nothing sent to Kafka; another
+    address still may send; refused input does not count; a second app on the same Redis (another
+    gunicorn worker) shares the counts."""
+    limited = dataclasses.replace(settings, source_topic=unique_topics["source"],
+                                  feedback_limit=2, feedback_window_seconds=600)
+    config = {"TESTING": True, "SETTINGS": limited, "REDIS_CLIENT": redis_client,
+              "WARM_UP": False}
+    first, second = make_app(config).test_client(), make_app(config).test_client()
+    row = {"x": [0] * 20 + [16] * 8 + [0] * 36, "label": 1}
+    assert_json_error(first.post("/api/feedback", json={"x": [0] * 63, "label": 1}), 400)
+    assert first.post("/api/feedback", json=row).status_code == 200
+    assert second.post("/api/feedback", json=row).status_code == 200  # the same address
+    refused = first.post("/api/feedback", json=row)
+    assert_json_error(refused, 429, "too many corrections", "at most 2 in 10 minutes",
+                      "FEEDBACK_LIMIT", "try again in")
+    assert 1 <= int(refused.headers["Retry-After"]) <= 600
+    other = first.post("/api/feedback", json=row, environ_base={"REMOTE_ADDR": "127.0.0.2"})
+    assert other.status_code == 200, other.get_json()
+    sent = read_topic(unique_topics["source"], 3)
+    assert len(sent) == 3  # the refused one never reached Kafka
+    metrics = first.get("/metrics").get_data(as_text=True)
+    assert 'online_ml_feedback_total{result="limited"} 1.0' in metrics
+
+
+def test_feedback_limit_counts_a_window_and_gives_back_what_kafka_refused(redis_client, settings):
+    """The window's count expires with it (a clock moved past it starts again), and a correction
+    Kafka did not take is uncounted; FEEDBACK_LIMIT=0 counts nothing."""
+    from online_ml.feedback_limit import FeedbackLimit, FeedbackLimited
+
+    now = [1_000_000.0]
+    limit = FeedbackLimit(redis_client, settings.model_key, 1, 60, clock=lambda: now[0])
+    key = limit.take("a")
+    with pytest.raises(FeedbackLimited) as refused:
+        limit.take("a")
+    assert refused.value.retry_after == 20  # 1,000,000 s is 40 s into a 60 s window
+    assert 0 < redis_client.ttl(key) <= 61
+    limit.give_back(key)  # a refused one stays counted; give back the first
+    limit.give_back(key)
+    assert limit.take("a")
+    now[0] += 20
+    assert limit.take("a") != key  # the next window
+    assert FeedbackLimit(redis_client, settings.model_key, 0, 60).take("a") is None
+    with pytest.raises(ValueError):
+        FeedbackLimit(redis_client, settings.model_key, -1, 60)
+
+
+def test_feedback_with_redis_down_is_503_and_nothing_is_sent(make_app, spare_redis, settings,
+                                                             unique_topics):
+    """The counts are in Redis: without it no correction is taken (503, clear), none sent."""
+    limited = dataclasses.replace(settings, source_topic=unique_topics["source"])
+    app = make_app({"TESTING": True, "SETTINGS": limited, "REDIS_CLIENT": spare_client(spare_redis),
+                    "WARM_UP": False, "LISTEN_FOR_ANNOUNCEMENTS": False})
+    spare_redis.stop()
+    response = app.test_client().post("/api/feedback", json={"x": [0] * 64, "label": 1})
+    assert_json_error(response, 503, "feedback not stored", "Redis")
+    assert app.extensions["feedback_sender"]._producer is None  # never even connected
+
+
 def test_feedback_status_follows_the_model_metadata(client, store, model):
     record_id = str(uuid.uuid4())
     pending = client.get(f"/api/feedback/{record_id}").get_json()

@@ -44,6 +44,7 @@ from ..blas import limit_threads as limit_blas_threads
 from ..config import Settings
 from ..features import MAX_INPUT_CHARS, warm_up
 from ..feedback import FeedbackSender
+from ..feedback_limit import FeedbackLimit
 from ..model_store import ModelStore
 from .api import history_points
 from .cache import NO_MODEL_MESSAGE, ModelCache, ModelUnavailable
@@ -130,6 +131,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
                                 timeout=float(app.config["KAFKA_TIMEOUT"]))
         resources.on_close(sender.close)
     app.extensions["feedback_sender"] = sender
+    app.extensions["feedback_limit"] = FeedbackLimit(
+        client, settings.model_key, settings.feedback_limit, settings.feedback_window_seconds)
     app.extensions["kafka_health"] = KafkaHealth(
         settings.kafka_bootstrap_servers, timeout=min(2.0, float(app.config["KAFKA_TIMEOUT"])),
         cache_seconds=float(app.config["HEALTH_CACHE_SECONDS"]))

@@ -16,8 +16,9 @@ from flask import current_app, jsonify, request
 from .. import training_state
 from ..features import FeatureError, InputTooLarge, image_to_features
 from ..feedback import FeedbackSender, KafkaUnavailable
+from ..feedback_limit import FeedbackLimit, FeedbackLimited
 from ..model_store import HISTORY_LENGTH, ModelStore
-from ..schema import BadRecord
+from ..schema import BadRecord, encode_record
 from .cache import NO_MODEL_MESSAGE, ModelCache, redis_errors, redis_unreachable
 from .errors import error
 from .metrics import server_metrics
@@ -201,11 +202,29 @@ def feedback():
         x = body["x"]
     sender: FeedbackSender = current_app.extensions["feedback_sender"]
     try:
-        record_id = sender.send(x, label)
+        encode_record(x, label)  # refused before it counts against the client's limit
     except BadRecord as exc:
         return invalid(str(exc))
+    limit: FeedbackLimit = current_app.extensions["feedback_limit"]
+    try:
+        counted = limit.take(request.remote_addr or "unknown")
+    except FeedbackLimited as exc:
+        metrics.feedback.labels("limited").inc()
+        response, status = error(str(exc), 429)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response, status
+    except redis_errors() as exc:
+        metrics.feedback.labels("redis_unavailable").inc()
+        return error("feedback not stored, try again later: the count of corrections per "
+                     f"client is kept in Redis ({redis_unreachable(exc)})", 503)
+    try:
+        record_id = sender.send(x, label)
     except KafkaUnavailable as exc:
         metrics.feedback.labels("kafka_unavailable").inc()
+        try:
+            limit.give_back(counted)
+        except redis_errors():
+            pass  # the count expires with its window
         return error(f"feedback not stored, try again later: {exc}", 503)
     metrics.feedback.labels("sent").inc()
     return jsonify(success=True, id=record_id, label=label, topic=sender.topic)

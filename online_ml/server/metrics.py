@@ -54,7 +54,8 @@ class ServerMetrics:
             "online_ml_predictions", "predictions answered, by predicted digit", ["digit"],
             registry=self.registry)
         self.feedback = Counter(
-            "online_ml_feedback", "feedback requests, by result (sent, invalid, kafka_unavailable)",
+            "online_ml_feedback", "feedback requests, by result (sent, invalid, limited, "
+            "kafka_unavailable, redis_unavailable)",
             ["result"], registry=self.registry)
         version = Gauge("online_ml_model_version",
                         "version of the model being served (0: none loaded)",
