@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from online_ml import normalise
+from online_ml.config import Settings
 from online_ml.drawing_input import decode_data_url
 from online_ml.features import MAX_WIDTH, image_to_features, ink_to_features
 from online_ml.handwriting import FORMS, INK, TRACED, bitmap_svg, drawing, load_mnist, split
@@ -229,6 +230,8 @@ def test_the_teaching_benchmark_runs_at_smoke_size(tmp_path):
     assert [(r["split"], r["copies"], r["share"]) for r in res["corrections"]] == \
         [(split, c, share) for split in ("dev", "test") for c in copies for share in shares]
     assert all(0 <= r["fixed"] <= 1 and r["worst"] <= r["change"] for r in res["corrections"])
+    # and what one wrong correction (a drawing read right taught another digit) costs instead
+    assert all(r["wrong_worst"] <= r["wrong"] for r in res["corrections"])
     assert res["chosen_share"] in shares and res["chosen_copies"] in copies
     # the rule tried instead (not served): the smallest share up to a cap, on both splits
     assert [(r["split"], r["cap"]) for r in res["smallest"]] == [
@@ -252,12 +255,19 @@ def test_the_teaching_benchmark_runs_at_smoke_size(tmp_path):
                for r in res["many"])
     # wrong corrections by count (what one client's allowance can cost): as the learner keeps
     # them and as one more record (no share of the step in the served weights: costs less)
-    assert [(r["count"], r["kept"]) for r in res["by_count"]] == [
-        (k, kept) for k in doc["parameters"]["counts"]
-        for kept in ("among the lessons", "as one more record (share 0)")]
+    # and as the open board's choice (which share and copies, by whom the board is for)
+    ways = [("among the lessons", 9, Settings.from_env().feedback_step_share)]
+    if (res["open_copies"], res["open_share"]) != (9, ways[0][2]):
+        ways.append(("among the lessons", res["open_copies"], res["open_share"]))
+    ways.append(("as one more record (share 0)", 1, 0.0))
+    assert [(r["count"], r["kept"], r["copies"], r["share"]) for r in res["by_count"]] == [
+        (k, *way) for k in doc["parameters"]["counts"] for way in ways]
     assert all(r["sets"] == 2 and r["worst"] <= r["change"] for r in res["by_count"])
     most = [r for r in res["by_count"] if r["count"] == max(doc["parameters"]["counts"])]
-    assert most[1]["change"] >= most[0]["change"]
+    assert most[-1]["change"] >= most[0]["change"]
+    assert [(r["board"].split(" (")[0], r["split"]) for r in res["open_board"]] == [
+        (board, split) for board in ("the person who runs it", "open to others")
+        for split in ("dev", "test")]
     teaching = {r["teaching"]: r for r in res["teaching"]}
     assert teaching["not taught"]["feedback"] == 0 and "share 1: 1 drawing(s) sent once" in teaching
     assert {t["target"] for t in doc["targets"]} == {
