@@ -4,8 +4,8 @@ Why: a correction from the board moves the served weights at once and stays amon
 lessons (README "Teaching it"), so a careless or hostile client that sends many wrong ones costs
 everyone's drawings (``python bench/teaching.py``: the "wrong corrections by count" table says how
 much). A limit per client bounds what one address can send in a window; the counts live in Redis,
-beside the model, so every worker of a gunicorn server shares them and a restart does not reset
-them.
+beside the model, so every worker and replica of the server shares them and a restart does not
+reset them. The address is the one the server sees: behind a reverse proxy, the proxy's.
 
 A fixed window: the count of ``who`` in the current window (``window_seconds`` long, aligned to
 the epoch) is one Redis key that expires with the window; ``take`` adds one and refuses above

@@ -616,6 +616,10 @@ def test_feedback_with_kafka_down_is_503(make_app, redis_client, settings):
     assert_json_error(response, 503, "kafka", "unreachable", "try again")
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'online_ml_feedback_total{result="kafka_unavailable"} 1.0' in metrics
+    # not stored, so not counted against the address's allowance (FEEDBACK_LIMIT)
+    counts = [int(redis_client.get(key))
+              for key in redis_client.scan_iter(f"{settings.model_key}:feedback_limit:*")]
+    assert counts == [0]
 
 
 def test_feedback_is_limited_per_client(make_app, redis_client, settings, unique_topics):

@@ -170,7 +170,9 @@ def feedback():
 
     JSON ``{"imgStr": <data URL>, "label": 0..9}`` or ``{"x": [64 ints 0..16], "label": n}``.
     Answers ``{"success": true, "id": ...}`` once Kafka acknowledged the record; the page then
-    polls ``GET /api/feedback/<id>`` until a model that trained on it is live.
+    polls ``GET /api/feedback/<id>`` until a model that trained on it is live. Past the client
+    address's allowance (``FEEDBACK_LIMIT`` in ``FEEDBACK_WINDOW_SECONDS``, counted in Redis:
+    online_ml/feedback_limit.py) 429 with ``Retry-After``, and nothing is sent.
     """
     metrics = server_metrics()
 
