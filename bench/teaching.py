@@ -43,7 +43,6 @@ as ``/api/feedback`` rounds them, ``served`` = the share).
 from __future__ import annotations
 
 import copy
-import random
 import sys
 import time
 from dataclasses import dataclass
@@ -51,6 +50,8 @@ from dataclasses import dataclass
 import common
 import numpy as np
 import teaching_lessons as lessons
+import teaching_ones as ones
+import teaching_wrong as wrong
 
 from online_ml import evaluation as ev
 from online_ml.config import Settings
@@ -65,9 +66,6 @@ COPIES = (1, 3, 9)
 #: A rule tried instead of a fixed share, not served: the smallest share up to a cap that makes
 #: the served scores put the corrected label ahead of every other by a margin — (cap, margin).
 SMALLEST = ((0.25, 0.5), (0.5, 0.5))
-#: A board open to others: the share of its corrections assumed wrong (a careless or hostile
-#: user's) when choosing the share and copies that help the other drawings most on average.
-OPEN_WRONG = 0.1
 
 
 @dataclass
@@ -256,99 +254,6 @@ def chosen(dev_rows: list[dict]) -> tuple[int, float]:
     return int(best["copies"]), float(best["share"])
 
 
-def chosen_open(dev_rows: list[dict], wrong: float = OPEN_WRONG) -> tuple[int, float]:
-    """(copies, share) for a board open to others: of the development split's rows, the one whose
-    corrections change the other drawings' accuracy most on average when a share ``wrong`` of
-    them are wrong ones (each costing its row's ``wrong``), fewer copies and then the smaller share
-    on a tie.
-
-    >>> chosen_open([{"copies": 9, "share": 0.25, "change": 0.4, "wrong": -0.6},
-    ...              {"copies": 9, "share": 0.75, "change": 0.3, "wrong": -2.1}])
-    (9, 0.25)
-    """
-    best = min(dev_rows, key=lambda r: (-_expected(r, wrong), r["copies"], r["share"]))
-    return int(best["copies"]), float(best["share"])
-
-
-def _expected(row: dict, wrong: float = OPEN_WRONG) -> float:
-    """The others' mean accuracy change (points) of a correction, ``wrong`` of them wrong ones."""
-    return (1 - wrong) * row["change"] + wrong * row["wrong"]
-
-
-def _open_rows(rows: list[dict], served: tuple[int, float], open_: tuple[int, float]) -> list[dict]:
-    """The served choice and the open board's, on both splits."""
-    out = []
-    for board, (copies, share) in (("the person who runs it (served)", served),
-                                   (f"open to others ({OPEN_WRONG:.0%} of corrections wrong)",
-                                    open_)):
-        for r in rows:
-            if (r["copies"], r["share"]) == (copies, share):
-                out.append({"board": board, "split": r["split"], "copies": copies, "share": share,
-                            "fixed": r["fixed"], "change": r["change"], "wrong": r["wrong"],
-                            "expected": _expected(r)})
-    return out
-
-
-def _teach_rows(model, p: Params, share: float) -> list[dict]:
-    """The widest-based 1s taught: ordinary steps repeated, then the share, once."""
-    from sklearn.datasets import load_digits
-
-    from online_ml.harness.mouse_digits import ones_by_base
-
-    ones = ones_by_base()
-    widest = max(o["width"] for o in ones)
-    picked = [i for i, o in enumerate(ones) if o["width"] == widest]
-    pool = [i for i in picked if ones[i]["strokes"] == "two" and ones[i]["form"] == "board"]
-    teach = random.Random(1).sample(pool, p.taught)
-    held = [i for i in picked if i not in pool]
-    x = ev.stroke_features(ones[i]["svg"] for i in teach + held)
-    x_teach, x_held = np.rint(x[:p.taught]).astype(int).tolist(), x[p.taught:]
-    digits = load_digits()
-    mouse_svgs, mouse_y, _ = ev.mouse_drawings()
-    mouse_x = ev.stroke_features(mouse_svgs)
-
-    def row(name: str, learned: int, m) -> dict:
-        iterate = None
-        if hasattr(m, "weights_") and getattr(m, "average", 0):
-            z = m.decision_function(x_held, averaged=False)
-            iterate = float((m.classes_[z.argmax(axis=1)] == 1).mean())
-        return {"teaching": name, "feedback": learned,
-                "served": float((m.predict(x_held) == 1).mean()), "iterate": iterate,
-                "digits": float((m.predict(digits.data) == digits.target).mean()),
-                "mouse": float((m.predict(mouse_x) == np.asarray(mouse_y)).mean())}
-
-    def taught(sent: list, step: float) -> OnlineLearner:
-        learner = OnlineLearner(copy.deepcopy(model))
-        for xi in sent:
-            learner.learn_one(xi, 1, served=step)
-        return learner
-
-    rows = []
-    for repeats in p.repeats:
-        learner = taught(x_teach * repeats, 0.0)
-        rows.append(row(f"share 0: {p.taught} drawings, each sent {repeats}x" if repeats
-                        else "not taught", p.taught * repeats, learner.model))
-    for step in sorted({share, 1.0} - {0.0}):
-        for n in (1, 2, p.taught):
-            rows.append(row(f"share {step:g}: {n} drawing(s) sent once", n,
-                            taught(x_teach[:n], step).model))
-    for sent, step in (([], 0.0), (x_teach, 0.0), (x_teach[:1], share)):
-        learner = taught(sent, step)
-        rows.append(row(f"share {step:g}: {len(sent)} sent once, then one more pass of the stream"
-                        if sent else "not taught, then one more pass of the stream", len(sent),
-                        _one_more_pass(learner)))
-    return rows
-
-
-def _one_more_pass(learner: OnlineLearner):
-    """The learner's model after one more pass of the default stream (another shuffle)."""
-    from online_ml.producer import iter_records
-
-    for xs, y in iter_records(seed=9, epochs=1):
-        learner.learn_one(xs, y)
-    return learner.model
-
-
 CORRECTION_COLUMNS = [("split", "split", ""), ("copies (records it counts as)", "copies", "d"),
                       ("share into the served weights", "share", "g"),
                       ("corrections", "trials", "d"),
@@ -357,11 +262,6 @@ CORRECTION_COLUMNS = [("split", "split", ""), ("copies (records it counts as)", 
                       ("5th percentile", "p5", "+.2f"), ("worst", "worst", "+.2f"),
                       ("one wrong correction instead: others' change, mean", "wrong", "+.2f"),
                       ("its worst", "wrong_worst", "+.2f")]
-OPEN_COLUMNS = [("board", "board", ""), ("split", "split", ""), ("copies", "copies", "d"),
-                ("share", "share", "g"), ("corrected drawing read right", "fixed", ".3f"),
-                ("others' change: a right correction", "change", "+.2f"),
-                ("a wrong one", "wrong", "+.2f"),
-                (f"expected, {OPEN_WRONG:.0%} wrong", "expected", "+.2f")]
 PARALLEL_COLUMNS = [("learners (one merge of their deltas)", "learners", "d"),
                     ("FEEDBACK_STEP_SHARE", "share", "g"), ("the learner's share", "taken", ""),
                     ("corrections", "trials", "d"),
@@ -371,13 +271,6 @@ SMALLEST_COLUMNS = [("split", "split", ""), ("cap", "cap", "g"), ("margin", "mar
                     ("corrections", "trials", "d"), ("corrected drawing read right", "fixed", ".3f"),
                     ("others' accuracy change, mean (points)", "change", "+.2f"),
                     ("5th percentile", "p5", "+.2f"), ("share used, mean", "used", ".3f")]
-
-
-TEACH_COLUMNS = [("teaching the widest-based 1s (drawn on the board)", "teaching", ""),
-                 ("feedback records", "feedback", "d"),
-                 ("their other drawings read 1: served model", "served", ".3f"),
-                 ("last iterate (softmax)", "iterate", ".3f"),
-                 ("served model on digits", "digits", ".4f"), ("on the mouse set", "mouse", ".3f")]
 
 
 def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
@@ -401,8 +294,8 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         if hasattr(model, "avg_weights_"):  # the rule tried needs averaged weights (softmax)
             smallest += _smallest_rows(model, split, x, y, p.trials)
     copies, share = chosen([r for r in rows if r["split"] == "dev"])
-    open_copies, open_share = chosen_open([r for r in rows if r["split"] == "dev"])
-    open_board = _open_rows(rows, (copies, share), (open_copies, open_share))
+    open_copies, open_share = wrong.chosen_open([r for r in rows if r["split"] == "dev"])
+    open_board = wrong.open_rows(rows, (copies, share), (open_copies, open_share))
     common.progress("teaching: one correction merged with parallel learners (test)")
     parallel = _parallel_rows(model, *splits["test"], p.trials, settings.feedback_step_share)
     on_test = next(r for r in rows
@@ -412,12 +305,12 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     lasting = lessons.lasting_rows(model, *splits["test"], p)
     common.progress(f"teaching: {p.many} corrections at once, right and wrong (test)")
     many = lessons.many_rows(model, *splits["test"], p)
-    counts = lessons.wrong_counts(p, settings.feedback_limit)
+    counts = wrong.wrong_counts(p, settings.feedback_limit)
     common.progress(f"teaching: {', '.join(map(str, counts))} wrong corrections at once (test)")
-    by_count = lessons.wrong_by_count(model, *splits["test"], p, settings.feedback_limit,
+    by_count = wrong.wrong_by_count(model, *splits["test"], p, settings.feedback_limit,
                                       (open_copies, open_share))
     common.progress("teaching: the widest-based 1s")
-    teaching = _teach_rows(model, p, settings.feedback_step_share)
+    teaching = ones.teach_rows(model, p, settings.feedback_step_share)
     targets = [
         target("FEEDBACK_STEP_SHARE: distance from the share chosen on dev",
                abs(settings.feedback_step_share - share), 0.0, "<=",
@@ -435,7 +328,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         common.table("one correction of real handwriting (traced strokes), per copies and share",
                      CORRECTION_COLUMNS, rows),
         common.table("which share and copies, by whom the board is for (the chosen pairs' rows)",
-                     OPEN_COLUMNS, open_board),
+                     wrong.OPEN_COLUMNS, open_board),
         common.table("tried, not served: the smallest share that makes the board agree",
                      SMALLEST_COLUMNS, smallest),
         common.table("one correction (test) merged with parallel learners", PARALLEL_COLUMNS,
@@ -446,8 +339,8 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                      lessons.many_columns(p.many_after), many),
         common.table("wrong corrections at once (test): what one client's allowance can cost "
                      f"(FEEDBACK_LIMIT {settings.feedback_limit} in "
-                     f"{settings.feedback_window_seconds:g} s)", lessons.COUNT_COLUMNS, by_count),
-        common.table("teaching the widest-based 1s", TEACH_COLUMNS, teaching),
+                     f"{settings.feedback_window_seconds:g} s)", wrong.COUNT_COLUMNS, by_count),
+        common.table("teaching the widest-based 1s", ones.TEACH_COLUMNS, teaching),
         common.targets_table(targets)])
     results = {"corrections": rows, "chosen_share": share, "chosen_copies": copies,
                "open_share": open_share, "open_copies": open_copies, "open_board": open_board,
@@ -464,11 +357,11 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
 
 def main() -> int:
     return common.offline_main(__doc__, run, Params, [
-        (CORRECTION_COLUMNS, "corrections"), (OPEN_COLUMNS, "open_board"),
+        (CORRECTION_COLUMNS, "corrections"), (wrong.OPEN_COLUMNS, "open_board"),
         (SMALLEST_COLUMNS, "smallest"),
         (PARALLEL_COLUMNS, "parallel"), (lessons.lasting_columns(Params().lasting), "lasting"),
-        (lessons.many_columns(Params().many_after), "many"), (lessons.COUNT_COLUMNS, "by_count"),
-        (TEACH_COLUMNS, "teaching")])
+        (lessons.many_columns(Params().many_after), "many"), (wrong.COUNT_COLUMNS, "by_count"),
+        (ones.TEACH_COLUMNS, "teaching")])
 
 
 if __name__ == "__main__":

@@ -137,61 +137,6 @@ def many_rows(model, x: np.ndarray, y: np.ndarray, p: Any) -> list[dict]:
     return rows
 
 
-def wrong_counts(p: Any, limit: int) -> tuple[int, ...]:
-    """How many wrong corrections at once the by-count table compares: ``p.counts``, or one, a
-    client's allowance in a window (``FEEDBACK_LIMIT``, if any) and ``p.many``."""
-    return tuple(p.counts) or tuple(sorted({1, p.many, *([limit] if limit else [])}))
-
-
-def wrong_by_count(model, x: np.ndarray, y: np.ndarray, p: Any, limit: int,
-                   open_board: tuple[int, float] | None = None) -> list[dict]:
-    """What k wrong corrections at once cost the other drawings, for each k of
-    :func:`wrong_counts`: drawings the model reads right taught as another digit (a careless or
-    hostile client), learned as the learner keeps a correction at the default share and as one
-    more record of the stream (and as ``open_board``'s copies and share, bench/teaching.py's
-    choice for a board open to others, if given); the others' accuracy change right after, mean
-    and worst over
-    ``p.count_trials`` disjoint sets of k. Why: it is what one client's allowance
-    (``FEEDBACK_LIMIT`` in a window, online_ml/feedback_limit.py) can cost."""
-    share = Settings.from_env().feedback_step_share
-    rng = np.random.default_rng(2)
-    read = model.predict(x)
-    right = read == y
-    pool = rng.permutation(np.flatnonzero(right))
-    wrong = (y + rng.integers(1, 10, len(y))) % 10  # each drawing's wrong label, every way alike
-    served = kept_ways(model)[-1]
-    ways = [(served[0], served[1], served[2], share), (ONE_MORE_RECORD, 1, 0, 0.0)]
-    if open_board is not None and tuple(open_board) != (served[1], share):
-        ways.insert(1, (served[0], open_board[0], served[2], open_board[1]))
-    rows = []
-    for k in wrong_counts(p, limit):
-        sets = [pool[i * k:(i + 1) * k] for i in range(min(p.count_trials, len(pool) // k))]
-        for how, copies, lessons, step in ways:
-            changes = []
-            for picked in sets:
-                learner = kept_as(model, copies, lessons)
-                for i in picked:
-                    learner.learn_one(np.rint(x[i]).astype(int).tolist(), int(wrong[i]),
-                                      served=step)
-                others = np.ones(len(y), dtype=bool)
-                others[picked] = False
-                now = learner.model.predict(x[others]) == y[others]
-                changes.append(float(100 * (now.mean() - right[others].mean())))
-            rows.append({"count": k, "kept": how, "copies": copies, "share": step,
-                         "sets": len(sets),
-                         "change": float(np.mean(changes)), "worst": float(min(changes)),
-                         "allowance": k == limit})
-    return rows
-
-
-#: The columns of the wrong-corrections-by-count table.
-COUNT_COLUMNS = [("wrong corrections at once", "count", "d"), ("kept", "kept", ""),
-                 ("copies", "copies", "d"),
-                 ("share into the served weights", "share", "g"), ("sets", "sets", "d"),
-                 ("others' accuracy change, mean (points)", "change", "+.2f"),
-                 ("worst set (points)", "worst", "+.2f")]
-
-
 def many_columns(after: int) -> list[tuple[str, str, str]]:
     """The columns of the many-corrections table, ``after`` records of the stream later."""
     return [("corrections", "corrections", ""), ("kept", "kept", ""), ("copies", "copies", "d"),
