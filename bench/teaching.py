@@ -16,7 +16,9 @@ as ``/api/feedback`` rounds them, ``served`` = the share).
   chooses both — of the pairs whose mean change is not negative, the one that reads the most
   corrected drawings right (fewer copies, then the smaller share, on a tie): a correction shows as
   often as it can without costing other people's drawings on average, for a board whose user
-  teaches it right — and the test split reports them.
+  teaches it right — and the test split reports them. For a board open to others it also
+  chooses the pair that helps the others most on average when one correction in ten is wrong
+  (teaching_wrong.py, not served: a setting the README gives).
 * Tried, not served: instead of a fixed share, the smallest share up to a cap that makes the
   served scores put the corrected label ahead by a margin (``SMALLEST``), on both splits.
 * The same correction at parallelism 1, 2 and 4 (test split): the learner that got it and the
