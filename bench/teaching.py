@@ -119,7 +119,7 @@ def _corrections(model, x: np.ndarray, y: np.ndarray, trials: int, correct,
     if wrong:
         picked = np.random.default_rng(3).choice(np.flatnonzero(before), len(picked),
                                                  replace=False)
-        labels[picked] = (y[picked] + np.random.default_rng(4).integers(1, 10, len(picked))) % 10
+        labels[picked] = lessons.another_digit(y[picked], np.random.default_rng(4))
     fixed, change, used = [], [], []
     for i in picked:
         m = copy.deepcopy(model)
@@ -152,10 +152,10 @@ def _correction_rows(model, split: str, x: np.ndarray, y: np.ndarray, trials: in
     for copies in copies_compared(model):
         for share in SHARES:
             out = _corrections(model, x, y, trials, learned(share, copies))
-            wrong = _corrections(model, x, y, trials, learned(share, copies), wrong=True)
+            taught_wrong = _corrections(model, x, y, trials, learned(share, copies), wrong=True)
             del out["used"]
             rows.append({"split": split, "copies": copies, "share": share, **out,
-                         "wrong": wrong["change"], "wrong_worst": wrong["worst"]})
+                         "wrong": taught_wrong["change"], "wrong_worst": taught_wrong["worst"]})
     return rows
 
 

@@ -32,6 +32,11 @@ def read_wrong(model, x: np.ndarray, y: np.ndarray, trials: int) -> tuple[np.nda
     return before, np.random.default_rng(0).choice(wrong, min(trials, len(wrong)), replace=False)
 
 
+def another_digit(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """For each label of ``y`` another digit, drawn by ``rng``: what a wrong correction teaches."""
+    return (y + rng.integers(1, 10, len(y))) % 10
+
+
 def keeps_copies(model) -> bool:
     """Whether ``model`` keeps a correction ``feedback_copies`` times: a memory of records."""
     return bool(getattr(model, "neighbours", 0)) and "feedback_copies" in model.get_params()

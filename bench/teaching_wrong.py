@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from teaching_lessons import ONE_MORE_RECORD, kept_as, kept_ways
+from teaching_lessons import ONE_MORE_RECORD, another_digit, kept_as, kept_ways
 
 from online_ml.config import Settings
 
@@ -65,15 +65,14 @@ def wrong_by_count(model, x: np.ndarray, y: np.ndarray, p: Any, limit: int,
     hostile client), learned as the learner keeps a correction at the default share and as one
     more record of the stream (and as ``open_board``'s copies and share, bench/teaching.py's
     choice for a board open to others, if given); the others' accuracy change right after, mean
-    and worst over
-    ``p.count_trials`` disjoint sets of k. Why: it is what one client's allowance
+    and worst over ``p.count_trials`` disjoint sets of k. Why: it is what one client's allowance
     (``FEEDBACK_LIMIT`` in a window, online_ml/feedback_limit.py) can cost."""
     share = Settings.from_env().feedback_step_share
     rng = np.random.default_rng(2)
     read = model.predict(x)
     right = read == y
     pool = rng.permutation(np.flatnonzero(right))
-    wrong = (y + rng.integers(1, 10, len(y))) % 10  # each drawing's wrong label, every way alike
+    wrong = another_digit(y, rng)  # each drawing's wrong label, every way alike
     served = kept_ways(model)[-1]
     ways = [(served[0], served[1], served[2], share), (ONE_MORE_RECORD, 1, 0, 0.0)]
     if open_board is not None and tuple(open_board) != (served[1], share):
@@ -94,8 +93,7 @@ def wrong_by_count(model, x: np.ndarray, y: np.ndarray, p: Any, limit: int,
                 changes.append(float(100 * (now.mean() - right[others].mean())))
             rows.append({"count": k, "kept": how, "copies": copies, "share": step,
                          "sets": len(sets),
-                         "change": float(np.mean(changes)), "worst": float(min(changes)),
-                         "allowance": k == limit})
+                         "change": float(np.mean(changes)), "worst": float(min(changes))})
     return rows
 
 

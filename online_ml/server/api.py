@@ -202,7 +202,6 @@ def feedback():
             return invalid(str(exc))
     else:
         x = body["x"]
-    sender: FeedbackSender = current_app.extensions["feedback_sender"]
     try:
         encode_record(x, label)  # refused before it counts against the client's limit
     except BadRecord as exc:
@@ -219,6 +218,7 @@ def feedback():
         metrics.feedback.labels("redis_unavailable").inc()
         return error("feedback not stored, try again later: the count of corrections per "
                      f"client is kept in Redis ({redis_unreachable(exc)})", 503)
+    sender: FeedbackSender = current_app.extensions["feedback_sender"]
     try:
         record_id = sender.send(x, label)
     except KafkaUnavailable as exc:
