@@ -131,6 +131,13 @@ class Settings:
     # correction costs everyone's drawings (README "Teaching it", bench/teaching.py)
     feedback_limit: int = 20
     feedback_window_seconds: float = 600.0
+    # how many reverse proxies (an ingress, a load balancer) stand in front of the server and
+    # append the client's address to X-Forwarded-For: the server then counts FEEDBACK_LIMIT per
+    # the address the nearest of them saw (werkzeug's ProxyFix). 0: the header is ignored, every
+    # client is the address that connected (behind a proxy: one allowance for all), and a client
+    # cannot name itself another to escape the limit. Set it to what is really in front: a header
+    # no proxy of yours wrote is the client's to forge.
+    trusted_proxies: int = 0
     # threads numpy's BLAS may use in the server and in the job's Python workers (online_ml/blas.py:
     # one halves a board request's CPU and the batch UDF's); 0 leaves BLAS as it is (every core)
     blas_threads: int = 1
@@ -182,6 +189,8 @@ class Settings:
         if settings.feedback_limit < 0 or settings.feedback_window_seconds <= 0:
             raise ValueError("FEEDBACK_LIMIT must be >= 0 (0: no limit) and "
                              "FEEDBACK_WINDOW_SECONDS > 0")
+        if settings.trusted_proxies < 0:
+            raise ValueError(f"TRUSTED_PROXIES must be >= 0 (0: none), got {settings.trusted_proxies}")
         if settings.parallelism < 0 or settings.source_partitions < 1:
             raise ValueError("PARALLELISM must be >= 0 (0: Flink's default) and "
                              "SOURCE_PARTITIONS >= 1")

@@ -5,7 +5,9 @@ lessons (README "Teaching it"), so a careless or hostile client that sends many 
 everyone's drawings (``python bench/teaching.py``: the "wrong corrections by count" table says how
 much). A limit per client bounds what one address can send in a window; the counts live in Redis,
 beside the model, so every worker and replica of the server shares them and a restart does not
-reset them. The address is the one the server sees: behind a reverse proxy, the proxy's.
+reset them. The address is the one the server sees: behind a reverse proxy, the proxy's, unless
+``TRUSTED_PROXIES`` says how many proxies stand in front (the server then takes the address the
+nearest one appended to ``X-Forwarded-For``; one a client wrote itself is not believed).
 
 A fixed window: the count of ``who`` in the current window (``window_seconds`` long, aligned to
 the epoch) is one Redis key that expires with the window; ``take`` adds one and refuses above

@@ -648,6 +648,38 @@ def test_feedback_is_limited_per_client(make_app, redis_client, settings, unique
     assert 'online_ml_feedback_total{result="limited"} 1.0' in metrics
 
 
+def test_feedback_limit_behind_trusted_proxies(make_app, redis_client, settings, unique_topics):
+    """TRUSTED_PROXIES=0 (the default): X-Forwarded-For is ignored, so a client cannot name itself
+    another address to escape the limit. TRUSTED_PROXIES=1 (one proxy in front, which appends the
+    address it saw): two clients behind it have an allowance each, and the entries a client forged
+    before the proxy's own do not change who it is."""
+    row = {"x": [0] * 20 + [16] * 8 + [0] * 36, "label": 1}
+
+    def app(trusted: int):
+        limited = dataclasses.replace(settings, source_topic=unique_topics["source"],
+                                      feedback_limit=1, trusted_proxies=trusted)
+        return make_app({"TESTING": True, "SETTINGS": limited, "REDIS_CLIENT": redis_client,
+                         "WARM_UP": False}).test_client()
+
+    def send(client, remote: str, forwarded: str | None = None):
+        headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+        return client.post("/api/feedback", json=row, headers=headers,
+                           environ_base={"REMOTE_ADDR": remote})
+
+    direct = app(0)
+    assert send(direct, "127.0.0.5", "10.0.0.1").status_code == 200
+    assert_json_error(send(direct, "127.0.0.5", "10.0.0.2"), 429, "too many corrections")
+
+    proxied = app(1)
+    assert send(proxied, "127.0.0.9", "10.0.0.1").status_code == 200
+    assert send(proxied, "127.0.0.9", "10.0.0.2").status_code == 200  # another client
+    assert_json_error(send(proxied, "127.0.0.9", "10.0.0.3, 10.0.0.1"), 429,
+                      "too many corrections")  # 10.0.0.1 again, with a forged entry before it
+    assert len(read_topic(unique_topics["source"], 3)) == 3
+    with pytest.raises(ValueError, match="TRUSTED_PROXIES"):
+        Settings.from_env({"TRUSTED_PROXIES": "-1"})
+
+
 def test_feedback_limit_counts_a_window_and_gives_back_what_kafka_refused(redis_client, settings):
     """The window's count expires with it (a clock moved past it starts again), and a correction
     Kafka did not take is uncounted; FEEDBACK_LIMIT=0 counts nothing."""

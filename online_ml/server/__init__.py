@@ -39,6 +39,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ..blas import limit_threads as limit_blas_threads
 from ..config import Settings
@@ -138,6 +139,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         cache_seconds=float(app.config["HEALTH_CACHE_SECONDS"]))
     app.extensions["server_metrics"] = ServerMetrics(cache, settings)
 
+    if settings.trusted_proxies:  # the client's address from the proxies' X-Forwarded-For
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
     app.register_blueprint(bp)
     register_error_handlers(app)
     register_metrics_hooks(app)
