@@ -121,11 +121,11 @@ def assert_json_error(response, status: int, *words: str) -> str:
 def test_index_has_the_board(client, settings):
     page = client.get("/").get_data(as_text=True)
     for needle in ('id="board"', 'id="predict"', 'id="clear"', 'id="result"', "board.js",
-                   "monitor.js", "feedback.js", settings.flink_rest_url):
+                   "monitor.js", "feedback.js", "answer.js", settings.flink_rest_url):
         assert needle in page
     assert "http" not in page.replace(settings.flink_rest_url, "")  # no CDN, no other sites
     for asset in ("/static/board.js", "/static/monitor.js", "/static/feedback.js",
-                  "/static/board.css"):
+                  "/static/answer.js", "/static/board.css"):
         with client.get(asset) as response:
             assert response.status_code == 200
 
