@@ -7,12 +7,19 @@ imported only where a model learns); this module holds their parameters.
 Measured (docs/handwriting.md, *Training-time augmentation*): it gains on the board's strokes
 beyond chance; thinner or thicker strokes too (``augment_stroke``) gained nothing beyond chance
 (bench/candidates.py) and are off.
+
+Mirrored records (``OnlineSoftmax(mirrored=(1,))``, :func:`with_mirrors`): a 1 seen in a mirror
+is still a 1, so each 1 of the stream is also learned, and remembered, mirrored left to right.
+``digits``' 1s with a base have it as a foot to the right; mirrored, as a foot to the left; with
+both, a 1 with a flag and a base centred under its stem — as people draw it — is among 1s, where
+it was a narrow 2's shape (docs/handwriting.md, *Mirrored 1s*).
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["AFFINE", "AUGMENT_SEED", "AFFINE_ARGS", "variants_of", "with_variants"]
+__all__ = ["AFFINE", "AUGMENT_SEED", "AFFINE_ARGS", "mirror", "variants_of", "with_mirrors",
+           "with_variants"]
 
 #: Training-time augmentation's variants (``augment``): turned up to ``turn`` degrees either way,
 #: the width scaled by up to ``widen`` either way, sheared across by up to ``shear`` — chosen on
@@ -44,6 +51,39 @@ def variants_of(X: np.ndarray, steps: np.ndarray) -> np.ndarray:
 
     return variants_at(np.ascontiguousarray(X, dtype=np.float64),
                        np.asarray(steps, dtype=np.int64), AUGMENT_SEED, *AFFINE_ARGS)
+
+
+def mirror(X: np.ndarray) -> np.ndarray:
+    """Rows of 8x8 cells mirrored left to right.
+
+    >>> mirror(np.arange(64.0)[None])[0, :8].tolist()
+    [7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.0]
+    """
+    X = np.asarray(X)
+    return X.reshape(len(X), 8, 8)[:, :, ::-1].reshape(len(X), 64)
+
+
+def with_mirrors(X: np.ndarray, cols: np.ndarray, weights: np.ndarray, mirrored: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows a call of ``partial_fit`` learns with mirrored records: each row of ``X`` whose
+    class index (``cols``) is in ``mirrored`` and that takes a step (weight > 0) followed by its
+    mirror image (:func:`mirror`), of the same class and weight; the other rows as they are.
+
+    >>> X = np.arange(3 * 64.0).reshape(3, 64)
+    >>> rows, cols, weights = with_mirrors(X, np.array([0, 1, 1]), np.array([1.0, 1.0, 0.0]),
+    ...                                    np.array([1]))
+    >>> cols.tolist(), weights.tolist(), bool((rows[2] == mirror(X[1:2])[0]).all())
+    ([0, 1, 1, 1], [1.0, 1.0, 1.0, 0.0], True)
+    """
+    pick = np.isin(cols, mirrored) & (weights > 0)
+    if not pick.any():
+        return X, cols, weights
+    index = np.repeat(np.arange(len(X)), 1 + pick)
+    second = np.zeros(len(index), dtype=bool)
+    second[np.cumsum(1 + pick)[pick] - 1] = True  # the copy after each picked row
+    rows = X[index]
+    rows[second] = mirror(rows[second])
+    return rows, cols[index], weights[index]
 
 
 def with_variants(X: np.ndarray, cols: np.ndarray, weights: np.ndarray, first_step: int, k: int,

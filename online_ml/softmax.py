@@ -24,7 +24,8 @@ blows up stray ink in the near-empty border cells of ``digits`` and costs real h
   but on inputs in which "a stem and a bottom row" is not the sum of the two: it is no longer
   linear in the cells. ``R`` and ``c`` are drawn again from the seed when needed, never stored.
   ``kernel_features=0`` is the linear model (and what a model stored before these parameters
-  existed loads as).
+  existed loads as). The inputs and each cell's contribution to a score:
+  online_ml/random_features.py.
 * **the nearest records** (``neighbours`` > 0; 9 by default): the model also keeps the last
   ``memory`` records it learned (online_ml/nearest.py) and its scores become its
   log-probabilities plus ``votes`` times the share of the ``neighbours`` nearest of them that
@@ -48,6 +49,12 @@ blows up stray ink in the near-empty border cells of ``digits`` and costs real h
   existed) learns the records alone. Measured (docs/handwriting.md, *Training-time
   augmentation*): it gains on the board's strokes beyond chance, and learning a record costs
   about twice as much (the job's throughput halves).
+* **mirrored 1s** (``mirrored``, the labels whose records are also learned mirrored left to
+  right; ``(1,)`` by default since 2026-12-04): a 1 in a mirror is a 1, so each 1 of the stream is
+  also learned and remembered as its mirror image (online_ml/augment.py, ``with_mirrors``), not
+  counted in any metric. ``digits``' based 1s have a foot to the right; a 1 with a flag and a base
+  centred under its stem was, to the data, a narrow 2. ``()`` (and a model stored before it
+  existed) learns the records as they are (docs/handwriting.md, *Mirrored 1s*).
 
 ``partial_fit`` takes one step per row, in order, so mini-batch mode (``OnlineLearner.learn_many``)
 learns what row mode learns; only its predictions come from the model before the chunk. The steps
@@ -75,32 +82,18 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 
 from . import nearest
-from .augment import with_variants
+from .augment import with_mirrors, with_variants
+from .random_features import RandomFeatures
 from .records import RecordMemory
 
 __all__ = ["OnlineSoftmax"]
-
-_FOURIER: dict[tuple[int, int, int, float], tuple[np.ndarray, np.ndarray]] = {}
-
-
-def _fourier(seed: int, n_in: int, d: int, gamma: float) -> tuple[np.ndarray, np.ndarray]:
-    """``R`` (n_in x d, N(0, 2 gamma)) and ``c`` (d, uniform in [0, 2 pi)) of the random
-    Fourier features, from ``seed`` (numpy's legacy ``RandomState``: the same numbers on every
-    numpy version, so the job and the server draw the same features)."""
-    key = (seed, n_in, d, gamma)
-    if key not in _FOURIER:
-        rng = np.random.RandomState(seed)
-        R = rng.normal(0.0, np.sqrt(2 * gamma), (n_in, d))
-        c = rng.uniform(0.0, 2 * np.pi, d)
-        _FOURIER[key] = (R, c)
-    return _FOURIER[key]
 
 #: Added under the square root of AdaGrad's accumulator, so a weight that never had a gradient
 #: takes no step (and the first step is about ``learning_rate`` in size).
 EPS = 1e-8
 
 
-class OnlineSoftmax(RecordMemory, ClassifierMixin, BaseEstimator):
+class OnlineSoftmax(RandomFeatures, RecordMemory, ClassifierMixin, BaseEstimator):
     """Softmax regression trained online with AdaGrad, L2 decay and tail-averaged weights.
 
     Parameters (defaults chosen on the prequential stream and the development split of real
@@ -131,6 +124,8 @@ class OnlineSoftmax(RecordMemory, ClassifierMixin, BaseEstimator):
         stored once and searched with the memory of records as ``feedback_copies`` records (0:
         they go into the memory of records with the stream's, ``feedback_copies`` times each, as
         before and for a model stored before).
+    mirrored : labels whose records (of the stream: not the board's corrections) are also learned
+        and remembered mirrored left to right, right after each (``(1,)``; ``()``: none).
 
     Fitted state (plain arrays and one float, so the store serialises it with skops and parallel
     learners merge it, online_ml/sync.py): ``weights_``/``bias_`` (the current iterate, in scaled
@@ -154,12 +149,14 @@ class OnlineSoftmax(RecordMemory, ClassifierMixin, BaseEstimator):
     augment_stroke = 0.0
     feedback_copies = 1
     lessons = 0
+    mirrored: Sequence[Any] = ()
 
     def __init__(self, learning_rate: float = 0.5, l2: float = 1e-3, average: float = 0.3,
                  scale: float = 1 / 16, kernel_features: int = 512, kernel_gamma: float = 0.1,
                  kernel_weight: float = 0.125, kernel_seed: int = 1, neighbours: int = 9,
                  memory: int = 2048, votes: float = 2.0, augment: int = 1,
-                 augment_stroke: float = 0.0, feedback_copies: int = 9, lessons: int = 64):
+                 augment_stroke: float = 0.0, feedback_copies: int = 9, lessons: int = 64,
+                 mirrored: Sequence[Any] = (1,)):
         self.learning_rate = learning_rate
         self.l2 = l2
         self.average = average
@@ -175,6 +172,7 @@ class OnlineSoftmax(RecordMemory, ClassifierMixin, BaseEstimator):
         self.augment_stroke = augment_stroke
         self.feedback_copies = feedback_copies
         self.lessons = lessons
+        self.mirrored = mirrored
 
     # -- state ---------------------------------------------------------------------------------
     def _init_state(self, n_features: int, classes: Sequence[Any]) -> None:
@@ -200,6 +198,11 @@ class OnlineSoftmax(RecordMemory, ClassifierMixin, BaseEstimator):
         if self.augment and int(n_features) != 64:
             raise ValueError(f"augment draws variants of 8x8 images: it needs 64 features, got "
                              f"{n_features} (set augment 0)")
+        unknown = [v for v in self.mirrored if v not in set(classes_.tolist())]
+        if unknown or (self.mirrored and int(n_features) != 64):
+            raise ValueError(f"mirrored must name classes of this model ({classes_.tolist()}) and "
+                             f"needs 64 features (8x8 images): got {list(self.mirrored)} with "
+                             f"{n_features} features (set mirrored [])")
         k = len(classes_)
         width = int(n_features) + self.kernel_features
         self.classes_ = classes_
@@ -219,56 +222,6 @@ class OnlineSoftmax(RecordMemory, ClassifierMixin, BaseEstimator):
         random Fourier features, per feature of those (on their own scale)."""
         n = self.n_features_in_
         return np.hstack([self.avg_weights_[:, :n] * self.scale, self.avg_weights_[:, n:]])
-
-    def _kernel(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """The random Fourier features' ``R`` and ``c`` (None without them); drawn from the seed,
-        cached per process, never part of the stored model."""
-        d = self.kernel_features
-        if not d:
-            return None
-        return _fourier(int(self.kernel_seed), self.n_features_in_, int(d),
-                        float(self.kernel_gamma))
-
-    def _inputs(self, X: np.ndarray) -> np.ndarray:
-        """What the weights multiply: the scaled cells, then the random Fourier features."""
-        scaled = X * self.scale
-        kernel = self._kernel()
-        if kernel is None:
-            return scaled
-        R, c = kernel
-        return np.hstack([scaled, self.kernel_weight * np.cos((scaled * self._seen()) @ R + c)])
-
-    def _seen(self) -> np.ndarray:
-        """1 for the cells some record learned so far had ink in, 0 for the others. The random
-        features see only those: a cell never inked in training has weight 0 exactly (its
-        gradient and its decay are 0), and stray ink there must move no score with the random
-        features either (tests/test_softmax.py)."""
-        return (self.weights_[:, :self.n_features_in_] != 0).any(axis=0).astype(np.float64)
-
-    def contributions(self, x: Any, label: Any, steps: int = 16) -> np.ndarray:
-        """What each input cell of one row ``x`` added to class ``label``'s score against a blank
-        input (all zeros): the weight times the cell for the cells themselves, and for the random
-        Fourier features their integrated gradient along the straight line from blank to ``x``
-        (``steps`` midpoints), shared out to the cells. The contributions add up to the weights'
-        score of ``x`` (:meth:`weight_scores`: without the memory's votes, which are the nearest
-        records' and belong to no cell) minus a blank input's (exactly for a linear model; within
-        the midpoint rule's error with the random features)."""
-        x = self._checked(np.asarray(x, dtype=np.float64).reshape(1, -1))[0]
-        k = self.classes_.tolist().index(label)
-        n = self.n_features_in_
-        w = self.avg_weights_[k]
-        out = w[:n] * self.scale * x
-        kernel = self._kernel()
-        if kernel is not None:
-            R, c = kernel
-            seen = self._seen()
-            scaled = x * self.scale * seen
-            alphas = (np.arange(steps) + 0.5) / steps
-            # d/dx of kernel_weight * cos(scaled @ R + c) . w_k, at each point of the line
-            u = (alphas[:, None] * scaled[None, :]) @ R + c
-            grad = -(np.sin(u) * w[n:]) @ R.T * (self.kernel_weight * self.scale) * seen
-            out = out + x * grad.mean(axis=0)
-        return out
 
     @property
     def intercept_(self) -> np.ndarray:
@@ -335,6 +288,9 @@ class OnlineSoftmax(RecordMemory, ClassifierMixin, BaseEstimator):
         from .softmax_steps import adagrad_kernel_steps, adagrad_steps  # numba: only the job
 
         col_index = np.asarray(cols, dtype=np.int64)
+        if self.mirrored and variants and len(X):  # each 1 then its mirror image, remembered too
+            X, col_index, weights = with_mirrors(
+                X, col_index, weights, np.array([index[v] for v in self.mirrored], dtype=np.int64))
         real = np.ones(len(X), dtype=bool)
         if self.augment and variants and len(X):
             # each row's variants after it, masked to the cells records have inked up to its own

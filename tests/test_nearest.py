@@ -6,7 +6,7 @@ import doctest
 import numpy as np
 import pytest
 
-from online_ml import model_store, nearest, sync
+from online_ml import augment, model_store, nearest, sync
 from online_ml.learner import OnlineLearner, make_model
 from online_ml.softmax import OnlineSoftmax
 
@@ -102,7 +102,8 @@ def test_the_memory_is_the_default_and_without_neighbours_the_model_is_the_plain
     X, y = shuffled_digits
     remembers = OnlineSoftmax().partial_fit(X[:300], y[:300], classes=CLASSES)
     off = OnlineSoftmax(neighbours=0).partial_fit(X[:300], y[:300], classes=CLASSES)
-    assert remembers.neighbours == 9 and remembers.memory_count_ == 300
+    ones = int(np.count_nonzero(y[:300] == 1))  # each 1 is remembered mirrored too
+    assert remembers.neighbours == 9 and remembers.memory_count_ == 300 + ones
     assert not hasattr(off, "memory_x_")
     assert np.array_equal(remembers.avg_weights_, off.avg_weights_)
     assert np.array_equal(off.decision_function(X), remembers.weight_scores(X))
@@ -111,7 +112,8 @@ def test_the_memory_is_the_default_and_without_neighbours_the_model_is_the_plain
 
 def test_scores_are_log_probabilities_plus_the_votes(shuffled_digits):
     X, y = shuffled_digits
-    model = OnlineSoftmax(neighbours=5, memory=300).partial_fit(X[:300], y[:300], classes=CLASSES)
+    model = OnlineSoftmax(neighbours=5, memory=300, mirrored=()).partial_fit(
+        X[:300], y[:300], classes=CLASSES)
     assert model.memory_count_ == 300
     z = model.weight_scores(X[300:400])
     logp = z - z.max(1, keepdims=True)
@@ -121,7 +123,7 @@ def test_scores_are_log_probabilities_plus_the_votes(shuffled_digits):
     assert np.allclose(model.decision_function(X[300:400]), logp + 2.0 * shares)
     # a record it learned is its own nearest: with enough weight on the votes it is read as
     # the label it was taught, whatever the weights say
-    taught = OnlineSoftmax(neighbours=1, votes=100.0).partial_fit(X[:50], (y[:50] + 1) % 10,
+    taught = OnlineSoftmax(neighbours=1, votes=100.0, mirrored=()).partial_fit(X[:50], (y[:50] + 1) % 10,
                                                                    classes=CLASSES)
     assert (taught.predict(X[:50]) == (y[:50] + 1) % 10).all()
 
@@ -130,7 +132,7 @@ def test_the_record_being_predicted_is_not_remembered_yet(shuffled_digits):
     """Predict, then learn: the row path (OnlineLearner.learn_one) scores a record before the
     memory holds it, and a row of weight 0 (a merger's initialisation) is never remembered."""
     X, y = shuffled_digits
-    learner = OnlineLearner(make_model("softmax", neighbours=1, votes=100.0))
+    learner = OnlineLearner(make_model("softmax", neighbours=1, votes=100.0, mirrored=()))
     for x_, y_ in zip(X[:20], y[:20]):
         learner.learn_one(x_, int(y_))
     wrong = (int(y[0]) + 1) % 10
@@ -146,12 +148,12 @@ def test_the_record_being_predicted_is_not_remembered_yet(shuffled_digits):
 
 def test_many_rows_at_once_remember_what_row_by_row_remembers(shuffled_digits):
     X, y = shuffled_digits
-    rows = OnlineSoftmax(neighbours=9, memory=64)
+    rows = OnlineSoftmax(neighbours=9, memory=64, mirrored=())
     for i in range(200):
         rows.partial_fit(X[i:i + 1], y[i:i + 1], classes=CLASSES)
-    chunk = OnlineSoftmax(neighbours=9, memory=64).partial_fit(X[:200], y[:200], classes=CLASSES)
+    chunk = OnlineSoftmax(neighbours=9, memory=64, mirrored=()).partial_fit(X[:200], y[:200], classes=CLASSES)
     feedback = [0.25 if i % 7 == 0 else 0 for i in range(200)]  # feedback rows: one by one
-    shared = OnlineSoftmax(neighbours=9, memory=64, feedback_copies=1, lessons=0).partial_fit(
+    shared = OnlineSoftmax(neighbours=9, memory=64, mirrored=(), feedback_copies=1, lessons=0).partial_fit(
         X[:200], y[:200], classes=CLASSES, into_average=feedback)
     for other in (chunk, shared):
         assert other.memory_count_ == rows.memory_count_ == 200
@@ -159,14 +161,14 @@ def test_many_rows_at_once_remember_what_row_by_row_remembers(shuffled_digits):
         assert np.array_equal(other.memory_y_, rows.memory_y_)
     assert np.allclose(chunk.decision_function(X[200:300]), rows.decision_function(X[200:300]))
     # without lessons apart, each feedback row 9 times in the memory, one after another
-    kept = OnlineSoftmax(neighbours=9, memory=64, lessons=0).partial_fit(
+    kept = OnlineSoftmax(neighbours=9, memory=64, mirrored=(), lessons=0).partial_fit(
         X[:200], y[:200], classes=CLASSES, into_average=feedback)
     assert kept.feedback_copies == 9 and kept.memory_count_ == 200 + 8 * sum(map(bool, feedback))
     last = max(i for i, share in enumerate(feedback) if share)  # 196: then 197..199, once each
     assert (kept.memory_x_[(kept.memory_count_ - 12 + np.arange(9)) % 64] == X[last]).all()
     # as the learner keeps a correction by default: once among its lessons (searched as 9
     # records), the stream's records alone in the memory
-    apart = OnlineSoftmax(neighbours=9, memory=64).partial_fit(
+    apart = OnlineSoftmax(neighbours=9, memory=64, mirrored=()).partial_fit(
         X[:200], y[:200], classes=CLASSES, into_average=feedback)
     taught = [i for i, share in enumerate(feedback) if share]
     assert apart.lessons == 64 and apart.memory_count_ == 200 - len(taught)
@@ -189,7 +191,8 @@ def test_bad_memory_settings_are_refused(shuffled_digits):
 
 def test_stored_with_its_memory_and_a_model_stored_before_loads_without(shuffled_digits):
     X, y = shuffled_digits
-    model = OnlineSoftmax(neighbours=9, memory=128).partial_fit(X[:300], y[:300], classes=CLASSES)
+    model = OnlineSoftmax(neighbours=9, memory=128, mirrored=()).partial_fit(
+        X[:300], y[:300], classes=CLASSES)
     back = model_store.loads(model_store.dumps(model))
     assert back.memory_x_.dtype == np.float32 and back.memory_count_ == 300
     assert np.array_equal(back.decision_function(X), model.decision_function(X))
@@ -216,7 +219,7 @@ def test_parallel_learners_merge_their_memories_by_appending(shuffled_digits):
     """The rows each learner remembered since the global are written after the global's, in
     the order the contributions merge, the newest kept; the weights merge as before."""
     X, y = shuffled_digits
-    params = {"neighbours": 3, "memory": 64}
+    params = {"neighbours": 3, "memory": 64, "mirrored": ()}
     a = OnlineSoftmax(**params).partial_fit(X[:30], y[:30], classes=CLASSES)
     b = OnlineSoftmax(**params).partial_fit(X[30:70], y[30:70], classes=CLASSES)
     sync.check_mergeable(a)
@@ -253,7 +256,7 @@ def test_parallel_learners_merge_their_lessons_by_appending(shuffled_digits):
     of the other learner after it adopts it (stored once, searched as feedback_copies records),
     and later ones are written after it."""
     X, y = shuffled_digits
-    params = {"neighbours": 3, "memory": 64, "lessons": 2, "feedback_copies": 3}
+    params = {"neighbours": 3, "memory": 64, "lessons": 2, "feedback_copies": 3, "mirrored": ()}
     a = OnlineSoftmax(**params).partial_fit(X[:30], y[:30], classes=CLASSES)
     b = OnlineSoftmax(**params).partial_fit(X[30:70], y[30:70], classes=CLASSES,
                                             into_average=[0.0] * 39 + [0.75])
@@ -303,7 +306,7 @@ def test_a_lesson_outlasts_the_memory_of_records(shuffled_digits):
 def test_two_learners_serve_one_memory_of_every_record(settings, redis_client):
     """Two real Trainers (two subtasks of a job at parallelism 2) against the real Redis, with
     LEARNER_PARAMS neighbours and a memory that holds the whole run: the served model remembers
-    every record either of them learned, each once."""
+    every record either of them learned, each once, and each 1 once more mirrored."""
     import dataclasses
     import itertools
     import json
@@ -327,15 +330,20 @@ def test_two_learners_serve_one_memory_of_every_record(settings, redis_client):
     for t in (a, b):
         t.close()
     served = ModelStore(redis_client, settings.model_key).load().model
-    assert served.memory_count_ == 600
-    assert sorted(_memory_rows(served)) == sorted(np.asarray([x for x, _ in records], float).tolist())
-    labels = nearest.chronological(served.memory_x_, served.memory_y_, 600)[1][:600]
-    assert sorted(labels.tolist()) == sorted(y for _, y in records)
+    xs = np.asarray([x for x, _ in records], float)
+    ys = np.array([y for _, y in records])
+    expected = np.concatenate([xs, augment.mirror(xs[ys == 1])])
+    n = len(expected)
+    assert served.memory_count_ == n
+    assert sorted(_memory_rows(served)) == sorted(expected.tolist())
+    labels = nearest.chronological(served.memory_x_, served.memory_y_, n)[1][:n]
+    assert sorted(labels.tolist()) == sorted(ys.tolist() + [1] * int((ys == 1).sum()))
 
 
 def test_the_records_that_voted_nearest_first(shuffled_digits):
     X, y = shuffled_digits
-    model = OnlineSoftmax(neighbours=5, memory=500).partial_fit(X[:500], y[:500], classes=CLASSES)
+    model = OnlineSoftmax(neighbours=5, memory=500, mirrored=()).partial_fit(
+        X[:500], y[:500], classes=CLASSES)
     voters = model.nearest_records(X[7])
     assert len(voters) == 5
     assert np.array_equal(voters[0][0], X[7]) and voters[0][1] == y[7]  # itself, remembered

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from online_ml import augment, model_store, softmax, sync
+from online_ml import augment, model_store, nearest, softmax, sync
 from online_ml.config import Settings
 from online_ml.learner import OnlineLearner, make_model, predict_chunk
 from online_ml.producer import iter_records, load_dataset
@@ -20,6 +20,13 @@ CLASSES = list(range(10))
 
 def _fit(X, y, **params) -> OnlineSoftmax:
     return OnlineSoftmax(**params).partial_fit(X, y, classes=CLASSES)
+
+
+def _steps(labels, augment: int = 1) -> int:
+    """The steps the default model takes for records of ``labels``: each record and its
+    ``augment`` variants, and each 1 (``mirrored``) once more, mirrored, with its variants."""
+    labels = np.asarray(labels)
+    return (1 + augment) * (len(labels) + int(np.count_nonzero(labels == 1)))
 
 
 def test_doctests():
@@ -59,9 +66,44 @@ def test_partial_fit_on_many_rows_learns_what_row_by_row_learns(shuffled_digits)
     for xi, yi in zip(X[:300], y[:300]):
         rows.partial_fit(xi[None], [yi], classes=CLASSES)
     batch = _fit(X[:300], y[:300])
-    assert batch.t_ == rows.t_ == 600  # each record and its affine variant (augment 1)
+    # each record and its affine variant (augment 1); each 1 also mirrored, with its variant
+    assert batch.t_ == rows.t_ == 2 * (300 + int((y[:300] == 1).sum()))
     for name in sync.SOFTMAX_ARRAYS:
         assert np.allclose(getattr(batch, name), getattr(rows, name)), name
+
+
+def test_each_one_is_also_learned_and_remembered_mirrored(shuffled_digits):
+    """``mirrored`` (1s by default): each 1 of the stream is followed by its mirror image, learned
+    (with its variant) and remembered right after it, in a chunk as one by one; the learner
+    counts the records alone; a correction from the board (a row with a share) is not mirrored;
+    ``mirrored=()`` learns the records as they are; labels the model lacks are refused."""
+    X, y = shuffled_digits
+    model = _fit(X[:100], y[:100])
+    ones = np.flatnonzero(y[:100] == 1)
+    assert model.mirrored == (1,) and len(ones) > 3
+    memory, _ = nearest.chronological(model.memory_x_, model.memory_y_, model.memory_count_)
+    remembered = memory[:100 + len(ones)]  # oldest first
+    expected = np.concatenate([[X[i]] + ([augment.mirror(X[i:i + 1])[0]] if y[i] == 1 else [])
+                               for i in range(100)], axis=None).reshape(-1, 64)
+    assert np.array_equal(remembered, expected)
+    rows = OnlineSoftmax()
+    for xi, yi in zip(X[:100], y[:100]):
+        rows.partial_fit(xi[None], [yi], classes=CLASSES)
+    for name in (*sync.SOFTMAX_ARRAYS, "memory_x_", "memory_y_"):
+        assert np.array_equal(getattr(model, name), getattr(rows, name)), name
+    plain = _fit(X[:100], y[:100], mirrored=())
+    assert plain.t_ == 200 and model.t_ == 200 + 2 * len(ones)
+    t = model.t_
+    model.partial_fit(X[ones[0]:ones[0] + 1], [1], into_average=[0.75])  # a correction
+    assert model.t_ == t + 1
+    learner = OnlineLearner(make_model("softmax"))
+    for xi, yi in zip(X[:100], y[:100]):
+        learner.learn_one(xi, yi)
+    assert learner.samples_seen == 100 and learner.snapshot()["evaluated"] == 100
+    for bad, width in (((11,), 64), ((1,), 16)):
+        with pytest.raises(ValueError, match="mirrored"):
+            OnlineSoftmax(mirrored=bad, augment=0).partial_fit(X[:2, :width], y[:2],
+                                                               classes=CLASSES)
 
 
 def _numpy_steps(model: OnlineSoftmax, X, y, weights) -> None:
@@ -93,7 +135,8 @@ def _numpy_steps(model: OnlineSoftmax, X, y, weights) -> None:
 def test_the_compiled_steps_are_the_numpy_steps(shuffled_digits, params):
     X, y = shuffled_digits
     weights = np.random.default_rng(1).choice([0.0, 0.5, 1.0, 2.0], size=500)
-    params = {"augment": 0, **params}  # the records' steps (variants: the same steps, tested below)
+    params = {"augment": 0, "mirrored": (), **params}  # the records' steps (variants and mirrors:
+    # more rows through the same steps, tested below)
     compiled = OnlineSoftmax(**params).partial_fit(X[:500], y[:500], classes=CLASSES,
                                                    sample_weight=weights)
     oracle = OnlineSoftmax(**params)
@@ -138,8 +181,8 @@ def test_the_steps_compile_where_pyflink_replaced_print(tmp_path, how):
         assert out.returncode != 0 and "has no attribute 'print'" in out.stderr, out.stderr
     else:
         assert out.returncode == 0, out.stderr
-        assert out.stdout.strip() == "via the worker: t 4.0"  # the worker's print is back
-        # (two records, each with its affine variant)
+        assert out.stdout.strip() == "via the worker: t 6.0"  # the worker's print is back
+        # (two records, each with its affine variant, and the 1 mirrored with its variant)
 
 
 def test_a_function_numba_cannot_cache_is_still_compiled():
@@ -204,7 +247,7 @@ def test_bad_input_is_refused_before_anything_changes(shuffled_digits):
     ]:
         with pytest.raises(ValueError):
             bad()
-    assert np.array_equal(model.weights_, before) and model.t_ == 2 * 50  # records and variants
+    assert np.array_equal(model.weights_, before) and model.t_ == _steps(y[:50])
     for params in ({"learning_rate": 0}, {"l2": -1}, {"average": 2}, {"scale": 0}):
         with pytest.raises(ValueError):
             OnlineSoftmax(**params).partial_fit(X[:2], y[:2], classes=CLASSES)
@@ -230,7 +273,8 @@ def test_a_share_of_a_step_goes_straight_into_what_predicts(shuffled_digits):
         split.avg_bias_ += share * (split.bias_ - b)
     for name in sync.SOFTMAX_ARRAYS:
         assert np.allclose(getattr(mixed, name), getattr(split, name), rtol=0, atol=1e-12), name
-    assert mixed.t_ == split.t_ == base.t_ + 3 * 2 + 3  # ordinary rows and their variants
+    ordinary = [label for label, share in zip(labels, shares) if not share]
+    assert mixed.t_ == split.t_ == base.t_ + _steps(ordinary) + 3  # and the feedback rows
     plain, zero = _fit(X[:50], y[:50]), _fit(X[:50], y[:50])
     plain.partial_fit(rows, labels)
     zero.partial_fit(rows, labels, into_average=[0.0] * 6)
@@ -251,7 +295,7 @@ def test_a_correction_is_remembered_feedback_copies_times(shuffled_digits):
     a model stored before the parameter) the copies go into the memory of records; a model stored
     before ``feedback_copies`` keeps one."""
     X, y = shuffled_digits
-    base = _fit(X[:300], y[:300], feedback_copies=1)
+    base = _fit(X[:300], y[:300], feedback_copies=1, mirrored=())
     assert base.memory_count_ == 300 and base.lessons_count_ == 0
     once, kept = copy.deepcopy(base), copy.deepcopy(base)
     kept.set_params(feedback_copies=5)
@@ -291,11 +335,11 @@ def test_with_augment_the_weights_also_learn_a_variant_of_each_record_and_only_r
     records alone, and a feedback row with a share takes no variant. The variants are still the
     digits they were made from: a model that never learned one reads most of them right."""
     X, y = shuffled_digits
-    model = _fit(X[:200], y[:200], augment=1)
-    rows = OnlineSoftmax(augment=1)
+    model = _fit(X[:200], y[:200], augment=1, mirrored=())
+    rows = OnlineSoftmax(augment=1, mirrored=())
     for xi, yi in zip(X[:200], y[:200]):
         rows.partial_fit(xi[None], [yi], classes=CLASSES)
-    plain = _fit(X[:200], y[:200], augment=0)
+    plain = _fit(X[:200], y[:200], augment=0, mirrored=())
     assert model.t_ == rows.t_ == 400 and plain.t_ == 200
     for name in sync.SOFTMAX_ARRAYS:
         assert np.allclose(getattr(model, name), getattr(rows, name)), name
@@ -307,7 +351,7 @@ def test_with_augment_the_weights_also_learn_a_variant_of_each_record_and_only_r
     w = model.weights_.copy()
     model.partial_fit(X[201:203], y[201:203], sample_weight=[0.0, 0.0])  # nor its variants
     assert model.t_ == t + 1 and np.array_equal(model.weights_, w)
-    learner = OnlineLearner(make_model("softmax", augment=1))
+    learner = OnlineLearner(make_model("softmax", augment=1, mirrored=()))
     for xi, yi in zip(X[:100], y[:100]):
         learner.learn_one(xi, yi)
     assert learner.samples_seen == 100 and learner.model.t_ == 200
@@ -414,13 +458,13 @@ def test_contributions_add_up_to_the_score_against_a_blank_board(shuffled_digits
 
 def test_a_model_stored_before_the_random_features_loads_as_the_linear_model_it_was(shuffled_digits):
     X, y = shuffled_digits
-    model = _fit(X[:300], y[:300], kernel_features=0, neighbours=0, augment=0)
+    model = _fit(X[:300], y[:300], kernel_features=0, neighbours=0, augment=0, mirrored=())
     old = model_store.loads(model_store.dumps(model))
     for name in ("kernel_features", "kernel_gamma", "kernel_weight", "kernel_seed",
-                 "neighbours", "memory", "votes", "augment"):
+                 "neighbours", "memory", "votes", "augment", "mirrored"):
         del old.__dict__[name]  # what a model stored by the code before them holds
     assert old.kernel_features == 0 and old.get_params()["kernel_features"] == 0
-    assert old.augment == 0  # and it learns the records alone
+    assert old.augment == 0 and old.mirrored == ()  # and it learns the records alone
     assert old.neighbours == 0 and not hasattr(old, "memory_x_")  # no memory either
     assert np.array_equal(old.decision_function(X), model.decision_function(X))
     old.partial_fit(X[300:310], y[300:310])
@@ -434,7 +478,7 @@ def test_stored_with_skops_and_loaded_through_the_trusted_list(shuffled_digits):
     assert isinstance(back, OnlineSoftmax)
     assert np.array_equal(back.decision_function(X), model.decision_function(X))
     back.partial_fit(X[300:301], y[300:301])  # and it goes on learning
-    assert back.t_ == model.t_ + 2 == 602  # a record and its variant
+    assert back.t_ == model.t_ + _steps(y[300:301]) == _steps(y[:301])  # with its variant
 
 
 def test_snapshot_is_json(shuffled_digits):
@@ -472,7 +516,7 @@ def test_an_unfitted_merger_takes_the_merged_state(shuffled_digits):
     sync.initialise(merger, sync.state_of(a), CLASSES)
     assert merger.t_ == 0 and not merger.weights_.any()
     sync.set_state(merger, sync.state_of(a))
-    assert merger.t_ == a.t_ == 400  # 200 records and their variants
+    assert merger.t_ == a.t_ == _steps(y[:200])  # 200 records, their variants and mirrored 1s
     assert np.array_equal(merger.predict(X), a.predict(X))
 
 
@@ -514,11 +558,13 @@ def test_the_job_trains_backs_up_and_restarts_with_it(mode, params):
         again = Trainer(settings)
         assert isinstance(again.learner.model, OnlineSoftmax)
         assert again.learner.samples_seen == 600  # records; the steps count their variants too
-        assert again.learner.model.t_ == trainer.learner.model.t_ == 600 * 2
+        labels = [json.loads(v)["actual_y"] for v in values]
+        assert again.learner.model.t_ == trainer.learner.model.t_ == _steps(labels)
         remembers = again.learner.model.neighbours > 0
-        if remembers:  # the backup carried the memory: the restarted job votes with it
-            assert again.learner.model.memory_count_ == 600
+        if remembers:  # the backup carried the memory (the 1s mirrored too): the restarted job
+            # votes with it
+            assert again.learner.model.memory_count_ == _steps(labels) // 2
             assert np.array_equal(again.learner.model.memory_x_, trainer.learner.model.memory_x_)
         again.process(values[0])
         assert again.learner.samples_seen == 601
-        assert not remembers or again.learner.model.memory_count_ == 601
+        assert not remembers or again.learner.model.memory_count_ == _steps(labels[:1] + labels) // 2
