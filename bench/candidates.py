@@ -190,14 +190,10 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                 + (", ".join(all_wide) if all_wide else "none"))
     targets = [common.target("flagged 1s read 1 at the widest base, best candidate",
                              max(r[f"flag_{WIDE[-1]}"] for r in rows), 1.0, ">=", verdict)]
-    text = "\n\n".join([common.table("candidates against the widest flagged 1s (development split, "
-                                     "mouse set, 1s by base)", COLUMNS, rows),
-                        verdict, common.targets_table(targets)])
-    results = {"rows": rows, "verdict": verdict}
-    path = common.write_result("candidates", dict(vars(p)), results, targets, machine, started, smoke)
-    out = common.finish(path, rows, targets, text, smoke, quiet)
-    out["results"] = results
-    return out
+    return common.finish_verdict(
+        "candidates", "candidates against the widest flagged 1s (development split, mouse set, "
+        "1s by base)", COLUMNS, rows, verdict, targets, dict(vars(p)), machine, started, smoke,
+        quiet)
 
 
 def main() -> int:

@@ -314,6 +314,20 @@ def finish_table(name: str, title: str, columns: Sequence[tuple[str, str, str]],
     return out
 
 
+def finish_verdict(name: str, title: str, columns: Sequence[tuple[str, str, str]], rows: list,
+                   verdict: str, targets: Sequence[dict], params: dict, machine: dict,
+                   started: float, smoke: bool, quiet: bool, **results: Any) -> dict:
+    """The end of an offline benchmark with one table and a computed verdict under it: its JSON
+    (``results``: the rows, the verdict and ``results``), its report, and what :func:`finish`
+    returns with those ``results`` (what :func:`offline_main` reads)."""
+    text = "\n\n".join([table(title, columns, rows), verdict, targets_table(targets)])
+    out_results = {"rows": rows, "verdict": verdict, **results}
+    path = write_result(name, params, out_results, targets, machine, started, smoke)
+    out = finish(path, rows, targets, text, smoke, quiet)
+    out["results"] = out_results
+    return out
+
+
 # -- clean-up --------------------------------------------------------------------------------
 def delete_model_keys(settings: Settings, prefixes: Iterable[str]) -> None:
     """Remove the Redis keys of the models a benchmark stored (db BENCH_REDIS_DB only)."""

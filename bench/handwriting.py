@@ -213,8 +213,11 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
 
     mouse_svgs, mouse_y, mouse_names = ev.mouse_drawings()
     mouse_rows, ones = _mouse(model, mouse_svgs, mouse_y, mouse_names)
+    models = handwriting_orders.order_models(model, p.seed, p.orders, p.epochs)
     widths = (width_sweep(model, inks, ys, rt_inks, rt_expected, ablation[0]["round_trip"],
-                          (mouse_svgs, mouse_y), _ones_by_base()) if p.width_sweep else [])
+                          (mouse_svgs, mouse_y), _ones_by_base(),
+                          [m for order, m in models.items() if order != p.seed])
+              if p.width_sweep else [])
 
     # what the server scores a bitmap by with this learner: both views, or the features alone
     two_views = unc.learner_of(model) in unc.BITMAP_VIEW_LEARNERS
@@ -308,8 +311,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     ]
 
     order_rows, order_targets = handwriting_orders.run_section(
-        model, p.seed, p.orders, p.epochs,
-        {f: [feats[v, "test", f] for v in served_views] for f in FORMS}, ys["test"],
+        models, {f: [feats[v, "test", f] for v in served_views] for f in FORMS}, ys["test"],
         parts["test"], p.drawing_seed)
     targets += order_targets
 

@@ -11,6 +11,7 @@ mouse set. Nothing is chosen here; the targets ask the worst order to meet issue
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import common
 import numpy as np
@@ -33,20 +34,27 @@ def order_seeds(seed: int, orders: int) -> list[int]:
     return [seed, *[s for s in range(orders) if s != seed]][:orders]
 
 
-def run_section(model, seed: int, orders: int, epochs: int, test_views: dict[str, list[np.ndarray]],
+def order_models(model, seed: int, orders: int, epochs: int) -> dict[int, Any]:
+    """The learner trained on each of ``orders`` orders of the stream (``order_seeds``), three
+    passes each as the job; ``model`` is the order ``seed``'s, already trained."""
+    models = {}
+    for order in order_seeds(seed, orders):
+        if order != seed:
+            common.progress(f"handwriting: the stream's model for order {order}")
+        models[order] = model if order == seed else ev.stream_model(epochs, order)
+    return models
+
+
+def run_section(models: dict[int, Any], test_views: dict[str, list[np.ndarray]],
                 y_test: np.ndarray, test_idx: Sequence[int], drawing_seed: int
                 ) -> tuple[list[dict], list[dict]]:
-    """The rows (one per order; ``model`` is the order ``seed``'s, already trained) and the
-    targets. ``test_views``: per form, the test split's features of each view the server scores
-    a bitmap by."""
+    """The rows (one per order of ``order_models``) and the targets. ``test_views``: per form,
+    the test split's features of each view the server scores a bitmap by."""
     traced = ev.stroke_features(drawing(i, TRACED, drawing_seed)[0] for i in test_idx)
     mouse_svgs, mouse_y, _ = ev.mouse_drawings()
     mouse = ev.stroke_features(mouse_svgs)
     rows = []
-    for order in order_seeds(seed, orders):
-        if order != seed:
-            common.progress(f"handwriting: the stream's model for order {order}")
-        m = model if order == seed else ev.stream_model(epochs, order)
+    for order, m in models.items():
         row: dict = {"order": order}
         for f, views in test_views.items():
             row[f] = float((ev.view_answers(m, views) == y_test).mean())

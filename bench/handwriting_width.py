@@ -5,6 +5,8 @@ and the rule that picks the served width (the test split is not looked at).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import common
 import numpy as np
 
@@ -15,6 +17,7 @@ from online_ml.handwriting import FORMS
 WIDTH_COLUMNS = [("widest (px of 32)", "px", "d"), ("dev board", "dev_board", ".3f"),
                  ("dev cropped", "dev_cropped", ".3f"), ("digits as SVG: same answer", "round_trip", ".3f"),
                  ("mouse set right (of 42)", "mouse", "d"), ("1s by base read 1 (of 208)", "ones", "d"),
+                 ("stream orders reading no fewer of both than the served width", "orders_kept", ""),
                  ("", "chosen", ""), ("paired with the served width (dev)", "paired", "")]
 #: Widths tried for ``features.MAX_WIDTH`` (px of the 32 px box), on the development split only.
 WIDTHS = (20, 22, 24, 26, 28, 32)
@@ -25,24 +28,29 @@ WIDTHS = (20, 22, 24, 26, 28, 32)
 WIDTH_Z = common.PAIRED_Z
 
 
-def _strokes_right(model, strokes: tuple[list[str], np.ndarray], px: int) -> int:
-    """How many of these stroke drawings the server's stroke path reads right at this width."""
+def _strokes_right(models: Sequence, strokes: tuple[list[str], np.ndarray], px: int) -> list[int]:
+    """How many of these stroke drawings the server's stroke path reads right at this width, per
+    model."""
     svgs, truth = strokes
-    return int((model.predict(ev.stroke_features(svgs, max_width=px / 32)) == truth).sum())
+    x = ev.stroke_features(svgs, max_width=px / 32)
+    return [int((m.predict(x) == truth).sum()) for m in models]
 
 
 def width_sweep(model, inks: dict, ys: dict, rt_inks: list, rt_expected: np.ndarray,
                 rt_floor: float, mouse: tuple[list[str], np.ndarray],
-                ones: tuple[list[str], np.ndarray]) -> list[dict]:
+                ones: tuple[list[str], np.ndarray], others: Sequence = ()) -> list[dict]:
     """Dev accuracy, the round trip, the mouse set and the 1s by base (``mouse``, ``ones``:
     their SVGs and digits) for each widest width of the served features: how
     ``features.MAX_WIDTH`` is chosen — the best dev mean among the widths whose `digits` round
     trip is no worse than ``rt_floor`` (the features before this work: the issue's rule) and
     that read no fewer of the mouse set and of the 1s than the served width (since 2026-12-03:
-    with the memory of records 20 px led on dev and read four flagged 1s on a foot as 2); the
-    test split is not looked at."""
+    with the memory of records 20 px led on dev and read four flagged 1s on a foot as 2), with
+    ``model`` and with each of ``others``, the same learner trained on other orders of the stream
+    (since 2026-12-04: with mirrored 1s 20 px read every 1 for the first order and 12 fewer for
+    the next, ad hoc); the test split is not looked at."""
     rows = []
     right: dict[int, np.ndarray] = {}
+    models = [model, *others]
     for px in WIDTHS:
         row: dict = {"px": px}
         hits = []
@@ -53,12 +61,24 @@ def width_sweep(model, inks: dict, ys: dict, rt_inks: list, rt_expected: np.ndar
         right[px] = np.concatenate(hits)
         row["round_trip"] = float((model.predict(ev.features_of(rt_inks, {"max_width": px / 32}))
                                    == rt_expected).mean())
-        row["mouse"], row["ones"] = _strokes_right(model, mouse, px), _strokes_right(model, ones, px)
+        row["mouse_all"] = _strokes_right(models, mouse, px)
+        row["ones_all"] = _strokes_right(models, ones, px)
+        row["mouse"], row["ones"] = row["mouse_all"][0], row["ones_all"][0]
         rows.append(row)
     served = next((r for r in rows if abs(r["px"] / 32 - MAX_WIDTH) < 1e-9), None)
 
+    def orders_kept(r: dict) -> int:
+        """The orders (models) for which ``r`` reads no fewer mouse drawings and 1s right than
+        the served width."""
+        assert served is not None
+        return sum(m >= sm and o >= so for m, sm, o, so in zip(
+            r["mouse_all"], served["mouse_all"], r["ones_all"], served["ones_all"]))
+
     def guarded(r: dict) -> bool:
-        return served is None or (r["mouse"] >= served["mouse"] and r["ones"] >= served["ones"])
+        return served is None or orders_kept(r) == len(models)
+
+    for r in rows:
+        r["orders_kept"] = f"{orders_kept(r)} of {len(models)}" if served is not None else "-"
 
     kept = [r for r in rows if r["round_trip"] >= rt_floor - 1e-9 and guarded(r)] or rows
 

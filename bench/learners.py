@@ -81,6 +81,8 @@ VARIANTS: dict[str, tuple[str, dict, int | str]] = {
     "softmax-linear": ("softmax", {"kernel_features": 0}, 1),
     "softmax-last-weights": ("softmax", {"average": 0.0}, 1),
     "softmax-no-l2": ("softmax", {"l2": 0.0}, 1),
+    # without mirrored 1s (mirrored []: the default until 2026-12-04): each 1 learned as it is only
+    "softmax-no-mirror": ("softmax", {"mirrored": []}, 1),
     # River's StandardScaler | SoftmaxRegression(optimizer=SGD(0.01)), dict per record
     "river-softmax": ("river", {"lr": 0.01}, 1),
 }

@@ -135,6 +135,8 @@ def test_the_benchmark_runs_at_smoke_size(tmp_path):
     best = next(r for r in res["widths"] if "best on dev" in r["chosen"])
     assert 0 <= served["mouse"] <= 42 and 0 <= served["ones"] <= 208
     assert best["mouse"] >= served["mouse"] and best["ones"] >= served["ones"]
+    # the width may not cost them for any order of the stream the benchmark trained either
+    assert best["orders_kept"] == f"{doc['parameters']['orders']} of {doc['parameters']['orders']}"
     assert all("ruled out" in r["chosen"] for r in res["widths"]
                if r["mouse"] < served["mouse"] or r["ones"] < served["ones"])
     assert [r["n"] for r in res["mouse"]] == [42] * len(res["mouse"])  # our mouse drawings
@@ -197,12 +199,12 @@ def test_the_strokes_benchmark_runs_at_smoke_size(tmp_path):
 
 def test_the_candidates_benchmark_runs_at_smoke_size(tmp_path):
     """bench/candidates.py --smoke as a user runs it: the served parameters, one other setting,
-    no training-time augmentation and no nearest-records blend, each scored on dev, the mouse set and
-    the flagged 1s of the widest bases, timed, and the computed verdict."""
+    no training-time augmentation, no nearest-records blend and no mirrored 1s, each scored on
+    dev, the mouse set and the flagged 1s of the widest bases, timed, and the computed verdict."""
     doc = _smoke_run(tmp_path, "candidates")
     rows = doc["results"]["rows"]
     assert [r["candidate"] for r in rows] == list(doc["parameters"]["candidates"])
-    assert rows[0]["candidate"].startswith("served") and len(rows) == 4
+    assert rows[0]["candidate"].startswith("served") and len(rows) == 5
     assert all(r["us"] > 0 for r in rows)
     for r in rows:
         assert 0 <= r["dev"] <= 1 and 0 <= r["mouse"] <= 42
@@ -214,6 +216,26 @@ def test_the_candidates_benchmark_runs_at_smoke_size(tmp_path):
     assert all(" gained, " in r["paired"] and " gained, " in r["paired_traced"] for r in rows[1:])
     assert all(0 <= r["traced"] <= 1 for r in rows)  # the same dev digits traced into strokes
     assert [t["target"] for t in doc["targets"]] == ["flagged 1s read 1 at the widest base, best candidate"]
+
+
+def test_the_mirrored_benchmark_runs_at_smoke_size(tmp_path):
+    """bench/mirrored.py --smoke as a user runs it: per order of the stream, the served model and
+    the same without mirrored 1s, paired on the same dev drawings, the mouse set and the 1s, and
+    the computed verdict."""
+    doc = _smoke_run(tmp_path, "mirrored")
+    rows = doc["results"]["rows"]
+    assert [r["model"] for r in rows] == ["served: each 1 also mirrored",
+                                          "without mirrored 1s (mirrored [])"]
+    assert " gained, " in rows[0]["paired"] and rows[1]["paired"] == "-"
+    for r in rows:
+        assert 0 <= r["dev"] <= 1 and 0 <= r["traced"] <= 1 and 0 <= r["mouse"] <= 42
+        assert all(0 <= r[key] <= 1 for key in ("flag_0.55", "ones", "flagged_based"))
+    assert doc["results"]["verdict"].startswith("orders whose model reads all 256 1s as 1: ")
+    assert all(0 <= r["by_flag"] <= 1 for r in rows)
+    assert [t["target"] for t in doc["targets"]] == [
+        "orders whose model reads every 1 (256) as 1, mirrored 1s",
+        "1s by flag (180) read 1, mirrored 1s, worst order",
+        "mouse set right, mirrored 1s, worst order"]
 
 
 def test_the_teaching_benchmark_runs_at_smoke_size(tmp_path):

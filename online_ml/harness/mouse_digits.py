@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from .drawings import Point, arc
 
 __all__ = ["SET", "mouse_path", "strokes_on_board", "board_svg_of", "flagged_based_ones",
-           "ones_by_base"]
+           "ones_by_base", "ones_by_flag"]
 
 Drawing = list[list[Point]]
 
@@ -216,3 +216,42 @@ def ones_by_base(seed: int = 5) -> list[dict]:
             out += [{"base": name, "width": width, "strokes": strokes, "flag": flag is not None,
                      "form": form, "svg": svg} for form, svg in svgs]
     return out
+
+
+#: How far a flag reaches left of the stem's top and down from it (fraction of the stem's
+#: height), and the bases under it (width over the stem's height) in :func:`ones_by_flag`:
+#: ``FLAGS`` are 45-degree flags 0.11 to 0.25 long each way; people's flags are often flatter
+#: (a board drawing of 2026-12-04: 0.20 across, 0.17 down, over a base 0.59 wide, read 2).
+FLAG_REACH = (0.13, 0.20, 0.26)
+FLAG_DROP = (0.13, 0.17, 0.22)
+FLAG_BASES = (0.0, 0.39, 0.53, 0.60, 0.66)
+
+
+def ones_by_flag(seed: int = 7) -> list[dict]:
+    """1s by the shape of their flag: each reach of ``FLAG_REACH`` and drop of ``FLAG_DROP``,
+    over each base of ``FLAG_BASES`` (0: none; else a second stroke centred under the stem), on
+    each board of ``BOARDS`` at a random place and cropped: dicts of ``reach``, ``drop``, ``base``,
+    ``form`` and ``svg``.
+
+    >>> ones = ones_by_flag()
+    >>> len(ones), sorted({o["base"] for o in ones})[:2]
+    (180, [0.0, 0.39])
+    """
+    import random
+
+    rng = random.Random(seed)
+    top, bottom, x = 12.0, 88.0, 55.0
+    height = bottom - top
+    out = []
+    for reach in FLAG_REACH:
+        for drop in FLAG_DROP:
+            for base in FLAG_BASES:
+                drawing: Drawing = [[(x - reach * height, top + drop * height), (x, top),
+                                     (x, bottom)]]
+                if base:
+                    half = base * height / 2
+                    drawing.append([(x - half, bottom), (x + half, bottom)])
+                out += [{"reach": reach, "drop": drop, "base": base, "form": form, "svg": svg}
+                        for form, svg in _placed_forms(drawing, rng)]
+    return out
+
