@@ -63,7 +63,19 @@ COLUMNS = [("order (producer seed)", "order", "d"), ("model", "model", ""),
            ("flagged and based 1s (48): read 1", "flagged_based", ".3f"),
            ("1s by flag (180): read 1", "by_flag", ".3f"),
            *[(f"flag reaching {r:.2f} across, with a base: read 1", f"reach_{r}", ".3f")
-             for r in FLAG_REACH]]
+             for r in FLAG_REACH],
+           ("1s by flag misread: the board says not sure", "unsure", "")]
+
+
+def _unsure(model, x: np.ndarray, misread: np.ndarray) -> str:
+    """Of the misread rows of ``x``, how many the board calls "not sure" (the served calibration's
+    threshold, as the server answers)."""
+    from online_ml.uncertainty import calibration, verdict, view_probabilities
+
+    fitted = calibration(model)
+    said = [not verdict(view_probabilities(model, row[None], fitted.temperature)[0],
+                        model.classes_, fitted.threshold)["sure"] for row in x[misread]]
+    return f"{sum(said)} of {len(said)}" if said else "-"
 
 
 def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
@@ -91,6 +103,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                          "ones": float(read.mean()),
                          "flagged_based": float((model.predict(family) == 1).mean()),
                          "by_flag": float(by_flag.mean()),
+                         "unsure": _unsure(model, flag_x, ~by_flag),
                          **{f"reach_{r}": float(by_flag[based & (reach == r)].mean())
                             for r in FLAG_REACH}})
             rights.append(right)

@@ -232,6 +232,7 @@ def test_the_mirrored_benchmark_runs_at_smoke_size(tmp_path):
         assert all(0 <= r[key] <= 1 for key in ("flag_0.55", "ones", "flagged_based"))
     assert doc["results"]["verdict"].startswith("orders whose model reads all 256 1s as 1: ")
     assert all(0 <= r["by_flag"] <= 1 for r in rows)
+    assert all(r["unsure"] == "-" or " of " in r["unsure"] for r in rows)
     assert [t["target"] for t in doc["targets"]] == [
         "orders whose model reads every 1 (256) as 1, mirrored 1s",
         "1s by flag (180) read 1, mirrored 1s, worst order",

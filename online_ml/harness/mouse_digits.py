@@ -254,4 +254,3 @@ def ones_by_flag(seed: int = 7) -> list[dict]:
                 out += [{"reach": reach, "drop": drop, "base": base, "form": form, "svg": svg}
                         for form, svg in _placed_forms(drawing, rng)]
     return out
-
