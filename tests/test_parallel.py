@@ -17,7 +17,7 @@ import pytest
 from kafka import KafkaConsumer
 from sklearn.datasets import load_digits
 
-from online_ml import nearest
+from online_ml import augment, nearest
 from online_ml.config import Settings
 from online_ml.harness.flink import FlinkJobs
 from online_ml.harness.kafka import Topics, produce
@@ -195,14 +195,18 @@ def test_two_learners_one_model(par_env, settings, redis_client, flink, two_task
         # one served model, merged from both learners, that has seen every record
         meta = settled_meta(store, n)
         assert meta["samples_seen"] == n and meta["learners"] == 2, meta
-        if memory:  # one memory, every record of both learners counted once, the newest kept
+        if memory:  # one memory, every record of both learners counted once (each 1 once more,
+            # mirrored: the learner's ``mirrored``), the newest kept
             model = store.load().model
-            assert model.neighbours == 9 and model.memory_count_ == n, model.memory_count_
+            ones = sum(1 for _, label in STREAM if label == 1)
+            assert model.neighbours == 9 and model.memory_count_ == n + ones, model.memory_count_
             X, y = load_digits(return_X_y=True)
             labels: dict[tuple, set] = {}
             for image, label in zip(X.tolist(), y.tolist()):
                 labels.setdefault(tuple(image), set()).add(label)
-            kept, kept_y = nearest.chronological(model.memory_x_, model.memory_y_, n)
+            for image in augment.mirror(X[y == 1]).tolist():
+                labels.setdefault(tuple(image), set()).add(1)
+            kept, kept_y = nearest.chronological(model.memory_x_, model.memory_y_, n + ones)
             # records as they came, with their labels: not averaged, not mixed up
             assert all(model.classes_[int(c)] in labels.get(tuple(row), ())
                        for row, c in zip(kept.tolist(), kept_y.tolist()))
