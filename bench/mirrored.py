@@ -113,17 +113,19 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
             gained, lost, z = common.paired(rights[0][key], rights[1][key])
             served["paired" + name] = f"{gained} gained, {lost} lost, z {z:.2f}"
             served["z" + name] = round(z, 2)
-    served_rows = [r for r in rows if r["model"] == next(iter(VARIANTS))]
-    without_rows = [r for r in rows if r["model"] != next(iter(VARIANTS))]
-    every = all(r["ones"] == 1.0 and r["flagged_based"] == 1.0 for r in served_rows)
-    before = sum(r["ones"] == 1.0 and r["flagged_based"] == 1.0 for r in without_rows)
+    served_rows, without_rows = rows[0::2], rows[1::2]  # each order: served, then without
+
+    def reads_all(rs: list[dict]) -> int:
+        """How many of these rows' models read all 256 1s of the two sets as 1."""
+        return sum(r["ones"] == 1.0 and r["flagged_based"] == 1.0 for r in rs)
+
+    read_all, before = reads_all(served_rows), reads_all(without_rows)
 
     def mean_change(key: str) -> float:
         return 100 * float(np.mean([s[key] - w[key] for s, w in zip(served_rows, without_rows)]))
 
     mouse = float(np.mean([s["mouse"] - w["mouse"] for s, w in zip(served_rows, without_rows)]))
-    verdict = (f"orders whose model reads all 256 1s as 1: with mirrored 1s "
-               f"{sum(r['ones'] == 1.0 and r['flagged_based'] == 1.0 for r in served_rows)} of "
+    verdict = (f"orders whose model reads all 256 1s as 1: with mirrored 1s {read_all} of "
                f"{len(served_rows)}, without {before}; on dev, on average over the "
                f"orders, bitmaps {mean_change('dev'):+.2f} points (z {min(r['z'] for r in served_rows):.2f}"
                f" to {max(r['z'] for r in served_rows):.2f}), traced strokes "
@@ -132,8 +134,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                f"1s by flag read 1: {mean_change('by_flag'):+.1f} points, "
                f"{100 * float(np.mean([r['by_flag'] for r in served_rows])):.1f} % with mirrored 1s")
     targets = [common.target("orders whose model reads every 1 (256) as 1, mirrored 1s",
-                             sum(r["ones"] == 1.0 and r["flagged_based"] == 1.0
-                                 for r in served_rows), len(served_rows), ">=", verdict),
+                             read_all, len(served_rows), ">=", verdict),
                common.target("1s by flag (180) read 1, mirrored 1s, worst order",
                              round(min(r["by_flag"] for r in served_rows), 3), 1.0, ">=",
                              "issue 10: every 1 with or without a flag or a base; flags reaching "
@@ -144,7 +145,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     return common.finish_verdict(
         "mirrored", "mirrored 1s, per order of the stream (development split, mouse set, 1s)",
         COLUMNS, rows, verdict, targets, dict(vars(p)), machine, started, smoke, quiet,
-        every_order=every)
+        every_order=read_all == len(served_rows))
 
 
 def main() -> int:

@@ -66,16 +66,17 @@ def mirror(X: np.ndarray) -> np.ndarray:
 def with_mirrors(X: np.ndarray, cols: np.ndarray, weights: np.ndarray, mirrored: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The rows a call of ``partial_fit`` learns with mirrored records: each row of ``X`` whose
-    class index (``cols``) is in ``mirrored`` and that takes a step (weight > 0) followed by its
-    mirror image (:func:`mirror`), of the same class and weight; the other rows as they are.
+    class index (``cols``) is marked in ``mirrored`` (a bool per class) and that takes a step
+    (weight > 0) followed by its mirror image (:func:`mirror`), of the same class and weight; the
+    other rows as they are.
 
     >>> X = np.arange(3 * 64.0).reshape(3, 64)
     >>> rows, cols, weights = with_mirrors(X, np.array([0, 1, 1]), np.array([1.0, 1.0, 0.0]),
-    ...                                    np.array([1]))
+    ...                                    np.array([False, True]))
     >>> cols.tolist(), weights.tolist(), bool((rows[2] == mirror(X[1:2])[0]).all())
     ([0, 1, 1, 1], [1.0, 1.0, 1.0, 0.0], True)
     """
-    pick = np.isin(cols, mirrored) & (weights > 0)
+    pick = mirrored[cols] & (weights > 0)  # a lookup, not np.isin: this runs for every record
     if not pick.any():
         return X, cols, weights
     index = np.repeat(np.arange(len(X)), 1 + pick)

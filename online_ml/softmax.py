@@ -289,8 +289,9 @@ class OnlineSoftmax(RandomFeatures, RecordMemory, ClassifierMixin, BaseEstimator
 
         col_index = np.asarray(cols, dtype=np.int64)
         if self.mirrored and variants and len(X):  # each 1 then its mirror image, remembered too
-            X, col_index, weights = with_mirrors(
-                X, col_index, weights, np.array([index[v] for v in self.mirrored], dtype=np.int64))
+            marked = np.zeros(len(self.classes_), dtype=bool)
+            marked[[index[v] for v in self.mirrored]] = True
+            X, col_index, weights = with_mirrors(X, col_index, weights, marked)
         real = np.ones(len(X), dtype=bool)
         if self.augment and variants and len(X):
             # each row's variants after it, masked to the cells records have inked up to its own
