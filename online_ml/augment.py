@@ -13,13 +13,20 @@ is still a 1, so each 1 of the stream is also learned, and remembered, mirrored 
 ``digits``' 1s with a base have it as a foot to the right; mirrored, as a foot to the left; with
 both, a 1 with a flag and a base centred under its stem — as people draw it — is among 1s, where
 it was a narrow 2's shape (docs/handwriting.md, *Mirrored 1s*).
+
+A base under the mirror (``OnlineSoftmax(mirror_base=16)``, :func:`with_base`): the mirrored
+copy also gets a base centred under its stem, as printed 1s have one. A drawn 1 with a long flag
+to the left has its stem a column right of the centre, where ``digits``' 1s (stem a little left
+of it) have it only mirrored; with a base under it too, such a 1 is among 1s, where before even
+the plain mirror left it a narrow 2's shape (bench/mirrored.py, *Mirrored 1s* in
+docs/handwriting.md).
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["AFFINE", "AUGMENT_SEED", "AFFINE_ARGS", "mirror", "variants_of", "with_mirrors",
-           "with_variants"]
+__all__ = ["AFFINE", "AUGMENT_SEED", "AFFINE_ARGS", "BASE_HALF", "mirror", "variants_of",
+           "with_base", "with_mirrors", "with_variants"]
 
 #: Training-time augmentation's variants (``augment``): turned up to ``turn`` degrees either way,
 #: the width scaled by up to ``widen`` either way, sheared across by up to ``shear`` — chosen on
@@ -63,18 +70,51 @@ def mirror(X: np.ndarray) -> np.ndarray:
     return X.reshape(len(X), 8, 8)[:, :, ::-1].reshape(len(X), 64)
 
 
-def with_mirrors(X: np.ndarray, cols: np.ndarray, weights: np.ndarray, mirrored: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+#: How many cells either side of the stem's a base (:func:`with_base`) covers: 5 of the 8
+#: columns, 20 of the 32 px, about 0.6 of the height (people's bases, ``mouse_digits.FLAG_BASES``,
+#: are 0.39 to 0.66 of it). Ad hoc, 2026-12-05, the base's ink 16, five orders of the stream:
+#: with 1 or 3 cells either side 0.78 of ``mouse_digits.ones_by_flag`` read 1 for every order,
+#: with 2 0.96 to 0.98; a base under the record itself rather than its mirror (ink 12) read 0.62
+#: to 0.87 of them.
+BASE_HALF = 2
+
+
+def with_base(X: np.ndarray, level: float) -> np.ndarray:
+    """Rows of 8x8 cells with a base centred under the stem: in the bottom row, the cells within
+    ``BASE_HALF`` of the stem's column (the column nearest the centre of the lower half's ink)
+    inked at least ``level`` (of 16, the served: a stroke as thick as the block).
+
+    >>> one = np.zeros((1, 8, 8)); one[0, :, 3] = 16        # a plain 1: a stem in column 3
+    >>> with_base(one.reshape(1, 64), 12.0).reshape(8, 8)[7].tolist()
+    [0.0, 12.0, 12.0, 16.0, 12.0, 12.0, 0.0, 0.0]
+    """
+    cells = np.array(X, dtype=np.float64).reshape(len(X), 8, 8)
+    lower = cells[:, 4:].sum(axis=1)
+    ink = lower.sum(axis=1)
+    centre = (lower @ np.arange(8.0)) / np.where(ink > 0, ink, 1.0)
+    stem = np.where(ink > 0, np.rint(centre), 3.5)
+    under = np.abs(np.arange(8)[None, :] - stem[:, None]) <= BASE_HALF
+    cells[:, 7] = np.where(under, np.maximum(cells[:, 7], level), cells[:, 7])
+    return cells.reshape(len(X), 64)
+
+
+def with_mirrors(X: np.ndarray, cols: np.ndarray, weights: np.ndarray, mirrored: np.ndarray,
+                 base: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The rows a call of ``partial_fit`` learns with mirrored records: each row of ``X`` whose
     class index (``cols``) is marked in ``mirrored`` (a bool per class) and that takes a step
-    (weight > 0) followed by its mirror image (:func:`mirror`), of the same class and weight; the
-    other rows as they are.
+    (weight > 0) followed by its mirror image (:func:`mirror`), with a base of ink ``base``
+    under its stem (:func:`with_base`; 0: none), of the same class and weight; the other rows
+    as they are.
 
     >>> X = np.arange(3 * 64.0).reshape(3, 64)
     >>> rows, cols, weights = with_mirrors(X, np.array([0, 1, 1]), np.array([1.0, 1.0, 0.0]),
     ...                                    np.array([False, True]))
     >>> cols.tolist(), weights.tolist(), bool((rows[2] == mirror(X[1:2])[0]).all())
     ([0, 1, 1, 1], [1.0, 1.0, 1.0, 0.0], True)
+    >>> based = with_mirrors(X, np.array([0, 1, 1]), np.array([1.0, 1.0, 0.0]),
+    ...                      np.array([False, True]), base=12.0)[0]
+    >>> bool((based[2] == with_base(mirror(X[1:2]), 12.0)[0]).all())
+    True
     """
     pick = mirrored[cols] & (weights > 0)  # a lookup, not np.isin: this runs for every record
     if not pick.any():
@@ -83,7 +123,7 @@ def with_mirrors(X: np.ndarray, cols: np.ndarray, weights: np.ndarray, mirrored:
     second = np.zeros(len(index), dtype=bool)
     second[np.cumsum(1 + pick)[pick] - 1] = True  # the copy after each picked row
     rows = X[index]
-    rows[second] = mirror(rows[second])
+    rows[second] = with_base(mirror(rows[second]), base) if base else mirror(rows[second])
     return rows, cols[index], weights[index]
 
 

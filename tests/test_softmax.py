@@ -72,20 +72,37 @@ def test_partial_fit_on_many_rows_learns_what_row_by_row_learns(shuffled_digits)
         assert np.allclose(getattr(batch, name), getattr(rows, name)), name
 
 
+def _remembered_with_mirrors(X, y, base: float) -> np.ndarray:
+    """The records as the default model remembers them: each 1 followed by its mirror image
+    with a base of ``base`` under its stem (0: the plain mirror)."""
+    def mirrored(row):
+        flipped = augment.mirror(row[None])
+        return (augment.with_base(flipped, base) if base else flipped)[0]
+
+    return np.array([r for i in range(len(X)) for r in [X[i]] + ([mirrored(X[i])] if y[i] == 1
+                                                              else [])])
+
+
 def test_each_one_is_also_learned_and_remembered_mirrored(shuffled_digits):
-    """``mirrored`` (1s by default): each 1 of the stream is followed by its mirror image, learned
-    (with its variant) and remembered right after it, in a chunk as one by one; the learner
-    counts the records alone; a correction from the board (a row with a share) is not mirrored;
-    ``mirrored=()`` learns the records as they are; labels the model lacks are refused."""
+    """``mirrored`` (1s by default): each 1 of the stream is followed by its mirror image with a
+    base under its stem (``mirror_base``), learned (with its variant) and remembered right after
+    it, in a chunk as one by one; the learner counts the records alone; a correction from the
+    board (a row with a share) is not mirrored; ``mirror_base=0`` (and a model stored before it
+    existed) mirrors plainly, ``mirrored=()`` learns the records as they are; labels the model
+    lacks, and a base's ink outside 0..16, are refused."""
     X, y = shuffled_digits
     model = _fit(X[:100], y[:100])
     ones = np.flatnonzero(y[:100] == 1)
-    assert model.mirrored == (1,) and len(ones) > 3
-    memory, _ = nearest.chronological(model.memory_x_, model.memory_y_, model.memory_count_)
-    remembered = memory[:100 + len(ones)]  # oldest first
-    expected = np.concatenate([[X[i]] + ([augment.mirror(X[i:i + 1])[0]] if y[i] == 1 else [])
-                               for i in range(100)], axis=None).reshape(-1, 64)
-    assert np.array_equal(remembered, expected)
+    assert model.mirrored == (1,) and model.mirror_base == 16 and len(ones) > 3
+    for fitted, base in ((model, 16.0), (_fit(X[:100], y[:100], mirror_base=0.0), 0.0)):
+        memory, _ = nearest.chronological(fitted.memory_x_, fitted.memory_y_,
+                                          fitted.memory_count_)
+        # oldest first
+        assert np.array_equal(memory[:100 + len(ones)],
+                              _remembered_with_mirrors(X[:100], y[:100], base))
+    based = augment.with_base(augment.mirror(X[ones]), 16.0).reshape(-1, 8, 8)
+    # every mirrored 1 stands on a base 5 cells wide
+    assert (based[:, 7] == 16).sum(axis=1).min() >= 2 * augment.BASE_HALF + 1
     rows = OnlineSoftmax()
     for xi, yi in zip(X[:100], y[:100]):
         rows.partial_fit(xi[None], [yi], classes=CLASSES)
@@ -104,6 +121,9 @@ def test_each_one_is_also_learned_and_remembered_mirrored(shuffled_digits):
         with pytest.raises(ValueError, match="mirrored"):
             OnlineSoftmax(mirrored=bad, augment=0).partial_fit(X[:2, :width], y[:2],
                                                                classes=CLASSES)
+    for ink in (-1.0, 17.0):
+        with pytest.raises(ValueError, match="mirror_base"):
+            _fit(X[:2], y[:2], mirror_base=ink)
 
 
 def _numpy_steps(model: OnlineSoftmax, X, y, weights) -> None:
@@ -454,6 +474,20 @@ def test_contributions_add_up_to_the_score_against_a_blank_board(shuffled_digits
         assert parts.shape == (64,)
         score = model.weight_scores(x[None])[0, digit] - blank[digit]
         assert abs(parts.sum() - score) <= 0.01 * max(1.0, abs(score)), (parts.sum(), score)
+
+
+def test_a_model_stored_before_the_base_under_the_mirror_goes_on_mirroring_plainly(shuffled_digits):
+    """A model stored with mirrored 1s before ``mirror_base`` existed (2026-12-04) reads 0: its
+    1s go on being learned and remembered with the plain mirror."""
+    X, y = shuffled_digits
+    model = _fit(X[:100], y[:100], mirror_base=0.0)
+    old = model_store.loads(model_store.dumps(model))
+    del old.__dict__["mirror_base"]  # what a model stored by the code before it holds
+    assert old.mirror_base == 0 and old.get_params()["mirror_base"] == 0
+    old.partial_fit(X[100:200], y[100:200])
+    model.partial_fit(X[100:200], y[100:200])
+    for name in (*sync.SOFTMAX_ARRAYS, "memory_x_", "memory_y_"):
+        assert np.array_equal(getattr(old, name), getattr(model, name)), name
 
 
 def test_a_model_stored_before_the_random_features_loads_as_the_linear_model_it_was(shuffled_digits):
