@@ -11,7 +11,8 @@ No services, about two minutes here. None of these is served; the test split is 
   model learns one; and ``augment_stroke``: the variants' strokes also thinner or thicker, the
   "stroke width" variants issue 10 names, which the served model does not learn).
 * ``without mirrored 1s``: ``mirrored`` [], each 1 of the stream learned as it is only (the
-  served model also learns and remembers its mirror image: online_ml/augment.py).
+  served model also learns and remembers its mirror image, with a base under its stem:
+  online_ml/augment.py); ``the plain mirror``: ``mirror_base`` 0, the mirror without the base.
 * ``without its memory of records``: ``neighbours`` 0, the plain softmax (the default until
   2026-12-03; the served model's scores are its log-probabilities plus twice the share of the 9
   nearest of the last 2,048 records it learned that carry each label; online_ml/nearest.py); and
@@ -70,6 +71,8 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "variants with thinner or thicker strokes (augment_stroke 0.25)": {"augment_stroke": 0.25},
     "served without its memory of records (neighbours 0)": {"neighbours": 0},
     "without mirrored 1s (mirrored [], served [1]; the default until 2026-12-04)": {"mirrored": []},
+    "the plain mirror, no base under it (mirror_base 0, served 16; the default until 2026-12-05)":
+        {"mirror_base": 0.0},
 }
 SMOKE = ("served (the job's parameters)", "l2 3e-3",
          "no affine variants, the records alone (augment 0, served 1)",

@@ -214,9 +214,11 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     mouse_svgs, mouse_y, mouse_names = ev.mouse_drawings()
     mouse_rows, ones = _mouse(model, mouse_svgs, mouse_y, mouse_names)
     models = handwriting_orders.order_models(model, p.seed, p.orders, p.epochs)
-    widths = (width_sweep(model, inks, ys, rt_inks, rt_expected, ablation[0]["round_trip"],
-                          (mouse_svgs, mouse_y), _ones_by_base(),
-                          [m for order, m in models.items() if order != p.seed])
+    widths = (width_sweep(handwriting_orders.models_at_width(models, p.seed, p.epochs),
+                          {k: v for k, v in inks.items() if k[0] == "dev"}, ys,
+                          [drawing(i, TRACED, p.drawing_seed)[0] for i in parts["dev"]],
+                          rt_inks, rt_expected, ablation[0]["round_trip"],
+                          (mouse_svgs, mouse_y), _ones_by_base())
               if p.width_sweep else [])
 
     # what the server scores a bitmap by with this learner: both views, or the features alone

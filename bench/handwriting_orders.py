@@ -10,7 +10,7 @@ mouse set. Nothing is chosen here; the targets ask the worst order to meet issue
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import common
@@ -43,6 +43,28 @@ def order_models(model, seed: int, orders: int, epochs: int) -> dict[int, Any]:
             common.progress(f"handwriting: the stream's model for order {order}")
         models[order] = model if order == seed else ev.stream_model(epochs, order)
     return models
+
+
+def models_at_width(models: dict[int, Any], seed: int, epochs: int
+                    ) -> Callable[[int], list[Any]]:
+    """For bench/handwriting_width.py's sweep: the models of ``order_models`` (order ``seed``
+    first) as a server whose digits are at most ``px`` of the 32 px box wide would train them —
+    the same at the served width and for a learner without affine variants; else each trained
+    again with its variants normalised at that width (``augment.normalised_at``)."""
+    from online_ml import augment
+    from online_ml.features import BOX, MAX_WIDTH
+
+    ordered = [seed, *[o for o in models if o != seed]]
+
+    def at(px: int) -> list[Any]:
+        first = models[seed]
+        if abs(px - MAX_WIDTH * BOX) < 1e-9 or not getattr(first, "augment", 0):
+            return [models[o] for o in ordered]
+        with augment.normalised_at(px):
+            common.progress(f"handwriting: the stream's models for widths up to {px} px")
+            return [ev.stream_model(epochs, o, params=first.get_params()) for o in ordered]
+
+    return at
 
 
 def run_section(models: dict[int, Any], test_views: dict[str, list[np.ndarray]],

@@ -23,10 +23,13 @@ docs/handwriting.md).
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 
-__all__ = ["AFFINE", "AUGMENT_SEED", "AFFINE_ARGS", "BASE_HALF", "mirror", "variants_of",
-           "with_base", "with_mirrors", "with_variants"]
+__all__ = ["AFFINE", "AUGMENT_SEED", "AFFINE_ARGS", "BASE_HALF", "mirror", "normalised_at",
+           "variants_of", "with_base", "with_mirrors", "with_variants"]
 
 #: Training-time augmentation's variants (``augment``): turned up to ``turn`` degrees either way,
 #: the width scaled by up to ``widen`` either way, sheared across by up to ``shear`` — chosen on
@@ -37,7 +40,30 @@ AFFINE = {"turn": 15.0, "widen": 0.25, "shear": 0.3}
 AUGMENT_SEED = 20261203
 #: ``AFFINE`` and the server's normalisation (``features.MAX_WIDTH`` in px, ``SQUASH_LIMIT``,
 #: ``normalise.MAX_SLANT``; tests/test_softmax.py checks they agree), as the compiled steps take them
-AFFINE_ARGS = (AFFINE["turn"], AFFINE["widen"], AFFINE["shear"], 24.0, 2.5, 1.0)
+AFFINE_ARGS = (AFFINE["turn"], AFFINE["widen"], AFFINE["shear"], 20.0, 2.5, 1.0)
+
+
+@contextmanager
+def normalised_at(max_width_px: float) -> Iterator[None]:
+    """Variants normalised to another widest width (px of the 32 px box) than the server's
+    while inside: how bench/handwriting_width.py trains the model a server at that width would
+    serve, before it scores that width (the model learns its variants as the server would
+    normalise a drawing). Not for the job: its variants must match ``features.MAX_WIDTH``.
+
+    >>> from online_ml import augment
+    >>> with normalised_at(24):
+    ...     augment.AFFINE_ARGS[3]
+    24.0
+    >>> augment.AFFINE_ARGS[3]
+    20.0
+    """
+    global AFFINE_ARGS
+    served = AFFINE_ARGS
+    AFFINE_ARGS = (*served[:3], float(max_width_px), *served[4:])
+    try:
+        yield
+    finally:
+        AFFINE_ARGS = served
 
 
 def variants_of(X: np.ndarray, steps: np.ndarray) -> np.ndarray:

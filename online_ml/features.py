@@ -63,7 +63,10 @@ INK_RANGE = (260.0, 370.0)
 #: to that width while its height fills the box (wider ink keeps its aspect ratio). ``digits``
 #: images fill the 8 rows and at most about 6 of the 8 columns: 24/32 was best of 20..32 on the
 #: development split of real handwriting (python bench/handwriting.py), and 2.5 of 1.2..2.5.
-MAX_WIDTH = 24.0 / 32
+#: Since 2026-12-05 20/32: the sweep trains a model per width (its variants normalised at that
+#: width) and scores traced strokes too, and 20 px leads on dev beyond chance (bitmaps +1.4
+#: points, traced strokes +0.8) without a mouse drawing or a 1 fewer (bench/handwriting_width.py).
+MAX_WIDTH = 20.0 / 32
 SQUASH_LIMIT = 2.5
 #: The thinnest and widest pen (fraction of the box) the ink range may ask for, and how many
 #: renderings it may cost beyond the first.

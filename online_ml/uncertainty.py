@@ -91,8 +91,9 @@ class Calibration:
 #:   also learning an affine variant of each record, ``augment`` 1): fitted on one view of a
 #:   bitmap (it is not in ``BITMAP_VIEW_LEARNERS``) at T 1.19, threshold 0.702 (2026-12-03, 22:16 UTC).
 #:   With mirrored 1s (``mirrored``, the default since 2026-12-04) fitted again at T 1.20,
-#:   threshold 0.693: within the benchmark's tolerance of these, which stay (a model stored
-#:   before mirrored 1s is calibrated by them too).
+#:   threshold 0.693, and with a base under the mirror (``mirror_base``, since 2026-12-05) at
+#:   T 1.17, threshold 0.690: within the benchmark's tolerance of these, which stay (a model
+#:   stored before either is calibrated by them too).
 #:   A softmax without its memory of records takes ``softmax``'s numbers, augmented or not.
 CALIBRATIONS: dict[str, Calibration] = {
     "softmax": Calibration(temperature=0.917, threshold=0.66),

@@ -135,6 +135,11 @@ def test_the_benchmark_runs_at_smoke_size(tmp_path):
     best = next(r for r in res["widths"] if "best on dev" in r["chosen"])
     assert 0 <= served["mouse"] <= 42 and 0 <= served["ones"] <= 208
     assert best["mouse"] >= served["mouse"] and best["ones"] >= served["ones"]
+    # each width scored with the models a server at that width would train (variants normalised
+    # at that width), the served width with the served ones
+    assert served["models"] == "the served width's"
+    assert all(r["models"] == f"{doc['parameters']['orders']} trained at this width"
+               for r in res["widths"] if r is not served)
     # the width may not cost them for any order of the stream the benchmark trained either
     assert best["orders_kept"] == f"{doc['parameters']['orders']} of {doc['parameters']['orders']}"
     assert all("ruled out" in r["chosen"] for r in res["widths"]
