@@ -27,7 +27,8 @@ its stem (``mirror_base``, the base's ink per cell, ``augment.with_base``; since
   ``flagged_based_ones``' 45-degree ones, over no base or a centred one 0.39 to 0.66 of the
   stem's height wide (people draw them so: a board drawing of 2026-12-04 read 2).
 * The verdict, computed: the base's ink that reads the most 1s by flag in its worst order (a tie
-  to the one ahead on dev; none behind the plain mirror on dev beyond chance), whether the served
+  to the one ahead on dev; one tied with the served base on the 1s must read more dev drawings
+  right beyond chance; none behind the plain mirror on dev beyond chance), whether the served
   model reads every one of those 256 1s for every order, and what it changes against the plain
   mirror, on dev on average over the orders and for the 1s by flag.
 
@@ -108,24 +109,40 @@ def _scored(name: str, model, sets: dict, family: np.ndarray, flags: dict) -> tu
                for r in FLAG_REACH}}, right
 
 
-def chosen_base(rows: list[dict], names: list[str]) -> str:
+def chosen_base(rows: list[dict], names: list[str], served: str) -> str:
     """Of the models with a base under the mirror, the one whose worst order reads the most 1s
     by flag; on a tie, the one with more of dev right (bitmaps and strokes, summed over the
-    orders); any behind the plain mirror on dev beyond chance in some order is out.
+    orders); any behind the plain mirror on dev beyond chance in some order is out. One tied
+    with the ``served`` model on the 1s replaces it only if it reads more of the same dev
+    drawings right beyond chance, pooled over the orders (``changed``: the drawings it gains
+    and loses against the served model; McNemar's, as the width and teaching rules): a tie
+    keeps the served base rather than move it on noise.
 
     >>> rows = [{"model": "a", "by_flag": 0.9, "dev": 0.8, "traced": 0.8, "z_plain": 0.5},
-    ...         {"model": "b", "by_flag": 0.9, "dev": 0.81, "traced": 0.8, "z_plain": 0.1},
-    ...         {"model": "c", "by_flag": 1.0, "dev": 0.9, "traced": 0.9, "z_plain": -2.5}]
-    >>> chosen_base(rows, ["a", "b", "c"])
+    ...         {"model": "b", "by_flag": 0.9, "dev": 0.81, "traced": 0.8, "z_plain": 0.1,
+    ...          "changed": (12, 10)},
+    ...         {"model": "c", "by_flag": 1.0, "dev": 0.9, "traced": 0.9, "z_plain": -2.5,
+    ...          "changed": (90, 10)}]
+    >>> chosen_base(rows, ["a", "b", "c"], "a"), chosen_base(rows, ["b", "c"], "b")
+    ('a', 'b')
+    >>> rows[1]["changed"] = (40, 10)
+    >>> chosen_base(rows, ["a", "b", "c"], "a")
     'b'
     """
-    def key(name: str) -> tuple[float, float]:
-        mine = [r for r in rows if r["model"] == name]
-        return min(r["by_flag"] for r in mine), sum(r["dev"] + r["traced"] for r in mine)
+    def mine(name: str) -> list[dict]:
+        return [r for r in rows if r["model"] == name]
 
-    fair = [n for n in names
-            if all(r["z_plain"] > -common.PAIRED_Z for r in rows if r["model"] == n)]
-    return max(fair or names, key=key)
+    def key(name: str) -> tuple[float, float]:
+        return min(r["by_flag"] for r in mine(name)), sum(r["dev"] + r["traced"] for r in mine(name))
+
+    fair = [n for n in names if all(r["z_plain"] > -common.PAIRED_Z for r in mine(n))] or names
+    best = max(fair, key=key)
+    if best == served or served not in fair or key(best)[0] > key(served)[0]:
+        return best
+    gained = sum(r["changed"][0] for r in mine(best))
+    lost = sum(r["changed"][1] for r in mine(best))
+    beyond = gained + lost > 0 and (gained - lost) / (gained + lost) ** 0.5 > common.PAIRED_Z
+    return best if beyond else served
 
 
 def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
@@ -155,13 +172,15 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
                     continue
                 gained, lost, z = common.paired(rights[row["model"]][key], rights[SERVED][key])
                 row["paired" + suffix] = f"{gained} gained, {lost} lost, z {z:.2f}"
+                before = row.get("changed", (0, 0))
+                row["changed"] = (before[0] + gained, before[1] + lost)
             # against the plain mirror (the default before the base), bitmaps and strokes: the worse
             row["z_plain"] = round(min(common.paired(rights[row["model"]][k], rights[PLAIN][k])[2]
                                        for k in ("dev", "traced")), 2)
     served_rows = [r for r in rows if r["model"] == SERVED]
     plain_rows = [r for r in rows if r["model"] == PLAIN]
     bases = [n for n in p.variants if n not in (PLAIN, WITHOUT)]
-    best = chosen_base(rows, bases)
+    best = chosen_base(rows, bases, SERVED)
 
     def reads_all(rs: list[dict]) -> int:
         """How many of these rows' models read all 256 1s of the two sets as 1."""
@@ -178,7 +197,8 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     mouse = float(np.mean([s["mouse"] - w["mouse"] for s, w in zip(served_rows, plain_rows)]))
     worst = round(min(r["by_flag"] for r in served_rows), 3)
     verdict = (f"base under the mirror chosen (most 1s by flag read 1 in the worst order, none "
-               f"behind the plain mirror on dev beyond chance): {best}; orders whose served model "
+               f"behind the plain mirror on dev beyond chance, a tie with the served one kept "
+               f"unless ahead on dev beyond chance): {best}; orders whose served model "
                f"reads all 256 1s as 1: {reads_all(served_rows)} of {len(served_rows)} (the plain "
                f"mirror {reads_all(plain_rows)}); against the plain mirror, on average over the "
                f"orders: dev bitmaps {mean_change('dev'):+.2f} points ({z_range('paired')}), "
