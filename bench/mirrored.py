@@ -8,10 +8,10 @@ base centred under its stem, as people draw it, was to the data a narrow 2's sha
 those with a base 0.55 of the stem's height read 2 (bench/strokes.py). A 1 seen in a mirror is
 still a 1: the default learner learns and remembers each 1 of the stream mirrored too
 (``OnlineSoftmax(mirrored=(1,))``, online_ml/augment.py ``with_mirrors``). With the plain mirror
-(2026-12-04), 1s with a longer, flatter flag over a base still read 2 a third of the time: the
-flag puts a drawn 1's stem a column right of the centre, where ``digits``' 1s have it only
-mirrored, and ``digits``' 1s have no centred base. So the mirror also gets a base centred under
-its stem (``mirror_base``, the base's ink per cell, ``augment.with_base``; since 2026-12-05).
+(2026-12-04), 1s with a longer, flatter flag over a base still read 2 a third of the time, and
+``digits``' 1s have no centred base. So the mirror also gets a base centred under its stem
+(``mirror_base``, the base's ink per cell, ``augment.with_base``; since 2026-12-05; under the
+record itself it read far fewer of them, ad hoc).
 
 * For each of ``orders`` orders of the stream (the producer's seeds 0, 1, ...), the model a user
   gets (``evaluation.stream_model``: three passes, record by record) with the job's parameters,

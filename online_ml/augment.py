@@ -15,11 +15,10 @@ both, a 1 with a flag and a base centred under its stem â€” as people draw it â€
 it was a narrow 2's shape (docs/handwriting.md, *Mirrored 1s*).
 
 A base under the mirror (``OnlineSoftmax(mirror_base=16)``, :func:`with_base`): the mirrored
-copy also gets a base centred under its stem, as printed 1s have one. A drawn 1 with a long flag
-to the left has its stem a column right of the centre, where ``digits``' 1s (stem a little left
-of it) have it only mirrored; with a base under it too, such a 1 is among 1s, where before even
-the plain mirror left it a narrow 2's shape (bench/mirrored.py, *Mirrored 1s* in
-docs/handwriting.md).
+copy also gets a base centred under its stem, as printed 1s have one and no 1 in ``digits``
+has. A 1 with a long, flat flag and a base is then among 1s, where the plain mirror left it a
+narrow 2's shape a third of the time; a base under the record itself (not its mirror) read far
+fewer of them (bench/mirrored.py, *A base under the mirror* in docs/handwriting.md).
 """
 from __future__ import annotations
 
@@ -98,10 +97,10 @@ def mirror(X: np.ndarray) -> np.ndarray:
 
 #: How many cells either side of the stem's a base (:func:`with_base`) covers: 5 of the 8
 #: columns, 20 of the 32 px, about 0.6 of the height (people's bases, ``mouse_digits.FLAG_BASES``,
-#: are 0.39 to 0.66 of it). Ad hoc, 2026-12-05, the base's ink 16, five orders of the stream:
-#: with 1 or 3 cells either side 0.78 of ``mouse_digits.ones_by_flag`` read 1 for every order,
-#: with 2 0.96 to 0.98; a base under the record itself rather than its mirror (ink 12) read 0.62
-#: to 0.87 of them.
+#: are 0.39 to 0.66 of it). Ad hoc, 2026-12-05, digits at most 24 px wide, the base's ink 16, five
+#: orders of the stream: with 1 or 3 cells either side 0.78 of ``mouse_digits.ones_by_flag`` read
+#: 1 for every order, with 2 0.96 to 0.98; a base under the record itself rather than its mirror
+#: (ink 12) read 0.62 to 0.87 of them.
 BASE_HALF = 2
 
 
