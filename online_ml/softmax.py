@@ -56,8 +56,8 @@ blows up stray ink in the near-empty border cells of ``digits`` and costs real h
   centred under its stem was, to the data, a narrow 2. ``()`` (and a model stored before it
   existed) learns the records as they are (docs/handwriting.md, *Mirrored 1s*). The mirror
   also gets a base centred under its stem (``mirror_base``, the base's ink, 16 of 16 by default
-  since 2026-12-05; 0, and a model stored before, the plain mirror): a 1 with a long flag to the
-  left and a base, as people print it, read 2 half the time with the plain mirror
+  since 2026-12-05; 0, and a model stored before, the plain mirror): of 1s with a flag, with a
+  base or not, the plain mirror read a third as 2, the longest flags over a base nearly all
   (bench/mirrored.py).
 
 ``partial_fit`` takes one step per row, in order, so mini-batch mode (``OnlineLearner.learn_many``)
