@@ -117,7 +117,7 @@ def _row(name: str, model, sets: dict) -> tuple[dict, dict[str, np.ndarray]]:
     """One candidate's answers, each drawing scored as the server would score it with this model
     (a bitmap by both views or one: ``uncertainty.served_views``; strokes by one), and which dev
     drawings it reads right (bitmaps of both forms, traced strokes), to pair with the served
-    model's."""
+    model's, and which of the 1s by base it reads 1 (``ones``)."""
     score = model.decision_function
     views = len(unc.served_views(model, np.zeros((len(ev.BITMAP_VIEWS), 1))))
     right = [np.mean([score(v) for v in sets["dev"][f][:views]], axis=0).argmax(1) == sets["dev_y"]
@@ -131,14 +131,16 @@ def _row(name: str, model, sets: dict) -> tuple[dict, dict[str, np.ndarray]]:
            "plain": float(ones[~flag].mean())}
     for w in WIDE:
         row[f"flag_{w}"] = float(ones[flag & (width == w)].mean())
-    return row, {"dev": np.concatenate(right), "traced": traced}
+    return row, {"dev": np.concatenate(right), "traced": traced, "ones": ones}
 
 
-COLUMNS = [("candidate (none served)", "candidate", ""), ("views", "views", "d"),
-           ("dev, bitmaps", "dev", ".4f"), ("bitmaps, against the served model", "paired", ""),
-           ("dev, traced strokes", "traced", ".4f"),
-           ("strokes, against the served model", "paired_traced", ""),
-           ("mouse set right (of 42)", "mouse", "d"),
+#: The columns of a model scored by :func:`_row` on dev and the mouse set, each paired with the
+#: served model (bench/mirrored.py's table has them too).
+DEV_COLUMNS = [("dev, bitmaps", "dev", ".4f"), ("bitmaps, against the served model", "paired", ""),
+               ("dev, traced strokes", "traced", ".4f"),
+               ("strokes, against the served model", "paired_traced", ""),
+               ("mouse set right (of 42)", "mouse", "d")]
+COLUMNS = [("candidate (none served)", "candidate", ""), ("views", "views", "d"), *DEV_COLUMNS,
            *[(f"flagged, base {w} of the height: read 1", f"flag_{w}", ".3f") for w in WIDE],
            ("no flag, any base: read 1", "plain", ".3f"),
            ("learning, µs a record", "us", ".0f")]

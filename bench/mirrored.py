@@ -71,10 +71,7 @@ class Params:
 
 
 COLUMNS = [("order (producer seed)", "order", "d"), ("model", "model", ""),
-           ("dev, bitmaps", "dev", ".4f"), ("bitmaps, against the served model", "paired", ""),
-           ("dev, traced strokes", "traced", ".4f"),
-           ("strokes, against the served model", "paired_traced", ""),
-           ("mouse set right (of 42)", "mouse", "d"),
+           *candidates.DEV_COLUMNS,
            ("flagged, base 0.55 of the height: read 1", "flag_0.55", ".3f"),
            ("1s by base (208): read 1", "ones", ".3f"),
            ("flagged and based 1s (48): read 1", "flagged_based", ".3f"),
@@ -98,7 +95,7 @@ def _unsure(model, x: np.ndarray, misread: np.ndarray) -> str:
 def _scored(name: str, model, sets: dict, family: np.ndarray, flags: dict) -> tuple[dict, dict]:
     """One model's row (without its order and pairing) and which dev drawings it reads right."""
     row, right = candidates._row(name, model, sets)
-    read = model.decision_function(sets["ones_x"]).argmax(1) == 1
+    read = right["ones"]
     by_flag = model.predict(flags["x"]) == 1
     based = flags["base"] > 0
     return {"model": name, "dev": row["dev"], "traced": row["traced"], "mouse": row["mouse"],
