@@ -84,7 +84,10 @@ VARIANTS: dict[str, tuple[str, dict, int | str]] = {
     # without mirrored 1s (mirrored []: the default until 2026-12-04): each 1 learned as it is only
     "softmax-no-mirror": ("softmax", {"mirrored": []}, 1),
     # the plain mirror, no base under it (mirror_base 0: the default until 2026-12-05)
-    "softmax-plain-mirror": ("softmax", {"mirror_base": 0.0}, 1),
+    "softmax-plain-mirror": ("softmax", {"mirror_base": 0.0, "record_base": 0.0}, 1),
+    # the base under the mirror only, none under the record (record_base 0: the default until
+    # late 2026-12-05)
+    "softmax-no-record-base": ("softmax", {"record_base": 0.0}, 1),
     # River's StandardScaler | SoftmaxRegression(optimizer=SGD(0.01)), dict per record
     "river-softmax": ("river", {"lr": 0.01}, 1),
 }

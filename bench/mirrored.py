@@ -1,5 +1,6 @@
-"""Mirrored 1s, with a base under the mirror: what learning each 1 of the stream mirrored too
-gains and costs, for several orders of the stream, and how much ink the base wants.
+"""Mirrored 1s, with a base under the mirror and a faint one under the record: what learning each
+1 of the stream mirrored too gains and costs, for several orders of the stream, and how much ink
+each base wants.
 
 No services, about a minute here. The test split is not looked at.
 
@@ -10,14 +11,16 @@ still a 1: the default learner learns and remembers each 1 of the stream mirrore
 (``OnlineSoftmax(mirrored=(1,))``, online_ml/augment.py ``with_mirrors``). With the plain mirror
 (2026-12-04), 1s with a longer, flatter flag over a base still read 2 a third of the time, and
 ``digits``' 1s have no centred base. So the mirror also gets a base centred under its stem
-(``mirror_base``, the base's ink per cell, ``augment.with_base``; since 2026-12-05; under the
-record itself it read far fewer of them, ad hoc).
+(``mirror_base``, the base's ink per cell, ``augment.with_base``; since 2026-12-05). Of the 1s
+by flag, the flattest and longest over a base still read 2 (4 %, every order); a faint base
+under the record itself too (``record_base``, ink 8 of 16; late 2026-12-05) reads them all, and
+more of real handwriting: a full one there (16) reads fewer of both.
 
 * For each of ``orders`` orders of the stream (the producer's seeds 0, 1, ...), the model a user
   gets (``evaluation.stream_model``: three passes, record by record) with the job's parameters,
-  and the same with another ``mirror_base`` (8, 12; 0: the plain mirror, the default until
-  2026-12-05) and with ``mirrored`` [] (each 1 learned as it is only, the default until
-  2026-12-04).
+  and the same with another ``record_base`` (0: the default until late 2026-12-05; 6, 10, 12,
+  16) or ``mirror_base`` (12), with neither (the plain mirror, the default until 2026-12-05)
+  and with ``mirrored`` [] (each 1 learned as it is only, the default until 2026-12-04).
 * Each scored as bench/candidates.py scores its candidates: real handwriting's development split
   (bitmaps, both forms; and the same digits traced into strokes, the board's path), each paired
   with the served model on the same drawings (McNemar's z), our mouse set, and the 1s: the 208 of
@@ -26,8 +29,8 @@ record itself it read far fewer of them, ad hoc).
 * And the 180 of ``ones_by_flag``: flags reaching further left and flatter than
   ``flagged_based_ones``' 45-degree ones, over no base or a centred one 0.39 to 0.66 of the
   stem's height wide (people draw them so: a board drawing of 2026-12-04 read 2).
-* The verdict, computed: the base's ink that reads the most 1s by flag in its worst order (a tie
-  to the one ahead on dev; one tied with the served base on the 1s must read more dev drawings
+* The verdict, computed: the bases' ink that reads the most 1s by flag in its worst order (a tie
+  to the one ahead on dev; one tied with the served bases on the 1s must read more dev drawings
   right beyond chance; none behind the plain mirror on dev beyond chance), whether the served
   model reads every one of those 256 1s for every order, and what it changes against the plain
   mirror, on dev on average over the orders and for the 1s by flag.
@@ -48,14 +51,20 @@ from online_ml.config import Settings
 from online_ml.harness.mouse_digits import FLAG_REACH, flagged_based_ones, ones_by_flag
 from online_ml.softmax import OnlineSoftmax
 
-SERVED = "served: each 1 also mirrored, a base under the mirror (mirror_base 16)"
-PLAIN = "the plain mirror (mirror_base 0; the default until 2026-12-05)"
+SERVED = ("served: each 1 also mirrored, a base under the mirror (mirror_base 16) and a faint "
+          "one under the record (record_base 8)")
+UNDER_MIRROR = "a base under the mirror only (record_base 0; the default until late 2026-12-05)"
+PLAIN = "the plain mirror (mirror_base 0, record_base 0; the default until 2026-12-05)"
 WITHOUT = "without mirrored 1s (mirrored []; the default until 2026-12-04)"
 #: name -> changes to the job's LEARNER_PARAMS; the served model first
-VARIANTS = {SERVED: {}, "mirror_base 8": {"mirror_base": 8.0},
-            "mirror_base 12": {"mirror_base": 12.0}, PLAIN: {"mirror_base": 0.0},
-            WITHOUT: {"mirrored": []}}
-SMOKE = (SERVED, PLAIN, WITHOUT)
+VARIANTS = {SERVED: {}, UNDER_MIRROR: {"record_base": 0.0},
+            "record_base 6": {"record_base": 6.0}, "record_base 10": {"record_base": 10.0},
+            "record_base 12": {"record_base": 12.0}, "record_base 16": {"record_base": 16.0},
+            "mirror_base 12": {"mirror_base": 12.0},
+            PLAIN: {"mirror_base": 0.0, "record_base": 0.0}, WITHOUT: {"mirrored": []}}
+SMOKE = (SERVED, UNDER_MIRROR, PLAIN, WITHOUT)
+#: the bases a variant's model learns: (mirror_base, record_base)
+INKS = ("mirror_base", "record_base")
 
 
 @dataclass
@@ -76,6 +85,7 @@ COLUMNS = [("order (producer seed)", "order", "d"), ("model", "model", ""),
            ("1s by base (208): read 1", "ones", ".3f"),
            ("flagged and based 1s (48): read 1", "flagged_based", ".3f"),
            ("1s by flag (180): read 1", "by_flag", ".3f"),
+           ("the based ones in one stroke (288): read 1", "one_stroke", ".3f"),
            *[(f"flag reaching {r:.2f} across, with a base: read 1", f"reach_{r}", ".3f")
              for r in FLAG_REACH],
            ("1s by flag misread: the board says not sure", "unsure", "")]
@@ -98,27 +108,32 @@ def _scored(name: str, model, sets: dict, family: np.ndarray, flags: dict) -> tu
     read = right["ones"]
     by_flag = model.predict(flags["x"]) == 1
     based = flags["base"] > 0
+    once = float((model.predict(flags["one_stroke"]) == 1).mean())
     return {"model": name, "dev": row["dev"], "traced": row["traced"], "mouse": row["mouse"],
             "flag_0.55": row["flag_0.55"], "ones": float(read.mean()),
             "flagged_based": float((model.predict(family) == 1).mean()),
-            "by_flag": float(by_flag.mean()), "unsure": _unsure(model, flags["x"], ~by_flag),
+            "by_flag": float(by_flag.mean()), "one_stroke": once,
+            "flags": float((by_flag.sum() + once * len(flags["one_stroke"]))
+                           / (len(by_flag) + len(flags["one_stroke"]))),
+            "unsure": _unsure(model, flags["x"], ~by_flag),
             **{f"reach_{r}": float(by_flag[based & (flags["reach"] == r)].mean())
                for r in FLAG_REACH}}, right
 
 
 def chosen_base(rows: list[dict], names: list[str], served: str) -> str:
-    """Of the models with a base under the mirror, the one whose worst order reads the most 1s
-    by flag; on a tie, the one with more of dev right (bitmaps and strokes, summed over the
-    orders); any behind the plain mirror on dev beyond chance in some order is out. One tied
-    with the ``served`` model on the 1s replaces it only if it reads more of the same dev
-    drawings right beyond chance, pooled over the orders (``changed``: the drawings it gains
-    and loses against the served model; McNemar's, as the width and teaching rules): a tie
-    keeps the served base rather than move it on noise.
+    """Of the models with bases (under the mirror, the record or both), the one whose worst
+    order reads the most 1s by flag (``flags``: those of two strokes and of one); on a tie, the
+    one with more of dev right (bitmaps and strokes, summed over the orders); any behind the
+    plain mirror on dev beyond chance in some order is out. One tied with the ``served`` model
+    on the 1s replaces it only if it reads more of the same dev drawings right beyond chance,
+    pooled over the orders (``changed``: the drawings it gains and loses against the served
+    model; McNemar's, as the width and teaching rules): a tie keeps the served bases rather
+    than move them on noise.
 
-    >>> rows = [{"model": "a", "by_flag": 0.9, "dev": 0.8, "traced": 0.8, "z_plain": 0.5},
-    ...         {"model": "b", "by_flag": 0.9, "dev": 0.81, "traced": 0.8, "z_plain": 0.1,
+    >>> rows = [{"model": "a", "flags": 0.9, "dev": 0.8, "traced": 0.8, "z_plain": 0.5},
+    ...         {"model": "b", "flags": 0.9, "dev": 0.81, "traced": 0.8, "z_plain": 0.1,
     ...          "changed": (12, 10)},
-    ...         {"model": "c", "by_flag": 1.0, "dev": 0.9, "traced": 0.9, "z_plain": -2.5,
+    ...         {"model": "c", "flags": 1.0, "dev": 0.9, "traced": 0.9, "z_plain": -2.5,
     ...          "changed": (90, 10)}]
     >>> chosen_base(rows, ["a", "b", "c"], "a"), chosen_base(rows, ["b", "c"], "b")
     ('a', 'b')
@@ -130,7 +145,7 @@ def chosen_base(rows: list[dict], names: list[str], served: str) -> str:
         return [r for r in rows if r["model"] == name]
 
     def key(name: str) -> tuple[float, float]:
-        return min(r["by_flag"] for r in mine(name)), sum(r["dev"] + r["traced"] for r in mine(name))
+        return min(r["flags"] for r in mine(name)), sum(r["dev"] + r["traced"] for r in mine(name))
 
     fair = [n for n in names if all(r["z_plain"] > -common.PAIRED_Z for r in mine(n))] or names
     best = max(fair, key=key)
@@ -151,7 +166,8 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     drawn = ones_by_flag()
     flags = {"x": ev.stroke_features(o["svg"] for o in drawn),
              "reach": np.array([o["reach"] for o in drawn]),
-             "base": np.array([o["base"] for o in drawn])}
+             "base": np.array([o["base"] for o in drawn]),
+             "one_stroke": ev.stroke_features(o["svg"] for o in ones_by_flag(one_stroke=True))}
     base = Settings.from_env().learner_kwargs()
     rows = []
     for order in range(p.orders):
@@ -183,36 +199,50 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
         """How many of these rows' models read all 256 1s of the two sets as 1."""
         return sum(r["ones"] == 1.0 and r["flagged_based"] == 1.0 for r in rs)
 
-    def mean_change(key: str) -> float:
-        return 100 * float(np.mean([s[key] - w[key] for s, w in zip(served_rows, plain_rows)]))
+    def against(other: str) -> str:
+        """What the served model changes against ``other``, on average over the orders (the
+        z range: the other's rows' z against the served model, negated)."""
+        theirs = [r for r in rows if r["model"] == other]
+        if not theirs:
+            return f"{other}: not run"
 
-    def z_range(key: str) -> str:
-        """The served model against the plain mirror: the plain rows' z against it, negated."""
-        zs = [float(r[key].rsplit("z ", 1)[1]) for r in plain_rows]
-        return f"z {0.0 - max(zs):.2f} to {0.0 - min(zs):.2f}"
+        def change(key: str) -> float:
+            return 100 * float(np.mean([s[key] - w[key] for s, w in zip(served_rows, theirs)]))
 
-    mouse = float(np.mean([s["mouse"] - w["mouse"] for s, w in zip(served_rows, plain_rows)]))
+        def z_range(key: str) -> str:
+            zs = [float(r[key].rsplit("z ", 1)[1]) for r in theirs]
+            return f"z {0.0 - max(zs):.2f} to {0.0 - min(zs):.2f}"
+
+        mouse = float(np.mean([s["mouse"] - w["mouse"] for s, w in zip(served_rows, theirs)]))
+        return (f"against {other}: dev bitmaps {change('dev'):+.2f} points "
+                f"({z_range('paired')}), traced strokes {change('traced'):+.2f} "
+                f"({z_range('paired_traced')}), the mouse set {mouse:+.1f} drawings, 1s by flag "
+                f"read 1 {change('by_flag'):+.1f} points")
+
     worst = round(min(r["by_flag"] for r in served_rows), 3)
-    verdict = (f"base under the mirror chosen (most 1s by flag read 1 in the worst order, none "
-               f"behind the plain mirror on dev beyond chance, a tie with the served one kept "
-               f"unless ahead on dev beyond chance): {best}; orders whose served model "
-               f"reads all 256 1s as 1: {reads_all(served_rows)} of {len(served_rows)} (the plain "
-               f"mirror {reads_all(plain_rows)}); against the plain mirror, on average over the "
-               f"orders: dev bitmaps {mean_change('dev'):+.2f} points ({z_range('paired')}), "
-               f"traced strokes {mean_change('traced'):+.2f} ({z_range('paired_traced')}), the "
-               f"mouse set {mouse:+.1f} drawings, 1s by flag read 1 {mean_change('by_flag'):+.1f} "
-               f"points: {100 * float(np.mean([r['by_flag'] for r in served_rows])):.1f} %, worst "
+    worst_once = round(min(r["one_stroke"] for r in served_rows), 3)
+    verdict = (f"bases chosen (most 1s by flag read 1 in the worst order, in two strokes or one, "
+               f"none behind the plain mirror on dev beyond chance, a tie with the served ones "
+               f"kept unless ahead on dev beyond chance): {best}; orders whose served model "
+               f"reads all 256 1s as 1: {reads_all(served_rows)} of {len(served_rows)} (the plain mirror "
+               f"{reads_all(plain_rows)}); on average over the orders, {against(UNDER_MIRROR)}; "
+               f"{against(PLAIN)}; 1s by flag read 1, served: "
+               f"{100 * float(np.mean([r['by_flag'] for r in served_rows])):.1f} %, worst "
                f"order {100 * worst:.1f} %")
-    served_ink = base.get("mirror_base", OnlineSoftmax().mirror_base)
-    chosen_ink = VARIANTS[best].get("mirror_base", served_ink)
-    targets = [common.target("mirror_base: distance from the base chosen on dev and the 1s",
-                             abs(chosen_ink - served_ink), 0, "<=",
-                             f"served {served_ink:g}, chosen {chosen_ink:g}"),
+    served_ink = [float(base.get(k, getattr(OnlineSoftmax(), k))) for k in INKS]
+    chosen_ink = [float(VARIANTS[best].get(k, ink)) for k, ink in zip(INKS, served_ink)]
+    targets = [common.target("mirror_base and record_base: distance from the bases chosen on dev "
+                             "and the 1s", sum(abs(c - s) for c, s in zip(chosen_ink, served_ink)),
+                             0, "<=", "served {:g}/{:g}, chosen {:g}/{:g}".format(*served_ink,
+                                                                               *chosen_ink)),
                common.target("orders whose model reads every 1 (256) as 1, served",
                              reads_all(served_rows), len(served_rows), ">=", verdict),
                common.target("1s by flag (180) read 1, served, worst order", worst, 1.0, ">=",
-                             "issue 10: every 1 with or without a flag or a base; the flattest, "
-                             "longest flag over a base is still misread in some orders"),
+                             "issue 10: every 1 with or without a flag or a base"),
+               common.target("1s by flag with the base in the stem's stroke (288) read 1, served, "
+                             "worst order", worst_once, 1.0, ">=",
+                             "issue 10: a plain 1 drawn as one stroke, with or without a flag or "
+                             "a base, is a 1"),
                common.target("mouse set right, served, worst order",
                              min(r["mouse"] for r in served_rows), 38, ">=",
                              "issue 10: at least 9 in 10 of 42")]

@@ -19,6 +19,12 @@ copy also gets a base centred under its stem, as printed 1s have one and no 1 in
 has. A 1 with a long, flat flag and a base is then among 1s, where the plain mirror left it a
 narrow 2's shape a third of the time; a base under the record itself (not its mirror) read far
 fewer of them (bench/mirrored.py, *A base under the mirror* in docs/handwriting.md).
+
+And a faint base under the record too (``OnlineSoftmax(record_base=8)``, late 2026-12-05): each 1
+is learned and remembered with a base of half a stroke's ink under its stem (it is predicted as
+it came). Then every 1 by flag reads 1, the flattest and longest over a base too, in two strokes
+or one, and more of real handwriting on dev; a full base there (16) reads fewer of both
+(bench/mirrored.py, *A faint base under the record too*).
 """
 from __future__ import annotations
 
@@ -124,12 +130,13 @@ def with_base(X: np.ndarray, level: float) -> np.ndarray:
 
 
 def with_mirrors(X: np.ndarray, cols: np.ndarray, weights: np.ndarray, mirrored: np.ndarray,
-                 base: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 base: float = 0.0, record_base: float = 0.0
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The rows a call of ``partial_fit`` learns with mirrored records: each row of ``X`` whose
     class index (``cols``) is marked in ``mirrored`` (a bool per class) and that takes a step
-    (weight > 0) followed by its mirror image (:func:`mirror`), with a base of ink ``base``
-    under its stem (:func:`with_base`; 0: none), of the same class and weight; the other rows
-    as they are.
+    (weight > 0), with a base of ink ``record_base`` under its stem (:func:`with_base`; 0:
+    none), followed by its mirror image (:func:`mirror`) with a base of ink ``base`` under its
+    stem, of the same class and weight; the other rows as they are.
 
     >>> X = np.arange(3 * 64.0).reshape(3, 64)
     >>> rows, cols, weights = with_mirrors(X, np.array([0, 1, 1]), np.array([1.0, 1.0, 0.0]),
@@ -140,6 +147,10 @@ def with_mirrors(X: np.ndarray, cols: np.ndarray, weights: np.ndarray, mirrored:
     ...                      np.array([False, True]), base=12.0)[0]
     >>> bool((based[2] == with_base(mirror(X[1:2]), 12.0)[0]).all())
     True
+    >>> both = with_mirrors(X, np.array([0, 1, 1]), np.array([1.0, 1.0, 0.0]),
+    ...                     np.array([False, True]), base=16.0, record_base=8.0)[0]
+    >>> bool((both[1] == with_base(X[1:2], 8.0)[0]).all()), bool((both[3] == X[2]).all())
+    (True, True)
     """
     pick = mirrored[cols] & (weights > 0)  # a lookup, not np.isin: this runs for every record
     if not pick.any():
@@ -148,7 +159,10 @@ def with_mirrors(X: np.ndarray, cols: np.ndarray, weights: np.ndarray, mirrored:
     second = np.zeros(len(index), dtype=bool)
     second[np.cumsum(1 + pick)[pick] - 1] = True  # the copy after each picked row
     rows = X[index]
-    rows[second] = with_base(mirror(rows[second]), base) if base else mirror(rows[second])
+    if record_base:
+        first = np.roll(second, -1)  # the record before each copy
+        rows[first] = with_base(rows[first], record_base)
+    rows[second] = with_base(mirror(X[pick]), base) if base else mirror(X[pick])
     return rows, cols[index], weights[index]
 
 

@@ -58,7 +58,10 @@ blows up stray ink in the near-empty border cells of ``digits`` and costs real h
   also gets a base centred under its stem (``mirror_base``, the base's ink, 16 of 16 by default
   since 2026-12-05; 0, and a model stored before, the plain mirror): of 1s with a flag, with a
   base or not, the plain mirror read a third as 2, the longest flags over a base nearly all
-  (bench/mirrored.py).
+  (bench/mirrored.py). And the 1 itself is learned and remembered with a faint base under its
+  stem (``record_base``, ink 8, since late 2026-12-05; 0, and a model stored before, none): the
+  flattest, longest flag over a base, which still read 2, reads 1, and real handwriting gains on
+  dev; it is still predicted and scored as it came.
 
 ``partial_fit`` takes one step per row, in order, so mini-batch mode (``OnlineLearner.learn_many``)
 learns what row mode learns; only its predictions come from the model before the chunk. The steps
@@ -131,6 +134,8 @@ class OnlineSoftmax(RandomFeatures, RecordMemory, ClassifierMixin, BaseEstimator
     mirrored : labels whose records (of the stream: not the board's corrections) are also learned
         and remembered mirrored left to right, right after each (``(1,)``; ``()``: none).
     mirror_base : the ink (of 16) of a base centred under each mirrored copy's stem (0: none).
+    record_base : the ink (of 16) of a base centred under the stem of each record so mirrored,
+        as it is learned and remembered (0: none; a faint one, 8, by default).
 
     Fitted state (plain arrays and one float, so the store serialises it with skops and parallel
     learners merge it, online_ml/sync.py): ``weights_``/``bias_`` (the current iterate, in scaled
@@ -156,13 +161,15 @@ class OnlineSoftmax(RandomFeatures, RecordMemory, ClassifierMixin, BaseEstimator
     lessons = 0
     mirrored: Sequence[Any] = ()
     mirror_base = 0.0
+    record_base = 0.0
 
     def __init__(self, learning_rate: float = 0.5, l2: float = 1e-3, average: float = 0.3,
                  scale: float = 1 / 16, kernel_features: int = 512, kernel_gamma: float = 0.1,
                  kernel_weight: float = 0.125, kernel_seed: int = 1, neighbours: int = 9,
                  memory: int = 2048, votes: float = 2.0, augment: int = 1,
                  augment_stroke: float = 0.0, feedback_copies: int = 9, lessons: int = 64,
-                 mirrored: Sequence[Any] = (1,), mirror_base: float = 16.0):
+                 mirrored: Sequence[Any] = (1,), mirror_base: float = 16.0,
+                 record_base: float = 8.0):
         self.learning_rate = learning_rate
         self.l2 = l2
         self.average = average
@@ -180,6 +187,7 @@ class OnlineSoftmax(RandomFeatures, RecordMemory, ClassifierMixin, BaseEstimator
         self.lessons = lessons
         self.mirrored = mirrored
         self.mirror_base = mirror_base
+        self.record_base = record_base
 
     # -- state ---------------------------------------------------------------------------------
     def _init_state(self, n_features: int, classes: Sequence[Any]) -> None:
@@ -194,14 +202,15 @@ class OnlineSoftmax(RandomFeatures, RecordMemory, ClassifierMixin, BaseEstimator
                 and isinstance(self.memory, int) and self.memory >= 1 and self.votes >= 0
                 and isinstance(self.augment, int) and self.augment >= 0
                 and 0 <= self.augment_stroke < 0.5 and 0 <= self.mirror_base <= 16
+                and 0 <= self.record_base <= 16
                 and isinstance(self.feedback_copies, int) and self.feedback_copies >= 1
                 and isinstance(self.lessons, int) and self.lessons >= 0):
             raise ValueError("need learning_rate > 0, l2 >= 0, 0 <= average <= 1, scale > 0, an "
                              "int kernel_features >= 0, kernel_gamma > 0, kernel_weight > 0, "
                              "an int kernel_seed, an int neighbours >= 0, an int memory >= 1, "
                              "votes >= 0, an int augment >= 0, 0 <= augment_stroke < 0.5, "
-                             "0 <= mirror_base <= 16, an int feedback_copies >= 1 and an int "
-                             f"lessons >= 0; got {self.get_params()}")
+                             "0 <= mirror_base <= 16, 0 <= record_base <= 16, an int "
+                             f"feedback_copies >= 1 and an int lessons >= 0; got {self.get_params()}")
         if self.augment and int(n_features) != 64:
             raise ValueError(f"augment draws variants of 8x8 images: it needs 64 features, got "
                              f"{n_features} (set augment 0)")
@@ -299,7 +308,8 @@ class OnlineSoftmax(RandomFeatures, RecordMemory, ClassifierMixin, BaseEstimator
             marked = np.zeros(len(self.classes_), dtype=bool)
             marked[[index[v] for v in self.mirrored]] = True
             X, col_index, weights = with_mirrors(X, col_index, weights, marked,
-                                                 float(self.mirror_base))
+                                                 float(self.mirror_base),
+                                                 float(self.record_base))
         real = np.ones(len(X), dtype=bool)
         if self.augment and variants and len(X):
             # each row's variants after it, masked to the cells records have inked up to its own

@@ -225,27 +225,31 @@ def test_the_candidates_benchmark_runs_at_smoke_size(tmp_path):
 
 def test_the_mirrored_benchmark_runs_at_smoke_size(tmp_path):
     """bench/mirrored.py --smoke as a user runs it: per order of the stream, the served model (a
-    base under the mirror), the plain mirror and no mirrored 1s, each paired with the served
+    base under the mirror and a faint one under the record), the base under the mirror only, the
+    plain mirror and no mirrored 1s, each paired with the served
     model on the same dev drawings, the mouse set and the 1s, the base chosen and the computed
     verdict."""
     doc = _smoke_run(tmp_path, "mirrored")
     rows = doc["results"]["rows"]
     assert [r["model"] for r in rows] == [
-        "served: each 1 also mirrored, a base under the mirror (mirror_base 16)",
-        "the plain mirror (mirror_base 0; the default until 2026-12-05)",
+        "served: each 1 also mirrored, a base under the mirror (mirror_base 16) and a faint one "
+        "under the record (record_base 8)",
+        "a base under the mirror only (record_base 0; the default until late 2026-12-05)",
+        "the plain mirror (mirror_base 0, record_base 0; the default until 2026-12-05)",
         "without mirrored 1s (mirrored []; the default until 2026-12-04)"]
     assert rows[0]["paired"] == "-" and all(" gained, " in r["paired"] for r in rows[1:])
     for r in rows:
         assert 0 <= r["dev"] <= 1 and 0 <= r["traced"] <= 1 and 0 <= r["mouse"] <= 42
         assert all(0 <= r[key] <= 1 for key in ("flag_0.55", "ones", "flagged_based"))
-    assert doc["results"]["verdict"].startswith("base under the mirror chosen ")
-    assert doc["results"]["chosen"] == rows[0]["model"]  # the only base in a smoke run
-    assert all(0 <= r["by_flag"] <= 1 for r in rows)
+    assert doc["results"]["verdict"].startswith("bases chosen ")
+    assert doc["results"]["chosen"] in (rows[0]["model"], rows[1]["model"])
+    assert all(0 <= r["by_flag"] <= 1 and 0 <= r["one_stroke"] <= 1 for r in rows)
     assert all(r["unsure"] == "-" or " of " in r["unsure"] for r in rows)
     assert [t["target"] for t in doc["targets"]] == [
-        "mirror_base: distance from the base chosen on dev and the 1s",
+        "mirror_base and record_base: distance from the bases chosen on dev and the 1s",
         "orders whose model reads every 1 (256) as 1, served",
         "1s by flag (180) read 1, served, worst order",
+        "1s by flag with the base in the stem's stroke (288) read 1, served, worst order",
         "mouse set right, served, worst order"]
 
 

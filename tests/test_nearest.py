@@ -306,8 +306,9 @@ def test_a_lesson_outlasts_the_memory_of_records(shuffled_digits):
 def test_two_learners_serve_one_memory_of_every_record(settings, redis_client):
     """Two real Trainers (two subtasks of a job at parallelism 2) against the real Redis, with
     LEARNER_PARAMS neighbours and a memory that holds the whole run: the served model remembers
-    every record either of them learned, each once, and each 1 once more mirrored (with a base
-    under its stem: the learner's ``mirror_base``)."""
+    every record either of them learned, each once (a 1 with a faint base under its stem: the
+    learner's ``record_base``), and each 1 once more mirrored (with a base under its stem: the
+    learner's ``mirror_base``)."""
     import dataclasses
     import itertools
     import json
@@ -333,8 +334,10 @@ def test_two_learners_serve_one_memory_of_every_record(settings, redis_client):
     served = ModelStore(redis_client, settings.model_key).load().model
     xs = np.asarray([x for x, _ in records], float)
     ys = np.array([y for _, y in records])
-    expected = np.concatenate([xs, augment.with_base(augment.mirror(xs[ys == 1]),
-                                                     OnlineSoftmax().mirror_base)])
+    default = OnlineSoftmax()  # the 1s with a faint base, their mirrors with a full one
+    expected = np.concatenate([xs[ys != 1], augment.with_base(xs[ys == 1], default.record_base),
+                               augment.with_base(augment.mirror(xs[ys == 1]),
+                                                 default.mirror_base)])
     n = len(expected)
     assert served.memory_count_ == n
     assert sorted(_memory_rows(served)) == sorted(expected.tolist())

@@ -196,7 +196,8 @@ def test_two_learners_one_model(par_env, settings, redis_client, flink, two_task
         meta = settled_meta(store, n)
         assert meta["samples_seen"] == n and meta["learners"] == 2, meta
         if memory:  # one memory, every record of both learners counted once (each 1 once more,
-            # mirrored with a base: the learner's ``mirrored`` and ``mirror_base``), the newest kept
+            # mirrored with a base: the learner's ``mirrored`` and ``mirror_base``; a 1 itself
+            # with a faint base, ``record_base``), the newest kept
             model = store.load().model
             ones = sum(1 for _, label in STREAM if label == 1)
             assert model.neighbours == 9 and model.memory_count_ == n + ones, model.memory_count_
@@ -204,7 +205,9 @@ def test_two_learners_one_model(par_env, settings, redis_client, flink, two_task
             labels: dict[tuple, set] = {}
             for image, label in zip(X.tolist(), y.tolist()):
                 labels.setdefault(tuple(image), set()).add(label)
-            for image in augment.with_base(augment.mirror(X[y == 1]), model.mirror_base).tolist():
+            digit_ones = X[y == 1]
+            for image in (augment.with_base(augment.mirror(digit_ones), model.mirror_base).tolist()
+                          + augment.with_base(digit_ones, model.record_base).tolist()):
                 labels.setdefault(tuple(image), set()).add(1)
             kept, kept_y = nearest.chronological(model.memory_x_, model.memory_y_, n + ones)
             # records as they came, with their labels: not averaged, not mixed up

@@ -72,34 +72,38 @@ def test_partial_fit_on_many_rows_learns_what_row_by_row_learns(shuffled_digits)
         assert np.allclose(getattr(batch, name), getattr(rows, name)), name
 
 
-def _remembered_with_mirrors(X, y, base: float) -> np.ndarray:
-    """The records as the default model remembers them: each 1 followed by its mirror image
-    with a base of ``base`` under its stem (0: the plain mirror)."""
-    def mirrored(row):
-        flipped = augment.mirror(row[None])
-        return (augment.with_base(flipped, base) if base else flipped)[0]
+def _remembered_with_mirrors(X, y, base: float, record_base: float = 0.0) -> np.ndarray:
+    """The records as the default model remembers them: each 1 with a base of ``record_base``
+    under its stem, followed by its mirror image with a base of ``base`` (0: none)."""
+    def based(row, ink):
+        return augment.with_base(row[None], ink)[0] if ink else row
 
-    return np.array([r for i in range(len(X)) for r in [X[i]] + ([mirrored(X[i])] if y[i] == 1
-                                                              else [])])
+    return np.array([r for i in range(len(X))
+                     for r in ([based(X[i], record_base), based(augment.mirror(X[i:i + 1])[0], base)]
+                               if y[i] == 1 else [X[i]])])
 
 
 def test_each_one_is_also_learned_and_remembered_mirrored(shuffled_digits):
-    """``mirrored`` (1s by default): each 1 of the stream is followed by its mirror image with a
-    base under its stem (``mirror_base``), learned (with its variant) and remembered right after
-    it, in a chunk as one by one; the learner counts the records alone; a correction from the
-    board (a row with a share) is not mirrored; ``mirror_base=0`` (and a model stored before it
-    existed) mirrors plainly, ``mirrored=()`` learns the records as they are; labels the model
-    lacks, and a base's ink outside 0..16, are refused."""
+    """``mirrored`` (1s by default): each 1 of the stream, with a faint base under its stem
+    (``record_base``), is followed by its mirror image with a full base (``mirror_base``),
+    learned (with its variant) and remembered right after it, in a chunk as one by one; the
+    learner counts the records alone; a correction from the board (a row with a share) is not
+    mirrored and gets no base; ``mirror_base=0`` and ``record_base=0`` (and a model stored
+    before they existed) leave the base out, ``mirrored=()`` learns the records as they are;
+    labels the model lacks, and a base's ink outside 0..16, are refused."""
     X, y = shuffled_digits
     model = _fit(X[:100], y[:100])
     ones = np.flatnonzero(y[:100] == 1)
-    assert model.mirrored == (1,) and model.mirror_base == 16 and len(ones) > 3
-    for fitted, base in ((model, 16.0), (_fit(X[:100], y[:100], mirror_base=0.0), 0.0)):
+    assert model.mirrored == (1,) and (model.mirror_base, model.record_base) == (16, 8)
+    assert len(ones) > 3
+    for fitted, bases in ((model, (16.0, 8.0)),
+                          (_fit(X[:100], y[:100], mirror_base=0.0), (0.0, 8.0)),
+                          (_fit(X[:100], y[:100], record_base=0.0), (16.0, 0.0))):
         memory, _ = nearest.chronological(fitted.memory_x_, fitted.memory_y_,
                                           fitted.memory_count_)
         # oldest first
         assert np.array_equal(memory[:100 + len(ones)],
-                              _remembered_with_mirrors(X[:100], y[:100], base))
+                              _remembered_with_mirrors(X[:100], y[:100], *bases))
     based = augment.with_base(augment.mirror(X[ones]), 16.0).reshape(-1, 8, 8)
     # every mirrored 1 stands on a base 5 cells wide
     assert (based[:, 7] == 16).sum(axis=1).min() >= 2 * augment.BASE_HALF + 1
@@ -122,8 +126,9 @@ def test_each_one_is_also_learned_and_remembered_mirrored(shuffled_digits):
             OnlineSoftmax(mirrored=bad, augment=0).partial_fit(X[:2, :width], y[:2],
                                                                classes=CLASSES)
     for ink in (-1.0, 17.0):
-        with pytest.raises(ValueError, match="mirror_base"):
-            _fit(X[:2], y[:2], mirror_base=ink)
+        for name in ("mirror_base", "record_base"):
+            with pytest.raises(ValueError, match=name):
+                _fit(X[:2], y[:2], **{name: ink})
 
 
 def _numpy_steps(model: OnlineSoftmax, X, y, weights) -> None:
@@ -450,10 +455,11 @@ def test_random_features_learn_what_a_linear_model_cannot():
     X[1, 10] = X[2, 20] = X[3, 10] = X[3, 20] = 16
     y = [0, 1, 1, 0]
     right = {}
-    # without the memory of records, which would learn them by heart
+    # without the memory of records, which would learn them by heart, and without the 1s of
+    # ``digits`` mirrored and based (label 1 here is not a drawn 1)
     for name, params in (("linear", {"kernel_features": 0, "neighbours": 0}),
                          ("random features", {"kernel_gamma": 1.0, "neighbours": 0})):
-        model = OnlineSoftmax(**params)
+        model = OnlineSoftmax(**params, mirrored=())
         for _ in range(300):
             model.partial_fit(X, y, classes=[0, 1])
         right[name] = int((model.predict(X) == y).sum())
@@ -476,14 +482,16 @@ def test_contributions_add_up_to_the_score_against_a_blank_board(shuffled_digits
         assert abs(parts.sum() - score) <= 0.01 * max(1.0, abs(score)), (parts.sum(), score)
 
 
-def test_a_model_stored_before_the_base_under_the_mirror_goes_on_mirroring_plainly(shuffled_digits):
-    """A model stored with mirrored 1s before ``mirror_base`` existed (2026-12-04) reads 0: its
-    1s go on being learned and remembered with the plain mirror."""
+def test_a_model_stored_before_the_bases_goes_on_mirroring_plainly(shuffled_digits):
+    """A model stored with mirrored 1s before ``mirror_base`` (2026-12-04) and ``record_base``
+    (2026-12-05) existed reads 0 for each: its 1s go on being learned and remembered with the
+    plain mirror."""
     X, y = shuffled_digits
-    model = _fit(X[:100], y[:100], mirror_base=0.0)
+    model = _fit(X[:100], y[:100], mirror_base=0.0, record_base=0.0)
     old = model_store.loads(model_store.dumps(model))
-    del old.__dict__["mirror_base"]  # what a model stored by the code before it holds
-    assert old.mirror_base == 0 and old.get_params()["mirror_base"] == 0
+    for name in ("mirror_base", "record_base"):
+        del old.__dict__[name]  # what a model stored by the code before it holds
+        assert getattr(old, name) == 0 and old.get_params()[name] == 0
     old.partial_fit(X[100:200], y[100:200])
     model.partial_fit(X[100:200], y[100:200])
     for name in (*sync.SOFTMAX_ARRAYS, "memory_x_", "memory_y_"):

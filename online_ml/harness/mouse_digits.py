@@ -227,15 +227,20 @@ FLAG_DROP = (0.13, 0.17, 0.22)
 FLAG_BASES = (0.0, 0.39, 0.53, 0.60, 0.66)
 
 
-def ones_by_flag(seed: int = 7) -> list[dict]:
+def ones_by_flag(seed: int = 7, one_stroke: bool = False) -> list[dict]:
     """1s by the shape of their flag: each reach of ``FLAG_REACH`` and drop of ``FLAG_DROP``,
     over each base of ``FLAG_BASES`` (0: none; else a second stroke centred under the stem), on
     each board of ``BOARDS`` at a random place and cropped: dicts of ``reach``, ``drop``, ``base``,
-    ``form`` and ``svg``.
+    ``form``, ``stroke`` and ``svg``. ``one_stroke``: the based ones only, each base drawn in the
+    stem's own stroke, out to the left first and back across (``stroke`` "left first"), and out
+    to the right first (``"right first"``), as the issue's "a plain 1 drawn as one stroke".
 
     >>> ones = ones_by_flag()
     >>> len(ones), sorted({o["base"] for o in ones})[:2]
     (180, [0.0, 0.39])
+    >>> once = ones_by_flag(one_stroke=True)
+    >>> len(once), sorted({o["stroke"] for o in once}), min(o["base"] for o in once) > 0
+    (288, ['left first', 'right first'], True)
     """
     import random
 
@@ -246,11 +251,18 @@ def ones_by_flag(seed: int = 7) -> list[dict]:
     for reach in FLAG_REACH:
         for drop in FLAG_DROP:
             for base in FLAG_BASES:
-                drawing: Drawing = [[(x - reach * height, top + drop * height), (x, top),
-                                     (x, bottom)]]
-                if base:
-                    half = base * height / 2
-                    drawing.append([(x - half, bottom), (x + half, bottom)])
-                out += [{"reach": reach, "drop": drop, "base": base, "form": form, "svg": svg}
+                stem = [(x - reach * height, top + drop * height), (x, top), (x, bottom)]
+                half = base * height / 2
+                if one_stroke:
+                    drawings = {"left first": [stem + [(x - half, bottom), (x + half, bottom)]],
+                                "right first": [stem + [(x + half, bottom), (x - half, bottom)]]
+                                } if base else {}
+                elif base:
+                    drawings = {"two strokes": [stem, [(x - half, bottom), (x + half, bottom)]]}
+                else:
+                    drawings = {"one stroke": [stem]}
+                out += [{"reach": reach, "drop": drop, "base": base, "form": form,
+                         "stroke": stroke, "svg": svg}
+                        for stroke, drawing in drawings.items()
                         for form, svg in _placed_forms(drawing, rng)]
     return out
