@@ -2,7 +2,7 @@
 1 of the stream mirrored too gains and costs, for several orders of the stream, and how much ink
 each base wants.
 
-No services, about a minute here. The test split is not looked at.
+No services, about three minutes here. The test split is not looked at.
 
 Why: ``digits``' 1s with a base have it as a foot to the right of the stem; a 1 with a flag and a
 base centred under its stem, as people draw it, was to the data a narrow 2's shape, and half of
