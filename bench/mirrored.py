@@ -190,8 +190,10 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
             # against the plain mirror (the default before the base), bitmaps and strokes: the worse
             row["z_plain"] = round(min(common.paired(rights[row["model"]][k], rights[PLAIN][k])[2]
                                        for k in ("dev", "traced")), 2)
-    served_rows = [r for r in rows if r["model"] == SERVED]
-    plain_rows = [r for r in rows if r["model"] == PLAIN]
+    def rows_of(name: str) -> list[dict]:
+        return [r for r in rows if r["model"] == name]
+
+    served_rows, plain_rows = rows_of(SERVED), rows_of(PLAIN)
     bases = [n for n in p.variants if n not in (PLAIN, WITHOUT)]
     best = chosen_base(rows, bases, SERVED)
 
@@ -202,7 +204,7 @@ def run(p: Params, smoke: bool = False, quiet: bool = False) -> dict:
     def against(other: str) -> str:
         """What the served model changes against ``other``, on average over the orders (the
         z range: the other's rows' z against the served model, negated)."""
-        theirs = [r for r in rows if r["model"] == other]
+        theirs = rows_of(other)
         if not theirs:
             return f"{other}: not run"
 

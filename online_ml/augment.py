@@ -156,13 +156,11 @@ def with_mirrors(X: np.ndarray, cols: np.ndarray, weights: np.ndarray, mirrored:
     if not pick.any():
         return X, cols, weights
     index = np.repeat(np.arange(len(X)), 1 + pick)
-    second = np.zeros(len(index), dtype=bool)
-    second[np.cumsum(1 + pick)[pick] - 1] = True  # the copy after each picked row
+    copies = np.cumsum(1 + pick)[pick] - 1  # where each picked row's copy goes, right after it
     rows = X[index]
     if record_base:
-        first = np.roll(second, -1)  # the record before each copy
-        rows[first] = with_base(rows[first], record_base)
-    rows[second] = with_base(mirror(X[pick]), base) if base else mirror(X[pick])
+        rows[copies - 1] = with_base(X[pick], record_base)
+    rows[copies] = with_base(mirror(X[pick]), base) if base else mirror(X[pick])
     return rows, cols[index], weights[index]
 
 
